@@ -1,0 +1,282 @@
+/**
+ * The graph IR: symbolic tensors, nodes, parameters and module scopes.
+ *
+ * Building never throws on a modelling mistake. An op whose shape rule fails records a `DslError`
+ * (op, module path, shapes) and returns a *poisoned* tensor; ops fed a poisoned tensor stay quiet, so one
+ * mistake reports once and every independent mistake in the graph is reported together by `validate()`.
+ */
+import * as E from 'fp-ts/lib/Either.js';
+import { type Dim, type Shape, formatShape, shapeEq } from './shape.ts';
+import type { OpDef } from './op.ts';
+
+export type DType = 'float32' | 'float64' | 'int64' | 'int32' | 'bool';
+export type FloatDType = 'float32' | 'float64';
+export const isFloat = (d: DType): d is FloatDType => d === 'float32' || d === 'float64';
+
+/** What a shape rule sees of a tensor: dtype, shape and, for constants, the values. */
+export interface TensorInfo {
+  readonly dtype: DType;
+  readonly shape: Shape;
+  readonly value?: ArrayLike<number> | undefined;
+}
+
+export interface DslError {
+  readonly op: string;
+  /** Module path of the op, e.g. `blocks.3.attn`; empty at top level. */
+  readonly path: string;
+  readonly message: string;
+  /** The input shapes, formatted. */
+  readonly shapes: readonly string[];
+}
+
+export function formatError(e: DslError): string {
+  const where = e.path ? ` at ${e.path}` : '';
+  const shapes = e.shapes.length ? ` (inputs ${e.shapes.join(', ')})` : '';
+  return `${e.op}${where}: ${e.message}${shapes}`;
+}
+
+/** How a parameter is initialised (values are drawn in TS from the run's seeded PRNG). */
+export type Init =
+  | { kind: 'zeros' }
+  | { kind: 'ones' }
+  | { kind: 'constant'; value: number }
+  | { kind: 'normal'; std: number }
+  | { kind: 'truncnormal'; std: number; lo?: number; hi?: number }
+  | { kind: 'uniform'; lo: number; hi: number };
+
+export interface ParamSpec {
+  /** Full hierarchical name, e.g. `blocks.0.attn.qkv.weight` (DINO state_dict keys). */
+  readonly name: string;
+  readonly shape: readonly number[];
+  readonly dtype: FloatDType;
+  readonly init: Init;
+  /** Weight decay applies (DINO: not to biases and 1-D parameters). */
+  readonly decay: boolean;
+  /** False for frozen parameters (e.g. `last_layer.weight_g` with norm_last_layer). */
+  readonly trainable: boolean;
+  /** Free-form tags used by filters, e.g. `last_layer`. */
+  readonly tags: readonly string[];
+}
+
+export type Source =
+  | { kind: 'input' }
+  | { kind: 'const'; data: ArrayLike<number> }
+  | { kind: 'param'; spec: ParamSpec }
+  | { kind: 'node'; node: Node; index: number };
+
+export class Tensor {
+  constructor(
+    readonly graph: Graph,
+    readonly id: number,
+    readonly dtype: DType,
+    readonly shape: Shape,
+    readonly source: Source,
+    /** Name in the emitted ONNX graph. */
+    readonly name: string,
+    /** True when an upstream shape rule failed; the shape is then meaningless. */
+    readonly poisoned = false,
+  ) {}
+
+  get rank(): number {
+    return this.shape.length;
+  }
+
+  get value(): ArrayLike<number> | undefined {
+    return this.source.kind === 'const' ? this.source.data : undefined;
+  }
+
+  /** The static size of dim `i` (negative counts from the end); throws for a symbolic dim. */
+  dim(i: number): number {
+    const d = this.shape[i < 0 ? this.shape.length + i : i];
+    if (typeof d !== 'number') throw new Error(`dim ${i} of ${this.name} ${formatShape(this.shape)} is not static`);
+    return d;
+  }
+
+  toString(): string {
+    return `${this.name}: ${this.dtype}${formatShape(this.shape)}`;
+  }
+}
+
+export interface Node {
+  readonly id: number;
+  readonly op: OpDef;
+  readonly inputs: readonly Tensor[];
+  readonly outputs: readonly Tensor[];
+  readonly attrs: Readonly<Record<string, unknown>>;
+  /** Module path at creation, e.g. `blocks.0.attn`. */
+  readonly path: string;
+  /** Unique node name: `<path>/<OpName>_<n>`. */
+  readonly name: string;
+}
+
+export class Graph {
+  readonly nodes: Node[] = [];
+  readonly inputs: Tensor[] = [];
+  readonly params = new Map<string, Tensor>();
+  readonly outputs = new Map<string, Tensor>();
+  readonly errors: DslError[] = [];
+  private nextId = 0;
+  private readonly pathStack: string[] = [];
+  private readonly usedNames = new Set<string>();
+  private readonly scalarConsts = new Map<string, Tensor>();
+
+  constructor(readonly name = 'graph') {}
+
+  get path(): string {
+    return this.pathStack[this.pathStack.length - 1] ?? '';
+  }
+
+  /** Runs `fn` with `path` as the module path of the nodes it creates. */
+  within<T>(path: string, fn: () => T): T {
+    this.pathStack.push(path);
+    try {
+      return fn();
+    } finally {
+      this.pathStack.pop();
+    }
+  }
+
+  private uniqueName(base: string): string {
+    let name = base;
+    for (let i = 1; this.usedNames.has(name); i++) name = `${base}_${i}`;
+    this.usedNames.add(name);
+    return name;
+  }
+
+  input(name: string, dtype: DType, shape: Shape): Tensor {
+    if (this.usedNames.has(name)) throw new Error(`graph input name "${name}" is already used`);
+    const t = new Tensor(this, this.nextId++, dtype, shape, { kind: 'input' }, this.uniqueName(name));
+    this.inputs.push(t);
+    return t;
+  }
+
+  /** A constant; scalars are shared. `data` is copied into the graph as given. */
+  constant(data: ArrayLike<number>, dtype: DType, shape: readonly number[]): Tensor {
+    const n = shape.reduce((a, b) => a * b, 1);
+    if (data.length !== n) throw new Error(`constant of shape ${formatShape(shape)} needs ${n} values, got ${data.length}`);
+    const key = n === 1 ? `${dtype}:${shape.length}:${data[0]}` : undefined;
+    const cached = key && this.scalarConsts.get(key);
+    if (cached) return cached;
+    const prefix = this.path ? `${this.path}/` : '';
+    const t = new Tensor(this, this.nextId++, dtype, shape, { kind: 'const', data }, this.uniqueName(`${prefix}const`));
+    if (key) this.scalarConsts.set(key, t);
+    return t;
+  }
+
+  scalar(value: number, dtype: DType = 'float32'): Tensor {
+    return this.constant([value], dtype, []);
+  }
+
+  /**
+   * A parameter. Asking again for the same name returns the same tensor (weights shared between
+   * calls, e.g. the student run on global and local crops); a different shape is an error.
+   * `prefix` namespaces the graph input (`student.` / `teacher.`) without changing the parameter's name.
+   */
+  param(spec: ParamSpec, prefix = ''): Tensor {
+    const inputName = prefix + spec.name;
+    const existing = this.params.get(inputName);
+    if (existing) {
+      const prev = (existing.source as { spec: ParamSpec }).spec;
+      if (!shapeEq(prev.shape, spec.shape)) {
+        this.error('param', `parameter "${spec.name}" requested as ${formatShape(spec.shape)} but exists as ${formatShape(prev.shape)}`, []);
+      }
+      return existing;
+    }
+    if (this.usedNames.has(inputName)) throw new Error(`parameter name "${inputName}" clashes with another graph value`);
+    const t = new Tensor(this, this.nextId++, spec.dtype, spec.shape, { kind: 'param', spec }, this.uniqueName(inputName));
+    this.params.set(inputName, t);
+    return t;
+  }
+
+  /** Marks `t` as a graph output called `name`. */
+  output(name: string, t: Tensor): void {
+    if (this.outputs.has(name)) throw new Error(`graph output "${name}" is defined twice`);
+    this.outputs.set(name, t);
+  }
+
+  error(op: string, message: string, inputs: readonly Tensor[]): void {
+    this.errors.push({ op, path: this.path, message, shapes: inputs.map((t) => `${t.dtype}${formatShape(t.shape)}`) });
+  }
+
+  /** Creates a node for `op`, running its shape rule; see the class comment for failures. */
+  apply(op: OpDef, inputs: readonly Tensor[], attrs: Record<string, unknown> = {}): Tensor[] {
+    for (const t of inputs) {
+      if (t.graph !== this) throw new Error(`${op.name}: input ${t.name} belongs to another graph`);
+    }
+    const nodeId = this.nextId++;
+    const base = this.path ? `${this.path}/${op.name}` : op.name;
+    const name = this.uniqueName(base);
+    let poisoned = inputs.some((t) => t.poisoned);
+    let infos: readonly TensorInfo[] = [];
+    if (!poisoned) {
+      const r = op.infer(inputs, attrs);
+      if (typeof r === 'string') {
+        this.error(op.name, r, inputs);
+        poisoned = true;
+      } else infos = r;
+    }
+    if (poisoned) {
+      const dtype = inputs[0]?.dtype ?? 'float32';
+      infos = Array.from({ length: op.outputCount(attrs) }, () => ({ dtype, shape: [] }));
+    }
+    const outputs: Tensor[] = [];
+    const node: Node = { id: nodeId, op, inputs: [...inputs], outputs, attrs, path: this.path, name };
+    infos.forEach((info, index) => {
+      const tname = this.uniqueName(infos.length === 1 ? name : `${name}:${index}`);
+      outputs.push(new Tensor(this, this.nextId++, info.dtype, info.shape, { kind: 'node', node, index }, tname, poisoned));
+    });
+    this.nodes.push(node);
+    return outputs;
+  }
+
+  /** Every recorded problem, or the graph. */
+  validate(): E.Either<DslError[], Graph> {
+    if (this.errors.length) return E.left([...this.errors]);
+    if (this.outputs.size === 0) return E.left([{ op: 'graph', path: '', message: `graph "${this.name}" has no outputs`, shapes: [] }]);
+    return E.right(this);
+  }
+}
+
+/** A module scope: a parameter-name prefix plus the module path used to name nodes. */
+export class Scope {
+  constructor(
+    readonly graph: Graph,
+    /** Module path, e.g. `blocks.0.attn` (also the parameter-name prefix). */
+    readonly path = '',
+    /** Graph-input namespace for parameters (e.g. `teacher.`), not part of the parameter name. */
+    readonly paramPrefix = '',
+  ) {}
+
+  child(name: string | number): Scope {
+    return new Scope(this.graph, this.path ? `${this.path}.${name}` : String(name), this.paramPrefix);
+  }
+
+  /** Runs `fn` with this scope's path naming the nodes it creates. */
+  run<T>(fn: () => T): T {
+    return this.graph.within(this.path, fn);
+  }
+
+  param(
+    name: string,
+    shape: readonly number[],
+    init: Init,
+    opts: { decay?: boolean; trainable?: boolean; tags?: readonly string[]; dtype?: FloatDType } = {},
+  ): Tensor {
+    const full = this.path ? `${this.path}.${name}` : name;
+    return this.graph.param(
+      {
+        name: full,
+        shape,
+        dtype: opts.dtype ?? 'float32',
+        init,
+        // DINO's rule: no weight decay on biases and 1-D parameters (norms).
+        decay: opts.decay ?? !(name.endsWith('bias') || shape.length <= 1),
+        trainable: opts.trainable ?? true,
+        tags: opts.tags ?? [],
+      },
+      this.paramPrefix,
+    );
+  }
+}
+
+export const dimsOf = (t: Tensor): Dim[] => [...t.shape];

@@ -1,0 +1,11 @@
+/** The DSL's public surface: build graphs with these, differentiate them, emit ONNX. */
+export * from './graph.ts';
+export * from './shape.ts';
+export { defineOp, allOps, type OpDef, type VjpArgs, type ConstInput, type AttrType } from './op.ts';
+export * from './ops/elementwise.ts';
+export * from './ops/reduce.ts';
+export * from './ops/layout.ts';
+export * from './ops/nn.ts';
+export { gradients, onesLike } from './autodiff.ts';
+export { emitOnnx, toModelProto, decodeOnnx, OPSET, IR_VERSION, type EmitOptions, type WeightArray } from './onnx/emit.ts';
+export { Prng, type PrngState } from './prng.ts';
