@@ -56,6 +56,12 @@ export interface ParamSpec {
   readonly trainable: boolean;
   /** Free-form tags used by filters, e.g. `last_layer`. */
   readonly tags: readonly string[];
+  /**
+   * `param`: learned by the optimizer (when trainable). `optim`: optimizer state (moments, step counts).
+   * `buffer`: persistent state updated by the
+   * forward pass itself, e.g. BatchNorm running statistics (see `Scope.updateBuffer`).
+   */
+  readonly kind: 'param' | 'buffer' | 'optim';
 }
 
 export type Source =
@@ -114,6 +120,8 @@ export class Graph {
   readonly inputs: Tensor[] = [];
   readonly params = new Map<string, Tensor>();
   readonly outputs = new Map<string, Tensor>();
+  /** New values of buffers computed by this graph, keyed like `params` (graph-input name). */
+  readonly bufferUpdates = new Map<string, Tensor>();
   readonly errors: DslError[] = [];
   private nextId = 0;
   private readonly pathStack: string[] = [];
@@ -273,10 +281,32 @@ export class Scope {
         decay: opts.decay ?? !(name.endsWith('bias') || shape.length <= 1),
         trainable: opts.trainable ?? true,
         tags: opts.tags ?? [],
+        kind: 'param',
       },
       this.paramPrefix,
     );
   }
+
+  /** Persistent non-learned state (BatchNorm running mean/var); never decayed, never trained. */
+  buffer(name: string, shape: readonly number[], init: Init, dtype: FloatDType = 'float32'): Tensor {
+    const full = this.path ? `${this.path}.${name}` : name;
+    return this.graph.param({ name: full, shape, dtype, init, decay: false, trainable: false, tags: [], kind: 'buffer' }, this.paramPrefix);
+  }
+
+  /** Records the new value of a buffer (a training step emits it as the buffer's next state). */
+  updateBuffer(name: string, value: Tensor): void {
+    const key = this.paramPrefix + (this.path ? `${this.path}.${name}` : name);
+    const buf = this.graph.params.get(key);
+    if (!buf || (buf.source as { spec: ParamSpec }).spec.kind !== 'buffer') throw new Error(`updateBuffer: no buffer "${key}"`);
+    if (this.graph.bufferUpdates.has(key)) throw new Error(`updateBuffer: buffer "${key}" updated twice in one graph`);
+    this.graph.bufferUpdates.set(key, value);
+  }
+}
+
+/** The spec of a parameter or buffer tensor (throws for other tensors). */
+export function specOf(t: Tensor): ParamSpec {
+  if (t.source.kind !== 'param') throw new Error(`${t.name} is not a parameter`);
+  return t.source.spec;
 }
 
 export const dimsOf = (t: Tensor): Dim[] => [...t.shape];

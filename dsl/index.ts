@@ -9,3 +9,6 @@ export * from './ops/nn.ts';
 export { gradients, onesLike } from './autodiff.ts';
 export { emitOnnx, toModelProto, decodeOnnx, OPSET, IR_VERSION, type EmitOptions, type WeightArray } from './onnx/emit.ts';
 export { Prng, type PrngState } from './prng.ts';
+export { drawInit, initialValues } from './init.ts';
+export * from './train/optim.ts';
+export * from './train/step.ts';

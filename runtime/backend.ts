@@ -1,0 +1,65 @@
+/**
+ * Running compiled graphs with onnxruntime-node: execution-provider choice, thread settings and
+ * typed feeds. The same bytes run in onnxruntime-web (see `runtime/web.ts`).
+ */
+import * as ort from 'onnxruntime-node';
+import type { DType } from '../dsl/graph.ts';
+
+export type ExecutionProvider = 'cpu' | 'cuda' | 'webgpu';
+
+export interface SessionOptions {
+  readonly ep?: ExecutionProvider;
+  /** Intra-op threads (0 = ORT's default: one per core). */
+  readonly threads?: number;
+  /** ORT graph optimisation level. */
+  readonly optimization?: 'disabled' | 'basic' | 'extended' | 'all';
+  /** Write an ORT profile (chrome://tracing JSON) with this prefix. */
+  readonly profilePrefix?: string;
+}
+
+export type HostArray = Float32Array | Float64Array | BigInt64Array | Int32Array | Uint8Array;
+
+const REMEDY: Record<ExecutionProvider, string> = {
+  cpu: '',
+  cuda:
+    'the CUDA execution provider is not installed: reinstall onnxruntime-node with ONNXRUNTIME_NODE_INSTALL=cuda12 ' +
+    '(see README "GPU"), on a machine with CUDA 12 and cuDNN 9, or use --ep cpu',
+  webgpu: 'no WebGPU adapter was found (needs a Vulkan/Metal/D3D12 GPU driver); use --ep cpu',
+};
+
+export async function createSession(model: Uint8Array | string, opts: SessionOptions = {}): Promise<ort.InferenceSession> {
+  const ep = opts.ep ?? 'cpu';
+  const so: ort.InferenceSession.SessionOptions = {
+    executionProviders: [ep],
+    graphOptimizationLevel: opts.optimization ?? 'all',
+    intraOpNumThreads: opts.threads ?? 0,
+    interOpNumThreads: 1,
+    executionMode: 'sequential',
+    enableCpuMemArena: true,
+    enableMemPattern: true,
+    ...(opts.profilePrefix ? { enableProfiling: true, profileFilePrefix: opts.profilePrefix } : {}),
+  };
+  try {
+    return typeof model === 'string' ? await ort.InferenceSession.create(model, so) : await ort.InferenceSession.create(model, so);
+  } catch (e) {
+    const msg = (e as Error).message;
+    if (ep !== 'cpu') throw new Error(`could not start the ${ep} execution provider: ${REMEDY[ep]} (ORT said: ${msg})`);
+    throw new Error(`ONNX Runtime could not load the model${typeof model === 'string' ? ` ${model}` : ''}: ${msg}`);
+  }
+}
+
+const ORT_TYPE: Record<DType, ort.Tensor.Type> = { float32: 'float32', float64: 'float64', int64: 'int64', int32: 'int32', bool: 'bool' };
+
+export function hostTensor(dtype: DType, data: HostArray, dims: readonly number[]): ort.Tensor {
+  return new ort.Tensor(ORT_TYPE[dtype], data as any, dims);
+}
+
+export function float32(data: Float32Array | number[], dims: readonly number[]): ort.Tensor {
+  return new ort.Tensor('float32', data instanceof Float32Array ? data : Float32Array.from(data), dims);
+}
+
+export function scalarTensor(value: number, dtype: 'float32' | 'float64' = 'float32'): ort.Tensor {
+  return dtype === 'float32' ? new ort.Tensor('float32', Float32Array.of(value), []) : new ort.Tensor('float64', Float64Array.of(value), []);
+}
+
+export { ort };
