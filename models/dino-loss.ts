@@ -1,0 +1,81 @@
+/**
+ * DINO's loss, center update and collapse metrics (Caron et al. 2021; main_dino.py DINOLoss), as graph code.
+ *
+ * Views are stacked view-major, as DINO's MultiCropWrapper concatenates them: the student's logits are
+ * [V*B, K] (the 2 global views first, then the local views), the teacher's [2*B, K] (global views only).
+ */
+import {
+  type Tensor,
+  add,
+  div,
+  log,
+  maximum,
+  logSoftmax,
+  meanAll,
+  mul,
+  neg,
+  reduceMean,
+  reduceSum,
+  reshape,
+  slice,
+  softmax,
+  stopGradient,
+  sub,
+} from '../dsl/index.ts';
+
+export interface DinoLossInputs {
+  /** Student logits [V*B, K]; views 0 and 1 are the global crops. */
+  readonly student: Tensor;
+  /** Teacher logits [2*B, K] on the two global crops. */
+  readonly teacher: Tensor;
+  /** Center [1, K] (state), subtracted from teacher logits before sharpening. */
+  readonly center: Tensor;
+  /** Teacher temperature τ_t (scalar input: it follows a warm-up schedule). */
+  readonly teacherTemp: Tensor;
+  /** Student temperature τ_s (DINO: 0.1). */
+  readonly studentTemp: number;
+  /** Center EMA momentum m (DINO: 0.9). */
+  readonly centerMomentum: number;
+  readonly batch: number;
+  readonly views: number;
+}
+
+export interface DinoLossOutputs {
+  /** Mean over pairs (teacher view i, student view v != i) of the batch-mean cross-entropy. */
+  readonly loss: Tensor;
+  /** m c + (1 - m) mean of this step's teacher logits, [1, K] (computed from the teacher, no gradient). */
+  readonly nextCenter: Tensor;
+  /** Mean entropy of the teacher's distributions: log K when uniform (collapse), 0 when one-hot. */
+  readonly teacherEntropy: Tensor;
+  /** Mean KL(P_t(x) || mean_x P_t): 0 when every image gets the same distribution (either collapse). */
+  readonly teacherKl: Tensor;
+}
+
+export function dinoLoss(a: DinoLossInputs): DinoLossOutputs {
+  const { batch: b, views: v } = a;
+  const k = a.teacher.dim(-1);
+  const teacher = stopGradient(a.teacher);
+  const teacherLogits = div(sub(teacher, a.center), a.teacherTemp);
+  const pt = softmax(teacherLogits, -1); // [2B, K]
+  const logPs = logSoftmax(div(a.student, a.studentTemp), -1); // [V B, K]
+
+  // Sum over all pairs (i, v != i) of <P_t^i, log P_s^v> per image
+  //   = <sum_i P_t^i, sum_v log P_s^v> - sum_{i in {0,1}} <P_t^i, log P_s^i>,
+  // which costs two view sums instead of 2(V-1) separate cross-entropies.
+  const pt3 = reshape(pt, [2, b, k]);
+  const ls3 = reshape(logPs, [v, b, k]);
+  const allPairs = reduceSum(mul(reduceSum(pt3, 0), reduceSum(ls3, 0)), [0, 1]);
+  const samePairs = reduceSum(mul(pt3, slice(ls3, [0], [2], [0])), [0, 1, 2]);
+  const pairs = 2 * v - 2;
+  const loss = neg(div(sub(allPairs, samePairs), b * pairs));
+
+  const batchCenter = reduceMean(teacher, 0, true); // [1, K]
+  const nextCenter = stopGradient(add(mul(a.center, a.centerMomentum), mul(batchCenter, 1 - a.centerMomentum)));
+
+  const logPt = logSoftmax(teacherLogits, -1);
+  const teacherEntropy = neg(div(reduceSum(mul(pt, logPt), [0, 1]), 2 * b));
+  const meanPt = reduceMean(pt, 0, true);
+  const teacherKl = meanAll(reduceSum(mul(pt, sub(logPt, log(maximum(meanPt, 1e-30)))), -1));
+  return { loss, nextCenter, teacherEntropy, teacherKl };
+}
+
