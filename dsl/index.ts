@@ -12,3 +12,6 @@ export { Prng, type PrngState } from './prng.ts';
 export { drawInit, initialValues } from './init.ts';
 export * from './train/optim.ts';
 export * from './train/step.ts';
+export * from './ops/conv.ts';
+export * from './ops/gather.ts';
+export * from './ops/norm.ts';
