@@ -1,0 +1,72 @@
+/**
+ * Checkpoints (DESIGN invariant 5): the whole training state as safetensors plus a JSON metadata block
+ * (config, completed steps, seed, loader position), written atomically: a crash mid-write leaves the
+ * previous checkpoint intact.
+ */
+import { existsSync } from 'node:fs';
+import type { TrainState } from '../state.ts';
+import { ort } from '../backend.ts';
+import { readSafetensors, writeSafetensorsAtomic, type NamedTensor } from '../io/safetensors.ts';
+import type { LoaderPosition } from '../data/loader.ts';
+import type { TrainConfig } from './config.ts';
+
+export const CHECKPOINT_FORMAT = 'dino-ts/1';
+
+export interface CheckpointMeta {
+  readonly config: TrainConfig;
+  /** Steps completed. */
+  readonly step: number;
+  readonly seed: number;
+  /** Where the data loader resumes. */
+  readonly loader: LoaderPosition;
+}
+
+export function saveCheckpoint(path: string, state: TrainState, meta: CheckpointMeta): void {
+  const tensors = new Map<string, NamedTensor>();
+  for (const name of state.names()) {
+    const t = state.get(name);
+    tensors.set(name, { dtype: 'float32', shape: [...t.dims], data: t.data as Float32Array });
+  }
+  writeSafetensorsAtomic(path, tensors, {
+    format: CHECKPOINT_FORMAT,
+    config: JSON.stringify(meta.config),
+    step: String(meta.step),
+    seed: String(meta.seed),
+    loader: JSON.stringify(meta.loader),
+  });
+}
+
+export interface LoadedCheckpoint {
+  readonly meta: CheckpointMeta;
+  readonly tensors: Map<string, NamedTensor>;
+}
+
+export function loadCheckpoint(path: string): LoadedCheckpoint {
+  if (!existsSync(path)) throw new Error(`${path}: no checkpoint there; train first (npx dino train --out DIR), or pass the run folder that holds checkpoint.safetensors`);
+  const { tensors, metadata } = readSafetensors(path);
+  const md = metadata ?? {};
+  if (md['format'] !== CHECKPOINT_FORMAT) {
+    throw new Error(`${path}: not a dino-ts training checkpoint (format "${md['format'] ?? 'missing'}"); to start from plain weights use --init FILE`);
+  }
+  try {
+    return {
+      tensors,
+      meta: { config: JSON.parse(md['config']!), step: Number(md['step']), seed: Number(md['seed']), loader: JSON.parse(md['loader']!) },
+    };
+  } catch (e) {
+    throw new Error(`${path}: checkpoint metadata is unreadable (${(e as Error).message}); resume from an earlier checkpoint`);
+  }
+}
+
+/** Restores every state tensor from a checkpoint; a missing or mis-shaped tensor is an error naming it. */
+export function restoreState(state: TrainState, ckpt: LoadedCheckpoint, path: string): void {
+  const problems: string[] = [];
+  for (const name of state.names()) {
+    const t = ckpt.tensors.get(name);
+    const want = state.get(name).dims;
+    if (!t) problems.push(`missing "${name}"`);
+    else if (t.shape.length !== want.length || t.shape.some((d, i) => d !== want[i])) problems.push(`"${name}" is [${t.shape}], the model needs [${want}]`);
+    else state.set(name, new ort.Tensor('float32', Float32Array.from(t.data as Float32Array), want));
+  }
+  if (problems.length) throw new Error(`${path}: checkpoint does not fit this model:\n  ${problems.join('\n  ')}`);
+}

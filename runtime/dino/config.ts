@@ -1,0 +1,162 @@
+/**
+ * The typed DINO training configuration and its presets. Every field carries DINO's advice; defaults
+ * are facebookresearch/dino's main_dino.py defaults unless the preset says otherwise.
+ */
+import type { DinoHeadConfig } from '../../models/head.ts';
+import type { ViTConfig } from '../../models/vit.ts';
+import type { DinoStepConfig } from '../../models/dino-step.ts';
+import { type AugmentConfig, augmentConfig } from '../data/multicrop.ts';
+import { FASHION_MNIST_MEAN, FASHION_MNIST_STD } from '../data/fashion-mnist.ts';
+import type { ScheduleConfig } from './schedules.ts';
+
+export interface TrainConfig {
+  readonly preset: string;
+  readonly backbone: ViTConfig;
+  readonly head: DinoHeadConfig;
+  readonly augment: AugmentConfig;
+  /** Images per step. DINO's learning rate scales linearly with it. */
+  readonly batch: number;
+  /** Length of the run in steps; every schedule spans it. */
+  readonly steps: number;
+  readonly seed: number;
+  /**
+   * Peak learning rate for a batch of 256 (scaled by batch / 256), reached after warm-up. DINO: 0.0005.
+   */
+  readonly lr: number;
+  /** Final learning rate of the cosine decay. DINO: 1e-6. */
+  readonly minLr: number;
+  /** Fraction of the run spent in linear lr warm-up. DINO: 10 of 100 epochs. */
+  readonly warmupFraction: number;
+  /** Weight decay at the start (cosine schedule). DINO: 0.04. */
+  readonly weightDecay: number;
+  /** Weight decay at the end. DINO: 0.4; "a higher weight decay ... improves the performance for ViTs". */
+  readonly weightDecayEnd: number;
+  /**
+   * Teacher EMA momentum at the start, cosine-increased to 1. DINO: 0.996; "we recommend setting a higher
+   * value with small batches: for example use 0.9995 with batch size of 256".
+   */
+  readonly momentumTeacher: number;
+  /** Teacher temperature at the start of its warm-up. DINO: 0.04. */
+  readonly warmupTeacherTemp: number;
+  /** Final teacher temperature. DINO: 0.04; "starting with the default value of 0.04 and increase this slightly if needed"; above 0.07 is unstable. */
+  readonly teacherTemp: number;
+  /** Steps of teacher-temperature warm-up. DINO: 0 (30 epochs when teacherTemp > 0.04). */
+  readonly warmupTeacherTempSteps: number;
+  /** Student temperature τ_s. DINO: 0.1. */
+  readonly studentTemp: number;
+  /** Center EMA momentum. DINO: 0.9. */
+  readonly centerMomentum: number;
+  /** Per-parameter gradient-norm clipping; 0 disables. DINO: 3.0 ("0.3, 1.0, 2.0 for larger models"). */
+  readonly clipGrad: number;
+  /**
+   * Steps during which the head's last layer is not updated. DINO: 1 epoch; "typically doing so during the
+   * first epoch helps training. Try increasing this value if the loss does not decrease".
+   */
+  readonly freezeLastLayerSteps: number;
+}
+
+const FMNIST_BACKBONE: ViTConfig = {
+  kind: 'vit', imgSize: 28, patchSize: 4, inChans: 1, embedDim: 192, depth: 6, numHeads: 3, mlpRatio: 4,
+  qkvBias: true, layerNormEps: 1e-6, dropPathRate: 0.1,
+};
+const FMNIST_HEAD: DinoHeadConfig = { outDim: 4096, hiddenDim: 2048, bottleneckDim: 256, nlayers: 3, useBn: false, normLastLayer: true };
+const FMNIST_AUGMENT = augmentConfig({
+  globalSize: 28, localSize: 12, localCrops: 6, mean: [FASHION_MNIST_MEAN], std: [FASHION_MNIST_STD],
+});
+
+/** `fmnist-tiny6`: DESIGN §5, DINO's defaults exactly. */
+const FMNIST_TINY6: TrainConfig = {
+  preset: 'fmnist-tiny6',
+  backbone: FMNIST_BACKBONE,
+  head: FMNIST_HEAD,
+  augment: FMNIST_AUGMENT,
+  batch: 64, steps: 600, seed: 0,
+  lr: 0.0005, minLr: 1e-6, warmupFraction: 0.1,
+  weightDecay: 0.04, weightDecayEnd: 0.4,
+  momentumTeacher: 0.996, warmupTeacherTemp: 0.04, teacherTemp: 0.04, warmupTeacherTempSteps: 0,
+  studentTemp: 0.1, centerMomentum: 0.9, clipGrad: 3.0,
+  freezeLastLayerSteps: Math.ceil(60000 / 64),
+};
+
+/**
+ * `fmnist-quick`: the `npm start` default: the fmnist-tiny6 architecture and crops, with DINO-method
+ * hyper-parameters chosen for a ~10-minute CPU run (search recorded in docs/fmnist-quick.md).
+ * Augmentation radii are scaled to 28 px images (DINO's blur sigmas are meant for 224 px crops).
+ */
+const FMNIST_QUICK: TrainConfig = {
+  ...FMNIST_TINY6,
+  preset: 'fmnist-quick',
+  augment: augmentConfig({ ...FMNIST_AUGMENT, blurSigma: [0.1 * 28 / 224, 2.0 * 28 / 224] }),
+  batch: 32,
+  steps: 800,
+  freezeLastLayerSteps: 1,
+};
+
+export const PRESETS: Readonly<Record<string, TrainConfig>> = {
+  'fmnist-quick': FMNIST_QUICK,
+  'fmnist-tiny6': FMNIST_TINY6,
+  'fmnist-tiny12': { ...FMNIST_TINY6, preset: 'fmnist-tiny12', backbone: { ...FMNIST_BACKBONE, depth: 12 } },
+};
+
+export function presetNames(): string[] {
+  return Object.keys(PRESETS);
+}
+
+export function getPreset(name: string): TrainConfig {
+  const p = PRESETS[name];
+  if (!p) throw new Error(`unknown preset "${name}"; available: ${presetNames().join(', ')}`);
+  return p;
+}
+
+/** The graph-level part of a training config. */
+export function stepConfig(cfg: TrainConfig): DinoStepConfig {
+  return {
+    backbone: cfg.backbone, head: cfg.head, batch: cfg.batch,
+    globalSize: cfg.augment.globalSize, localSize: cfg.augment.localSize, localCrops: cfg.augment.localCrops,
+    studentTemp: cfg.studentTemp, centerMomentum: cfg.centerMomentum, clipGrad: cfg.clipGrad,
+  };
+}
+
+/** The schedule part of a training config (lr scaled by batch / 256, warm-up in steps). */
+export function scheduleConfig(cfg: TrainConfig): ScheduleConfig {
+  return {
+    peakLr: (cfg.lr * cfg.batch) / 256, minLr: cfg.minLr, warmupSteps: Math.round(cfg.warmupFraction * cfg.steps),
+    weightDecay: cfg.weightDecay, weightDecayEnd: cfg.weightDecayEnd, momentumTeacher: cfg.momentumTeacher,
+    warmupTeacherTemp: cfg.warmupTeacherTemp, teacherTemp: cfg.teacherTemp, warmupTeacherTempSteps: cfg.warmupTeacherTempSteps,
+    freezeLastLayerSteps: cfg.freezeLastLayerSteps,
+  };
+}
+
+/**
+ * Applies `key=value` overrides (dotted paths, e.g. `lr=0.002`, `head.outDim=1024`,
+ * `augment.blurSigma=[0.0125,0.25]`). An unknown key or a value of the wrong type is an error naming the key;
+ * every problem is reported at once.
+ */
+export function applyOverrides(cfg: TrainConfig, sets: readonly string[]): TrainConfig {
+  const out: any = structuredClone(cfg);
+  const problems: string[] = [];
+  for (const set of sets) {
+    const eq = set.indexOf('=');
+    if (eq < 1) { problems.push(`"${set}" is not key=value`); continue; }
+    const key = set.slice(0, eq), raw = set.slice(eq + 1);
+    const path = key.split('.');
+    let obj = out;
+    for (const part of path.slice(0, -1)) obj = obj && typeof obj === 'object' ? obj[part] : undefined;
+    const leaf = path[path.length - 1]!;
+    if (!obj || typeof obj !== 'object' || !(leaf in obj)) { problems.push(`unknown config key "${key}"`); continue; }
+    const current = obj[leaf];
+    let value: unknown;
+    try { value = typeof current === 'string' ? (raw.startsWith('"') ? JSON.parse(raw) : raw) : JSON.parse(raw); }
+    catch { problems.push(`"${key}": cannot parse "${raw}" as ${typeOf(current)}`); continue; }
+    if (typeOf(value) !== typeOf(current)) { problems.push(`"${key}" must be ${typeOf(current)}, got ${typeOf(value)} (${raw})`); continue; }
+    obj[leaf] = value;
+  }
+  if (problems.length) throw new Error(`invalid --set:\n  ${problems.join('\n  ')}`);
+  out.augment = augmentConfig(out.augment);
+  return out as TrainConfig;
+}
+
+function typeOf(v: unknown): string {
+  if (Array.isArray(v)) return `array of ${v.length ? typeOf(v[0]) : 'any'}`;
+  return typeof v;
+}

@@ -1,0 +1,191 @@
+/**
+ * The DINO training loop: data -> multi-crop (worker thread, overlapped) -> compiled step graph ->
+ * metrics JSONL, progress, atomic checkpoints, resume, NaN stop, Ctrl-C save.
+ */
+import { appendFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import * as E from 'fp-ts/lib/Either.js';
+import { Prng, formatError, initialValues, type ParamSpec } from '../../dsl/index.ts';
+import { STUDENT, TEACHER, buildDinoStep } from '../../models/dino-step.ts';
+import { sampleDropPathMasks } from '../../models/vit.ts';
+import { type ExecutionProvider, ort } from '../backend.ts';
+import { StepRunner } from '../step-runner.ts';
+import { TrainState } from '../state.ts';
+import type { Dataset } from '../data/dataset.ts';
+import { MultiCropLoader } from '../data/loader.ts';
+import { derivePrng } from '../data/seeds.ts';
+import { loadFashionMnist } from '../data/fashion-mnist.ts';
+import { loadImageFolder } from '../data/image-folder.ts';
+import { type TrainConfig, scheduleConfig, stepConfig } from './config.ts';
+import { loadCheckpoint, restoreState, saveCheckpoint } from './checkpoint.ts';
+import { stepScalars } from './schedules.ts';
+
+/** PRNG stream for stochastic-depth masks (streams 1-2 are the loader's: see runtime/data/seeds.ts). */
+const DROP_PATH_STREAM = 3;
+
+export interface TrainOptions {
+  readonly config: TrainConfig;
+  /** Run folder: config.json, metrics.jsonl, checkpoint.safetensors. */
+  readonly out: string;
+  /** Continue from `out/checkpoint.safetensors`. */
+  readonly resume?: boolean;
+  /** Image folder instead of the embedded Fashion-MNIST. */
+  readonly data?: string;
+  readonly skipBadImages?: boolean;
+  readonly ep?: ExecutionProvider;
+  readonly threads?: number;
+  /** Save every K steps (and always at the end). 0: only at the end. */
+  readonly checkpointEvery?: number;
+  /** Start student and teacher from these backbone/head weights (name -> values, DINO keys). */
+  readonly initWeights?: ReadonlyMap<string, Float32Array>;
+  /** Stop after this many steps of this invocation (for tests of resume); the schedules still span config.steps. */
+  readonly stopAfter?: number;
+  /** Progress line on stderr (default true when stderr is a TTY). */
+  readonly progress?: boolean;
+  readonly log?: (line: string) => void;
+  /** Data already loaded (tests and benches reuse it). */
+  readonly dataset?: Dataset;
+}
+
+export interface TrainResult {
+  readonly steps: number;
+  readonly lastMetrics: Record<string, number>;
+  readonly state: TrainState;
+  readonly checkpoint: string;
+  readonly interrupted: boolean;
+}
+
+export async function loadTrainingData(cfg: TrainConfig, opts: Pick<TrainOptions, 'data' | 'skipBadImages' | 'log'>): Promise<Dataset> {
+  if (!opts.data) return loadFashionMnist();
+  const r = await loadImageFolder(opts.data, { imageSize: cfg.backbone.imgSize, channels: cfg.backbone.inChans === 1 ? 1 : 3, skipBadImages: opts.skipBadImages ?? false });
+  if (r.skipped.length) opts.log?.(`skipped ${r.skipped.length} unreadable image(s), e.g. ${r.skipped[0]!.file}: ${r.skipped[0]!.reason}`);
+  return r.dataset;
+}
+
+/** Fresh state: student drawn from the seed, teacher = copy of the student, zeros elsewhere. */
+export function initialState(specs: readonly ParamSpec[], seed: number, initWeights?: ReadonlyMap<string, Float32Array>): TrainState {
+  const studentSpecs = specs.filter((s) => s.name.startsWith(STUDENT));
+  const values = initialValues(studentSpecs, Prng.seeded(seed));
+  if (initWeights) {
+    for (const [name, v] of initWeights) {
+      const key = STUDENT + name;
+      if (!values.has(key)) throw new Error(`--init: the model has no parameter "${name}"`);
+      if (values.get(key)!.length !== v.length) throw new Error(`--init: "${name}" has ${v.length} values, the model needs ${values.get(key)!.length}`);
+      values.set(key, v);
+    }
+  }
+  for (const [name, v] of [...values]) values.set(TEACHER + name.slice(STUDENT.length), Float32Array.from(v));
+  return TrainState.init(specs, Prng.seeded(seed), values);
+}
+
+export async function train(opts: TrainOptions): Promise<TrainResult> {
+  const log = opts.log ?? ((l: string) => process.stderr.write(l + '\n'));
+  const cfg = opts.config;
+  mkdirSync(opts.out, { recursive: true });
+  const ckptPath = join(opts.out, 'checkpoint.safetensors');
+  const metricsPath = join(opts.out, 'metrics.jsonl');
+
+  const built = buildDinoStep(stepConfig(cfg));
+  if (E.isLeft(built)) throw new Error(`the model config is invalid:\n  ${built.left.map(formatError).join('\n  ')}`);
+  const compileStart = performance.now();
+  const runner = await StepRunner.compile(built.right.graph, { ep: opts.ep ?? 'cpu', threads: opts.threads ?? 0 });
+  log(`compiled the training step (${(runner.onnxBytes.length / 1e6).toFixed(1)} MB ONNX, ${built.right.graph.nodes.length} nodes) in ${((performance.now() - compileStart) / 1000).toFixed(1)} s`);
+
+  let state: TrainState;
+  let startStep = 0;
+  let loaderStart = { epoch: 0, batch: 0 };
+  if (opts.resume) {
+    const ckpt = loadCheckpoint(ckptPath);
+    if (JSON.stringify(ckpt.meta.config) !== JSON.stringify(cfg)) {
+      throw new Error(`${ckptPath}: the checkpoint was trained with a different config; resume with the run's own config (${join(opts.out, 'config.json')}) or start a new --out folder`);
+    }
+    state = initialState(runner.signature.state, cfg.seed);
+    restoreState(state, ckpt, ckptPath);
+    startStep = ckpt.meta.step;
+    loaderStart = ckpt.meta.loader;
+    log(`resuming from step ${startStep}`);
+  } else {
+    if (existsSync(ckptPath)) throw new Error(`${ckptPath} exists: pass --resume to continue that run, or choose another --out folder (nothing was overwritten)`);
+    state = initialState(runner.signature.state, cfg.seed, opts.initWeights);
+    writeFileSync(join(opts.out, 'config.json'), JSON.stringify(cfg, null, 2) + '\n');
+    writeFileSync(metricsPath, '');
+  }
+
+  const dataset = opts.dataset ?? (await loadTrainingData(cfg, opts));
+  const loader = new MultiCropLoader({ dataset, batchSize: cfg.batch, seed: cfg.seed, augment: cfg.augment, workers: 1, prefetch: 2, start: loaderStart });
+  const sched = scheduleConfig(cfg);
+  const b = cfg.batch, bb = cfg.backbone, aug = cfg.augment;
+  const globalDims = [2 * b, bb.inChans, aug.globalSize, aug.globalSize];
+  const localDims = [aug.localCrops * b, bb.inChans, aug.localSize, aug.localSize];
+  const withDropPath = bb.dropPathRate > 0;
+
+  let interrupted = false;
+  const onSigint = () => {
+    interrupted = true;
+    log('\ninterrupt: finishing this step and saving a checkpoint (Ctrl-C again to abort without saving)');
+    process.once('SIGINT', () => process.exit(130));
+  };
+  process.once('SIGINT', onSigint);
+
+  const save = (step: number, position = loader.position()) => saveCheckpoint(ckptPath, state, { config: cfg, step, seed: cfg.seed, loader: position });
+  const end = Math.min(cfg.steps, startStep + (opts.stopAfter ?? Infinity));
+  const progress = opts.progress ?? process.stderr.isTTY;
+  let last: Record<string, number> = {};
+  let step = startStep;
+  const t0 = performance.now();
+  try {
+    for (; step < end && !interrupted; step++) {
+      const batch = await loader.next();
+      const feeds: Record<string, ort.Tensor> = {
+        globals: new ort.Tensor('float32', batch.globals, globalDims),
+        ...(aug.localCrops > 0 ? { locals: new ort.Tensor('float32', batch.locals, localDims) } : {}),
+      };
+      if (withDropPath) {
+        const prng = derivePrng(cfg.seed, DROP_PATH_STREAM, step);
+        feeds['drop_path.globals'] = new ort.Tensor('float32', sampleDropPathMasks(prng, bb, 2 * b), [bb.depth, 2, 2 * b]);
+        if (aug.localCrops > 0) feeds['drop_path.locals'] = new ort.Tensor('float32', sampleDropPathMasks(prng, bb, aug.localCrops * b), [bb.depth, 2, aug.localCrops * b]);
+      }
+      const scalars = stepScalars(sched, step, cfg.steps);
+      const stepStart = performance.now();
+      const metrics = await runner.run(state, feeds, scalars);
+      const stepMs = performance.now() - stepStart;
+      if (!Number.isFinite(metrics['loss'])) {
+        throw new NonFiniteLossError(
+          `step ${step + 1}: the loss is ${metrics['loss']}; training stopped. The last good checkpoint (${existsSync(ckptPath) ? ckptPath : 'none yet'}) is kept. ` +
+            'Lower --set lr=..., raise --set clipGrad or --set freezeLastLayerSteps, or check the data.',
+        );
+      }
+      last = { ...metrics, ...scalars, step: step + 1, step_ms: stepMs, images_per_s: (b * 1000) / stepMs };
+      appendFileSync(metricsPath, JSON.stringify(last) + '\n');
+      if (progress) writeProgress(step + 1, cfg.steps, startStep, t0, metrics, b);
+      if (opts.checkpointEvery && (step + 1) % opts.checkpointEvery === 0 && step + 1 < end) save(step + 1);
+    }
+    save(step);
+  } finally {
+    process.removeListener('SIGINT', onSigint);
+    if (progress) process.stderr.write('\n');
+    await loader.close();
+    await runner.release();
+  }
+  return { steps: step, lastMetrics: last, state, checkpoint: ckptPath, interrupted };
+}
+
+export class NonFiniteLossError extends Error {}
+
+function writeProgress(step: number, total: number, start: number, t0: number, m: Record<string, number>, batch: number): void {
+  const elapsed = (performance.now() - t0) / 1000;
+  const rate = (step - start) / elapsed;
+  const eta = (total - step) / rate;
+  const width = 24, filled = Math.round((width * step) / total);
+  const bar = '#'.repeat(filled) + '-'.repeat(width - filled);
+  process.stderr.write(
+    `\r[${bar}] ${step}/${total}  loss ${m['loss']!.toFixed(4)}  H(t) ${m['teacher_entropy']!.toFixed(2)}  ${(rate * batch).toFixed(0)} img/s  ETA ${formatSeconds(eta)}   `,
+  );
+}
+
+function formatSeconds(s: number): string {
+  if (!Number.isFinite(s)) return '?';
+  const m = Math.floor(s / 60);
+  return m > 0 ? `${m}m${Math.round(s % 60).toString().padStart(2, '0')}s` : `${Math.round(s)}s`;
+}
+
