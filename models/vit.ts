@@ -1,0 +1,315 @@
+/**
+ * The Vision Transformer of DINO (facebookresearch/dino `vision_transformer.py`), written in the DSL.
+ *
+ * How to read (and how to write your own model):
+ * - A module is a function `(s: Scope, x: Tensor, ...) => Tensor`. Its body runs inside `s.run(...)`,
+ *   so every node it creates is named after the module path (`blocks.3.attn/MatMul`) in the ONNX graph.
+ * - Sub-modules get child scopes: `linear(s.child('qkv'), ...)` creates `blocks.3.attn.qkv.weight`.
+ *   Parameter names therefore equal the keys of DINO's `state_dict`, and layouts are PyTorch's
+ *   (`Linear.weight` is [out, in], `patch_embed.proj.weight` is the Conv2d's [D, C, p, p]).
+ * - Shapes are checked while the graph is built; a mistake is reported with its module path.
+ * - Randomness (stochastic depth) is not drawn inside the graph: per-sample keep masks come in as a
+ *   graph input, sampled in TS from the run's seeded PRNG (`sampleDropPathMasks`).
+ */
+import {
+  type Dim,
+  type Prng,
+  type Scope,
+  type Tensor,
+  add,
+  concat,
+  gelu,
+  matmul,
+  mul,
+  pad,
+  reshape,
+  slice,
+  softmax,
+  split,
+  transpose,
+  transposeLast2,
+} from '../dsl/index.ts';
+import { TRUNC_NORMAL_02, floatType, layerNorm, linear, torchDefaultInit } from './layers.ts';
+
+/** A ViT backbone (DINO's `VisionTransformer` with `num_classes=0`). */
+export interface ViTConfig {
+  readonly kind: 'vit';
+  /**
+   * Side in pixels of the square training crop (DINO: 224, the global crops). It fixes the size of the
+   * learned position-embedding table, (imgSize / patchSize)^2 + 1 rows; other crop sizes (local crops)
+   * interpolate that table bicubically.
+   */
+  readonly imgSize: number;
+  /**
+   * Side in pixels of the square patches (DINO default 16). Smaller patches give better features but
+   * cost more memory and compute (tokens grow with 1/p^2; attention with 1/p^4). DINO advises against
+   * fp16 training below 16.
+   */
+  readonly patchSize: number;
+  /** Input channels (3 for RGB, 1 for Fashion-MNIST). */
+  readonly inChans: number;
+  /** Token width D (vit_tiny 192, vit_small 384, vit_base 768). */
+  readonly embedDim: number;
+  /** Number of transformer blocks (12 for all of DINO's ViTs). */
+  readonly depth: number;
+  /** Attention heads; `embedDim` must be divisible by it (head_dim 64 in DINO's ViTs). */
+  readonly numHeads: number;
+  /** MLP hidden width = mlpRatio * embedDim (4 in DINO). */
+  readonly mlpRatio: number;
+  /** Bias in the qkv projection (true in DINO's ViTs). */
+  readonly qkvBias: boolean;
+  /** LayerNorm epsilon (1e-6 in DINO's ViTs). */
+  readonly layerNormEps: number;
+  /**
+   * Stochastic depth rate of the last block; block i drops its residual branches with probability
+   * rate * i / (depth - 1) (DINO's linspace rule). DINO's default is 0.1 for the student; the teacher runs
+   * without it. Higher rates regularise larger models more.
+   */
+  readonly dropPathRate: number;
+}
+
+export interface ViTOptions {
+  /**
+   * Stochastic-depth keep masks, shape [depth, 2, B] (index 1: 0 for the attention branch, 1 for the
+   * MLP branch, drawn independently as in timm/DINO), values 0 or 1/keep_prob (see
+   * `sampleDropPathMasks`). Omit for inference and for the teacher.
+   */
+  readonly dropPathMasks?: Tensor;
+}
+
+export interface ViTOutputs {
+  /** Final-norm [CLS] token, [B, D]: DINO's feature. */
+  readonly cls: Tensor;
+  /** Final-norm patch tokens, [B, P, D], patches in row-major order. */
+  readonly patchTokens: Tensor;
+  /** All final-norm tokens, [B, 1 + P, D]. */
+  readonly tokens: Tensor;
+  /** Attention probabilities of the last block, [B, heads, 1 + P, 1 + P] (DINO's `get_last_selfattention`). */
+  readonly attention: Tensor;
+}
+
+export function headDim(cfg: ViTConfig): number {
+  if (cfg.embedDim % cfg.numHeads !== 0) throw new Error(`ViT embedDim ${cfg.embedDim} is not divisible by numHeads ${cfg.numHeads}`);
+  return cfg.embedDim / cfg.numHeads;
+}
+
+/** Side of the position-embedding table's patch grid. */
+export const tableGrid = (cfg: ViTConfig): number => Math.floor(cfg.imgSize / cfg.patchSize);
+
+// ---- modules -----------------------------------------------------------------------------------
+
+/**
+ * `patch_embed`: a Conv2d with kernel = stride = patch, written as reshape/transpose + MatMul.
+ * [B, C, H, W] -> [B, (H/p)(W/p), D], patches in row-major order. The weight keeps the Conv2d layout
+ * [D, C, p, p] and PyTorch's default conv init (DINO's `_init_weights` only touches Linear and LayerNorm).
+ */
+export function patchEmbed(s: Scope, images: Tensor, cfg: ViTConfig): Tensor {
+  return s.run(() => {
+    const p = cfg.patchSize, c = cfg.inChans, d = cfg.embedDim;
+    const [b, , h, w] = images.shape as [Dim, Dim, number, number];
+    const rows = h / p, cols = w / p;
+    const fanIn = c * p * p;
+    const proj = s.child('proj');
+    const weight = proj.param('weight', [d, c, p, p], torchDefaultInit(fanIn), { dtype: floatType(images) });
+    const bias = proj.param('bias', [d], torchDefaultInit(fanIn), { dtype: floatType(images) });
+    return proj.run(() => {
+      // [B, C, rows, p, cols, p] -> [B, rows, cols, C, p, p]: each patch flattened in (c, i, j) order, as the conv's weight.
+      const patches = transpose(reshape(images, [b, c, rows, p, cols, p]), [0, 2, 4, 1, 3, 5]);
+      const flat = reshape(patches, [b, rows * cols, fanIn]);
+      return add(matmul(flat, transposeLast2(reshape(weight, [d, fanIn]))), bias);
+    });
+  });
+}
+
+/**
+ * `attn`: multi-head self-attention, softmax(q k^T / sqrt(head_dim)) v, with the qkv output features
+ * laid out [3, heads, head_dim] as in timm/DINO. Returns the output and the attention probabilities.
+ */
+export function attention(s: Scope, x: Tensor, cfg: ViTConfig): { out: Tensor; probs: Tensor } {
+  return s.run(() => {
+    const d = cfg.embedDim, heads = cfg.numHeads, hd = headDim(cfg);
+    const [b, t] = x.shape as [Dim, Dim];
+    const qkv = linear(s.child('qkv'), x, d, 3 * d, { bias: cfg.qkvBias });
+    const [q, k, v] = split(qkv, [d, d, d], -1) as [Tensor, Tensor, Tensor];
+    // [B, T, D] -> [B, heads, T, hd]; k goes straight to [B, heads, hd, T].
+    const q4 = transpose(reshape(q, [b, t, heads, hd]), [0, 2, 1, 3]);
+    const kT = transpose(reshape(k, [b, t, heads, hd]), [0, 2, 3, 1]);
+    const v4 = transpose(reshape(v, [b, t, heads, hd]), [0, 2, 1, 3]);
+    const probs = softmax(mul(matmul(q4, kT), hd ** -0.5), -1);
+    const merged = reshape(transpose(matmul(probs, v4), [0, 2, 1, 3]), [b, t, d]);
+    return { out: linear(s.child('proj'), merged, d, d), probs };
+  });
+}
+
+/** `mlp`: Linear(D, ratio D) -> exact GELU -> Linear(ratio D, D). */
+export function mlp(s: Scope, x: Tensor, dim: number, hidden: number): Tensor {
+  return s.run(() => linear(s.child('fc2'), gelu(linear(s.child('fc1'), x, dim, hidden)), hidden, dim));
+}
+
+/** Stochastic depth on a residual branch: `branch * mask`, mask [B, 1, 1] of 0 or 1/keep_prob. */
+function dropPath(branch: Tensor, mask: Tensor | undefined): Tensor {
+  return mask ? mul(branch, mask) : branch;
+}
+
+/** One pre-norm block: x + drop(attn(norm1 x)), then x + drop(mlp(norm2 x)). */
+export function block(
+  s: Scope,
+  x: Tensor,
+  cfg: ViTConfig,
+  masks?: { attn: Tensor; mlp: Tensor },
+): { x: Tensor; attention: Tensor } {
+  return s.run(() => {
+    const d = cfg.embedDim;
+    const a = attention(s.child('attn'), layerNorm(s.child('norm1'), x, d, cfg.layerNormEps), cfg);
+    const x1 = add(x, dropPath(a.out, masks?.attn));
+    const m = mlp(s.child('mlp'), layerNorm(s.child('norm2'), x1, d, cfg.layerNormEps), d, Math.round(d * cfg.mlpRatio));
+    return { x: add(x1, dropPath(m, masks?.mlp)), attention: a.probs };
+  });
+}
+
+/**
+ * The position embedding for a crop of `rows` x `cols` patches, [1, 1 + rows*cols, D].
+ * DINO's `interpolate_pos_encoding`: the stored table when the crop has the table's patch count and is
+ * square; otherwise the table's patch grid resized bicubically (see `posEmbedInterpolation`), with the
+ * [CLS] row unchanged. The resize is a constant matrix applied with MatMul, so it is differentiable.
+ */
+export function positionEmbedding(posEmbed: Tensor, cfg: ViTConfig, rows: number, cols: number): Tensor {
+  const side = tableGrid(cfg);
+  if (rows * cols === side * side && rows === cols) return posEmbed;
+  const d = cfg.embedDim;
+  const m = posEmbedInterpolation(side, rows, cols);
+  const matrix = posEmbed.graph.constant(posEmbed.dtype === 'float64' ? m : Float32Array.from(m), posEmbed.dtype, [rows * cols, side * side]);
+  const clsPos = slice(posEmbed, [0], [1], [1]);
+  const table = reshape(slice(posEmbed, [1], [1 + side * side], [1]), [side * side, d]);
+  const resized = reshape(matmul(matrix, table), [1, rows * cols, d]);
+  return concat([clsPos, resized], 1);
+}
+
+/**
+ * Full ViT forward: patch embedding, [CLS] token, position embedding, blocks, final norm.
+ * `images` is [B, C, H, W] with H and W multiples of the patch size (B may be symbolic).
+ */
+export function visionTransformer(s: Scope, images: Tensor, cfg: ViTConfig, opts: ViTOptions = {}): ViTOutputs {
+  return s.run(() => {
+    const d = cfg.embedDim, side = tableGrid(cfg);
+    const [b, c, h, w] = images.shape as [Dim, Dim, Dim, Dim];
+    let rows = side, cols = side; // fallback after a reported shape error, so building can go on
+    if (images.rank !== 4 || c !== cfg.inChans || typeof h !== 'number' || typeof w !== 'number' || h % cfg.patchSize || w % cfg.patchSize || h === 0 || w === 0) {
+      images.graph.error('visionTransformer', `expects images [B, ${cfg.inChans}, H, W] with static H and W multiples of patch ${cfg.patchSize}`, [images]);
+    } else {
+      rows = h / cfg.patchSize;
+      cols = w / cfg.patchSize;
+    }
+    if (cfg.depth < 1) throw new Error(`ViT depth must be at least 1, got ${cfg.depth}`);
+    const masks = opts.dropPathMasks;
+    if (masks && (masks.rank !== 3 || masks.shape[0] !== cfg.depth || masks.shape[1] !== 2 || masks.shape[2] !== b)) {
+      images.graph.error('visionTransformer', `drop-path masks must be [${cfg.depth}, 2, ${b}] (depth, branch, batch)`, [masks]);
+    }
+    const dtype = floatType(images);
+
+    const clsToken = s.param('cls_token', [1, 1, d], TRUNC_NORMAL_02, { dtype });
+    const posEmbed = s.param('pos_embed', [1, side * side + 1, d], TRUNC_NORMAL_02, { dtype });
+    const patches = patchEmbed(s.child('patch_embed'), images, cfg);
+    // tokens = [cls; patches] + pos. The batch may be symbolic, so rather than expanding cls_token to
+    // [B, 1, D] and concatenating, pad the patches with a zero row 0 and add [cls; 0...] to the position table.
+    const clsRow = pad(clsToken, [0, 0, 0, 0, rows * cols, 0]);
+    const pos = positionEmbedding(posEmbed, cfg, rows, cols);
+    let x = add(pad(patches, [0, 1, 0, 0, 0, 0]), add(pos, clsRow));
+
+    let lastAttention = x;
+    for (let i = 0; i < cfg.depth; i++) {
+      const blockMask = masks && dropPathRates(cfg)[i]! > 0 ? blockMasks(masks, i) : undefined;
+      const out = block(s.child('blocks').child(i), x, cfg, blockMask);
+      x = out.x;
+      lastAttention = out.attention;
+    }
+    const tokens = layerNorm(s.child('norm'), x, d, cfg.layerNormEps);
+    const t = rows * cols + 1;
+    return {
+      tokens,
+      cls: reshape(slice(tokens, [0], [1], [1]), [b, d]),
+      patchTokens: slice(tokens, [1], [t], [1]),
+      attention: lastAttention,
+    };
+  });
+}
+
+// ---- stochastic depth ------------------------------------------------------------------------------
+
+/** Per-block drop probabilities: linspace(0, dropPathRate, depth), as DINO. */
+export function dropPathRates(cfg: Pick<ViTConfig, 'depth' | 'dropPathRate'>): number[] {
+  const n = cfg.depth;
+  return Array.from({ length: n }, (_, i) => (n === 1 ? 0 : (cfg.dropPathRate * i) / (n - 1)));
+}
+
+/** The [B, 1, 1] masks of block `i` from the [depth, 2, B] mask input. */
+function blockMasks(masks: Tensor, i: number): { attn: Tensor; mlp: Tensor } {
+  const pick = (branch: number) => reshape(slice(masks, [i, branch], [i + 1, branch + 1], [0, 1]), [-1, 1, 1]);
+  return { attn: pick(0), mlp: pick(1) };
+}
+
+/**
+ * Draws stochastic-depth masks for one crop group of `batch` samples: a [depth, 2, batch] array
+ * (row-major) of 0 or 1/keep_prob, timm's `drop_path` (keep with probability 1 - rate, scale the kept
+ * samples so the expectation is unchanged). Blocks with rate 0 get ones and draw nothing.
+ */
+export function sampleDropPathMasks(prng: Prng, cfg: Pick<ViTConfig, 'depth' | 'dropPathRate'>, batch: number): Float32Array {
+  const rates = dropPathRates(cfg);
+  const out = new Float32Array(cfg.depth * 2 * batch);
+  for (let i = 0; i < cfg.depth; i++) {
+    const keep = 1 - rates[i]!;
+    for (let j = 0; j < 2 * batch; j++) out[i * 2 * batch + j] = rates[i] === 0 ? 1 : prng.bernoulli(keep) ? 1 / keep : 0;
+  }
+  return out;
+}
+
+// ---- bicubic position-embedding interpolation ------------------------------------------------------
+
+const CUBIC_A = -0.75;
+const cubicNear = (x: number) => ((CUBIC_A + 2) * x - (CUBIC_A + 3)) * x * x + 1; // |x| <= 1
+const cubicFar = (x: number) => ((CUBIC_A * x - 5 * CUBIC_A) * x + 8 * CUBIC_A) * x - 4 * CUBIC_A; // 1 < |x| < 2
+
+/**
+ * The [outSize, inSize] matrix of torch's 1-D bicubic resize (`F.interpolate(mode='bicubic',
+ * align_corners=False, scale_factor=scale)`, recompute_scale_factor unset): output i samples the input at
+ * src = (i + 0.5) / scale - 0.5 (not clamped), with taps floor(src) - 1 .. floor(src) + 2 clamped to the
+ * border and cubic-convolution weights with A = -0.75.
+ */
+export function bicubicResizeMatrix(inSize: number, outSize: number, scale: number): Float64Array {
+  const m = new Float64Array(outSize * inSize);
+  for (let o = 0; o < outSize; o++) {
+    const src = (o + 0.5) / scale - 0.5;
+    const base = Math.floor(src);
+    const t = src - base;
+    const weights = [cubicFar(t + 1), cubicNear(t), cubicNear(1 - t), cubicFar(2 - t)];
+    weights.forEach((wk, k) => {
+      const idx = Math.min(Math.max(base - 1 + k, 0), inSize - 1);
+      m[o * inSize + idx] = m[o * inSize + idx]! + wk;
+    });
+  }
+  return m;
+}
+
+/**
+ * The [rows*cols, side*side] matrix taking the table's side x side patch grid (row-major) to a
+ * rows x cols grid, as DINO's `interpolate_pos_encoding`: scale factors (rows + 0.1) / side and
+ * (cols + 0.1) / side (the +0.1 guards the output size against float rounding, DINO issue #8, and since
+ * torch uses the given scale in its source index, it also shifts the samples slightly).
+ */
+export function posEmbedInterpolation(side: number, rows: number, cols: number): Float64Array {
+  const scaleR = (rows + 0.1) / side, scaleC = (cols + 0.1) / side;
+  if (Math.floor(side * scaleR) !== rows || Math.floor(side * scaleC) !== cols) {
+    throw new Error(`position-embedding interpolation from ${side}x${side} to ${rows}x${cols}: output size mismatch`);
+  }
+  const wr = bicubicResizeMatrix(side, rows, scaleR), wc = bicubicResizeMatrix(side, cols, scaleC);
+  const n = side * side;
+  const m = new Float64Array(rows * cols * n);
+  for (let r = 0; r < rows; r++)
+    for (let c = 0; c < cols; c++)
+      for (let a = 0; a < side; a++) {
+        const wra = wr[r * side + a]!;
+        if (wra === 0) continue;
+        for (let bb = 0; bb < side; bb++) m[(r * cols + c) * n + a * side + bb] = wra * wc[c * side + bb]!;
+      }
+  return m;
+}
