@@ -17,6 +17,8 @@ import { expand } from './ops/layout.ts';
  */
 export function gradients(loss: Tensor, wrt: readonly Tensor[], seed?: Tensor): E.Either<DslError[], (Tensor | null)[]> {
   const graph = loss.graph;
+  // A graph with shape errors has poisoned tensors whose shapes mean nothing: report, don't differentiate.
+  if (graph.errors.length) return E.left([...graph.errors]);
   const errors: DslError[] = [];
   if (!seed && loss.rank !== 0) {
     return E.left([{ op: 'gradients', path: '', message: `loss must be a scalar, got ${formatShape(loss.shape)}; pass a seed cotangent`, shapes: [] }]);

@@ -16,9 +16,26 @@ export function drawInit(init: Init, n: number, prng: Prng): Float32Array {
   return out;
 }
 
-/** Initial values of every spec, in the given order (the order is part of reproducibility). */
+/**
+ * Initial values of every spec, drawn in code-unit order of the names (each tensor row-major), so the
+ * values depend only on the seed and the set of parameters, not on the order a graph created them in
+ * (a training graph and an export graph of the same model initialise identically). A name repeated
+ * with the same shape is drawn once; with another shape it is an error.
+ */
 export function initialValues(specs: readonly ParamSpec[], prng: Prng): Map<string, Float32Array> {
+  const byName = new Map<string, ParamSpec>();
+  for (const spec of specs) {
+    const prev = byName.get(spec.name);
+    if (prev && prev.shape.join(',') !== spec.shape.join(',')) {
+      throw new Error(`initialValues: parameter "${spec.name}" appears with shapes [${prev.shape}] and [${spec.shape}]`);
+    }
+    byName.set(spec.name, prev ?? spec);
+  }
+  const names = [...byName.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
   const out = new Map<string, Float32Array>();
-  for (const spec of specs) out.set(spec.name, drawInit(spec.init, spec.shape.reduce((a, b) => a * b, 1), prng));
+  for (const name of names) {
+    const spec = byName.get(name)!;
+    out.set(name, drawInit(spec.init, spec.shape.reduce((a, b) => a * b, 1), prng));
+  }
   return out;
 }

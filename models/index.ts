@@ -6,6 +6,5 @@ export * from './resnet.ts';
 export * from './head.ts';
 export * from './presets.ts';
 export * from './network.ts';
-export * from './init.ts';
 export * from './weights.ts';
 export * from './inspect.ts';

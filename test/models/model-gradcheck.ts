@@ -10,7 +10,7 @@
  */
 import * as E from 'fp-ts/lib/Either.js';
 import { type FloatDType, Graph, type Tensor, Prng, emitOnnx, formatError, gradients, mul, specOf, sumAll } from '../../dsl/index.ts';
-import { initParams } from '../../models/init.ts';
+import { initialValues } from '../../dsl/init.ts';
 import { createSession, hostTensor, type ort } from '../../runtime/backend.ts';
 import type { Feed } from './run.ts';
 
@@ -60,7 +60,7 @@ export async function modelGradCheck(spec: ModelGradCheckSpec): Promise<ModelGra
   const session = await createSession(bytes.right, { threads: 1 });
 
   const Arr = { from: (xs: ArrayLike<number>): Float32Array | Float64Array => (dtype === 'float64' ? Float64Array.from(xs) : Float32Array.from(xs)) };
-  const init = initParams([...g.params.values()].map(specOf), prng);
+  const init = initialValues([...g.params.values()].map(specOf), prng);
   const noise = spec.noise ?? 0.1;
   const values = new Map<string, Float32Array | Float64Array>();
   for (const [key, t] of g.params) {

@@ -5,7 +5,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Graph, Prng, Scope } from '../../dsl/index.ts';
-import { initParams } from '../../models/init.ts';
+import { initialValues } from '../../dsl/init.ts';
 import { dinoNetwork, paramSpecs } from '../../models/network.ts';
 import { getPreset } from '../../models/presets.ts';
 import { dropPathRates, sampleDropPathMasks, type ViTConfig } from '../../models/vit.ts';
@@ -25,7 +25,7 @@ function graph(side: number, withMasks: boolean): Graph {
   g.output('logits', out.logits);
   return g;
 }
-const values = initParams(paramSpecs(graph(28, false)), Prng.seeded(0));
+const values = initialValues(paramSpecs(graph(28, false)), Prng.seeded(0));
 
 for (const side of [28, 12]) {
   test(`${side} px crops, symbolic batch: shapes, and each sample is independent of the others`, async () => {

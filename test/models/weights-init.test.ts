@@ -3,7 +3,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as E from 'fp-ts/lib/Either.js';
 import { Prng } from '../../dsl/index.ts';
-import { initParams } from '../../models/init.ts';
+import { initialValues } from '../../dsl/init.ts';
 import { buildNetworkGraph, paramSpecs } from '../../models/network.ts';
 import { getPreset } from '../../models/presets.ts';
 import { checkWeights, formatWeightProblems } from '../../models/weights.ts';
@@ -46,9 +46,9 @@ test('integer tensors are reported; num_batches_tracked is ignored by default bu
 });
 
 test('initialisation: deterministic per seed, independent of spec order, distributions as DINO', () => {
-  const a = initParams(specs, Prng.seeded(42));
-  const b = initParams([...specs].reverse(), Prng.seeded(42));
-  const c = initParams(specs, Prng.seeded(43));
+  const a = initialValues(specs, Prng.seeded(42));
+  const b = initialValues([...specs].reverse(), Prng.seeded(42));
+  const c = initialValues(specs, Prng.seeded(43));
   assert.is(a.size, specs.length);
   for (const [name, v] of a) assert.equal(Array.from(v.slice(0, 8)), Array.from(b.get(name)!.slice(0, 8)), name);
   assert.not.equal(Array.from(a.get('pos_embed')!.slice(0, 8)), Array.from(c.get('pos_embed')!.slice(0, 8)));
@@ -72,7 +72,7 @@ test('initialisation: deterministic per seed, independent of spec order, distrib
 
 test('initialisation of ResNet buffers: running_mean 0, running_var 1; conv weights kaiming normal (fan_out)', () => {
   const rs = paramSpecs(buildNetworkGraph(getPreset('resnet18')));
-  const v = initParams(rs, Prng.seeded(1));
+  const v = initialValues(rs, Prng.seeded(1));
   assert.ok(v.get('layer1.0.bn1.running_mean')!.every((x) => x === 0));
   assert.ok(v.get('layer1.0.bn1.running_var')!.every((x) => x === 1));
   const w = v.get('layer3.0.conv2.weight')!; // [256, 256, 3, 3]: std sqrt(2 / (256 * 9))
