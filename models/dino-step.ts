@@ -12,10 +12,11 @@ import * as E from 'fp-ts/lib/Either.js';
 import { type DslError, Graph, Scope, type Tensor, addOptimizerStep, concat, ema } from '../dsl/index.ts';
 import { dinoLoss } from './dino-loss.ts';
 import { type DinoHeadConfig, LAST_LAYER_TAG, dinoHead } from './head.ts';
-import { type ViTConfig, visionTransformer } from './vit.ts';
+import { backbone as backboneFeatures } from './network.ts';
+import { type BackboneConfig, featureDim } from './presets.ts';
 
 export interface DinoStepConfig {
-  readonly backbone: ViTConfig;
+  readonly backbone: BackboneConfig;
   readonly head: DinoHeadConfig;
   /** Images per step (each contributes 2 global + `localCrops` local views). */
   readonly batch: number;
@@ -34,9 +35,12 @@ export const STUDENT = 'student.';
 export const TEACHER = 'teacher.';
 export const CENTER = 'center';
 
-/** The backbone's [CLS] features for a batch of crops. */
+/**
+ * The backbone's features for a batch of crops (ViT: final-norm [CLS]; ResNet: pooled). BatchNorm runs in
+ * training mode for student and teacher alike, as in DINO (the teacher module is never put in eval mode).
+ */
 function network(root: Scope, images: Tensor, cfg: DinoStepConfig, dropPathMasks?: Tensor): Tensor {
-  return visionTransformer(root.child('backbone'), images, cfg.backbone, dropPathMasks ? { dropPathMasks } : {}).cls;
+  return backboneFeatures(root.child('backbone'), images, cfg.backbone, { train: true, ...(dropPathMasks ? { dropPathMasks } : {}) }).features;
 }
 
 export interface DinoStepGraph {
@@ -51,9 +55,9 @@ export function buildDinoStep(cfg: DinoStepConfig): E.Either<DslError[], DinoSte
   const c = bb.inChans;
   const globals = g.input('globals', 'float32', [2 * b, c, cfg.globalSize, cfg.globalSize]);
   const locals = cfg.localCrops > 0 ? g.input('locals', 'float32', [cfg.localCrops * b, c, cfg.localSize, cfg.localSize]) : undefined;
-  const withDropPath = bb.dropPathRate > 0;
-  const dropGlobal = withDropPath ? g.input('drop_path.globals', 'float32', [bb.depth, 2, 2 * b]) : undefined;
-  const dropLocal = withDropPath && locals ? g.input('drop_path.locals', 'float32', [bb.depth, 2, cfg.localCrops * b]) : undefined;
+  const depth = bb.kind === 'vit' && bb.dropPathRate > 0 ? bb.depth : 0;
+  const dropGlobal = depth ? g.input('drop_path.globals', 'float32', [depth, 2, 2 * b]) : undefined;
+  const dropLocal = depth && locals ? g.input('drop_path.locals', 'float32', [depth, 2, cfg.localCrops * b]) : undefined;
   const teacherTemp = g.input('teacher_temp', 'float32', []);
   const momentum = g.input('momentum', 'float32', []);
 
@@ -61,11 +65,11 @@ export function buildDinoStep(cfg: DinoStepConfig): E.Either<DslError[], DinoSte
   const student = new Scope(g, '', STUDENT);
   const studentFeats = [network(student, globals, cfg, dropGlobal)];
   if (locals) studentFeats.push(network(student, locals, cfg, dropLocal));
-  const studentLogits = dinoHead(student.child('head'), concat(studentFeats, 0), bb.embedDim, cfg.head, { train: true }).logits;
+  const studentLogits = dinoHead(student.child('head'), concat(studentFeats, 0), featureDim(bb), cfg.head, { train: true }).logits;
 
   // Teacher: same architecture, its own state, global crops only, no stochastic depth, never differentiated.
   const teacher = new Scope(g, '', TEACHER);
-  const teacherLogits = dinoHead(teacher.child('head'), network(teacher, globals, cfg), bb.embedDim, cfg.head, { train: true }).logits;
+  const teacherLogits = dinoHead(teacher.child('head'), network(teacher, globals, cfg), featureDim(bb), cfg.head, { train: true }).logits;
 
   const center = g.param({ name: CENTER, shape: [1, cfg.head.outDim], dtype: 'float32', init: { kind: 'zeros' }, decay: false, trainable: false, tags: [], kind: 'buffer' });
   const dino = g.within('dino_loss', () =>

@@ -3,6 +3,7 @@
  * are facebookresearch/dino's main_dino.py defaults unless the preset says otherwise.
  */
 import type { DinoHeadConfig } from '../../models/head.ts';
+import { getPreset as getModelPreset } from '../../models/presets.ts';
 import type { ViTConfig } from '../../models/vit.ts';
 import type { DinoStepConfig } from '../../models/dino-step.ts';
 import { type AugmentConfig, augmentConfig } from '../data/multicrop.ts';
@@ -11,6 +12,7 @@ import type { ScheduleConfig } from './schedules.ts';
 
 export interface TrainConfig {
   readonly preset: string;
+  /** DINO training here runs ViT backbones (the step graph itself also accepts ResNets). */
   readonly backbone: ViTConfig;
   readonly head: DinoHeadConfig;
   readonly augment: AugmentConfig;
@@ -55,11 +57,12 @@ export interface TrainConfig {
   readonly freezeLastLayerSteps: number;
 }
 
-const FMNIST_BACKBONE: ViTConfig = {
-  kind: 'vit', imgSize: 28, patchSize: 4, inChans: 1, embedDim: 192, depth: 6, numHeads: 3, mlpRatio: 4,
-  qkvBias: true, layerNormEps: 1e-6, dropPathRate: 0.1,
-};
-const FMNIST_HEAD: DinoHeadConfig = { outDim: 4096, hiddenDim: 2048, bottleneckDim: 256, nlayers: 3, useBn: false, normLastLayer: true };
+function vitPreset(name: string): { backbone: ViTConfig; head: DinoHeadConfig } {
+  const p = getModelPreset(name);
+  if (p.backbone.kind !== 'vit') throw new Error(`preset ${name} is not a ViT`);
+  return { backbone: p.backbone, head: p.head };
+}
+const FMNIST_MODEL = vitPreset('fmnist-tiny6');
 const FMNIST_AUGMENT = augmentConfig({
   globalSize: 28, localSize: 12, localCrops: 6, mean: [FASHION_MNIST_MEAN], std: [FASHION_MNIST_STD],
 });
@@ -67,8 +70,8 @@ const FMNIST_AUGMENT = augmentConfig({
 /** `fmnist-tiny6`: DESIGN §5, DINO's defaults exactly. */
 const FMNIST_TINY6: TrainConfig = {
   preset: 'fmnist-tiny6',
-  backbone: FMNIST_BACKBONE,
-  head: FMNIST_HEAD,
+  backbone: FMNIST_MODEL.backbone,
+  head: FMNIST_MODEL.head,
   augment: FMNIST_AUGMENT,
   batch: 64, steps: 600, seed: 0,
   lr: 0.0005, minLr: 1e-6, warmupFraction: 0.1,
@@ -95,7 +98,7 @@ const FMNIST_QUICK: TrainConfig = {
 export const PRESETS: Readonly<Record<string, TrainConfig>> = {
   'fmnist-quick': FMNIST_QUICK,
   'fmnist-tiny6': FMNIST_TINY6,
-  'fmnist-tiny12': { ...FMNIST_TINY6, preset: 'fmnist-tiny12', backbone: { ...FMNIST_BACKBONE, depth: 12 } },
+  'fmnist-tiny12': { ...FMNIST_TINY6, preset: 'fmnist-tiny12', backbone: vitPreset('fmnist-tiny12').backbone },
 };
 
 export function presetNames(): string[] {
