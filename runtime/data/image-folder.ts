@@ -1,0 +1,223 @@
+/**
+ * A folder of JPEG / PNG / WebP images as a {@link Dataset}, decoded and resized with `sharp`.
+ *
+ * Layouts (hidden entries, names starting with ".", are ignored everywhere):
+ * - `root/train/...` and `root/test/...` (or `root/val/...` when there is no `test/`): those are the splits;
+ *   anything else directly in `root` is ignored.
+ * - otherwise `root` itself holds the images, and the split is deterministic: inside each class (and inside the
+ *   unlabelled group), files sorted by path, every `testEvery`-th file (positions testEvery-1, 2 testEvery-1, ...)
+ *   is test and the rest train; with the default 10 that is 10% test, the same files on every run.
+ * Inside a split folder, each sub-folder is a class (its files, searched recursively, get its label); the classes
+ * are the sorted (by code unit, like Python's `sorted`) union of the sub-folder names of both splits. Files lying
+ * next to class folders, and all files of a folder without sub-folders, get label -1.
+ *
+ * Every image is auto-rotated by its EXIF orientation, converted to 8-bit sRGB with its alpha channel dropped (as
+ * PIL's `convert('RGB')`), scaled so it covers `imageSize` x `imageSize` and centre-cropped to it, then stored as
+ * float32 in [0, 1]. With `channels: 1` the gray level is PIL's `convert('L')` luma, 0.299 R + 0.587 G + 0.114 B of
+ * the sRGB values (libvips' own grayscale would weigh linear light instead: red would come out at 127, not 76).
+ *
+ * Every non-hidden file is treated as an image: an empty, truncated, corrupt or non-image file (or a format other
+ * than JPEG / PNG / WebP) stops loading with an Error naming the file, unless `skipBadImages` is set, in which case
+ * it is left out and reported in {@link ImageFolderResult.skipped}.
+ */
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import sharp from 'sharp';
+import type { Dataset, ImageSet } from './dataset.ts';
+
+export interface ImageFolderOptions {
+  /** Side of the square every image is resized to (`--image-size`). Default 224. */
+  imageSize?: number;
+  /** 1 (grayscale) or 3 (RGB). Default 3. */
+  channels?: 1 | 3;
+  /** Leave out files that cannot be decoded instead of throwing (`--skip-bad-images`). Default false. */
+  skipBadImages?: boolean;
+  /** Without train/ and test/ folders, every `testEvery`-th file of each class is test; 0 puts all in train. Default 10. */
+  testEvery?: number;
+  /** Images decoded at the same time. Default 4. */
+  concurrency?: number;
+}
+
+/** A file that was left out because it could not be decoded as an image. */
+export interface SkippedImage {
+  readonly file: string;
+  readonly reason: string;
+}
+
+export interface ImageFolderResult {
+  readonly dataset: Dataset;
+  /** Files left out under `skipBadImages`, in the order they were listed. */
+  readonly skipped: SkippedImage[];
+}
+
+const ACCEPTED_FORMATS = new Set(['jpeg', 'png', 'webp']);
+
+interface ListedImage {
+  readonly file: string;
+  /** Class name, or undefined for an unlabelled file. */
+  readonly className: string | undefined;
+}
+
+/**
+ * Loads the images under `root` (see the module comment for layouts, split and preprocessing).
+ * @throws Error naming the folder when it is missing or holds no image, or naming the file when one cannot be
+ * decoded and `skipBadImages` is not set.
+ */
+export async function loadImageFolder(root: string, options: ImageFolderOptions = {}): Promise<ImageFolderResult> {
+  const imageSize = options.imageSize ?? 224;
+  const channels = options.channels ?? 3;
+  const testEvery = options.testEvery ?? 10;
+  if (!(Number.isInteger(imageSize) && imageSize > 0)) throw new Error(`image size must be a positive integer, got ${imageSize}`);
+  if (channels !== 1 && channels !== 3) throw new Error(`channels must be 1 or 3, got ${String(channels)}`);
+  if (!(Number.isInteger(testEvery) && testEvery >= 0)) throw new Error(`testEvery must be a non-negative integer, got ${testEvery}`);
+
+  const rootEntries = await listDir(root);
+  const dirNames = new Set(rootEntries.filter((e) => e.isDirectory()).map((e) => e.name));
+  const testDirName = dirNames.has('test') ? 'test' : dirNames.has('val') ? 'val' : undefined;
+
+  let trainList: ListedImage[];
+  let testList: ListedImage[];
+  if (dirNames.has('train') && testDirName !== undefined) {
+    trainList = await listSplit(path.join(root, 'train'));
+    testList = await listSplit(path.join(root, testDirName));
+  } else {
+    [trainList, testList] = splitEveryNth(await listSplit(root), testEvery);
+  }
+  if (trainList.length + testList.length === 0) {
+    throw new Error(`no image files in ${root}: expected JPEG/PNG/WebP files, in class sub-folders or directly in the folder`);
+  }
+  const classes = [...new Set([...trainList, ...testList].flatMap((f) => (f.className === undefined ? [] : [f.className])))].sort(byCodeUnit);
+
+  const skipped: SkippedImage[] = [];
+  const decodeOptions = { imageSize, channels, skipBadImages: options.skipBadImages ?? false, concurrency: options.concurrency ?? 4 };
+  const train = await decodeAll(trainList, classes, decodeOptions, skipped);
+  const test = await decodeAll(testList, classes, decodeOptions, skipped);
+  if (train.count + test.count === 0) throw new Error(`no readable image in ${root}: all ${skipped.length} files were skipped`);
+  const dataset: Dataset = { name: path.basename(path.resolve(root)), channels, height: imageSize, width: imageSize, train, test, classes };
+  return { dataset, skipped };
+}
+
+const byCodeUnit = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+
+async function listDir(dir: string) {
+  try {
+    const entries = await fs.readdir(dir, { withFileTypes: true });
+    return entries.filter((e) => !e.name.startsWith('.')).sort((a, b) => byCodeUnit(a.name, b.name));
+  } catch (error) {
+    throw new Error(`cannot read image folder ${dir} (${(error as Error).message}): check the path`);
+  }
+}
+
+/** Files of a split folder: class sub-folders (recursively) and loose files (label -1), sorted by path. */
+async function listSplit(dir: string): Promise<ListedImage[]> {
+  const listed: ListedImage[] = [];
+  for (const entry of await listDir(dir)) {
+    const full = path.join(dir, entry.name);
+    if (entry.isDirectory()) {
+      for (const file of await listFilesRecursively(full)) listed.push({ file, className: entry.name });
+    } else if (entry.isFile()) {
+      listed.push({ file: full, className: undefined });
+    }
+  }
+  return listed;
+}
+
+async function listFilesRecursively(dir: string): Promise<string[]> {
+  const files: string[] = [];
+  for (const entry of await listDir(dir)) {
+    const full = path.join(dir, entry.name);
+    if (entry.isDirectory()) files.push(...(await listFilesRecursively(full)));
+    else if (entry.isFile()) files.push(full);
+  }
+  return files;
+}
+
+/** Deterministic split: per group (class or unlabelled), the k-th file is test when (k + 1) % testEvery == 0. */
+function splitEveryNth(files: ListedImage[], testEvery: number): [ListedImage[], ListedImage[]] {
+  const train: ListedImage[] = [];
+  const test: ListedImage[] = [];
+  const positionInGroup = new Map<string | undefined, number>();
+  for (const f of files) {
+    const k = positionInGroup.get(f.className) ?? 0;
+    positionInGroup.set(f.className, k + 1);
+    (testEvery > 0 && (k + 1) % testEvery === 0 ? test : train).push(f);
+  }
+  return [train, test];
+}
+
+interface DecodeOptions {
+  imageSize: number;
+  channels: 1 | 3;
+  skipBadImages: boolean;
+  concurrency: number;
+}
+
+/** Decodes `files` into an ImageSet (pixels in a SharedArrayBuffer), `concurrency` files at a time, order kept. */
+async function decodeAll(files: ListedImage[], classes: string[], options: DecodeOptions, skipped: SkippedImage[]): Promise<ImageSet> {
+  const { imageSize, channels } = options;
+  const decoded = new Array<Uint8Array | SkippedImage>(files.length);
+  let nextIndex = 0;
+  const work = async () => {
+    while (nextIndex < files.length) {
+      const i = nextIndex++;
+      const file = files[i]!.file;
+      try {
+        decoded[i] = await decodeRgb(file, imageSize);
+      } catch (error) {
+        const reason = (error as Error).message;
+        if (!options.skipBadImages) {
+          nextIndex = files.length; // stop the other workers from starting new files
+          throw new Error(`cannot load image ${file}: ${reason}. Fix or remove the file, or pass --skip-bad-images (skipBadImages: true) to skip unreadable files`);
+        }
+        decoded[i] = { file, reason };
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, options.concurrency) }, work));
+
+  const good: number[] = [];
+  decoded.forEach((d, i) => (d instanceof Uint8Array ? good.push(i) : skipped.push(d!)));
+  const imageLength = channels * imageSize * imageSize;
+  const pixels = new Float32Array(new SharedArrayBuffer(good.length * imageLength * 4));
+  const labels = new Int32Array(good.length);
+  const plane = imageSize * imageSize;
+  good.forEach((src, dst) => {
+    const className = files[src]!.className;
+    labels[dst] = className === undefined ? -1 : classes.indexOf(className);
+    // sharp gives HWC RGB bytes; store CHW floats (or PIL's luma for 1 channel).
+    const bytes = decoded[src] as Uint8Array;
+    const base = dst * imageLength;
+    for (let p = 0; p < plane; p++) {
+      const r = bytes[3 * p]! / 255, g = bytes[3 * p + 1]! / 255, b = bytes[3 * p + 2]! / 255;
+      if (channels === 1) {
+        pixels[base + p] = 0.299 * r + 0.587 * g + 0.114 * b;
+      } else {
+        pixels[base + p] = r;
+        pixels[base + plane + p] = g;
+        pixels[base + 2 * plane + p] = b;
+      }
+    }
+  });
+  return { count: good.length, pixels, labels };
+}
+
+/** One file as HWC uint8 RGB of `imageSize` x `imageSize`; throws an Error saying why it cannot. */
+async function decodeRgb(file: string, imageSize: number): Promise<Uint8Array> {
+  const bytes = await fs.readFile(file);
+  if (bytes.length === 0) throw new Error('the file is empty');
+  const metadata = await sharp(bytes).metadata();
+  if (metadata.format === undefined || !ACCEPTED_FORMATS.has(metadata.format)) {
+    throw new Error(`not a JPEG, PNG or WebP image (format: ${metadata.format ?? 'unknown'})`);
+  }
+  const { data, info } = await sharp(bytes, { failOn: 'warning' })
+    .rotate()
+    .removeAlpha()
+    .toColourspace('srgb')
+    .resize(imageSize, imageSize, { fit: 'cover', position: 'centre' })
+    .raw({ depth: 'uchar' })
+    .toBuffer({ resolveWithObject: true });
+  if (info.channels !== 3 || data.length !== imageSize * imageSize * 3) {
+    throw new Error(`decoded to ${info.width}x${info.height}x${info.channels}, expected ${imageSize}x${imageSize}x3`);
+  }
+  return new Uint8Array(data.buffer, data.byteOffset, data.length);
+}

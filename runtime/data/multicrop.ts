@@ -1,0 +1,287 @@
+/**
+ * DINO multi-crop augmentation (facebookresearch/dino `DataAugmentationDINO`), on float32 channel-first images
+ * in [0, 1]. Every random draw comes from the {@link Prng} passed in, so a batch is reproducible from its seed.
+ *
+ * Per image, in this order (the reference's): global view 1, global view 2, then the local views. Each view:
+ * 1. RandomResizedCrop (torchvision's sampling, 10 tries then the centre-crop fallback), PIL-style bicubic
+ *    resize to the view size (see image-ops.ts);
+ * 2. horizontal flip with p `flipP`;
+ * 3. with p `colorJitterP`: ColorJitter, its four adjustments in a random order (torchvision draws a permutation,
+ *    then the brightness, contrast, saturation and hue factors); saturation and hue change nothing on 1 channel;
+ * 4. grayscale with p `grayscaleP` (nothing to do on 1 channel);
+ * 5. Gaussian blur with p `blurP` of the view (1.0 first global, 0.1 second, 0.5 locals), sigma uniform in
+ *    `blurSigma` pixels, computed as PIL does (three extended box blurs, reaching 3 px each side for sigma up to
+ *    about 1.5 and 6 px up to 2; see image-ops.ts);
+ * 6. second global view only: solarize with p `solarizeP`, threshold 128/255;
+ * 7. normalise: (x - mean[c]) / std[c].
+ * The draw sequence is fixed by the config, not by the image's channel count: the saturation/hue factors and the
+ * grayscale coin are drawn on 1-channel images too, as torchvision does.
+ *
+ * The reference works on uint8 PIL images between steps; this works in float32 (no rounding between steps).
+ */
+import type { Prng } from '../../dsl/prng.ts';
+import {
+  adjustBrightness, adjustContrast, adjustHue, adjustSaturation, flipHorizontal, gaussianBlur, resizeBicubic,
+  solarize, toGrayscale, type ChwImage, type CropBox,
+} from './image-ops.ts';
+
+/**
+ * Augmentation strengths, with DINO's defaults in {@link DINO_AUGMENT}. Presets derive their own with
+ * {@link augmentConfig} (for example smaller crop sizes, or blur sigmas scaled to the image size).
+ */
+export interface AugmentConfig {
+  /** `'dino'`: the full pipeline. `'none'`: every global (local) crop is the whole image resized to the global
+   * (local) size, then normalised; nothing random. */
+  readonly augment: 'dino' | 'none';
+  /** Side of the two global crops in pixels. DINO: 224. */
+  readonly globalSize: number;
+  /** Side of the local crops in pixels. DINO: 96. */
+  readonly localSize: number;
+  /** Number of local crops. main_dino.py default 8 (the paper's best ViT-S/16 run uses 10); 0 disables multi-crop. */
+  readonly localCrops: number;
+  /** Area fraction range of global crops. DINO: [0.4, 1]; the paper found 0.4 better than the usual 0.08 lower bound. */
+  readonly globalScale: readonly [number, number];
+  /** Area fraction range of local crops. DINO: [0.05, 0.4]; keep its upper end at the global range's lower end. */
+  readonly localScale: readonly [number, number];
+  /** Aspect ratio (width / height) range of all crops. torchvision: [3/4, 4/3]. */
+  readonly aspectRatio: readonly [number, number];
+  /** Probability of a horizontal flip. DINO: 0.5. */
+  readonly flipP: number;
+  /** Probability of applying colour jitter. DINO: 0.8. */
+  readonly colorJitterP: number;
+  /** Brightness factor drawn from [max(0, 1 - b), 1 + b]. DINO: 0.4. */
+  readonly brightness: number;
+  /** Contrast factor drawn from [max(0, 1 - c), 1 + c]. DINO: 0.4. */
+  readonly contrast: number;
+  /** Saturation factor drawn from [max(0, 1 - s), 1 + s] (3 channels only). DINO: 0.2. */
+  readonly saturation: number;
+  /** Hue shift in turns drawn from [-h, h], h <= 0.5 (3 channels only). DINO: 0.1. */
+  readonly hue: number;
+  /** Probability of converting to grayscale (3 channels only). DINO: 0.2. */
+  readonly grayscaleP: number;
+  /** Blur probability for [first global, second global, every local] view. DINO: [1.0, 0.1, 0.5]. */
+  readonly blurP: readonly [number, number, number];
+  /** Blur sigma range in pixels (PIL's radius). DINO: [0.1, 2.0], meant for 224 px crops: on small images
+   * consider scaling it by size / 224. */
+  readonly blurSigma: readonly [number, number];
+  /** Probability of solarizing the second global view. DINO: 0.2. */
+  readonly solarizeP: number;
+  /** Values at or above this are inverted when solarizing. PIL: 128 / 255. */
+  readonly solarizeThreshold: number;
+  /** Per-channel mean subtracted last (one value, or one per channel). DINO: ImageNet's. */
+  readonly mean: readonly number[];
+  /** Per-channel standard deviation divided by last (one value, or one per channel). DINO: ImageNet's. */
+  readonly std: readonly number[];
+}
+
+/** DINO's defaults (main_dino.py and DataAugmentationDINO), for RGB ImageNet-like images. */
+export const DINO_AUGMENT: AugmentConfig = Object.freeze({
+  augment: 'dino',
+  globalSize: 224,
+  localSize: 96,
+  localCrops: 8,
+  globalScale: [0.4, 1],
+  localScale: [0.05, 0.4],
+  aspectRatio: [3 / 4, 4 / 3],
+  flipP: 0.5,
+  colorJitterP: 0.8,
+  brightness: 0.4,
+  contrast: 0.4,
+  saturation: 0.2,
+  hue: 0.1,
+  grayscaleP: 0.2,
+  blurP: [1.0, 0.1, 0.5],
+  blurSigma: [0.1, 2.0],
+  solarizeP: 0.2,
+  solarizeThreshold: 128 / 255,
+  mean: [0.485, 0.456, 0.406],
+  std: [0.229, 0.224, 0.225],
+} as const);
+
+/** {@link DINO_AUGMENT} with `overrides` applied, checked; throws an Error listing every invalid field. */
+export function augmentConfig(overrides: Partial<AugmentConfig> = {}): AugmentConfig {
+  const config: AugmentConfig = { ...DINO_AUGMENT, ...overrides };
+  const problems: string[] = [];
+  const isProbability = (p: number) => p >= 0 && p <= 1;
+  const isRange = (r: readonly number[], lo: number, hi: number) => r.length === 2 && r[0]! >= lo && r[0]! <= r[1]! && r[1]! <= hi;
+  if (config.augment !== 'dino' && config.augment !== 'none') problems.push(`augment must be 'dino' or 'none', got ${String(config.augment)}`);
+  for (const key of ['globalSize', 'localSize'] as const) {
+    if (!(Number.isInteger(config[key]) && config[key] > 0)) problems.push(`${key} must be a positive integer, got ${config[key]}`);
+  }
+  if (!(Number.isInteger(config.localCrops) && config.localCrops >= 0)) problems.push(`localCrops must be a non-negative integer, got ${config.localCrops}`);
+  for (const key of ['globalScale', 'localScale'] as const) {
+    if (!isRange(config[key], Number.MIN_VALUE, 1)) problems.push(`${key} must be [lo, hi] with 0 < lo <= hi <= 1, got ${JSON.stringify(config[key])}`);
+  }
+  if (!isRange(config.aspectRatio, Number.MIN_VALUE, Infinity)) problems.push(`aspectRatio must be [lo, hi] with 0 < lo <= hi, got ${JSON.stringify(config.aspectRatio)}`);
+  for (const key of ['flipP', 'colorJitterP', 'grayscaleP', 'solarizeP'] as const) {
+    if (!isProbability(config[key])) problems.push(`${key} must be a probability, got ${config[key]}`);
+  }
+  if (config.blurP.length !== 3 || !config.blurP.every(isProbability)) problems.push(`blurP must be three probabilities, got ${JSON.stringify(config.blurP)}`);
+  for (const key of ['brightness', 'contrast', 'saturation'] as const) {
+    if (!(config[key] >= 0)) problems.push(`${key} must be >= 0, got ${config[key]}`);
+  }
+  if (!(config.hue >= 0 && config.hue <= 0.5)) problems.push(`hue must be in [0, 0.5], got ${config.hue}`);
+  if (!isRange(config.blurSigma, 0, Infinity)) problems.push(`blurSigma must be [lo, hi] with 0 <= lo <= hi, got ${JSON.stringify(config.blurSigma)}`);
+  if (!(config.solarizeThreshold >= 0 && config.solarizeThreshold <= 1)) problems.push(`solarizeThreshold must be in [0, 1], got ${config.solarizeThreshold}`);
+  if (config.mean.length === 0 || config.mean.length !== config.std.length) problems.push(`mean and std must have the same non-zero length, got ${config.mean.length} and ${config.std.length}`);
+  if (!config.std.every((s) => s > 0)) problems.push(`std values must be > 0, got ${JSON.stringify(config.std)}`);
+  if (problems.length > 0) throw new Error(`invalid augmentation config:\n  ${problems.join('\n  ')}`);
+  return config;
+}
+
+/** A batch of equally sized source images, (count, channels, height, width), values in [0, 1]. */
+export interface ImageBatch {
+  readonly count: number;
+  readonly channels: number;
+  readonly height: number;
+  readonly width: number;
+  readonly pixels: Float32Array;
+}
+
+/**
+ * The crops of a batch of B images, view-major as DINO's MultiCropWrapper concatenates them:
+ * `globals` is [2 * B, C, G, G] (all B images' view 0, then all B images' view 1),
+ * `locals` is [localCrops * B, C, L, L] (local view 0 of all images, then local view 1, ...).
+ */
+export interface MultiCropBatch {
+  readonly batchSize: number;
+  readonly channels: number;
+  readonly globalSize: number;
+  readonly localSize: number;
+  readonly localCrops: number;
+  readonly globals: Float32Array;
+  readonly locals: Float32Array;
+}
+
+/** Python's `round` (half to even), which torchvision's crop sampling uses. */
+function roundHalfEven(x: number): number {
+  const r = Math.round(x);
+  return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
+/**
+ * torchvision `RandomResizedCrop.get_params`: up to 10 tries of (area fraction uniform in `scale`, log aspect ratio
+ * uniform in log `ratio`, rounded sides, uniform position); if none fits, the largest centred crop whose aspect
+ * ratio is clamped to `ratio`.
+ */
+export function sampleCropBox(
+  height: number,
+  width: number,
+  scale: readonly [number, number],
+  ratio: readonly [number, number],
+  prng: Prng,
+): CropBox {
+  const area = height * width;
+  const logRatioLo = Math.log(ratio[0]);
+  const logRatioHi = Math.log(ratio[1]);
+  for (let attempt = 0; attempt < 10; attempt++) {
+    const targetArea = area * prng.range(scale[0], scale[1]);
+    const aspect = Math.exp(prng.range(logRatioLo, logRatioHi));
+    const w = roundHalfEven(Math.sqrt(targetArea * aspect));
+    const h = roundHalfEven(Math.sqrt(targetArea / aspect));
+    if (w > 0 && w <= width && h > 0 && h <= height) {
+      const top = prng.int(height - h + 1);
+      const left = prng.int(width - w + 1);
+      return { top, left, height: h, width: w };
+    }
+  }
+  const inRatio = width / height;
+  let w = width;
+  let h = height;
+  if (inRatio < Math.min(ratio[0], ratio[1])) h = roundHalfEven(w / Math.min(ratio[0], ratio[1]));
+  else if (inRatio > Math.max(ratio[0], ratio[1])) w = roundHalfEven(h * Math.max(ratio[0], ratio[1]));
+  return { top: Math.floor((height - h) / 2), left: Math.floor((width - w) / 2), height: h, width: w };
+}
+
+/** torchvision ColorJitter: a random order of the four adjustments, each with its own random factor. */
+function colorJitter(image: ChwImage, config: AugmentConfig, prng: Prng): void {
+  const order = prng.permutation(4);
+  const brightness = prng.range(Math.max(0, 1 - config.brightness), 1 + config.brightness);
+  const contrast = prng.range(Math.max(0, 1 - config.contrast), 1 + config.contrast);
+  const saturation = prng.range(Math.max(0, 1 - config.saturation), 1 + config.saturation);
+  const hue = prng.range(-config.hue, config.hue);
+  for (const op of order) {
+    if (op === 0) adjustBrightness(image, brightness);
+    else if (op === 1) adjustContrast(image, contrast);
+    else if (op === 2) adjustSaturation(image, saturation);
+    else adjustHue(image, hue);
+  }
+}
+
+/** Which of DINO's three view kinds a crop is: they differ in scale, size, blur probability and solarization. */
+type ViewKind = 'global1' | 'global2' | 'local';
+
+/** One augmented view of `source`, written normalised into `out` at `offset`. */
+function augmentView(
+  source: ChwImage,
+  kind: ViewKind,
+  config: AugmentConfig,
+  prng: Prng,
+  out: Float32Array,
+  offset: number,
+): void {
+  const isGlobal = kind !== 'local';
+  const size = isGlobal ? config.globalSize : config.localSize;
+  const box = sampleCropBox(source.height, source.width, isGlobal ? config.globalScale : config.localScale, config.aspectRatio, prng);
+  const view = resizeBicubic(source, box, size, size);
+  if (prng.uniform() < config.flipP) flipHorizontal(view);
+  if (prng.uniform() < config.colorJitterP) colorJitter(view, config, prng);
+  if (prng.uniform() < config.grayscaleP) toGrayscale(view);
+  const blurP = kind === 'global1' ? config.blurP[0] : kind === 'global2' ? config.blurP[1] : config.blurP[2];
+  // DINO's GaussianBlur: `random.random() <= p` then `radius = random.uniform(lo, hi)`.
+  if (prng.uniform() <= blurP) gaussianBlur(view, prng.range(config.blurSigma[0], config.blurSigma[1]));
+  if (kind === 'global2' && prng.uniform() < config.solarizeP) solarize(view, config.solarizeThreshold);
+  normalizeInto(view, config, out, offset);
+}
+
+/** The whole image resized to `size` (the `'none'` mode view), normalised into `out` at `offset`. */
+function plainView(source: ChwImage, size: number, config: AugmentConfig, out: Float32Array, offset: number): void {
+  const view = resizeBicubic(source, { top: 0, left: 0, height: source.height, width: source.width }, size, size);
+  normalizeInto(view, config, out, offset);
+}
+
+function normalizeInto(view: ChwImage, config: AugmentConfig, out: Float32Array, offset: number): void {
+  const plane = view.height * view.width;
+  for (let c = 0; c < view.channels; c++) {
+    const mean = config.mean.length === 1 ? config.mean[0]! : config.mean[c]!;
+    const invStd = 1 / (config.std.length === 1 ? config.std[0]! : config.std[c]!);
+    const base = c * plane;
+    for (let p = 0; p < plane; p++) out[offset + base + p] = (view.data[base + p]! - mean) * invStd;
+  }
+}
+
+/**
+ * Multi-crop views of every image in `images`, in the layout of {@link MultiCropBatch}.
+ * Each image gets its own generator, forked from `prng` in image order, so image b's crops depend only on
+ * `prng`'s state and b. In `'none'` mode `prng` is not used.
+ * @throws Error when the config is invalid for these images (mean/std length vs channels).
+ */
+export function multiCrop(images: ImageBatch, config: AugmentConfig, prng: Prng): MultiCropBatch {
+  const { count, channels, height, width } = images;
+  if (config.mean.length !== 1 && config.mean.length !== channels) {
+    throw new Error(`augmentation mean/std have ${config.mean.length} values for ${channels}-channel images: give 1 or ${channels}`);
+  }
+  const imageLength = channels * height * width;
+  if (images.pixels.length !== count * imageLength) {
+    throw new Error(`image batch holds ${images.pixels.length} values, expected ${count} x ${channels} x ${height} x ${width}`);
+  }
+  const globalLength = channels * config.globalSize * config.globalSize;
+  const localLength = channels * config.localSize * config.localSize;
+  const globals = new Float32Array(2 * count * globalLength);
+  const locals = new Float32Array(config.localCrops * count * localLength);
+  for (let b = 0; b < count; b++) {
+    const source: ChwImage = { channels, height, width, data: images.pixels.subarray(b * imageLength, (b + 1) * imageLength) };
+    const globalOffset = (view: number) => (view * count + b) * globalLength;
+    const localOffset = (view: number) => (view * count + b) * localLength;
+    if (config.augment === 'none') {
+      for (let v = 0; v < 2; v++) plainView(source, config.globalSize, config, globals, globalOffset(v));
+      for (let v = 0; v < config.localCrops; v++) plainView(source, config.localSize, config, locals, localOffset(v));
+      continue;
+    }
+    const imagePrng = prng.fork();
+    augmentView(source, 'global1', config, imagePrng, globals, globalOffset(0));
+    augmentView(source, 'global2', config, imagePrng, globals, globalOffset(1));
+    for (let v = 0; v < config.localCrops; v++) augmentView(source, 'local', config, imagePrng, locals, localOffset(v));
+  }
+  return { batchSize: count, channels, globalSize: config.globalSize, localSize: config.localSize, localCrops: config.localCrops, globals, locals };
+}
