@@ -1,0 +1,471 @@
+/**
+ * Weighted k-NN evaluation of frozen features (DINO's `eval_knn.py`): L2-normalised features, cosine similarity
+ * of each test image to every train image, the k most similar train images vote for their class with weight
+ * exp(sim / T) (T = 0.07), per-class votes summed; top-1 / top-5 accuracy for k = 10, 20, 100, 200.
+ *
+ * Similarities are computed block by block (a block of test rows against a chunk of train rows), never as the
+ * whole n_test x n_train matrix, and the k nearest of each row are kept with a bounded min-heap (no sort of the
+ * row). The block product runs either in onnxruntime-node (a one-MatMul graph compiled with the DSL; default)
+ * or in plain TypeScript (register-blocked loops over Float32Array; used for small problems and as a check).
+ * Ties in the class ranking are broken by class index, as a stable sort would.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as E from 'fp-ts/lib/Either.js';
+import { Graph, emitOnnx, formatError, matmul, transposeLast2 } from '../dsl/index.ts';
+import { createSession, ort } from '../runtime/backend.ts';
+import type { Dataset, ImageSet } from '../runtime/data/dataset.ts';
+import { loadFashionMnist } from '../runtime/data/fashion-mnist.ts';
+import { loadImageFolder } from '../runtime/data/image-folder.ts';
+import { resizeBicubic } from '../runtime/data/image-ops.ts';
+import { type ExportInfo, checkpointPath, exportTeacher, readExportInfo } from './teacher.ts';
+
+export const KNN_KS = [10, 20, 100, 200] as const;
+/** DINO's vote temperature. */
+export const KNN_TEMPERATURE = 0.07;
+
+/** `count` feature vectors of `dim` floats, row-major, with their labels. */
+export interface FeatureSet {
+  readonly count: number;
+  readonly dim: number;
+  readonly data: Float32Array;
+  readonly labels: Int32Array;
+}
+
+/** Accuracies in percent, keyed by k as a string (the `--json` shape). */
+export interface KnnResult {
+  readonly top1: Record<string, number>;
+  readonly top5: Record<string, number>;
+  readonly n_train: number;
+  readonly n_test: number;
+}
+
+export interface KnnOptions {
+  readonly ks?: readonly number[];
+  readonly temperature?: number;
+  /** Number of classes (default: the largest label + 1). */
+  readonly numClasses?: number;
+  /** Where the block products run: 'ort' (onnxruntime-node), 'ts', or 'auto' (ORT above ~1 GFLOP). Default 'auto'. */
+  readonly engine?: 'ort' | 'ts' | 'auto';
+  /** Test rows per block (default 1024). */
+  readonly blockRows?: number;
+  /** Train rows per chunk (default 8192; with 1024 test rows a 32 MB similarity block, reused across calls). */
+  readonly blockCols?: number;
+}
+
+/** Row-wise L2 normalisation into a new array (zero rows stay zero). */
+export function l2NormalizeRows(data: Float32Array, dim: number): Float32Array {
+  const out = new Float32Array(data.length);
+  for (let r = 0; r < data.length / dim; r++) {
+    let s = 0;
+    for (let j = 0; j < dim; j++) s += data[r * dim + j]! ** 2;
+    const inv = 1 / Math.max(Math.sqrt(s), 1e-12);
+    for (let j = 0; j < dim; j++) out[r * dim + j] = data[r * dim + j]! * inv;
+  }
+  return out;
+}
+
+// ---- block products ----------------------------------------------------------------------------------
+
+/** out[i * m + j] = <a_i, b_j> for a [n, d], b [m, d] (both row-major): 2x4 register blocks. */
+export function dotBlockTs(a: Float32Array, n: number, b: Float32Array, m: number, d: number, out: Float32Array): void {
+  let i = 0;
+  for (; i + 1 < n; i += 2) {
+    const a0 = i * d, a1 = a0 + d;
+    let j = 0;
+    for (; j + 3 < m; j += 4) {
+      const b0 = j * d, b1 = b0 + d, b2 = b1 + d, b3 = b2 + d;
+      let s00 = 0, s01 = 0, s02 = 0, s03 = 0, s10 = 0, s11 = 0, s12 = 0, s13 = 0;
+      for (let k = 0; k < d; k++) {
+        const x0 = a[a0 + k]!, x1 = a[a1 + k]!;
+        const y0 = b[b0 + k]!, y1 = b[b1 + k]!, y2 = b[b2 + k]!, y3 = b[b3 + k]!;
+        s00 += x0 * y0; s01 += x0 * y1; s02 += x0 * y2; s03 += x0 * y3;
+        s10 += x1 * y0; s11 += x1 * y1; s12 += x1 * y2; s13 += x1 * y3;
+      }
+      const o0 = i * m + j, o1 = o0 + m;
+      out[o0] = s00; out[o0 + 1] = s01; out[o0 + 2] = s02; out[o0 + 3] = s03;
+      out[o1] = s10; out[o1 + 1] = s11; out[o1 + 2] = s12; out[o1 + 3] = s13;
+    }
+    for (; j < m; j++) {
+      let s0 = 0, s1 = 0;
+      for (let k = 0; k < d; k++) {
+        s0 += a[a0 + k]! * b[j * d + k]!;
+        s1 += a[a1 + k]! * b[j * d + k]!;
+      }
+      out[i * m + j] = s0;
+      out[(i + 1) * m + j] = s1;
+    }
+  }
+  for (; i < n; i++) {
+    for (let j = 0; j < m; j++) {
+      let s = 0;
+      for (let k = 0; k < d; k++) s += a[i * d + k]! * b[j * d + k]!;
+      out[i * m + j] = s;
+    }
+  }
+}
+
+type DotBlock = (a: Float32Array, n: number, b: Float32Array, m: number, d: number) => Promise<Float32Array>;
+
+/** The same product in onnxruntime-node: one graph, MatMul(a, b^T) with symbolic sizes. */
+async function ortDotBlock(d: number): Promise<{ run: DotBlock; release: () => Promise<void> }> {
+  const g = new Graph('similarity');
+  const a = g.input('a', 'float32', ['n', d]);
+  const b = g.input('b', 'float32', ['m', d]);
+  g.output('sim', matmul(a, transposeLast2(b)));
+  const bytes = emitOnnx(g, { params: 'inputs' });
+  if (E.isLeft(bytes)) throw new Error(bytes.left.map(formatError).join('\n'));
+  const session = await createSession(bytes.right);
+  // The output buffer is reused across calls (allocating tens of MB per call costs as much as the product).
+  let buffer = new Float32Array(0);
+  return {
+    run: async (av, n, bv, m) => {
+      if (buffer.length < n * m) buffer = new Float32Array(n * m);
+      const sim = new ort.Tensor('float32', buffer.subarray(0, n * m), [n, m]);
+      await session.run({ a: new ort.Tensor('float32', av, [n, d]), b: new ort.Tensor('float32', bv, [m, d]) }, { sim });
+      return buffer;
+    },
+    release: () => session.release(),
+  };
+}
+
+// ---- top-k ---------------------------------------------------------------------------------------------
+
+/** A bounded min-heap per row: keeps the `k` largest values seen and their indices. */
+class TopK {
+  readonly values: Float32Array;
+  readonly indices: Int32Array;
+  size = 0;
+  constructor(readonly k: number) {
+    this.values = new Float32Array(k);
+    this.indices = new Int32Array(k);
+  }
+
+  /** Offers values[0..n) with indices offset..offset+n-1. */
+  offer(row: Float32Array, start: number, n: number, offset: number): void {
+    const v = this.values, ix = this.indices, k = this.k;
+    let j = 0;
+    for (; j < n && this.size < k; j++) this.push(row[start + j]!, offset + j);
+    let min = v[0]!;
+    for (; j < n; j++) {
+      const x = row[start + j]!;
+      if (x <= min) continue;
+      // replace the root, sift down
+      let p = 0;
+      for (;;) {
+        const l = 2 * p + 1;
+        if (l >= k) break;
+        const c = l + 1 < k && v[l + 1]! < v[l]! ? l + 1 : l;
+        if (v[c]! >= x) break;
+        v[p] = v[c]!;
+        ix[p] = ix[c]!;
+        p = c;
+      }
+      v[p] = x;
+      ix[p] = offset + j;
+      min = v[0]!;
+    }
+  }
+
+  private push(x: number, index: number): void {
+    const v = this.values, ix = this.indices;
+    let p = this.size++;
+    while (p > 0) {
+      const parent = (p - 1) >> 1;
+      if (v[parent]! <= x) break;
+      v[p] = v[parent]!;
+      ix[p] = ix[parent]!;
+      p = parent;
+    }
+    v[p] = x;
+    ix[p] = index;
+  }
+
+  /** [value, index] pairs, most similar first (ties: lower index first). */
+  sorted(): [number, number][] {
+    const pairs: [number, number][] = [];
+    for (let i = 0; i < this.size; i++) pairs.push([this.values[i]!, this.indices[i]!]);
+    return pairs.sort((p, q) => q[0] - p[0] || p[1] - q[1]);
+  }
+
+  reset(): void {
+    this.size = 0;
+  }
+}
+
+// ---- classification ------------------------------------------------------------------------------------
+
+function checkLabels(set: FeatureSet, what: string): void {
+  if (set.labels.length !== set.count || set.data.length !== set.count * set.dim) {
+    throw new Error(`${what} features: ${set.count} rows of ${set.dim} need ${set.count * set.dim} values and ${set.count} labels, got ${set.data.length} and ${set.labels.length}`);
+  }
+}
+
+/**
+ * Weighted k-NN top-1 / top-5 (percent) of `test` against `train`. Train images without a label (-1) are an
+ * error; test images without a label are left out of the accuracy.
+ */
+export async function knnClassify(train: FeatureSet, test: FeatureSet, opts: KnnOptions = {}): Promise<KnnResult> {
+  checkLabels(train, 'train');
+  checkLabels(test, 'test');
+  if (train.dim !== test.dim) throw new Error(`train features have ${train.dim} dims, test features ${test.dim}`);
+  if (train.count === 0) throw new Error('k-NN needs at least one train image');
+  if (train.labels.some((l) => l < 0)) throw new Error('k-NN needs a label for every train image (found unlabelled images: give the folder class sub-folders)');
+  const ks = [...(opts.ks ?? KNN_KS)].sort((a, b) => a - b);
+  const temperature = opts.temperature ?? KNN_TEMPERATURE;
+  const numClasses = opts.numClasses ?? Math.max(...train.labels, ...test.labels) + 1;
+  const d = train.dim;
+  const kmax = Math.min(ks[ks.length - 1]!, train.count);
+  const trainN = l2NormalizeRows(train.data, d);
+  const testN = l2NormalizeRows(test.data, d);
+  const rows = opts.blockRows ?? 1024;
+  const cols = Math.min(opts.blockCols ?? 8192, train.count);
+  const flops = 2 * train.count * test.count * d;
+  const engine = opts.engine === 'auto' || opts.engine === undefined ? (flops > 1e9 ? 'ort' : 'ts') : opts.engine;
+  const ortEngine = engine === 'ort' ? await ortDotBlock(d) : undefined;
+  const tsBuffer = engine === 'ts' ? new Float32Array(rows * cols) : undefined;
+  const dot: DotBlock = ortEngine
+    ? ortEngine.run
+    : async (a, n, b, m) => {
+        dotBlockTs(a, n, b, m, d, tsBuffer!);
+        return tsBuffer!;
+      };
+
+  const heaps = Array.from({ length: rows }, () => new TopK(kmax));
+  const correct1 = new Float64Array(ks.length), correct5 = new Float64Array(ks.length);
+  const votes = new Float64Array(numClasses);
+  let labelled = 0;
+  try {
+    for (let r0 = 0; r0 < test.count; r0 += rows) {
+      const n = Math.min(rows, test.count - r0);
+      const a = testN.subarray(r0 * d, (r0 + n) * d);
+      for (const h of heaps) h.reset();
+      for (let c0 = 0; c0 < train.count; c0 += cols) {
+        const m = Math.min(cols, train.count - c0);
+        const sim = await dot(a, n, trainN.subarray(c0 * d, (c0 + m) * d), m, d);
+        for (let i = 0; i < n; i++) heaps[i]!.offer(sim, i * m, m, c0);
+      }
+      for (let i = 0; i < n; i++) {
+        const label = test.labels[r0 + i]!;
+        if (label < 0) continue;
+        labelled++;
+        const nearest = heaps[i]!.sorted();
+        ks.forEach((k, ki) => {
+          votes.fill(0);
+          for (let j = 0; j < Math.min(k, nearest.length); j++) {
+            const [sim, idx] = nearest[j]!;
+            votes[train.labels[idx]!]! += Math.exp(sim / temperature);
+          }
+          // rank of the true class: classes with more votes, or equal votes and a lower index, come first
+          const mine = votes[label]!;
+          let rank = 0;
+          for (let c = 0; c < numClasses; c++) if (votes[c]! > mine || (votes[c] === mine && c < label)) rank++;
+          if (rank === 0) correct1[ki]!++;
+          if (rank < 5) correct5[ki]!++;
+        });
+      }
+    }
+  } finally {
+    await ortEngine?.release();
+  }
+  const pct = (x: number) => (labelled ? (100 * x) / labelled : 0);
+  return {
+    top1: Object.fromEntries(ks.map((k, i) => [String(k), pct(correct1[i]!)])),
+    top5: Object.fromEntries(ks.map((k, i) => [String(k), pct(correct5[i]!)])),
+    n_train: train.count,
+    n_test: labelled,
+  };
+}
+
+/** The result as a fixed-width table. */
+export function formatKnnTable(result: KnnResult, title = 'weighted k-NN'): string {
+  const lines = [`${title}: ${result.n_train} train / ${result.n_test} test images`, '     k    top-1    top-5'];
+  for (const k of Object.keys(result.top1)) {
+    lines.push(`${k.padStart(6)}  ${result.top1[k]!.toFixed(2).padStart(6)}%  ${result.top5[k]!.toFixed(2).padStart(6)}%`);
+  }
+  return lines.join('\n');
+}
+
+// ---- feature extraction --------------------------------------------------------------------------------
+
+export interface ImageSource {
+  readonly channels: number;
+  readonly height: number;
+  readonly width: number;
+  readonly set: ImageSet;
+  /** Indices of the images to use (default all). */
+  readonly indices?: Uint32Array | number[];
+}
+
+export interface Extracted extends FeatureSet {
+  readonly imagesPerSecond: number;
+}
+
+/** The model's input size for images of h x w: its fixed size, or for dynamic models the image size rounded down to the patch. */
+function inputSize(info: ExportInfo, h: number, w: number): [number, number] {
+  if (info.imageSize) return [info.imageSize[0], info.imageSize[1]];
+  const p = info.backbone.patchSize;
+  return [Math.max(p, Math.floor(h / p) * p), Math.max(p, Math.floor(w / p) * p)];
+}
+
+/**
+ * `features` of the exported model for the chosen images, in batches (onnxruntime-node). Images whose size
+ * differs from the model's input are resized (antialiased bicubic, as training crops are).
+ */
+export async function extractFeatures(
+  model: string | Uint8Array,
+  src: ImageSource,
+  opts: { batch?: number; threads?: number; log?: (msg: string) => void; session?: ort.InferenceSession } = {},
+): Promise<Extracted> {
+  const info = readExportInfo(model);
+  if (info.backbone.inChans !== src.channels) {
+    throw new Error(`the model takes ${info.backbone.inChans}-channel images, the dataset has ${src.channels} channels`);
+  }
+  const [h, w] = inputSize(info, src.height, src.width);
+  const session = opts.session ?? (await createSession(model, opts.threads !== undefined ? { threads: opts.threads } : {}));
+  const indices = src.indices ?? Uint32Array.from({ length: src.set.count }, (_, i) => i);
+  const count = indices.length, batch = opts.batch ?? 256, c = src.channels;
+  const per = c * src.height * src.width, perIn = c * h * w;
+  const d = info.backbone.embedDim;
+  const features = new Float32Array(count * d);
+  const labels = new Int32Array(count);
+  const input = new Float32Array(batch * perIn);
+  const t0 = performance.now();
+  let lastLog = t0;
+  for (let b0 = 0; b0 < count; b0 += batch) {
+    const n = Math.min(batch, count - b0);
+    for (let i = 0; i < n; i++) {
+      const idx = indices[b0 + i]!;
+      labels[b0 + i] = src.set.labels[idx]!;
+      const pixels = src.set.pixels.subarray(idx * per, (idx + 1) * per);
+      if (h === src.height && w === src.width) input.set(pixels, i * perIn);
+      else resizeBicubic({ channels: c, height: src.height, width: src.width, data: pixels }, { top: 0, left: 0, height: src.height, width: src.width }, h, w, input.subarray(i * perIn, (i + 1) * perIn));
+    }
+    const out = await session.run({ images: new ort.Tensor('float32', input.subarray(0, n * perIn), [n, c, h, w]) });
+    features.set(out['features']!.data as Float32Array, b0 * d);
+    const now = performance.now();
+    if (opts.log && now - lastLog > 2000) {
+      lastLog = now;
+      opts.log(`features ${b0 + n}/${count} (${(((b0 + n) * 1000) / (now - t0)).toFixed(0)} images/s)`);
+    }
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  if (!opts.session) await session.release();
+  return { count, dim: d, data: features, labels, imagesPerSecond: count / Math.max(seconds, 1e-9) };
+}
+
+/** `limit` indices spread evenly over [0, count) (class-balanced for class-major datasets like Fashion-MNIST). */
+export function evenlySpaced(count: number, limit?: number): Uint32Array {
+  const n = limit === undefined ? count : Math.min(count, Math.max(0, Math.floor(limit)));
+  return Uint32Array.from({ length: n }, (_, i) => Math.floor((i * count) / n));
+}
+
+// ---- the command ----------------------------------------------------------------------------------------
+
+export interface KnnEvaluateOptions {
+  /** A run folder: its teacher is exported to DIR/teacher.onnx (when missing or older than the checkpoint). */
+  readonly run?: string;
+  /** An exported model (.onnx); takes precedence over the run's. */
+  readonly model?: string;
+  /** 'fmnist' (default) or an image folder. */
+  readonly dataset?: string;
+  /** Use at most this many train / test images (evenly spaced, so every class keeps its share). */
+  readonly limitTrain?: number;
+  readonly limitTest?: number;
+  readonly ks?: readonly number[];
+  readonly batch?: number;
+  readonly engine?: KnnOptions['engine'];
+  /** Write DIR/knn.json when evaluating a run (default true). */
+  readonly save?: boolean;
+  readonly log?: (msg: string) => void;
+}
+
+export interface KnnEvaluation {
+  readonly result: KnnResult;
+  readonly table: string;
+  /** One line, the `--json` output. */
+  readonly json: string;
+  readonly model: string;
+  readonly imagesPerSecond: number;
+  readonly seconds: { readonly features: number; readonly knn: number };
+}
+
+/** The model to evaluate: `model`, or the run's teacher, exported when missing or stale. */
+export function runModel(opts: { run?: string; model?: string; log?: (msg: string) => void }): string {
+  if (opts.model) {
+    if (!fs.existsSync(opts.model)) throw new Error(`${opts.model}: no such model file; export one with npx dino export --run DIR --out FILE.onnx`);
+    return opts.model;
+  }
+  if (!opts.run) throw new Error('pass a run folder (--run DIR) or an exported model (--model FILE.onnx)');
+  const out = path.join(opts.run, 'teacher.onnx');
+  const ckpt = checkpointPath(opts.run);
+  if (!fs.existsSync(out) || fs.statSync(out).mtimeMs < fs.statSync(ckpt).mtimeMs) {
+    opts.log?.(`exporting the teacher of ${opts.run} to ${out}`);
+    exportTeacher({ run: opts.run, out });
+  }
+  return out;
+}
+
+/** Loads `dataset` ('fmnist' or a folder) at the size and channel count the model needs. */
+export async function loadEvalDataset(dataset: string, info: ExportInfo): Promise<Dataset> {
+  if (dataset === 'fmnist' || dataset === 'fashion-mnist') return loadFashionMnist();
+  const size = info.imageSize ? info.imageSize[0] : info.backbone.imgSize;
+  const channels = info.backbone.inChans === 1 ? 1 : 3;
+  return (await loadImageFolder(dataset, { imageSize: size, channels })).dataset;
+}
+
+/** `npx dino knn`: features of the train and test splits through the exported model, then weighted k-NN. */
+export async function knnEvaluate(opts: KnnEvaluateOptions): Promise<KnnEvaluation> {
+  const model = runModel(opts);
+  const bytes = fs.readFileSync(model);
+  const info = readExportInfo(bytes);
+  const data = await loadEvalDataset(opts.dataset ?? 'fmnist', info);
+  const t0 = performance.now();
+  const session = await createSession(bytes);
+  const extract = (set: ImageSet, limit: number | undefined) =>
+    extractFeatures(bytes, { channels: data.channels, height: data.height, width: data.width, set, indices: evenlySpaced(set.count, limit) }, {
+      session, ...(opts.batch ? { batch: opts.batch } : {}), ...(opts.log ? { log: opts.log } : {}),
+    });
+  const train = await extract(data.train, opts.limitTrain);
+  const test = await extract(data.test, opts.limitTest);
+  await session.release();
+  const t1 = performance.now();
+  const result = await knnClassify(train, test, { numClasses: data.classes.length || undefined, ...(opts.ks ? { ks: opts.ks } : {}), ...(opts.engine ? { engine: opts.engine } : {}) } as KnnOptions);
+  const t2 = performance.now();
+  const json = JSON.stringify(result);
+  if (opts.run && opts.save !== false) fs.writeFileSync(path.join(opts.run, 'knn.json'), json + '\n');
+  const imagesPerSecond = (train.count + test.count) / ((t1 - t0) / 1000);
+  return {
+    result,
+    table: formatKnnTable(result, `weighted k-NN (cosine, T=${KNN_TEMPERATURE}) on ${data.name}`),
+    json,
+    model,
+    imagesPerSecond,
+    seconds: { features: (t1 - t0) / 1000, knn: (t2 - t1) / 1000 },
+  };
+}
+
+/** The baseline: weighted k-NN on the raw pixels, normalised with `mean` / `std` (default Fashion-MNIST's). */
+export async function rawPixelKnn(
+  data: Dataset,
+  opts: { mean?: readonly number[]; std?: readonly number[]; limitTrain?: number; limitTest?: number; ks?: readonly number[]; engine?: KnnOptions['engine'] } = {},
+): Promise<KnnResult> {
+  const mean = opts.mean ?? [0.286], std = opts.std ?? [0.353];
+  const plane = data.height * data.width, per = data.channels * plane;
+  const pick = (set: ImageSet, limit: number | undefined): FeatureSet => {
+    const idx = evenlySpaced(set.count, limit);
+    const out = new Float32Array(idx.length * per);
+    const labels = new Int32Array(idx.length);
+    idx.forEach((src, i) => {
+      labels[i] = set.labels[src]!;
+      for (let c = 0; c < data.channels; c++) {
+        const m = mean.length === 1 ? mean[0]! : mean[c]!, inv = 1 / (std.length === 1 ? std[0]! : std[c]!);
+        for (let p = 0; p < plane; p++) out[i * per + c * plane + p] = (set.pixels[src * per + c * plane + p]! - m) * inv;
+      }
+    });
+    return { count: idx.length, dim: per, data: out, labels };
+  };
+  return knnClassify(pick(data.train, opts.limitTrain), pick(data.test, opts.limitTest), {
+    numClasses: data.classes.length || undefined, ...(opts.ks ? { ks: opts.ks } : {}), ...(opts.engine ? { engine: opts.engine } : {}),
+  } as KnnOptions);
+}
