@@ -1,0 +1,203 @@
+/**
+ * `DIR/report.html`: one self-contained page per run: the configuration, loss and teacher-entropy curves (inline
+ * SVG, from metrics.jsonl), the k-NN table (DIR/knn.json, written by `dino knn --run DIR`) and the teacher's
+ * attention maps on a few test images (PNG data URIs). No scripts, no external files.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { createSession } from '../runtime/backend.ts';
+import { computeAttention, writeAttentionPngs } from './attention.ts';
+import { type KnnResult, loadEvalDataset, runModel } from './knn.ts';
+import { readExportInfo, readRunConfig } from './teacher.ts';
+
+export interface MetricsRow {
+  readonly step: number;
+  readonly [key: string]: number;
+}
+
+/** metrics.jsonl rows; a torn last line (a run killed mid-write) is skipped, other bad lines are errors. */
+export function readMetrics(file: string): MetricsRow[] {
+  if (!fs.existsSync(file)) return [];
+  const lines = fs.readFileSync(file, 'utf8').split('\n').filter((l) => l.trim() !== '');
+  const rows: MetricsRow[] = [];
+  lines.forEach((line, i) => {
+    try {
+      rows.push(JSON.parse(line) as MetricsRow);
+    } catch (e) {
+      if (i < lines.length - 1) throw new Error(`${file}: line ${i + 1} is not JSON (${(e as Error).message})`);
+    }
+  });
+  return rows;
+}
+
+const escapeHtml = (s: string) => s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
+
+/** Round tick values covering [lo, hi] (1, 2, 2.5, 5 x 10^k steps). */
+export function niceTicks(lo: number, hi: number, count = 5): number[] {
+  if (!(hi > lo)) return [lo];
+  const raw = (hi - lo) / count, mag = 10 ** Math.floor(Math.log10(raw));
+  const step = [1, 2, 2.5, 5, 10].map((m) => m * mag).find((s) => s >= raw)!;
+  const ticks: number[] = [];
+  for (let v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9; v += step) ticks.push(Number(v.toPrecision(12)));
+  return ticks;
+}
+
+const fmt = (v: number) => (Math.abs(v) >= 1e4 || (Math.abs(v) < 1e-3 && v !== 0) ? v.toExponential(1) : String(Number(v.toPrecision(4))));
+
+/** An SVG line chart of y against step (one polyline per series; points with non-finite y are skipped). */
+export function lineChart(title: string, series: { name: string; color: string; points: [number, number][] }[], width = 520, height = 260): string {
+  const pts = series.flatMap((s) => s.points).filter(([, y]) => Number.isFinite(y));
+  if (pts.length === 0) return `<p class="empty">${escapeHtml(title)}: no data</p>`;
+  const m = { left: 58, right: 14, top: 28, bottom: 34 };
+  let [x0, x1] = [Math.min(...pts.map((p) => p[0])), Math.max(...pts.map((p) => p[0]))];
+  let [y0, y1] = [Math.min(...pts.map((p) => p[1])), Math.max(...pts.map((p) => p[1]))];
+  if (x1 === x0) x1 = x0 + 1;
+  if (y1 === y0) [y0, y1] = [y0 - 1, y1 + 1];
+  const pad = (y1 - y0) * 0.05;
+  [y0, y1] = [y0 - pad, y1 + pad];
+  const sx = (x: number) => m.left + ((x - x0) / (x1 - x0)) * (width - m.left - m.right);
+  const sy = (y: number) => height - m.bottom - ((y - y0) / (y1 - y0)) * (height - m.top - m.bottom);
+  const parts: string[] = [
+    `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ${width} ${height}" width="${width}" height="${height}" role="img" aria-label="${escapeHtml(title)}">`,
+    `<text x="${m.left}" y="18" class="title">${escapeHtml(title)}</text>`,
+  ];
+  for (const t of niceTicks(y0, y1)) {
+    parts.push(`<line x1="${m.left}" x2="${width - m.right}" y1="${sy(t).toFixed(1)}" y2="${sy(t).toFixed(1)}" class="grid"/>`);
+    parts.push(`<text x="${m.left - 6}" y="${(sy(t) + 4).toFixed(1)}" class="tick" text-anchor="end">${fmt(t)}</text>`);
+  }
+  for (const t of niceTicks(x0, x1, 6)) {
+    parts.push(`<text x="${sx(t).toFixed(1)}" y="${height - m.bottom + 16}" class="tick" text-anchor="middle">${fmt(t)}</text>`);
+  }
+  parts.push(`<text x="${width - m.right}" y="${height - 4}" class="tick" text-anchor="end">step</text>`);
+  parts.push(`<rect x="${m.left}" y="${m.top}" width="${width - m.left - m.right}" height="${height - m.top - m.bottom}" class="frame"/>`);
+  series.forEach((s, i) => {
+    const coords = s.points.filter(([, y]) => Number.isFinite(y)).map(([x, y]) => `${sx(x).toFixed(1)},${sy(y).toFixed(1)}`).join(' ');
+    parts.push(`<polyline points="${coords}" fill="none" stroke="${s.color}" stroke-width="1.6" data-series="${escapeHtml(s.name)}"/>`);
+    if (series.length > 1) parts.push(`<text x="${width - m.right - 4}" y="${m.top + 14 + 14 * i}" text-anchor="end" fill="${s.color}" class="tick">${escapeHtml(s.name)}</text>`);
+  });
+  parts.push('</svg>');
+  return parts.join('');
+}
+
+/** At most `target` points, evenly thinned (long runs have a line per step). */
+function thin<T>(rows: T[], target = 800): T[] {
+  if (rows.length <= target) return rows;
+  const stride = rows.length / target;
+  return Array.from({ length: target }, (_, i) => rows[Math.floor(i * stride)]!).concat([rows[rows.length - 1]!]);
+}
+
+export function knnTableHtml(knn: KnnResult): string {
+  const rows = Object.keys(knn.top1).map((k) => `<tr><td>${escapeHtml(k)}</td><td>${knn.top1[k]!.toFixed(2)}%</td><td>${knn.top5[k]!.toFixed(2)}%</td></tr>`);
+  return `<table class="knn"><thead><tr><th>k</th><th>top-1</th><th>top-5</th></tr></thead><tbody>${rows.join('')}</tbody></table>` +
+    `<p class="note">weighted k-NN on L2-normalised teacher [CLS] features, votes exp(cos / 0.07); ${knn.n_train} train / ${knn.n_test} test images</p>`;
+}
+
+export interface ReportOptions {
+  readonly run: string;
+  /** k-NN result to show (default: DIR/knn.json when present). */
+  readonly knn?: KnnResult;
+  /** Test images for the attention maps (default 4; 0 to leave them out). */
+  readonly attentionImages?: number;
+  /** Dataset of the attention images: 'fmnist' (default) or an image folder. */
+  readonly dataset?: string;
+  readonly log?: (msg: string) => void;
+}
+
+/** Writes DIR/report.html and returns its path. */
+export async function writeReport(opts: ReportOptions): Promise<string> {
+  const cfg = readRunConfig(opts.run);
+  const metrics = readMetrics(path.join(opts.run, 'metrics.jsonl'));
+  const knnFile = path.join(opts.run, 'knn.json');
+  const knn = opts.knn ?? (fs.existsSync(knnFile) ? (JSON.parse(fs.readFileSync(knnFile, 'utf8')) as KnnResult) : undefined);
+  const rows = thin(metrics);
+  const curve = (key: string) => rows.filter((r) => typeof r[key] === 'number').map((r) => [r.step, r[key]!] as [number, number]);
+
+  const sections: string[] = [];
+  const last = metrics[metrics.length - 1];
+  const speed = metrics.length ? metrics.reduce((s, r) => s + (r['images_per_s'] ?? 0), 0) / metrics.length : 0;
+  sections.push(`<section><h2>Run</h2><table class="kv">${[
+    ['folder', path.resolve(opts.run)], ['preset', cfg.preset], ['steps logged', String(metrics.length)],
+    ['last loss', last ? fmt(last['loss'] ?? NaN) : '–'], ['last teacher entropy', last ? fmt(last['teacher_entropy'] ?? NaN) : '–'],
+    ['mean throughput', speed ? `${speed.toFixed(1)} images/s` : '–'],
+    ['backbone', `ViT ${cfg.backbone.embedDim}d × ${cfg.backbone.depth} blocks, ${cfg.backbone.numHeads} heads, patch ${cfg.backbone.patchSize}, ${cfg.backbone.imgSize}px`],
+    ['head', `K = ${cfg.head.outDim}, hidden ${cfg.head.hiddenDim}, bottleneck ${cfg.head.bottleneckDim}`],
+    ['batch / lr / seed', `${cfg.batch} / ${cfg.lr} / ${cfg.seed}`],
+    ['teacher momentum / temperature', `${cfg.momentumTeacher} / ${cfg.teacherTemp}`],
+  ].map(([k, v]) => `<tr><th>${escapeHtml(k!)}</th><td>${escapeHtml(v!)}</td></tr>`).join('')}</table></section>`);
+
+  sections.push(`<section><h2>Training curves</h2><div class="charts">${[
+    lineChart('DINO loss', [{ name: 'loss', color: '#1f77b4', points: curve('loss') }]),
+    lineChart('teacher output entropy (nats)', [{ name: 'entropy', color: '#d62728', points: curve('teacher_entropy') }]),
+    lineChart('KL(teacher ‖ batch mean)', [{ name: 'kl', color: '#2ca02c', points: curve('teacher_kl') }]),
+    lineChart('learning rate', [{ name: 'lr', color: '#9467bd', points: curve('lr') }]),
+  ].join('')}</div><p class="note">A collapsing run shows as entropy going to log K = ${Math.log(cfg.head.outDim).toFixed(2)} (uniform teacher) or to 0 with the KL at 0 (one-hot teacher).</p></section>`);
+
+  sections.push(`<section><h2>k-NN evaluation</h2>${knn ? knnTableHtml(knn) : `<p class="empty">No k-NN result yet: run <code>npx dino knn --run ${escapeHtml(opts.run)}</code>, then rebuild the report.</p>`}</section>`);
+
+  const count = opts.attentionImages ?? 4;
+  if (count > 0) sections.push(await attentionSection(opts, count));
+
+  const html = `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>DINO run report: ${escapeHtml(path.basename(path.resolve(opts.run)))}</title><style>${STYLE}</style></head>` +
+    `<body><h1>DINO run report</h1><p class="note">generated ${new Date().toISOString()}</p>${sections.join('\n')}</body></html>\n`;
+  const out = path.join(opts.run, 'report.html');
+  fs.writeFileSync(out, html);
+  return out;
+}
+
+/** The teacher's per-head attention on the first test image of the first `count` classes, as inline PNGs. */
+async function attentionSection(opts: ReportOptions, count: number): Promise<string> {
+  const model = runModel({ run: opts.run, ...(opts.log ? { log: opts.log } : {}) });
+  const info = readExportInfo(model);
+  const data = await loadEvalDataset(opts.dataset ?? 'fmnist', info);
+  const per = data.channels * data.height * data.width;
+  const picks: number[] = [];
+  const seen = new Set<number>();
+  for (let i = 0; i < data.test.count && picks.length < count; i++) {
+    const label = data.test.labels[i]!;
+    if (!seen.has(label)) {
+      seen.add(label);
+      picks.push(i);
+    }
+  }
+  if (info.imageSize && (info.imageSize[0] !== data.height || info.imageSize[1] !== data.width)) {
+    return `<section><h2>Attention maps</h2><p class="empty">The model takes ${info.imageSize.join('x')} images, the dataset has ${data.height}x${data.width}: use npx dino attention on your own images.</p></section>`;
+  }
+  const session = await createSession(model);
+  const tmp = fs.mkdtempSync(path.join(opts.run, '.report-'));
+  const rows: string[] = [];
+  try {
+    for (const i of picks) {
+      const image = { channels: data.channels, height: data.height, width: data.width, data: data.test.pixels.slice(i * per, (i + 1) * per) };
+      const result = await computeAttention(session, info, image);
+      const files = await writeAttentionPngs(path.join(tmp, String(i)), image, result, Math.max(1, Math.ceil(112 / data.height)));
+      const uri = (f: string) => `data:image/png;base64,${fs.readFileSync(f).toString('base64')}`;
+      const pick = (name: string) => files.find((f) => path.basename(f) === name)!;
+      const cells = [`<figure><img src="${uri(pick('image.png'))}" alt="input"><figcaption>${escapeHtml(data.classes[data.test.labels[i]!] ?? '')}</figcaption></figure>`];
+      for (let h = 0; h < result.heads.length; h++) {
+        cells.push(`<figure><img src="${uri(pick(`attn-head${h}.png`))}" alt="head ${h}"><img src="${uri(pick(`mask-head${h}.png`))}" alt="mask ${h}"><figcaption>head ${h}</figcaption></figure>`);
+      }
+      rows.push(`<div class="attn">${cells.join('')}</div>`);
+    }
+  } finally {
+    await session.release();
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+  return `<section><h2>Attention maps</h2><p class="note">Last block, [CLS] query over the patches, per head (top); the patches holding 60% of the attention mass (bottom).</p>${rows.join('')}</section>`;
+}
+
+const STYLE = `
+body { font-family: system-ui, sans-serif; max-width: 1150px; margin: 0 auto; padding: 1rem 1.5rem 3rem; color: #1d1d1f; }
+h2 { margin-top: 2rem; border-bottom: 1px solid #ddd; padding-bottom: 0.2rem; }
+.note, .empty { color: #666; font-size: 0.85rem; }
+table { border-collapse: collapse; }
+td, th { padding: 0.25rem 0.8rem; text-align: left; border-bottom: 1px solid #eee; }
+table.knn td { font-variant-numeric: tabular-nums; text-align: right; }
+.charts { display: flex; flex-wrap: wrap; gap: 1rem; }
+svg .title { font-size: 13px; font-weight: 600; }
+svg .tick { font-size: 10px; fill: #555; }
+svg .grid { stroke: #eee; }
+svg .frame { fill: none; stroke: #bbb; }
+.attn { display: flex; gap: 0.6rem; margin-bottom: 0.8rem; flex-wrap: wrap; }
+.attn figure { margin: 0; text-align: center; font-size: 0.75rem; }
+.attn img { display: block; width: 112px; image-rendering: pixelated; margin-bottom: 2px; }
+`;
