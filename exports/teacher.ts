@@ -6,15 +6,16 @@
  *   normalisation (the run's `augment.mean` / `augment.std`) is the graph's first op.
  * - outputs `features` [N, D] (final-norm [CLS], DINO's feature), `patch_tokens` [N, P, D] (final-norm, patches
  *   row-major), `cls_attention` [N, heads, P] (last block's attention of the [CLS] query over the patch keys).
- * - H and W: fixed at export (`imageSize`, default the training global crop), the position embedding
- *   interpolated for that size at export time exactly as in training (a constant bicubic matrix); or, with
- *   `dynamicSize`, any multiple of the patch size, interpolated inside the graph (see exports/dynamic-vit.ts).
+ * - H and W: by default dynamic, any multiples of the patch size (symbolic dims `H`, `W`), the position embedding
+ *   interpolated inside the graph (see exports/dynamic-vit.ts); at the training crop size that is exactly the
+ *   table (the in-graph resize runs at scale 1, the identity). With `imageSize` (or `dynamicSize: false`: the
+ *   training global crop) H and W are fixed and the interpolation is a constant bicubic matrix, as in training.
  * - Weights are initializers; node names follow module paths (`blocks.3.attn/MatMul`).
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as E from 'fp-ts/lib/Either.js';
-import { Graph, type ParamSpec, Scope, type Tensor, emitOnnx, formatError, mul, reshape, slice, specOf, sub } from '../dsl/index.ts';
+import { Graph, type ParamSpec, Scope, emitOnnx, formatError, reshape, slice, specOf } from '../dsl/index.ts';
 import { type ViTConfig, visionTransformer } from '../models/vit.ts';
 import { checkWeights, formatWeightProblems } from '../models/weights.ts';
 import { getPreset as getModelPreset } from '../models/presets.ts';
@@ -23,6 +24,9 @@ import { DINO_AUGMENT } from '../runtime/data/multicrop.ts';
 import { readSafetensors, type NamedTensor } from '../runtime/io/safetensors.ts';
 import { extractStateDict, readPth } from '../runtime/io/pth.ts';
 import { buildDynamicTeacherGraph } from './dynamic-vit.ts';
+import { normalizeImages } from './normalize.ts';
+
+export { normalizeImages } from './normalize.ts';
 
 /** The metadata key holding {@link ExportInfo} as JSON. */
 export const EXPORT_INFO_KEY = 'dino.export';
@@ -59,9 +63,12 @@ export interface ExportTeacherOptions {
   readonly std?: readonly number[];
   /** Output .onnx path. */
   readonly out: string;
-  /** Fixed input side (or [H, W]); default the run's global crop size, or the preset's `imgSize`. */
+  /** A fixed input side (or [H, W]) instead of dynamic H and W. */
   readonly imageSize?: number | readonly [number, number];
-  /** Any H and W (multiples of the patch size), the position embedding interpolated in the graph. */
+  /**
+   * Dynamic H and W (default true unless `imageSize` is given). `false` without `imageSize` fixes the size to the
+   * run's global crop size, or the preset's `imgSize`.
+   */
   readonly dynamicSize?: boolean;
 }
 
@@ -80,22 +87,6 @@ export interface TeacherGraphOptions {
   readonly std: readonly number[];
   /** [H, W] for a fixed-size graph. */
   readonly imageSize: readonly [number, number];
-}
-
-/** Per-channel constant [1, C, 1, 1] (one value broadcast to every channel). */
-function channelConstant(g: Graph, values: readonly number[], channels: number): Tensor {
-  const v = values.length === 1 ? Array(channels).fill(values[0]) : [...values];
-  return g.constant(Float32Array.from(v), 'float32', [1, channels, 1, 1]);
-}
-
-/** `(images - mean) * (1 / std)`, as the training loader normalises (runtime/data/multicrop.ts). */
-export function normalizeImages(g: Graph, images: Tensor, channels: number, mean: readonly number[], std: readonly number[]): Tensor {
-  if ((mean.length !== 1 && mean.length !== channels) || mean.length !== std.length) {
-    throw new Error(`normalisation needs 1 or ${channels} mean/std values, got mean ${JSON.stringify(mean)} and std ${JSON.stringify(std)}`);
-  }
-  return g.within('normalize', () =>
-    mul(sub(images, channelConstant(g, mean, channels)), channelConstant(g, std.map((s) => 1 / s), channels)),
-  );
 }
 
 /** The fixed-size inference graph (parameters named by their DINO keys, no prefix). */
@@ -267,8 +258,9 @@ export function exportTeacher(opts: ExportTeacherOptions): ExportTeacherResult {
   const t0 = performance.now();
   const src = resolveSource(opts);
   const values = backboneValues(src.backbone, src.weights, src.weightsFile);
+  if (opts.dynamicSize === true && opts.imageSize !== undefined) throw new Error('pass either a fixed image size or dynamicSize, not both');
   let imageSize: readonly [number, number] | null = null;
-  if (!opts.dynamicSize) {
+  if (opts.imageSize !== undefined || opts.dynamicSize === false) {
     const s = opts.imageSize ?? src.defaultSize;
     imageSize = typeof s === 'number' ? [s, s] : [s[0], s[1]];
   }

@@ -31,8 +31,10 @@ async function fetchOk(url, how) {
 }
 
 async function init() {
+  // ?model=NAME.onnx loads another model from /data/ (same gallery), e.g. a dynamic-size export
+  const modelName = /^[\w.-]+\.onnx$/.test(params.get('model') ?? '') ? params.get('model') : 'model.onnx';
   const [meta, features, pixels, model] = await Promise.all([
-    fetchOk('/data/gallery.json', 'json'), fetchOk('/data/gallery-features.bin'), fetchOk('/data/gallery-pixels.bin'), fetchOk('/data/model.onnx'),
+    fetchOk('/data/gallery.json', 'json'), fetchOk('/data/gallery-features.bin'), fetchOk('/data/gallery-pixels.bin'), fetchOk(`/data/${modelName}`),
   ]);
   state.meta = meta;
   state.gallery = new Float32Array(features);

@@ -54,7 +54,7 @@ test('run folder: exported teacher equals the training-time teacher in onnxrunti
   const t0 = performance.now();
   const res = exportTeacher({ run: RUN.dir, out });
   report.push(`fmnist-tiny6 export: ${(res.bytes / 1e6).toFixed(2)} MB in ${(performance.now() - t0).toFixed(0)} ms`);
-  assert.equal(res.info.imageSize, [28, 28]);
+  assert.is(res.info.imageSize, null, 'dynamic H and W by default');
   assert.equal(res.info.mean, [0.286]);
   const t1 = performance.now();
   const session = await createSession(out, { threads: 2 });
@@ -105,14 +105,17 @@ test('the same ONNX in onnxruntime-web (WASM) matches onnxruntime-node within 1e
   await web.release();
 });
 
-test('graph contract: symbolic N, fixed H/W, initializers only, module-path node names, metadata', () => {
+test('graph contract: symbolic N (and H, W unless fixed), initializers only, module-path node names, metadata', () => {
+  const fixed = exportTeacher({ run: RUN.dir, out: path.join(TMP, 'fixed.onnx'), dynamicSize: false });
+  assert.equal(fixed.info.imageSize, [28, 28], 'dynamicSize: false fixes the training crop size');
+  const fixedDims = decodeOnnx(fs.readFileSync(fixed.out)).graph.input[0].type.tensor_type.shape.dim;
+  assert.equal(fixedDims.map((d: any) => d.dim_param ?? d.dim_value), ['N', 1, 28, 28]);
   const bytes = fs.readFileSync(path.join(TMP, 'teacher.onnx'));
   const model = decodeOnnx(bytes);
   const inputs = model.graph.input.map((i: any) => i.name);
   assert.equal(inputs, ['images'], 'the only graph input is images');
   const dims = model.graph.input[0].type.tensor_type.shape.dim;
-  assert.is(dims[0].dim_param, 'N');
-  assert.equal(dims.slice(1).map((d: any) => d.dim_value), [1, 28, 28]);
+  assert.equal(dims.map((d: any) => d.dim_param ?? d.dim_value), ['N', 1, 'H', 'W']);
   assert.equal(model.graph.output.map((o: any) => o.name), ['features', 'patch_tokens', 'cls_attention']);
   const names: string[] = model.graph.node.map((n: any) => n.name);
   for (const prefix of ['normalize/', 'patch_embed.proj/', 'blocks.0.attn/', 'blocks.5.mlp.fc2/', 'norm/']) {
@@ -159,8 +162,8 @@ async function checkAgainstTorch(modelFile: string, input: string, label: string
   await session.release();
 }
 
-const refExport = (weights: string, out: string, imageSize: number | [number, number], extra: object = {}) =>
-  exportTeacher({ backbone: refVit, weights, mean: [0], std: [1], out: path.join(TMP, out), imageSize, ...extra });
+const refExport = (weights: string, out: string, imageSize: number | [number, number] | undefined, extra: object = {}) =>
+  exportTeacher({ backbone: refVit, weights, mean: [0], std: [1], out: path.join(TMP, out), ...(imageSize ? { imageSize } : {}), ...extra });
 
 test('full DINO training checkpoint (.pth, made by PyTorch): teacher export reproduces PyTorch outputs', async () => {
   const file = path.join(FIXTURES, 'dino_checkpoint.pth');
@@ -185,6 +188,41 @@ test('backbone-only .pth (like dino_deitsmall16_pretrain.pth) and backbone-only 
   for (const [k, t] of ref.tensors) if (k.startsWith('param.backbone.')) tensors.set(`backbone.${k.slice('param.backbone.'.length)}`, t);
   writeSafetensorsAtomic(st, tensors);
   await checkAgainstTorch(refExport(st, 'ref-st.onnx', [16, 8]).out, 'images_rect', 'safetensors');
+});
+
+// ---- dynamic H and W ------------------------------------------------------------------------------
+
+test('dynamic H/W: one model reproduces PyTorch at 16x16, 8x8 and 16x8 (position embedding resized in the graph)', async () => {
+  const res = refExport(path.join(FIXTURES, 'backbone_only.pth'), 'ref-dynamic.onnx', undefined);
+  assert.is(res.info.imageSize, null);
+  const dims = decodeOnnx(fs.readFileSync(res.out)).graph.input[0].type.tensor_type.shape.dim.map((d: any) => d.dim_param ?? d.dim_value);
+  assert.equal(dims, ['N', 3, 'H', 'W']);
+  for (const input of ['images', 'images_small', 'images_rect']) await checkAgainstTorch(res.out, input, 'dynamic');
+});
+
+test('dynamic H/W: equals the fixed-size exports at 28, 16, 40x24 and 56 (node ≤ 1e-5) and WASM (≤ 1e-4)', async () => {
+  const dyn = exportTeacher({ run: RUN.dir, out: path.join(TMP, 'dynamic.onnx') });
+  const node = await createSession(dyn.out, { threads: 2 });
+  const web = await createWebSession(fs.readFileSync(dyn.out));
+  for (const [h, w] of [[28, 28], [16, 16], [40, 24], [56, 56]] as const) {
+    const fixed = exportTeacher({ run: RUN.dir, out: path.join(TMP, `fixed-${h}x${w}.onnx`), imageSize: [h, w] });
+    const fixedSession = await createSession(fixed.out, { threads: 2 });
+    const x = randomImages(2, 1, h, w, h + w);
+    const want = await fixedSession.run({ images: new ort.Tensor('float32', x, [2, 1, h, w]) });
+    const got = await node.run({ images: new ort.Tensor('float32', x, [2, 1, h, w]) });
+    const gotWeb = await web.run({ images: new ortWeb.Tensor('float32', x, [2, 1, h, w]) });
+    for (const name of ['features', 'patch_tokens', 'cls_attention']) {
+      assert.equal([...got[name]!.dims], [...want[name]!.dims], `${h}x${w} ${name} dims`);
+      const rel = relativeError(got[name]!.data as Float32Array, want[name]!.data as Float32Array);
+      const relWeb = relativeError(gotWeb[name]!.data as Float32Array, want[name]!.data as Float32Array);
+      if (name === 'features') report.push(`dynamic ${h}x${w} features vs fixed export: node ${rel.toExponential(2)}, wasm ${relWeb.toExponential(2)}`);
+      assert.ok(rel <= 1e-5, `${h}x${w} ${name}: ${rel}`);
+      assert.ok(relWeb <= 1e-4, `${h}x${w} ${name} wasm: ${relWeb}`);
+    }
+    await fixedSession.release();
+  }
+  await node.release();
+  await web.release();
 });
 
 // ---- errors ------------------------------------------------------------------------------------------
@@ -229,6 +267,7 @@ test('errors name the file and the problem', () => {
   throwsWith(() => exportTeacher({ weights: bad, out }), '--preset');
   throwsWith(() => exportTeacher({ preset: 'vit_small', weights: path.join(TMP, 'w.bin'), out }), 'w.bin', '.safetensors');
   throwsWith(() => exportTeacher({ run: RUN.dir, out, imageSize: 30 }), '30x30', 'patch size 4');
+  throwsWith(() => exportTeacher({ run: RUN.dir, out, imageSize: 28, dynamicSize: true }), 'not both');
   assert.not.ok(fs.existsSync(out), 'nothing written on failure');
 });
 
