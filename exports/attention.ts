@@ -68,11 +68,16 @@ export async function loadImage(file: string, height: number, width: number, cha
   return { channels, height, width, data };
 }
 
-/** The model input size for an image of h x w (fixed models: their size; dynamic: DINO crops to a multiple of the patch). */
-export function modelInputSize(info: ExportInfo, h: number, w: number): [number, number] {
+/**
+ * The model input size for an image of h x w: a fixed model's size; for a dynamic model the image scaled down so
+ * its longer side is at most `maxSide` (DINO's visualize_attention resizes to 480), then cropped to a multiple of
+ * the patch size.
+ */
+export function modelInputSize(info: ExportInfo, h: number, w: number, maxSide = 480): [number, number] {
   if (info.imageSize) return [info.imageSize[0], info.imageSize[1]];
-  const p = info.backbone.patchSize;
-  return [Math.max(p, h - (h % p)), Math.max(p, w - (w % p))];
+  const p = info.backbone.patchSize, s = Math.min(1, maxSide / Math.max(h, w));
+  const fit = (n: number) => Math.max(p, Math.floor(Math.round(n * s) / p) * p);
+  return [fit(h), fit(w)];
 }
 
 export interface AttentionResult {
@@ -149,6 +154,8 @@ export interface AttentionMapsOptions {
   readonly threshold?: number;
   /** Upscale factor for the PNGs (default: enough to make the longer side at least 224 px). */
   readonly scale?: number;
+  /** Dynamic-size models: longest side the image is scaled down to (default 480, as DINO's visualisation). */
+  readonly maxSide?: number;
   /** Session to reuse. */
   readonly session?: ort.InferenceSession;
 }
@@ -164,7 +171,8 @@ export async function attentionMaps(opts: AttentionMapsOptions): Promise<Attenti
   const meta = await sharp(opts.image).metadata().catch((e: Error) => {
     throw new Error(`${opts.image}: not a readable image (${e.message}); use a JPEG, PNG or WebP file`);
   });
-  const [h, w] = modelInputSize(info, meta.height ?? 0, meta.width ?? 0);
+  const rotated = (meta.orientation ?? 1) >= 5; // EXIF orientations 5-8 swap width and height
+  const [h, w] = modelInputSize(info, (rotated ? meta.width : meta.height) ?? 0, (rotated ? meta.height : meta.width) ?? 0, opts.maxSide);
   const image = await loadImage(opts.image, h, w, info.backbone.inChans);
   const session = opts.session ?? (await createSession(opts.model));
   const result = await computeAttention(session, info, image, opts.threshold ?? 0.6);

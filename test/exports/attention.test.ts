@@ -5,7 +5,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import sharp from 'sharp';
 import { Prng } from '../../dsl/index.ts';
-import { attentionMask, attentionMaps, keptMass } from '../../exports/attention.ts';
+import { attentionMask, attentionMaps, keptMass, modelInputSize } from '../../exports/attention.ts';
+import type { ExportInfo } from '../../exports/teacher.ts';
 import { exportTeacher } from '../../exports/teacher.ts';
 import { createSession, ort } from '../../runtime/backend.ts';
 import { loadFashionMnist } from '../../runtime/data/fashion-mnist.ts';
@@ -81,6 +82,26 @@ test('attentionMaps on a Fashion-MNIST image: PNGs per head, masks, attention eq
   } catch (e) {
     assert.match((e as Error).message, 'missing.png');
   }
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+test('dynamic-size model: a 100x60 image keeps its shape (25x15 patches); large images are scaled to 480 px', async () => {
+  const info = { imageSize: null, backbone: { patchSize: 16 } } as unknown as ExportInfo;
+  assert.equal(modelInputSize(info, 3000, 4000), [352, 480]);
+  assert.equal(modelInputSize(info, 100, 60), [96, 48]);
+  assert.equal(modelInputSize({ ...info, imageSize: [28, 28] }, 3000, 4000), [28, 28]);
+  const dir = tempDir('attention-dyn');
+  const run = makeRun(path.join(dir, 'run'));
+  const model = path.join(dir, 'dynamic.onnx');
+  exportTeacher({ run: run.dir, out: model });
+  const image = path.join(dir, 'wide.png');
+  const gradient = Buffer.from(Uint8Array.from({ length: 100 * 60 * 3 }, (_, i) => (i * 7) % 256));
+  await sharp(gradient, { raw: { width: 60, height: 100, channels: 3 } }).png().toFile(image);
+  const res = await attentionMaps({ image, model, out: path.join(dir, 'maps') });
+  assert.equal([res.rows, res.cols], [25, 15]);
+  assert.is(res.heads[0]!.length, 25 * 15);
+  const meta = await sharp(path.join(dir, 'maps', 'mask-head2.png')).metadata();
+  assert.equal([meta.width, meta.height], [60 * 3, 100 * 3]);
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
