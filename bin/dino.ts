@@ -10,6 +10,13 @@ type Handler = (argv: string[]) => Promise<void>;
 const COMMANDS: Record<string, { summary: string; run: Handler }> = {
   start: { summary: 'the default job: train fmnist-quick, export the teacher, k-NN vs the random-init teacher', run: start },
   train: { summary: 'train DINO (see dino train --help)', run: trainCommand },
+  export: { summary: 'export a teacher (run folder or imported weights) as an inference ONNX model', run: exportCommand },
+  knn: { summary: 'weighted k-NN evaluation of a run or an exported model', run: knnCommand },
+  linear: { summary: 'linear probe on frozen features (trained with compiled step graphs)', run: linearCommand },
+  attention: { summary: 'per-head [CLS] attention maps of an image as PNGs', run: attentionCommand },
+  serve: { summary: 'browser demo on 127.0.0.1: attention maps and nearest neighbours in the browser', run: serveCommand },
+  report: { summary: 'write DIR/report.html (curves, k-NN table, attention maps)', run: reportCommand },
+  bench: { summary: 'training and inference throughput, FLOPs, memory', run: benchCommand },
   inspect: { summary: 'parameter table of a preset', run: inspectCommand },
   spirals: { summary: 'tiny end-to-end demo: an MLP learns two spirals through compiled step graphs', run: spiralsCommand },
 };
@@ -69,6 +76,126 @@ async function trainCommand(argv: string[]): Promise<void> {
     progress: true,
   });
   console.log(`${r.interrupted ? 'interrupted' : 'done'} after ${r.steps} steps; checkpoint ${r.checkpoint}; metrics ${join(out, 'metrics.jsonl')}`);
+}
+
+type Exports = typeof import('../exports/index.ts');
+const exportsRoom = () => lazy<Exports>('../exports/index.ts');
+const log = (m: string) => process.stderr.write(m + '\n');
+
+async function exportCommand(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      run: { type: 'string' }, student: { type: 'boolean' }, preset: { type: 'string' }, weights: { type: 'string' },
+      out: { type: 'string' }, 'image-size': { type: 'string' }, help: { type: 'boolean' },
+    },
+  });
+  if (values.help) {
+    return void console.log(`usage: dino export (--run DIR [--student] | --preset NAME --weights FILE.safetensors|FILE.pth) [--out FILE.onnx] [--image-size N]
+
+  The model takes images [N, C, H, W] in [0, 1] and returns features [N, D], patch_tokens [N, P, D] and
+  cls_attention [N, heads, P]. Without --image-size, H and W may be any multiple of the patch size.`);
+  }
+  const { exportTeacher } = await exportsRoom();
+  const out = values.out ?? (values.run ? join(values.run, values.student ? 'student.onnx' : 'teacher.onnx') : undefined);
+  if (!out) throw new Error('--out FILE.onnx is required with --preset/--weights');
+  const r = exportTeacher({
+    out,
+    ...(values.run ? { run: values.run } : {}), ...(values.student ? { student: true } : {}),
+    ...(values.preset ? { preset: values.preset } : {}), ...(values.weights ? { weights: values.weights } : {}),
+    ...(values['image-size'] ? { imageSize: intArg('--image-size', values['image-size']) } : {}),
+  });
+  console.log(`wrote ${r.out} (${(r.bytes / 1e6).toFixed(1)} MB) in ${r.seconds.toFixed(1)} s`);
+}
+
+async function knnCommand(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      run: { type: 'string' }, model: { type: 'string' }, dataset: { type: 'string', default: 'fmnist' }, data: { type: 'string' },
+      json: { type: 'boolean' }, 'limit-train': { type: 'string' }, 'limit-test': { type: 'string' }, help: { type: 'boolean' },
+    },
+  });
+  if (values.help) return void console.log('usage: dino knn (--run DIR | --model FILE.onnx) [--dataset fmnist | --data FOLDER] [--limit-train N] [--limit-test N] [--json]');
+  const { knnEvaluate } = await exportsRoom();
+  const r = await knnEvaluate({
+    ...(values.run ? { run: values.run } : {}), ...(values.model ? { model: values.model } : {}),
+    dataset: values.data ?? values.dataset!, log,
+    ...(values['limit-train'] ? { limitTrain: intArg('--limit-train', values['limit-train']) } : {}),
+    ...(values['limit-test'] ? { limitTest: intArg('--limit-test', values['limit-test']) } : {}),
+  });
+  console.log(values.json ? r.json : r.table);
+}
+
+async function linearCommand(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      run: { type: 'string' }, model: { type: 'string' }, dataset: { type: 'string', default: 'fmnist' }, data: { type: 'string' },
+      epochs: { type: 'string' }, json: { type: 'boolean' }, 'limit-train': { type: 'string' }, 'limit-test': { type: 'string' }, help: { type: 'boolean' },
+    },
+  });
+  if (values.help) return void console.log('usage: dino linear (--run DIR | --model FILE.onnx) [--dataset fmnist | --data FOLDER] [--epochs N] [--json]');
+  const { linearProbe } = await exportsRoom();
+  const r = await linearProbe({
+    ...(values.run ? { run: values.run } : {}), ...(values.model ? { model: values.model } : {}),
+    dataset: values.data ?? values.dataset!, log,
+    ...(values.epochs ? { epochs: intArg('--epochs', values.epochs) } : {}),
+    ...(values['limit-train'] ? { limitTrain: intArg('--limit-train', values['limit-train']) } : {}),
+    ...(values['limit-test'] ? { limitTest: intArg('--limit-test', values['limit-test']) } : {}),
+  });
+  console.log(values.json ? r.json : r.summary);
+}
+
+async function attentionCommand(argv: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({
+    args: argv, allowPositionals: true,
+    options: { model: { type: 'string' }, run: { type: 'string' }, out: { type: 'string', default: 'attention' }, threshold: { type: 'string' }, help: { type: 'boolean' } },
+  });
+  if (values.help || positionals.length !== 1) return void console.log('usage: dino attention IMAGE (--model FILE.onnx | --run DIR) [--out DIR] [--threshold 0.6]');
+  const { attentionMaps } = await exportsRoom();
+  const { runModel } = await lazy<typeof import('../exports/knn.ts')>('../exports/knn.ts');
+  const model = runModel({ ...(values.run ? { run: values.run } : {}), ...(values.model ? { model: values.model } : {}), log });
+  const r = await attentionMaps({ image: positionals[0]!, model, out: values.out!, ...(values.threshold ? { threshold: Number(values.threshold) } : {}) });
+  console.log(r.files.join('\n'));
+}
+
+async function serveCommand(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: { run: { type: 'string' }, model: { type: 'string' }, dataset: { type: 'string', default: 'fmnist' }, port: { type: 'string' }, help: { type: 'boolean' } },
+  });
+  if (values.help) return void console.log('usage: dino serve (--run DIR | --model FILE.onnx) [--dataset fmnist | FOLDER] [--port N]');
+  const { serve } = await exportsRoom();
+  const s = await serve({
+    ...(values.run ? { run: values.run } : {}), ...(values.model ? { model: values.model } : {}),
+    dataset: values.dataset!, log, ...(values.port ? { port: intArg('--port', values.port) } : {}),
+  });
+  console.log(`serving on ${s.url} (Ctrl-C to stop)`);
+}
+
+async function reportCommand(argv: string[]): Promise<void> {
+  const { values } = parseArgs({ args: argv, options: { run: { type: 'string' }, help: { type: 'boolean' } } });
+  if (values.help || !values.run) return void console.log('usage: dino report --run DIR');
+  const { writeReport } = await exportsRoom();
+  console.log(await writeReport({ run: values.run, log }));
+}
+
+async function benchCommand(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      preset: { type: 'string', default: 'fmnist-tiny6' }, batch: { type: 'string' }, ep: { type: 'string', default: 'cpu' },
+      json: { type: 'boolean' }, steps: { type: 'string' }, reduced: { type: 'boolean' }, threads: { type: 'string' }, help: { type: 'boolean' },
+    },
+  });
+  if (values.help) return void console.log('usage: dino bench [--preset fmnist-tiny6] [--batch 64] [--ep cpu|cuda|webgpu] [--steps N] [--threads N] [--reduced] [--json]');
+  const { runBench } = await lazy<typeof import('../bench/index.ts')>('../bench/index.ts');
+  await runBench({
+    preset: values.preset!, ep: values.ep as 'cpu' | 'cuda' | 'webgpu', json: values.json ?? false, reduced: values.reduced ?? false,
+    ...(values.batch ? { batch: intArg('--batch', values.batch) } : {}), ...(values.steps ? { steps: intArg('--steps', values.steps) } : {}),
+    ...(values.threads ? { threads: intArg('--threads', values.threads) } : {}),
+  });
 }
 
 async function inspectCommand(argv: string[]): Promise<void> {
