@@ -48,7 +48,7 @@ export interface FlopCount {
 /** Ops whose cost is one FLOP per output element. */
 const ELEMENTWISE = new Set([
   'Add', 'Sub', 'Mul', 'Div', 'Pow', 'Max', 'Min', 'Neg', 'Abs', 'Sign', 'Sqrt', 'Reciprocal', 'Exp', 'Log', 'Tanh',
-  'Sigmoid', 'Relu', 'Erf', 'Where', 'Clip', 'Equal', 'Less', 'Greater', 'LessOrEqual', 'GreaterOrEqual', 'And',
+  'Sigmoid', 'Relu', 'Erf', 'Gelu', 'Where', 'Clip', 'Equal', 'Less', 'Greater', 'LessOrEqual', 'GreaterOrEqual', 'And',
 ]);
 /** Ops that only move or reinterpret data. */
 const DATA_MOVEMENT = new Set([
