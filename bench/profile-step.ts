@@ -37,6 +37,8 @@ export async function profileStep(opts: { preset: string; batch: number; steps: 
   return { summary: summarizeProfile(file, warmup), stepMs: result.step.medianMs, flopsByOp: countFlops(graph, { phaseOf: dinoPhase }).byOp, file };
 }
 
+const MATRIX_PRODUCTS = new Set(['MatMul', 'Gemm', 'FusedMatMul']);
+
 /** ORT op types that the DSL emits under another name, for matching FLOPs to profile rows. */
 const DSL_NAMES: Record<string, string> = { Identity: 'StopGradient' };
 
@@ -51,6 +53,14 @@ export function formatStepProfile(p: StepProfile): string {
     const fl = p.flopsByOp[r.name] ?? p.flopsByOp[DSL_NAMES[r.name] ?? ''] ?? 0;
     lines.push(`${r.ms.toFixed(1).padStart(17)} ${(100 * r.share).toFixed(1).padStart(5)}% ${String(r.count).padStart(6)}  ${r.name.padEnd(16)} ${(fl / 1e9).toFixed(2).padStart(7)} ${fl ? (fl / 1e6 / r.ms).toFixed(1).padStart(9) : ''}`);
   }
+  // ORT rewrites the DSL's MatMuls into Gemm (MatMul + Add) and FusedMatMul (MatMul + Transpose / scale): one family.
+  const products = s.byOp.filter((r) => MATRIX_PRODUCTS.has(r.name)).reduce((t, r) => t + r.ms, 0);
+  const productFlops = [...MATRIX_PRODUCTS].reduce((t, op) => t + (p.flopsByOp[op] ?? 0), 0);
+  lines.push(
+    '',
+    `matrix products (MatMul, Gemm, FusedMatMul): ${products.toFixed(1)} ms = ${((100 * products) / s.nodeMs).toFixed(1)}% of kernel time, ${(productFlops / 1e6 / products).toFixed(1)} GFLOP/s`,
+    `everything else: ${(s.nodeMs - products).toFixed(1)} ms = ${((100 * (s.nodeMs - products)) / s.nodeMs).toFixed(1)}% of kernel time`,
+  );
   lines.push('', 'by phase:', formatProfileRows(s.byPhase, 10), '', 'top nodes:', formatProfileRows(s.byNode, 30));
   return lines.join('\n');
 }
