@@ -23,16 +23,7 @@ export interface ActivationEstimate {
 
 export function estimateActivations(graph: Graph, dims: Readonly<Record<string, number>> = {}): ActivationEstimate {
   const bytesOf = (t: Tensor) => t.shape.reduce<number>((n, d) => n * dimValue(d, dims), BYTES[t.dtype]);
-  // Live nodes, as emission keeps them.
-  const live = new Set<number>();
-  const stack: Tensor[] = [...graph.outputs.values()];
-  while (stack.length) {
-    const t = stack.pop()!;
-    if (t.source.kind !== 'node' || live.has(t.source.node.id)) continue;
-    live.add(t.source.node.id);
-    stack.push(...t.source.node.inputs);
-  }
-  const nodes: Node[] = graph.nodes.filter((n) => live.has(n.id));
+  const nodes: Node[] = graph.liveNodes(); // as emission keeps them
   const outputs = new Set([...graph.outputs.values()].map((t) => t.id));
   const lastUse = new Map<number, number>();
   nodes.forEach((node, i) => node.inputs.forEach((t) => lastUse.set(t.id, i)));

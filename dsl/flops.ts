@@ -125,18 +125,6 @@ export function nodeFlops(node: Node, dims?: Readonly<Record<string, number>>): 
   }
 }
 
-/** Nodes the graph's outputs depend on. */
-function liveNodes(graph: Graph): Node[] {
-  const live = new Set<number>();
-  const stack: Tensor[] = [...graph.outputs.values()];
-  while (stack.length) {
-    const t = stack.pop()!;
-    if (t.source.kind !== 'node' || live.has(t.source.node.id)) continue;
-    live.add(t.source.node.id);
-    stack.push(...t.source.node.inputs);
-  }
-  return graph.nodes.filter((n) => live.has(n.id));
-}
 
 /** The default phase rule (see the module comment). */
 export function defaultPhase(node: Node): Phase {
@@ -153,7 +141,7 @@ export function countFlops(graph: Graph, opts: FlopOptions = {}): FlopCount {
   const byPhase: Record<Phase, number> = { forward: 0, backward: 0, update: 0 };
   const byOp: Record<string, number> = {};
   const uncounted = new Set<string>();
-  const nodes = liveNodes(graph);
+  const nodes = graph.liveNodes();
   let total = 0;
   for (const node of nodes) {
     const f = nodeFlops(node, opts.dims);

@@ -237,6 +237,19 @@ export class Graph {
     return outputs;
   }
 
+  /** The nodes the outputs depend on, in creation (= topological) order: what emission keeps. */
+  liveNodes(): Node[] {
+    const live = new Set<number>();
+    const stack: Tensor[] = [...this.outputs.values()];
+    while (stack.length) {
+      const t = stack.pop()!;
+      if (t.source.kind !== 'node' || live.has(t.source.node.id)) continue;
+      live.add(t.source.node.id);
+      stack.push(...t.source.node.inputs);
+    }
+    return this.nodes.filter((n) => live.has(n.id));
+  }
+
   /** Every recorded problem, or the graph. */
   validate(): E.Either<DslError[], Graph> {
     if (this.errors.length) return E.left([...this.errors]);

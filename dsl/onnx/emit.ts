@@ -70,24 +70,11 @@ function attributes(node: Node) {
   return out;
 }
 
-/** Nodes the outputs depend on, in creation (= topological) order. */
-function liveNodes(graph: Graph): Node[] {
-  const live = new Set<number>();
-  const stack: Tensor[] = [...graph.outputs.values()];
-  while (stack.length) {
-    const t = stack.pop()!;
-    if (t.source.kind !== 'node' || live.has(t.source.node.id)) continue;
-    live.add(t.source.node.id);
-    stack.push(...t.source.node.inputs);
-  }
-  return graph.nodes.filter((n) => live.has(n.id));
-}
-
 /** Builds the ModelProto object (before encoding); exposed for tests and tools that inspect graphs. */
 export function toModelProto(graph: Graph, opts: EmitOptions): E.Either<DslError[], object> {
   const valid = graph.validate();
   if (E.isLeft(valid)) return valid;
-  const nodes = liveNodes(graph);
+  const nodes = graph.liveNodes();
 
   // Outputs take the names of the tensors that produce them where possible; otherwise an Identity.
   const rename = new Map<number, string>();

@@ -1,6 +1,6 @@
 /** Ops that move data without arithmetic: reshape, transpose, concat, split, slice, expand, pad. */
-import type { Tensor, TensorInfo } from '../graph.ts';
-import { defineOp, type OpDef } from '../op.ts';
+import type { Tensor } from '../graph.ts';
+import { defineOp } from '../op.ts';
 import { type Dim, type Shape, broadcastShapes, dimEq, divDims, formatShape, isStatic, mulDims, normAxis, numel, shapeEq } from '../shape.ts';
 import { unbroadcast } from './elementwise.ts';
 
@@ -26,14 +26,14 @@ export const Reshape = defineOp<{ shape: Shape }>({
 
 /** Reshape; one entry may be -1 (inferred, possibly symbolic). */
 export function reshape(x: Tensor, shape: readonly Dim[]): Tensor {
-  let target: Dim[] = [...shape];
+  const target: Dim[] = [...shape];
   const hole = target.indexOf(-1);
   if (hole >= 0 && !x.poisoned) {
     const known = target.filter((_, i) => i !== hole).reduce<Dim>((acc, d) => mulDims(acc, d), 1);
     const inferred = divDims(numel(x.shape), known);
     if (inferred === undefined) {
       x.graph.error('Reshape', `cannot infer -1 in ${formatShape(shape)} from ${formatShape(x.shape)}`, [x]);
-      inferred ?? (target[hole] = 1);
+      target[hole] = 1; // any placeholder: the error is recorded and the result is only built on, never emitted
     } else target[hole] = inferred;
   }
   if (shapeEq(x.shape, target)) return x;
