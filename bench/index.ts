@@ -35,6 +35,8 @@ export interface BenchOptions {
   readonly reduced?: boolean;
   /** Intra-op threads for every onnxruntime-node session (default 0: ORT's choice, as training uses). */
   readonly threads?: number;
+  /** Gradient checkpointing of the student's blocks (needs bench/proposals/04-checkpoint.patch). */
+  readonly recompute?: boolean;
   /** Where the report goes (default stdout). */
   readonly out?: (line: string) => void;
   /** Progress lines (default stderr). */
@@ -58,6 +60,8 @@ export interface BenchResult {
   readonly ep: ExecutionProvider;
   readonly threads: number;
   readonly reduced: boolean;
+  /** Student blocks recomputed in the backward pass (gradient checkpointing). */
+  readonly recompute: boolean;
   readonly machine: MachineInfo;
   /** 1-minute load average when the bench ended (compare with machine.loadAverage, at the start). */
   readonly load_average_end: number;
@@ -116,7 +120,8 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchResult> {
 
   log(`training step: ${config.preset}, batch ${batch}, ${warmup} warm-up + ${steps} timed steps`);
   const rssBeforeTrain = peakRssMb();
-  const { result: train, compiled } = await benchTrainStep({ config, crops: augment.crops, ep, threads, warmup, steps });
+  const recompute = opts.recompute ?? false;
+  const { result: train, compiled } = await benchTrainStep({ config, crops: augment.crops, ep, threads, warmup, steps, recompute });
 
   log('state I/O: pass-through graph');
   const io = await benchStateIo(compiled.runner.signature, compiled.state, { ep, threads, warmup: reduced ? 1 : 2, reps: reduced ? 2 : 10 });
@@ -154,6 +159,7 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchResult> {
     ep,
     threads,
     reduced,
+    recompute,
     machine,
     load_average_end: machineInfo().loadAverage,
     ceiling_n: ceilingN,
@@ -190,7 +196,7 @@ const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
 export function formatBenchReport(r: BenchResult): string {
   const m = r.machine;
   const lines = [
-    `dino bench: ${r.preset}, batch ${r.batch}, ep ${r.ep}, threads ${r.threads || 'ORT default'}${r.reduced ? ' (REDUCED smoke run: not a benchmark)' : ''}`,
+    `dino bench: ${r.preset}, batch ${r.batch}, ep ${r.ep}, threads ${r.threads || 'ORT default'}${r.recompute ? ', blocks recomputed' : ''}${r.reduced ? ' (REDUCED smoke run: not a benchmark)' : ''}`,
     `machine: ${m.nproc} cores, ${m.cpuModel}, node ${m.node}, onnxruntime-node ${m.onnxruntimeNode}, onnxruntime-web ${m.onnxruntimeWeb}, load ${m.loadAverage.toFixed(2)} at start, ${r.load_average_end.toFixed(2)} at end`,
     `ceiling        fp32 MatMul ${r.ceiling_n}^3: ${f1(r.ceiling_gflops_per_s)} GFLOP/s (node; best run, median ${f1(r.ceiling_median_gflops_per_s)}), ${f1(r.ceiling_wasm_gflops_per_s)} GFLOP/s (WASM)`,
     `training step  ${f1(r.train_images_per_s)} images/s, ${f1(r.train_step_ms)} ms/step (median of ${r.train_steps_timed}, min ${f1(r.train_step_ms_min)}), CPU/wall ${r.train_cpu_per_wall.toFixed(2)}`,

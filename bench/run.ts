@@ -1,7 +1,7 @@
 /**
  * Runs the benchmark without the CLI (same flags as `dino bench`):
  *
- *   node --import tsx bench/run.ts [--preset fmnist-tiny6] [--batch 64] [--ep cpu] [--steps 10] [--threads 0] [--json] [--reduced]
+ *   node --import tsx bench/run.ts [--preset fmnist-tiny6] [--batch 64] [--ep cpu] [--steps 10] [--threads 0] [--json] [--reduced] [--recompute]
  */
 import { parseArgs } from 'node:util';
 import type { ExecutionProvider } from '../runtime/backend.ts';
@@ -16,6 +16,7 @@ const { values } = parseArgs({
     threads: { type: 'string' },
     json: { type: 'boolean', default: false },
     reduced: { type: 'boolean', default: false },
+    recompute: { type: 'boolean', default: false },
   },
 });
 const int = (name: string, v: string | undefined) => {
@@ -34,4 +35,5 @@ await runBench({
   ...(values.threads !== undefined ? { threads: int('threads', values.threads)! } : {}),
   json: values.json,
   reduced: values.reduced,
+  recompute: values.recompute,
 });

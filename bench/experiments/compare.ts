@@ -1,11 +1,12 @@
 /**
  * Compares variants of the fmnist-tiny6 training step (see step-variants.ts), interleaved in one process.
  *
- *   node --import tsx bench/experiments/compare.ts --set session|threads|prealloc|alt [--batch 64] [--rounds 8]
- *        [--warmup 2] [--alt /tmp/scratch-copy-of-the-repo] [--variants name,name]
+ *   node --import tsx bench/experiments/compare.ts --set session|threads|executor|spinning|memory|prealloc|passthrough|alt
+ *        [--batch 64] [--rounds 8] [--warmup 2] [--threads 0] [--alt DIR[,DIR]] [--alt-session JSON] [--variants name,name]
  *
- * `--alt DIR[,DIR]` adds a variant per directory whose step graph is built and emitted by the code in DIR (a scratch copy of this
- * repository with a proposed change to dsl/ or models/), with the same state and inputs.
+ * `--alt DIR[,DIR]` adds a variant per directory whose step graph is built and emitted by the code in DIR (a scratch
+ * copy of this repository with a proposed change to dsl/ or models/), with the same state and inputs;
+ * `--alt-session JSON` gives those variants ORT session options over the runtime's (e.g. '{"enableMemPattern":false}').
  */
 import * as E from 'fp-ts/lib/Either.js';
 import { parseArgs } from 'node:util';
@@ -29,6 +30,7 @@ const { values } = parseArgs({
     threads: { type: 'string', default: '0' },
     alt: { type: 'string' },
     variants: { type: 'string' },
+    'alt-session': { type: 'string', default: '{}' },
   },
 });
 const batch = Number(values.batch);
@@ -78,7 +80,8 @@ for (const dir of (values.alt ?? '').split(',').filter(Boolean).map((d) => d.rep
   const altSig = altDsl.stepSignature(altGraph);
   const names = (s: typeof signature) => JSON.stringify([s.state.map((x) => x.name), s.updates, s.inputs.map((x) => x.name)]);
   if (names(altSig) !== names(signature)) throw new Error(`the graph from ${dir} has another signature (state, updates or inputs differ)`);
-  variants = [...variants, { name: `alt(${dir.split('/').pop()})`, model: altBytes.right, signature: altSig }];
+  const session = JSON.parse(values['alt-session']!) as Variant['session'];
+  variants = [...variants, { name: `alt(${dir.split('/').pop()})`, model: altBytes.right, signature: altSig, ...(session ? { session } : {}) }];
 }
 if (values.variants) {
   const keep = new Set(values.variants.split(','));

@@ -33,8 +33,9 @@ const { crops } = await benchAugment(dataset, config.augment, batch, { reps: 1, 
 const rssData = peakRssMb();
 const train = values.alt ? ((await import(`${values.alt.replace(/\/$/, '')}/bench/train.ts`)) as typeof import('../train.ts')) : { buildStepGraph };
 const dsl = values.alt ? ((await import(`${values.alt.replace(/\/$/, '')}/dsl/index.ts`)) as typeof import('../../dsl/index.ts')) : { emitOnnx, formatError, stepSignature };
+const memory = values.alt ? ((await import(`${values.alt.replace(/\/$/, '')}/bench/memory.ts`)) as typeof import('../memory.ts')) : { estimateActivations };
 const graph = train.buildStepGraph(config).graph;
-const activations = estimateActivations(graph as any);
+const activations = memory.estimateActivations(graph as any);
 const bytes = dsl.emitOnnx(graph as any, { params: 'inputs' });
 if (E.isLeft(bytes)) throw new Error(bytes.left.map(formatError).join('\n'));
 const options = { ...runtimeSessionOptions(0), enableMemPattern: values['mem-pattern'] === '1', enableCpuMemArena: values.arena === '1' };
