@@ -36,7 +36,9 @@ export async function createSession(model: Uint8Array | string, opts: SessionOpt
     interOpNumThreads: 1,
     executionMode: 'sequential',
     enableCpuMemArena: true,
-    enableMemPattern: true,
+    // Off: ORT's memory pattern (one pre-planned block per input shape, traced on the first run) held ~1.3 GiB
+    // more than plain arena reuse for the fmnist-tiny6 training step, and steps were ~5% slower (bench/RESULTS.md).
+    enableMemPattern: false,
     ...(opts.profilePrefix ? { enableProfiling: true, profileFilePrefix: opts.profilePrefix } : {}),
   };
   try {

@@ -241,8 +241,11 @@ export function square(x: Tensor): Tensor {
   return mul(x, x);
 }
 
-/** Exact GELU, 0.5 x (1 + erf(x / sqrt 2)), as PyTorch's nn.GELU (ORT fuses this pattern into one kernel). */
+/**
+ * Exact GELU, 0.5 x (1 + erf(x / sqrt 2)), as PyTorch's nn.GELU. Written with a Div by sqrt 2: that is the
+ * form ORT's GeluFusion recognises (a Mul by 1/sqrt 2 is not fused), so inference graphs run one Gelu kernel.
+ */
 export function gelu(x: Tensor): Tensor {
-  return mul(mul(x, 0.5), add(erf(mul(x, Math.SQRT1_2)), 1));
+  return mul(mul(x, 0.5), add(erf(div(x, Math.SQRT2)), 1));
 }
 
