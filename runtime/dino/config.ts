@@ -91,7 +91,7 @@ const FMNIST_QUICK: TrainConfig = {
   preset: 'fmnist-quick',
   augment: augmentConfig({ ...FMNIST_AUGMENT, blurSigma: [0.1 * 28 / 224, 2.0 * 28 / 224] }),
   batch: 32,
-  steps: 800,
+  steps: 400,
   freezeLastLayerSteps: 1,
 };
 
