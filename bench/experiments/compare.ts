@@ -6,7 +6,7 @@
  *
  * `--alt DIR[,DIR]` adds a variant per directory whose step graph is built and emitted by the code in DIR (a scratch
  * copy of this repository with a proposed change to dsl/ or models/), with the same state and inputs;
- * `--alt-session JSON` gives those variants ORT session options over the runtime's (e.g. '{"enableMemPattern":false}').
+ * `--alt-session JSON` gives those variants ORT session options over the runtime's (e.g. '{"enableMemPattern":true}').
  */
 import * as E from 'fp-ts/lib/Either.js';
 import { parseArgs } from 'node:util';
@@ -56,7 +56,7 @@ const sets: Record<string, Variant[]> = {
     { name: 'parallel-inter2-intra1', session: { executionMode: 'parallel', interOpNumThreads: 2, intraOpNumThreads: 1 } },
   ],
   spinning: [{ name: 'baseline' }, { name: 'no-spinning', session: { extra: { session: { intra_op: { allow_spinning: '0' } } } } }],
-  memory: [{ name: 'baseline' }, { name: 'no-mem-pattern', session: { enableMemPattern: false } }, { name: 'no-arena', session: { enableCpuMemArena: false } }],
+  memory: [{ name: 'baseline' }, { name: 'mem-pattern', session: { enableMemPattern: true } }, { name: 'no-arena', session: { enableCpuMemArena: false } }],
   prealloc: [{ name: 'baseline' }, { name: 'prealloc', prealloc: true }],
   alt: [{ name: 'baseline' }],
 };

@@ -20,7 +20,7 @@ const { values } = parseArgs({
   options: {
     batch: { type: 'string', default: '64' },
     steps: { type: 'string', default: '3' },
-    'mem-pattern': { type: 'string', default: '1' },
+    'mem-pattern': { type: 'string', default: '0' },
     arena: { type: 'string', default: '1' },
     prealloc: { type: 'string', default: '0' },
     alt: { type: 'string' },

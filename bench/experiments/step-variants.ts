@@ -24,11 +24,11 @@ export interface Variant {
   readonly signature?: StepSignature;
 }
 
-/** The options `runtime/backend.ts` uses for the CPU EP, as a base for variants. */
+/** The options `runtime/backend.ts` uses for the CPU EP (memory pattern off since f7d2e93), as a base for variants. */
 export function runtimeSessionOptions(threads = 0): ort.InferenceSession.SessionOptions {
   return {
     executionProviders: ['cpu'], graphOptimizationLevel: 'all', intraOpNumThreads: threads, interOpNumThreads: 1,
-    executionMode: 'sequential', enableCpuMemArena: true, enableMemPattern: true,
+    executionMode: 'sequential', enableCpuMemArena: true, enableMemPattern: false,
   };
 }
 
