@@ -186,13 +186,13 @@ async function benchCommand(argv: string[]): Promise<void> {
     args: argv,
     options: {
       preset: { type: 'string', default: 'fmnist-tiny6' }, batch: { type: 'string' }, ep: { type: 'string', default: 'cpu' },
-      json: { type: 'boolean' }, steps: { type: 'string' }, reduced: { type: 'boolean' }, threads: { type: 'string' }, help: { type: 'boolean' },
+      json: { type: 'boolean' }, steps: { type: 'string' }, reduced: { type: 'boolean' }, threads: { type: 'string' }, recompute: { type: 'boolean' }, help: { type: 'boolean' },
     },
   });
-  if (values.help) return void console.log('usage: dino bench [--preset fmnist-tiny6] [--batch 64] [--ep cpu|cuda|webgpu] [--steps N] [--threads N] [--reduced] [--json]');
+  if (values.help) return void console.log('usage: dino bench [--preset fmnist-tiny6] [--batch 64] [--ep cpu|cuda|webgpu] [--steps N] [--threads N] [--recompute] [--reduced] [--json]\n\n  --recompute  recompute the student\'s blocks in the backward pass (gradient checkpointing): less memory, ~15% more time');
   const { runBench } = await lazy<typeof import('../bench/index.ts')>('../bench/index.ts');
   await runBench({
-    preset: values.preset!, ep: values.ep as 'cpu' | 'cuda' | 'webgpu', json: values.json ?? false, reduced: values.reduced ?? false,
+    preset: values.preset!, ep: values.ep as 'cpu' | 'cuda' | 'webgpu', json: values.json ?? false, reduced: values.reduced ?? false, recompute: values.recompute ?? false,
     ...(values.batch ? { batch: intArg('--batch', values.batch) } : {}), ...(values.steps ? { steps: intArg('--steps', values.steps) } : {}),
     ...(values.threads ? { threads: intArg('--threads', values.threads) } : {}),
   });

@@ -6,10 +6,10 @@
  * with Add. The backward nodes are ordinary graph nodes named `grad/<module path>`.
  */
 import * as E from 'fp-ts/lib/Either.js';
-import { type DslError, type Tensor, isFloat } from './graph.ts';
+import { type DslError, type Node, type RecomputeRegion, type Tensor, isFloat } from './graph.ts';
 import { formatShape, shapeEq } from './shape.ts';
-import { add } from './ops/elementwise.ts';
-import { expand } from './ops/layout.ts';
+import { add, cast, mul, stopGradient } from './ops/elementwise.ts';
+import { expand, reshape, slice } from './ops/layout.ts';
 
 /**
  * Gradients of `loss` (a scalar, or any tensor when `seed` gives its cotangent) with respect to
@@ -37,10 +37,57 @@ export function gradients(loss: Tensor, wrt: readonly Tensor[], seed?: Tensor): 
   cot.set(loss.id, seed ?? graph.scalar(1, loss.dtype));
   const lossNode = loss.source.kind === 'node' ? loss.source.node.id : -1;
 
+  /**
+   * Builds a checkpointed region again and adds the copy's gradients (for its inputs and parameters) to `cot`.
+   * The copy reads each input as `x + 0 * g[0]` (g: the cotangent of the region's output): the same values, but a
+   * data dependency on the backward pass, so ONNX Runtime neither merges the copy with the original (common
+   * subexpression elimination) nor schedules it before the backward pass needs it.
+   */
+  const recomputeRegion = (region: RecomputeRegion, regionNodes: readonly Node[], g: Tensor, path: string): void => {
+    const at = `recompute/${path}`;
+    const barrier = graph.within(at, () => stopGradient(mul(reshape(slice(reshape(g, [-1]), [0], [1], [0]), []), 0)));
+    const copyInputs = region.inputs.map((x) => (isFloat(x.dtype) && active.has(x.id) ? graph.within(at, () => add(x, cast(barrier, x.dtype))) : x));
+    const copy = graph.within(at, () => region.rebuild(copyInputs));
+    const produced = new Set(regionNodes.flatMap((n) => n.outputs.map((o) => o.id)));
+    const params = [...new Map(regionNodes.flatMap((n) => n.inputs)
+      .filter((t) => !produced.has(t.id) && active.has(t.id) && !region.inputs.includes(t)).map((t) => [t.id, t])).values()];
+    const differentiable = region.inputs.map((x) => active.has(x.id));
+    const inner = gradients(copy, [...copyInputs.filter((_, i) => differentiable[i]), ...params], g);
+    if (E.isLeft(inner)) {
+      errors.push(...inner.left);
+      return;
+    }
+    [...region.inputs.filter((_, i) => differentiable[i]), ...params].forEach((x, i) => {
+      const gi = inner.right[i];
+      if (!gi) return;
+      const prev = cot.get(x.id);
+      cot.set(x.id, prev ? graph.within(`grad/${path}`, () => add(prev, gi)) : gi);
+    });
+  };
+
+  const regionOf = (id: number) => graph.recompute.find((r) => r.first <= id && id <= r.last);
+  const recomputed = new Set<RecomputeRegion>();
   for (let k = graph.nodes.length - 1; k >= 0; k--) {
     const node = graph.nodes[k]!;
     if (node.id > lossNode) continue; // created after the loss (e.g. earlier backward passes)
     if (!node.outputs.some((o) => active.has(o.id))) continue;
+    const region = regionOf(node.id);
+    if (region && region.output.id !== loss.id) {
+      // A checkpointed region: its own nodes get no VJPs; a copy built here does (see Graph.checkpoint).
+      if (recomputed.has(region)) continue;
+      recomputed.add(region);
+      const regionNodes = graph.nodes.filter((n) => n.id >= region.first && n.id <= region.last);
+      for (const n of regionNodes) {
+        for (const o of n.outputs) {
+          if (o !== region.output && cot.has(o.id)) {
+            errors.push({ op: 'checkpoint', path: n.path, message: `${o.name} is inside a checkpoint but differentiated outside it`, shapes: [] });
+          }
+        }
+      }
+      const g = cot.get(region.output.id);
+      if (g) recomputeRegion(region, regionNodes, g, node.path);
+      continue;
+    }
     const grads = node.outputs.map((o) => cot.get(o.id) ?? null);
     if (grads.every((g) => g === null)) continue;
     const vjp = node.op.vjp;

@@ -115,8 +115,23 @@ export interface Node {
   readonly name: string;
 }
 
+/** A stretch of the forward pass whose activations are recomputed in the backward pass (see `Graph.checkpoint`). */
+export interface RecomputeRegion {
+  /** Ids of the region's first and last node (ids count tensors too). */
+  readonly first: number;
+  readonly last: number;
+  /** What the region reads besides parameters and constants. */
+  readonly inputs: readonly Tensor[];
+  /** The one tensor of the region that the rest of the graph differentiates through. */
+  readonly output: Tensor;
+  /** Builds the region again on the given inputs (new nodes, same parameters); returns its output. */
+  readonly rebuild: (inputs: readonly Tensor[]) => Tensor;
+}
+
 export class Graph {
   readonly nodes: Node[] = [];
+  /** Checkpointed regions, in creation order (see `checkpoint`). */
+  readonly recompute: RecomputeRegion[] = [];
   readonly inputs: Tensor[] = [];
   readonly params = new Map<string, Tensor>();
   readonly outputs = new Map<string, Tensor>();
@@ -194,6 +209,19 @@ export class Graph {
     const t = new Tensor(this, this.nextId++, spec.dtype, spec.shape, { kind: 'param', spec }, this.uniqueName(inputName));
     this.params.set(inputName, t);
     return t;
+  }
+
+  /**
+   * Gradient checkpointing: returns `fn(inputs)` (fn may also read parameters), and autodiff does not keep the
+   * nodes it creates for the backward pass: where their gradient is needed it builds `fn` again and
+   * differentiates the copy, so the region's activations live only briefly. Costs one more forward of `fn`.
+   * Only the returned tensor may be differentiated outside the region.
+   */
+  checkpoint(inputs: readonly Tensor[], fn: (inputs: readonly Tensor[]) => Tensor): Tensor {
+    const first = this.nextId;
+    const output = fn(inputs);
+    this.recompute.push({ first, last: this.nextId - 1, inputs, output, rebuild: fn });
+    return output;
   }
 
   /** Marks `t` as a graph output called `name`. */

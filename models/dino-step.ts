@@ -29,6 +29,11 @@ export interface DinoStepConfig {
   readonly centerMomentum: number;
   /** Per-parameter gradient-norm clip (DINO 3.0); 0 disables. */
   readonly clipGrad: number;
+  /**
+   * Recompute the student's ViT blocks in the backward pass (gradient checkpointing) when memory is short:
+   * fmnist-tiny6 at batch 64 needs ~520 MiB less and ~17% more FLOPs per step (bench/RESULTS.md).
+   */
+  readonly recomputeBlocks?: boolean;
 }
 
 export const STUDENT = 'student.';
@@ -39,8 +44,8 @@ export const CENTER = 'center';
  * The backbone's features for a batch of crops (ViT: final-norm [CLS]; ResNet: pooled). BatchNorm runs in
  * training mode for student and teacher alike, as in DINO (the teacher module is never put in eval mode).
  */
-function network(root: Scope, images: Tensor, cfg: DinoStepConfig, dropPathMasks?: Tensor): Tensor {
-  return backboneFeatures(root.child('backbone'), images, cfg.backbone, { train: true, ...(dropPathMasks ? { dropPathMasks } : {}) }).features;
+function network(root: Scope, images: Tensor, cfg: DinoStepConfig, dropPathMasks?: Tensor, recompute = false): Tensor {
+  return backboneFeatures(root.child('backbone'), images, cfg.backbone, { train: true, recompute, ...(dropPathMasks ? { dropPathMasks } : {}) }).features;
 }
 
 export interface DinoStepGraph {
@@ -63,8 +68,9 @@ export function buildDinoStep(cfg: DinoStepConfig): E.Either<DslError[], DinoSte
 
   // Student: the backbone once per resolution (DINO's MultiCropWrapper), the head once on all features.
   const student = new Scope(g, '', STUDENT);
-  const studentFeats = [network(student, globals, cfg, dropGlobal)];
-  if (locals) studentFeats.push(network(student, locals, cfg, dropLocal));
+  const recompute = cfg.recomputeBlocks ?? false;
+  const studentFeats = [network(student, globals, cfg, dropGlobal, recompute)];
+  if (locals) studentFeats.push(network(student, locals, cfg, dropLocal, recompute));
   const studentLogits = dinoHead(student.child('head'), concat(studentFeats, 0), featureDim(bb), cfg.head, { train: true }).logits;
 
   // Teacher: same architecture, its own state, global crops only, no stochastic depth, never differentiated.

@@ -17,6 +17,8 @@ export interface NetworkOptions {
   readonly train?: boolean;
   /** ViT stochastic-depth masks [depth, 2, B] (see `sampleDropPathMasks`); omit for no drop path. */
   readonly dropPathMasks?: Tensor;
+  /** ViT: recompute each block's activations in the backward pass (gradient checkpointing). */
+  readonly recompute?: boolean;
 }
 
 export interface NetworkOutputs {
@@ -32,7 +34,7 @@ export interface NetworkOutputs {
 /** The backbone alone (features and, for ViTs, patch tokens and attention). */
 export function backbone(s: Scope, images: Tensor, cfg: DinoModelConfig['backbone'], opts: NetworkOptions = {}): Omit<NetworkOutputs, 'logits'> {
   if (cfg.kind === 'vit') {
-    const out = visionTransformer(s, images, cfg, opts.dropPathMasks ? { dropPathMasks: opts.dropPathMasks } : {});
+    const out = visionTransformer(s, images, cfg, { ...(opts.dropPathMasks ? { dropPathMasks: opts.dropPathMasks } : {}), recompute: opts.recompute ?? false });
     return { features: out.cls, patchTokens: out.patchTokens, attention: out.attention };
   }
   return { features: resnet(s, images, cfg, { train: opts.train ?? false }).features };

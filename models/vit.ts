@@ -75,6 +75,11 @@ export interface ViTOptions {
    * `sampleDropPathMasks`). Omit for inference and for the teacher.
    */
   readonly dropPathMasks?: Tensor;
+  /**
+   * Gradient checkpointing per block: the backward pass recomputes each block's activations from its input
+   * instead of keeping them (`Graph.checkpoint`). Less memory, one more forward of the blocks.
+   */
+  readonly recompute?: boolean;
 }
 
 export interface ViTOutputs {
@@ -219,9 +224,20 @@ export function visionTransformer(s: Scope, images: Tensor, cfg: ViTConfig, opts
     let lastAttention = x;
     for (let i = 0; i < cfg.depth; i++) {
       const blockMask = masks && dropPathRates(cfg)[i]! > 0 ? blockMasks(masks, i) : undefined;
-      const out = block(s.child('blocks').child(i), x, cfg, blockMask);
-      x = out.x;
-      lastAttention = out.attention;
+      if (opts.recompute) {
+        // The attention of a recomputed block cannot be differentiated; it is still the forward's value.
+        let attention = x;
+        x = s.graph.checkpoint([x], ([input]) => {
+          const out = block(s.child('blocks').child(i), input!, cfg, blockMask);
+          attention = out.attention;
+          return out.x;
+        });
+        lastAttention = attention;
+      } else {
+        const out = block(s.child('blocks').child(i), x, cfg, blockMask);
+        x = out.x;
+        lastAttention = out.attention;
+      }
     }
     const tokens = layerNorm(s.child('norm'), x, d, cfg.layerNormEps);
     const t = rows * cols + 1;

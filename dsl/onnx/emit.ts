@@ -1,7 +1,7 @@
 /**
  * Emission of a graph as ONNX `ModelProto` bytes with protobufjs and the project's own onnx.proto subset.
  *
- * Opset 18, IR version 8: every op used is in the default domain and available on ORT's CPU, CUDA,
+ * Opset 20 (ONNX Gelu), IR version 9: every op used is in the default domain and available on ORT's CPU, CUDA,
  * WebGPU and WASM execution providers. Only nodes that outputs depend on are emitted.
  */
 import { readFileSync } from 'node:fs';
@@ -11,8 +11,8 @@ import { type DType, type DslError, type Graph, type Node, type Tensor } from '.
 import type { ConstInput } from '../op.ts';
 import type { Shape } from '../shape.ts';
 
-export const OPSET = 18;
-export const IR_VERSION = 8;
+export const OPSET = 20;
+export const IR_VERSION = 9;
 
 const root = protobuf.parse(readFileSync(new URL('./onnx.proto', import.meta.url), 'utf8'), { keepCase: true }).root;
 const ModelProto = root.lookupType('onnx.ModelProto');

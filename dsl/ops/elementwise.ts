@@ -242,10 +242,18 @@ export function square(x: Tensor): Tensor {
 }
 
 /**
- * Exact GELU, 0.5 x (1 + erf(x / sqrt 2)), as PyTorch's nn.GELU. Written with a Div by sqrt 2: that is the
- * form ORT's GeluFusion recognises (a Mul by 1/sqrt 2 is not fused), so inference graphs run one Gelu kernel.
+ * Exact GELU, x Φ(x) with Φ the standard normal CDF, as PyTorch's nn.GELU: one ONNX Gelu node (opset 20), so
+ * every runtime runs one kernel. Its VJP recomputes the derivative Φ(x) + x φ(x) from x alone: the backward
+ * pass keeps only x alive, where the Mul/Erf/Add composite kept three more tensors of x's size per call.
  */
-export function gelu(x: Tensor): Tensor {
-  return mul(mul(x, 0.5), add(erf(div(x, Math.SQRT2)), 1));
-}
+export const Gelu = defineOp({
+  name: 'Gelu',
+  infer: unaryInfer,
+  vjp: ({ inputs: [x], grads: [g] }) => {
+    const cdf = mul(add(erf(div(x!, Math.SQRT2)), 1), 0.5);
+    const xPdf = mul(x!, exp(add(mul(mul(x!, x!), -0.5), -0.5 * Math.log(2 * Math.PI)))); // x exp(-x²/2) / sqrt(2π)
+    return [mul(g!, add(cdf, xPdf))];
+  },
+});
+export const gelu = (x: Tensor): Tensor => x.graph.apply(Gelu, [x])[0]!;
 

@@ -58,43 +58,45 @@ test('the key bias gradient is rounding noise in the reference too', () => {
   assert.ok(maxAbs(g.subarray(d, 2 * d)) < 1e-5 * maxAbs(g.subarray(2 * d)), 'k-bias gradient is not ~0');
 });
 
-test('three DINO steps match PyTorch (student, teacher, center, loss) to 1e-4 relative', async () => {
-  const built = buildDinoStep(config);
-  if (E.isLeft(built)) throw new Error(built.left.map(formatError).join('\n'));
-  const runner = await StepRunner.compile(built.right.graph, { threads: 1 });
-  const init = new Map<string, Float32Array>();
-  for (const spec of runner.signature.state) {
-    const src = spec.name.startsWith(STUDENT) ? `init.student.${spec.name.slice(STUDENT.length)}` : spec.name.startsWith(TEACHER) ? `init.teacher.${spec.name.slice(TEACHER.length)}` : undefined;
-    if (src) init.set(spec.name, tensor(src).data as Float32Array);
-  }
-  const state = TrainState.init(runner.signature.state, Prng.seeded(0), init);
-  const b = config.batch;
-  let worst = { err: 0, name: '' };
-  for (let s = 1; s <= 3; s++) {
-    const sch = schedule[s - 1]!;
-    const metrics = await runner.run(
-      state,
-      {
-        globals: new ort.Tensor('float32', tensor(`step${s}.crops.global`).data as Float32Array, [2 * b, 3, 16, 16]),
-        locals: new ort.Tensor('float32', tensor(`step${s}.crops.local`).data as Float32Array, [2 * b, 3, 8, 8]),
-      },
-      { lr: sch.lr, wd: sch.weight_decay, momentum: sch.teacher_momentum, teacher_temp: sch.teacher_temp, 'gate.last_layer': sch.last_layer_frozen ? 0 : 1 },
-    );
-    const refLoss = (tensor(`step${s}.loss`).data as Float32Array)[0]!;
-    assert.ok(Math.abs(metrics['loss']! - refLoss) <= 1e-4 * Math.abs(refLoss), `step ${s} loss ${metrics['loss']} vs ${refLoss}`);
-    const compare = (ours: string, ref: string) => {
-      const e = maxRelErr(withoutKeyBias(ours, state.values(ours)), withoutKeyBias(ours, tensor(ref).data as Float32Array));
-      if (e > worst.err) worst = { err: e, name: `step ${s} ${ours}` };
-      assert.ok(e <= 1e-4, `step ${s}: ${ours} differs from ${ref} by ${e.toExponential(2)} (relative to its max)`);
-    };
+for (const recomputeBlocks of [false, true]) {
+  test(`three DINO steps match PyTorch (student, teacher, center, loss) to 1e-4 relative${recomputeBlocks ? ', blocks recomputed in the backward pass' : ''}`, async () => {
+    const built = buildDinoStep({ ...config, recomputeBlocks });
+    if (E.isLeft(built)) throw new Error(built.left.map(formatError).join('\n'));
+    const runner = await StepRunner.compile(built.right.graph, { threads: 1 });
+    const init = new Map<string, Float32Array>();
     for (const spec of runner.signature.state) {
-      if (spec.name.startsWith(STUDENT)) compare(spec.name, `step${s}.student.${spec.name.slice(STUDENT.length)}`);
-      if (spec.name.startsWith(TEACHER)) compare(spec.name, `step${s}.teacher.${spec.name.slice(TEACHER.length)}`);
+      const src = spec.name.startsWith(STUDENT) ? `init.student.${spec.name.slice(STUDENT.length)}` : spec.name.startsWith(TEACHER) ? `init.teacher.${spec.name.slice(TEACHER.length)}` : undefined;
+      if (src) init.set(spec.name, tensor(src).data as Float32Array);
     }
-    compare(CENTER, `step${s}.center`);
-  }
-  console.log(`  worst relative error: ${worst.err.toExponential(2)} (${worst.name})`);
-  await runner.release();
-});
+    const state = TrainState.init(runner.signature.state, Prng.seeded(0), init);
+    const b = config.batch;
+    let worst = { err: 0, name: '' };
+    for (let s = 1; s <= 3; s++) {
+      const sch = schedule[s - 1]!;
+      const metrics = await runner.run(
+        state,
+        {
+          globals: new ort.Tensor('float32', tensor(`step${s}.crops.global`).data as Float32Array, [2 * b, 3, 16, 16]),
+          locals: new ort.Tensor('float32', tensor(`step${s}.crops.local`).data as Float32Array, [2 * b, 3, 8, 8]),
+        },
+        { lr: sch.lr, wd: sch.weight_decay, momentum: sch.teacher_momentum, teacher_temp: sch.teacher_temp, 'gate.last_layer': sch.last_layer_frozen ? 0 : 1 },
+      );
+      const refLoss = (tensor(`step${s}.loss`).data as Float32Array)[0]!;
+      assert.ok(Math.abs(metrics['loss']! - refLoss) <= 1e-4 * Math.abs(refLoss), `step ${s} loss ${metrics['loss']} vs ${refLoss}`);
+      const compare = (ours: string, ref: string) => {
+        const e = maxRelErr(withoutKeyBias(ours, state.values(ours)), withoutKeyBias(ours, tensor(ref).data as Float32Array));
+        if (e > worst.err) worst = { err: e, name: `step ${s} ${ours}` };
+        assert.ok(e <= 1e-4, `step ${s}: ${ours} differs from ${ref} by ${e.toExponential(2)} (relative to its max)`);
+      };
+      for (const spec of runner.signature.state) {
+        if (spec.name.startsWith(STUDENT)) compare(spec.name, `step${s}.student.${spec.name.slice(STUDENT.length)}`);
+        if (spec.name.startsWith(TEACHER)) compare(spec.name, `step${s}.teacher.${spec.name.slice(TEACHER.length)}`);
+      }
+      compare(CENTER, `step${s}.center`);
+    }
+    console.log(`  worst relative error: ${worst.err.toExponential(2)} (${worst.name})`);
+    await runner.release();
+  });
+}
 
 test.run();

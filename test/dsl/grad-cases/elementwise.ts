@@ -33,6 +33,8 @@ export const elementwiseCases: Record<string, GradCheckSpec> = {
   // ORT's CPU EP has no float64 Erf: float32 with h = 1e-2. The central-difference truncation error is
   // h^2 f'''/6 ~ 2e-5 and float32 rounding of L ~ 1e-7 |L| / h ~ 1e-5, so 1e-2 relative is a safe bound.
   Erf: { ...un([3, 4], D.erf), dtype: 'float32', eps: 1e-2, tol: 1e-2 },
+  // ONNX Gelu (opset 20): ORT's CPU EP runs it in float32 only, so the same bounds as Erf.
+  Gelu: { ...un([3, 4], D.gelu), dtype: 'float32', eps: 1e-2, tol: 1e-2 },
   Identity: un([3, 4], D.identity),
   // float32 -> float64 -> float32: exact round trip, so the float32 finite difference is clean
   Cast: { ...un([3, 4], (x) => D.mul(D.cast(D.mul(D.cast(x, 'float64'), 3), 'float32'), x)), dtype: 'float32', eps: 1e-2, tol: 1e-3 },
