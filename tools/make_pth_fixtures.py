@@ -3,7 +3,7 @@
 
 Regenerate (needs Debian's PyTorch, not the pyenv python on PATH):
     apt-get update && apt-get install -y python3-torch
-    cd /work/main && /usr/bin/python3 tools/make_pth_fixtures.py
+    /usr/bin/python3 tools/make_pth_fixtures.py
 
 Writes, with a fixed torch seed (byte-identical on every run for a given torch build, except
 legacy_format.pth, whose storage keys are memory addresses; fixtures were made with torch 1.13.0a0):

@@ -2,7 +2,7 @@
  * Inference of the teacher backbone (bench/infer.ts `teacherModel`) built by this tree and by scratch copies
  * with proposed changes, interleaved in one process, onnxruntime-node:
  *
- *   node --import tsx bench/experiments/infer-compare.ts --alt /tmp/copy-a,/tmp/copy-b [--batches 1,64,256] [--reps 10] [--threads 0]
+ *   node --import tsx bench/experiments/infer-compare.ts --alt COPY_A,COPY_B [--batches 1,64,256] [--reps 10] [--threads 0]
  */
 import { parseArgs } from 'node:util';
 import { createSession, ort } from '../../runtime/backend.ts';

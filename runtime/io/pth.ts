@@ -5,7 +5,6 @@
 // `<archive>/byteorder` and `<archive>/version`. Tensors become NamedTensor (views over the file
 // bytes when contiguous and aligned; copies otherwise), float16/bfloat16 widened to float32.
 
-import * as fs from 'node:fs';
 import { PickleError, PyGlobal, PyObject, unpickle } from './pickle.ts';
 import {
   assertLittleEndianHost,
@@ -17,6 +16,7 @@ import {
   ARRAY_OF_DTYPE,
   type NamedTensor,
   type TensorDType,
+  readFileBytes,
 } from './tensor.ts';
 import { readZipDirectory, readZipEntry, ZIP_MAGIC, ZipError, type ZipEntry } from './zip.ts';
 
@@ -234,15 +234,7 @@ export function decodePth(bytes: Uint8Array, fileName: string): unknown {
 
 /** Reads a torch.save (zip format) file: the unpickled object tree, tensors as NamedTensor. */
 export function readPth(path: string): unknown {
-  let bytes: Buffer;
-  try {
-    bytes = fs.readFileSync(path);
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    const reason = code === 'ENOENT' ? 'no such file; check the path' : (error as Error).message;
-    throw new Error(`${path}: cannot read PyTorch checkpoint: ${reason}`, { cause: error });
-  }
-  return decodePth(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength), path);
+  return decodePth(readFileBytes(path, 'PyTorch checkpoint'), path);
 }
 
 // ---------------------------------------------------------------------------------------------

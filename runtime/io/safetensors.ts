@@ -18,6 +18,7 @@ import {
   typedArrayAt,
   type NamedTensor,
   type TensorDType,
+  readFileBytes,
 } from './tensor.ts';
 
 export type { NamedTensor, TensorDType, TensorData } from './tensor.ts';
@@ -305,13 +306,5 @@ export function decodeSafetensors(bytes: Uint8Array, fileName: string): Safetens
 
 /** Reads a whole safetensors file; tensors are views over one file buffer where aligned. */
 export function readSafetensors(path: string): SafetensorsContents {
-  let bytes: Buffer;
-  try {
-    bytes = fs.readFileSync(path);
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    const reason = code === 'ENOENT' ? 'no such file; check the path' : (error as Error).message;
-    throw new Error(`${path}: cannot read safetensors file: ${reason}`, { cause: error });
-  }
-  return decodeSafetensors(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength), path);
+  return decodeSafetensors(readFileBytes(path, 'safetensors file'), path);
 }

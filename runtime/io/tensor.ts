@@ -1,3 +1,4 @@
+import * as fs from 'node:fs';
 // A host tensor as it crosses a file boundary: dtype, row-major shape, flat little-endian data.
 // Shared by the safetensors and .pth readers.
 
@@ -95,4 +96,17 @@ export function bfloat16ToFloat32(bytes: Uint8Array, byteOffset: number, count: 
     bits[i] = ((bytes[byteOffset + 2 * i]! | (bytes[byteOffset + 2 * i + 1]! << 8)) << 16) >>> 0;
   }
   return new Float32Array(bits.buffer);
+}
+
+/** The bytes of a whole file, as a Uint8Array view; a read failure names the file and what it was meant to be. */
+export function readFileBytes(path: string, what: string): Uint8Array {
+  let bytes: Buffer;
+  try {
+    bytes = fs.readFileSync(path);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    const reason = code === 'ENOENT' ? 'no such file; check the path' : (error as Error).message;
+    throw new Error(`${path}: cannot read ${what}: ${reason}`, { cause: error });
+  }
+  return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
