@@ -10,6 +10,8 @@ import { Prng, initialValues } from '../../dsl/index.ts';
 import { backboneSpecs } from '../../exports/teacher.ts';
 import { type TrainConfig, getPreset } from '../../runtime/dino/config.ts';
 import { type NamedTensor, writeSafetensorsAtomic } from '../../runtime/io/safetensors.ts';
+import { relativeError } from '../helpers/compare.ts';
+export { relativeError };
 
 export function tempDir(prefix: string): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), `dino-${prefix}-`));
@@ -64,13 +66,3 @@ export function randomImages(n: number, c: number, h: number, w: number, seed = 
   return Float32Array.from({ length: n * c * h * w }, () => prng.uniform());
 }
 
-/** max |a - b| / max |b|. */
-export function relativeError(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
-  if (actual.length !== expected.length) throw new Error(`length ${actual.length} vs ${expected.length}`);
-  let diff = 0, scale = 0;
-  for (let i = 0; i < expected.length; i++) {
-    diff = Math.max(diff, Math.abs(actual[i]! - expected[i]!));
-    scale = Math.max(scale, Math.abs(expected[i]!));
-  }
-  return diff / Math.max(scale, 1e-30);
-}

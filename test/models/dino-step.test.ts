@@ -12,6 +12,7 @@ import { readSafetensors } from '../../runtime/io/safetensors.ts';
 import { StepRunner } from '../../runtime/step-runner.ts';
 import { TrainState } from '../../runtime/state.ts';
 import { ort } from '../../runtime/backend.ts';
+import { relativeError } from '../helpers/compare.ts';
 
 const fixture = readSafetensors(new URL('../fixtures/ref/dino_step_ref.safetensors', import.meta.url).pathname);
 const cfgJson = JSON.parse(fixture.metadata!['config']!);
@@ -32,12 +33,6 @@ const config = {
   studentTemp: cfgJson.student_temp, centerMomentum: cfgJson.center_momentum, clipGrad: cfgJson.clip_grad,
 };
 
-function maxRelErr(a: Float32Array, b: Float32Array): number {
-  let scale = 0, err = 0;
-  for (let i = 0; i < b.length; i++) scale = Math.max(scale, Math.abs(b[i]!));
-  for (let i = 0; i < b.length; i++) err = Math.max(err, Math.abs(a[i]! - b[i]!));
-  return err / Math.max(scale, 1e-12);
-}
 
 /**
  * The key part of the qkv bias, qkv.bias[D:2D], has an exactly zero gradient (softmax ignores a constant
@@ -84,7 +79,7 @@ for (const recomputeBlocks of [false, true]) {
       const refLoss = (tensor(`step${s}.loss`).data as Float32Array)[0]!;
       assert.ok(Math.abs(metrics['loss']! - refLoss) <= 1e-4 * Math.abs(refLoss), `step ${s} loss ${metrics['loss']} vs ${refLoss}`);
       const compare = (ours: string, ref: string) => {
-        const e = maxRelErr(withoutKeyBias(ours, state.values(ours)), withoutKeyBias(ours, tensor(ref).data as Float32Array));
+        const e = relativeError(withoutKeyBias(ours, state.values(ours)), withoutKeyBias(ours, tensor(ref).data as Float32Array));
         if (e > worst.err) worst = { err: e, name: `step ${s} ${ours}` };
         assert.ok(e <= 1e-4, `step ${s}: ${ours} differs from ${ref} by ${e.toExponential(2)} (relative to its max)`);
       };

@@ -2,6 +2,8 @@
 import * as E from 'fp-ts/lib/Either.js';
 import { type Graph, type WeightArray, emitOnnx, formatError } from '../../dsl/index.ts';
 import { hostTensor, ort } from '../../runtime/backend.ts';
+import { relativeError } from '../helpers/compare.ts';
+export { relativeError };
 
 export interface Feed {
   readonly data: Float32Array | Float64Array;
@@ -28,16 +30,6 @@ export async function runGraph(
   return out;
 }
 
-/** max |a - b| / max |b|: the error relative to the reference tensor's scale. */
-export function relativeError(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
-  if (actual.length !== expected.length) throw new Error(`length ${actual.length} vs ${expected.length}`);
-  let diff = 0, scale = 0;
-  for (let i = 0; i < expected.length; i++) {
-    diff = Math.max(diff, Math.abs(actual[i]! - expected[i]!));
-    scale = Math.max(scale, Math.abs(expected[i]!));
-  }
-  return diff / Math.max(scale, 1e-30);
-}
 
 /** max over elements of |a - b| / (|b| + floor). */
 export function elementwiseRelativeError(actual: ArrayLike<number>, expected: ArrayLike<number>, floor = 1e-6): number {
