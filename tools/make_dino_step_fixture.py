@@ -31,7 +31,7 @@ sys.dont_write_bytecode = True  # keep tools/ free of __pycache__
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from dino_reference import (DINOLoss, MultiCropWrapper, build, cancel_gradients_last_layer,  # noqa: E402
                             clip_gradients, get_params_groups, init_random_, vit_config)
-from safetensors_py import read_safetensors, write_safetensors  # noqa: E402
+from safetensors_py import write_fixture  # noqa: E402
 
 OUT_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'test', 'fixtures', 'ref',
                         'dino_step_ref.safetensors')
@@ -239,14 +239,7 @@ def main():
             '(head.last_layer.weight_g) are in no optimizer group. torch 1.13 defaults: AdamW amsgrad False, '
             'maximize False, foreach off. Gradients (step1.grad.*) are the raw backward() result.'),
     }
-    out_path = os.path.normpath(OUT_PATH)
-    os.makedirs(os.path.dirname(out_path), exist_ok=True)
-    write_safetensors(out_path, {k: v.detach().float().contiguous() for k, v in tensors.items()}, metadata)
-    back, back_meta = read_safetensors(out_path)
-    for k, v in tensors.items():
-        assert np.array_equal(back[k], v.detach().numpy()), k
-    assert back_meta == metadata
-    print(f'wrote {out_path}: {len(tensors)} tensors, {os.path.getsize(out_path)} bytes')
+    write_fixture(OUT_PATH, tensors, metadata)
 
 
 if __name__ == '__main__':

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 sys.dont_write_bytecode = True  # keep tools/ free of __pycache__
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from dino_reference import bicubic_reference, build, init_random_, vit_config  # noqa: E402
-from safetensors_py import read_safetensors, write_safetensors  # noqa: E402
+from safetensors_py import write_fixture  # noqa: E402
 
 OUT_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'test', 'fixtures', 'ref',
                         'vit_tiny_ref.safetensors')
@@ -181,14 +181,7 @@ def main():
             'Linear GELU(erf) Linear GELU Linear, x / max(||x||_2, 1e-12), then x @ W^T with W[k] = g[k] * v[k] / '
             '||v[k]||_2 (torch.nn.utils.weight_norm, dim=0).'),
     }
-    out_path = os.path.normpath(OUT_PATH)
-    os.makedirs(os.path.dirname(out_path), exist_ok=True)
-    write_safetensors(out_path, {k: v.detach().float().contiguous() for k, v in tensors.items()}, metadata)
-    back, back_meta = read_safetensors(out_path)
-    for k, v in tensors.items():
-        assert np.array_equal(back[k], v.detach().numpy()), k
-    assert back_meta == metadata
-    print(f'wrote {out_path}: {len(tensors)} tensors, {os.path.getsize(out_path)} bytes')
+    write_fixture(OUT_PATH, tensors, metadata)
 
 
 if __name__ == '__main__':

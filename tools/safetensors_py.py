@@ -68,3 +68,17 @@ def read_safetensors(path):
         dtype = _NUMPY_OF[info['dtype']]
         tensors[name] = np.frombuffer(data[base + begin:base + end], dtype=dtype).reshape(info['shape']).copy()
     return tensors, metadata
+
+
+def write_fixture(path, tensors, metadata):
+    """Writes torch tensors as float32 safetensors at `path` (folders created), then reads the file back and
+    checks every tensor and the metadata, so a fixture is never committed half right."""
+    import os
+    out_path = os.path.normpath(path)
+    os.makedirs(os.path.dirname(out_path), exist_ok=True)
+    write_safetensors(out_path, {k: v.detach().float().contiguous() for k, v in tensors.items()}, metadata)
+    back, back_meta = read_safetensors(out_path)
+    for k, v in tensors.items():
+        assert np.array_equal(back[k], v.detach().numpy()), k
+    assert back_meta == metadata
+    print(f'wrote {out_path}: {len(tensors)} tensors, {os.path.getsize(out_path)} bytes')
