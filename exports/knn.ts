@@ -14,7 +14,7 @@ import * as path from 'node:path';
 import * as E from 'fp-ts/lib/Either.js';
 import { Graph, emitOnnx, formatError, matmul, transposeLast2 } from '../dsl/index.ts';
 import { createSession, ort } from '../runtime/backend.ts';
-import type { Dataset, ImageSet } from '../runtime/data/dataset.ts';
+import { type Dataset, gatherImages, type ImageSet } from '../runtime/data/dataset.ts';
 import { loadFashionMnist } from '../runtime/data/fashion-mnist.ts';
 import { loadImageFolder } from '../runtime/data/image-folder.ts';
 import { resizeBicubic } from '../runtime/data/image-ops.ts';
@@ -330,6 +330,7 @@ export async function extractFeatures(
   const features = new Float32Array(count * d);
   const labels = new Int32Array(count);
   const input = new Float32Array(batch * perIn);
+  const image = new Float32Array(per);
   const t0 = performance.now();
   let lastLog = t0;
   for (let b0 = 0; b0 < count; b0 += batch) {
@@ -337,9 +338,8 @@ export async function extractFeatures(
     for (let i = 0; i < n; i++) {
       const idx = indices[b0 + i]!;
       labels[b0 + i] = src.set.labels[idx]!;
-      const pixels = src.set.pixels.subarray(idx * per, (idx + 1) * per);
-      if (h === src.height && w === src.width) input.set(pixels, i * perIn);
-      else resizeBicubic({ channels: c, height: src.height, width: src.width, data: pixels }, { top: 0, left: 0, height: src.height, width: src.width }, h, w, input.subarray(i * perIn, (i + 1) * perIn));
+      if (h === src.height && w === src.width) gatherImages(src, src.set, [idx], input.subarray(i * perIn, (i + 1) * perIn));
+      else resizeBicubic({ channels: c, height: src.height, width: src.width, data: gatherImages(src, src.set, [idx], image) }, { top: 0, left: 0, height: src.height, width: src.width }, h, w, input.subarray(i * perIn, (i + 1) * perIn));
     }
     const out = await session.run({ images: new ort.Tensor('float32', input.subarray(0, n * perIn), [n, c, h, w]) });
     features.set(out['features']!.data as Float32Array, b0 * d);
@@ -460,7 +460,7 @@ export async function rawPixelKnn(
       labels[i] = set.labels[src]!;
       for (let c = 0; c < data.channels; c++) {
         const m = mean.length === 1 ? mean[0]! : mean[c]!, inv = 1 / (std.length === 1 ? std[0]! : std[c]!);
-        for (let p = 0; p < plane; p++) out[i * per + c * plane + p] = (set.pixels[src * per + c * plane + p]! - m) * inv;
+        for (let p = 0; p < plane; p++) out[i * per + c * plane + p] = (set.pixels[src * per + c * plane + p]! / 255 - m) * inv;
       }
     });
     return { count: idx.length, dim: per, data: out, labels };

@@ -6,6 +6,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { createSession } from '../runtime/backend.ts';
+import { gatherImages } from '../runtime/data/dataset.ts';
 import { computeAttention, writeAttentionPngs } from './attention.ts';
 import { type KnnResult, loadEvalDataset, runModel } from './knn.ts';
 import { readExportInfo, readRunConfig } from './teacher.ts';
@@ -149,7 +150,6 @@ async function attentionSection(opts: ReportOptions, count: number): Promise<str
   const model = runModel({ run: opts.run, ...(opts.log ? { log: opts.log } : {}) });
   const info = readExportInfo(model);
   const data = await loadEvalDataset(opts.dataset ?? 'fmnist', info);
-  const per = data.channels * data.height * data.width;
   const picks: number[] = [];
   const seen = new Set<number>();
   for (let i = 0; i < data.test.count && picks.length < count; i++) {
@@ -167,7 +167,7 @@ async function attentionSection(opts: ReportOptions, count: number): Promise<str
   const rows: string[] = [];
   try {
     for (const i of picks) {
-      const image = { channels: data.channels, height: data.height, width: data.width, data: data.test.pixels.slice(i * per, (i + 1) * per) };
+      const image = { channels: data.channels, height: data.height, width: data.width, data: gatherImages(data, data.test, [i]) };
       const result = await computeAttention(session, info, image);
       const files = await writeAttentionPngs(path.join(tmp, String(i)), image, result, Math.max(1, Math.ceil(112 / data.height)));
       const uri = (f: string) => `data:image/png;base64,${fs.readFileSync(f).toString('base64')}`;

@@ -161,9 +161,7 @@ export async function prepareDemo(opts: { model: string; dataset?: string | Data
   fs.writeFileSync(path.join(opts.dir, 'gallery-features.bin'), new Uint8Array(normalized.buffer));
   const per = data.channels * data.height * data.width;
   const pixels = new Uint8Array(indices.length * per);
-  indices.forEach((src, i) => {
-    for (let k = 0; k < per; k++) pixels[i * per + k] = Math.round(255 * data.train.pixels[src * per + k]!);
-  });
+  indices.forEach((src, i) => pixels.set(data.train.pixels.subarray(src * per, (src + 1) * per), i * per));
   fs.writeFileSync(path.join(opts.dir, 'gallery-pixels.bin'), pixels);
   const meta: GalleryMeta = {
     count: indices.length, dim: feats.dim, channels: data.channels, height: data.height, width: data.width,

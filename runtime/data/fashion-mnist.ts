@@ -184,7 +184,7 @@ function toDataset(raw: RawFashionMnist, limitPerClass: number | undefined): Dat
   };
 }
 
-/** Float32 copy in [0, 1] of the first `limit` images of each class (labels are class-major, so contiguous). */
+/** A copy (in shared memory, for loader workers) of the first `limit` images of each class (labels are class-major, so contiguous). */
 function toImageSet(labels: Uint8Array, pixels: Uint8Array, limit: number | undefined): ImageSet {
   // [first, end) image ranges to keep, one per class.
   const ranges: Array<[number, number]> = [];
@@ -195,19 +195,15 @@ function toImageSet(labels: Uint8Array, pixels: Uint8Array, limit: number | unde
     first = end;
   }
   const count = ranges.reduce((n, [first, end]) => n + end - first, 0);
-  const out = new Float32Array(new SharedArrayBuffer(count * PIXELS_PER_IMAGE * 4));
+  const out = new Uint8Array(new SharedArrayBuffer(count * PIXELS_PER_IMAGE));
   const outLabels = new Int32Array(count);
   let dst = 0;
   for (const [first, end] of ranges) {
     outLabels.set(labels.subarray(first, end), dst);
-    scaleBytes(pixels.subarray(first * PIXELS_PER_IMAGE, end * PIXELS_PER_IMAGE), out, dst * PIXELS_PER_IMAGE);
+    out.set(pixels.subarray(first * PIXELS_PER_IMAGE, end * PIXELS_PER_IMAGE), dst * PIXELS_PER_IMAGE);
     dst += end - first;
   }
   return { count, pixels: out, labels: outLabels };
-}
-
-function scaleBytes(bytes: Uint8Array, out: Float32Array, offset: number): void {
-  for (let k = 0; k < bytes.length; k++) out[offset + k] = bytes[k]! / 255;
 }
 
 // ---- cache file ------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@
  *
  * Every image is auto-rotated by its EXIF orientation, converted to 8-bit sRGB with its alpha channel dropped (as
  * PIL's `convert('RGB')`), scaled so it covers `imageSize` x `imageSize` and centre-cropped to it, then stored as
- * float32 in [0, 1]. With `channels: 1` the gray level is PIL's `convert('L')` luma, 0.299 R + 0.587 G + 0.114 B of
+ * bytes (see ImageSet). With `channels: 1` the gray level is PIL's `convert('L')` luma, 0.299 R + 0.587 G + 0.114 B of
  * the sRGB values (libvips' own grayscale would weigh linear light instead: red would come out at 127, not 76).
  *
  * Every non-hidden file is treated as an image: an empty, truncated, corrupt or non-image file (or a format other
@@ -178,19 +178,19 @@ async function decodeAll(files: ListedImage[], classes: string[], options: Decod
   const good: number[] = [];
   decoded.forEach((d, i) => (d instanceof Uint8Array ? good.push(i) : skipped.push(d!)));
   const imageLength = channels * imageSize * imageSize;
-  const pixels = new Float32Array(new SharedArrayBuffer(good.length * imageLength * 4));
+  const pixels = new Uint8Array(new SharedArrayBuffer(good.length * imageLength));
   const labels = new Int32Array(good.length);
   const plane = imageSize * imageSize;
   good.forEach((src, dst) => {
     const className = files[src]!.className;
     labels[dst] = className === undefined ? -1 : classes.indexOf(className);
-    // sharp gives HWC RGB bytes; store CHW floats (or PIL's luma for 1 channel).
+    // sharp gives HWC RGB bytes; store CHW bytes (or PIL's luma for 1 channel: ITU-R 601-2 in 16-bit fixed point, as PIL's convert('L')).
     const bytes = decoded[src] as Uint8Array;
     const base = dst * imageLength;
     for (let p = 0; p < plane; p++) {
-      const r = bytes[3 * p]! / 255, g = bytes[3 * p + 1]! / 255, b = bytes[3 * p + 2]! / 255;
+      const r = bytes[3 * p]!, g = bytes[3 * p + 1]!, b = bytes[3 * p + 2]!;
       if (channels === 1) {
-        pixels[base + p] = 0.299 * r + 0.587 * g + 0.114 * b;
+        pixels[base + p] = (r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16;
       } else {
         pixels[base + p] = r;
         pixels[base + plane + p] = g;

@@ -24,7 +24,7 @@
  * imports augment-worker.ts. This works in all three launch modes.
  */
 import { Worker } from 'node:worker_threads';
-import type { Dataset } from './dataset.ts';
+import { type Dataset, gatherImages } from './dataset.ts';
 import { multiCrop, type AugmentConfig, type MultiCropBatch } from './multicrop.ts';
 import { derivePrng, STREAM } from './seeds.ts';
 
@@ -65,7 +65,8 @@ export interface LoaderBatch extends MultiCropBatch {
 
 /** What a worker needs, sent once at start (the pixels are shared memory, not copied). @internal */
 export interface WorkerSetup {
-  readonly pixels: Float32Array;
+  /** The train split's bytes (see ImageSet). */
+  readonly pixels: Uint8Array;
   readonly count: number;
   readonly channels: number;
   readonly height: number;
@@ -88,10 +89,7 @@ export type AugmentResult =
 /** The crops of batch `step` made of train images `indices`: the one function both threads run. @internal */
 export function augmentBatch(setup: WorkerSetup, step: number, indices: Uint32Array): MultiCropBatch {
   const { channels, height, width } = setup;
-  const imageLength = channels * height * width;
-  const gathered = new Float32Array(indices.length * imageLength);
-  indices.forEach((index, i) => gathered.set(setup.pixels.subarray(index * imageLength, (index + 1) * imageLength), i * imageLength));
-  const images = { count: indices.length, channels, height, width, pixels: gathered };
+  const images = { count: indices.length, channels, height, width, pixels: gatherImages(setup, setup, indices) };
   return multiCrop(images, setup.config, derivePrng(setup.seed, STREAM.augment, step));
 }
 
@@ -153,7 +151,7 @@ export class MultiCropLoader implements AsyncIterable<LoaderBatch> {
     // Workers read the pixels from shared memory; copy them there once if the dataset did not put them there.
     let pixels = train.pixels;
     if (!(pixels.buffer instanceof SharedArrayBuffer)) {
-      pixels = new Float32Array(new SharedArrayBuffer(train.pixels.byteLength));
+      pixels = new Uint8Array(new SharedArrayBuffer(train.pixels.byteLength));
       pixels.set(train.pixels);
     }
     this.setup = { pixels, count: train.count, channels: dataset.channels, height: dataset.height, width: dataset.width, config: options.augment, seed: seed >>> 0 };

@@ -7,7 +7,7 @@ import { createRequire } from 'node:module';
 import {
   FASHION_MNIST_MEAN, FASHION_MNIST_STD, fashionMnistCachePath, loadFashionMnist,
 } from '../../../runtime/data/fashion-mnist.ts';
-import { checkDataset, imageAt } from '../../../runtime/data/dataset.ts';
+import { checkDataset, gatherImages, imageAt } from '../../../runtime/data/dataset.ts';
 
 const full = await loadFashionMnist();
 const clothesDir = path.join(path.dirname(createRequire(import.meta.url).resolve('fashion-mnist/package.json')), 'src', 'clothes');
@@ -35,29 +35,32 @@ test('the two empty rows of 0.json (indices 1000 and 7001) are dropped, everythi
   assert.is(rows.length, 7002);
   assert.is(rows[1000]!.length, 0);
   assert.is(rows[7001]!.length, 0);
-  const asFloats = (row: number[]) => Float32Array.from(row, (v) => v / 255);
-  assert.equal(imageAt(full, full.train, 999), asFloats(rows[999]!));
-  assert.equal(imageAt(full, full.train, 1000), asFloats(rows[1001]!)); // the empty row 1000 is skipped
-  assert.equal(imageAt(full, full.train, 5999), asFloats(rows[6000]!));
-  assert.equal(imageAt(full, full.test, 0), asFloats(rows[6001]!));
-  assert.equal(imageAt(full, full.test, 999), asFloats(rows[7000]!)); // the empty row 7001 is not an image
+  const asBytes = (row: number[]) => Uint8Array.from(row);
+  assert.equal(imageAt(full, full.train, 999), asBytes(rows[999]!));
+  assert.equal(imageAt(full, full.train, 1000), asBytes(rows[1001]!)); // the empty row 1000 is skipped
+  assert.equal(imageAt(full, full.train, 5999), asBytes(rows[6000]!));
+  assert.equal(imageAt(full, full.test, 0), asBytes(rows[6001]!));
+  assert.equal(imageAt(full, full.test, 999), asBytes(rows[7000]!)); // the empty row 7001 is not an image
   const rows1 = (JSON.parse(readFileSync(path.join(clothesDir, '1.json'), 'utf8')) as { data: number[][] }).data;
-  assert.equal(imageAt(full, full.train, 6000), asFloats(rows1[0]!));
-  assert.equal(imageAt(full, full.test, 1000), asFloats(rows1[6000]!));
+  assert.equal(imageAt(full, full.train, 6000), asBytes(rows1[0]!));
+  assert.equal(imageAt(full, full.test, 1000), asBytes(rows1[6000]!));
 });
 
-test('pixels are byte / 255 in [0, 1]; the mean/std constants match the train split', () => {
-  let min = Infinity, max = -Infinity, sum = 0, sumSq = 0, offGrid = 0;
-  for (const v of full.train.pixels) {
+test('pixels are bytes; as floats (gatherImages) byte / 255; the mean/std constants match the train split', () => {
+  assert.instance(full.train.pixels, Uint8Array);
+  let min = Infinity, max = -Infinity, sum = 0, sumSq = 0;
+  for (const byte of full.train.pixels) {
+    const v = byte / 255;
     if (v < min) min = v;
     if (v > max) max = v;
     sum += v;
     sumSq += v * v;
-    if (Math.abs(v * 255 - Math.round(v * 255)) > 1e-4) offGrid++;
   }
   assert.is(min, 0);
   assert.is(max, 1);
-  assert.is(offGrid, 0);
+  const floats = gatherImages(full, full.train, [0, 59999]);
+  assert.equal(floats, Float32Array.from([...imageAt(full, full.train, 0), ...imageAt(full, full.train, 59999)], (b) => b / 255));
+  assert.throws(() => gatherImages(full, full.train, [60000]), /image index 60000 is outside \[0, 60000\)/);
   const n = full.train.pixels.length;
   const mean = sum / n;
   const std = Math.sqrt(sumSq / n - mean * mean);
@@ -98,8 +101,8 @@ test('rows without 784 values are dropped before the per-class split (synthetic 
     assert.is(d.train.count, 30);
     assert.is(d.test.count, 20);
     for (let c = 0; c < 10; c++) {
-      for (let r = 0; r < 3; r++) assert.is(Math.round(imageAt(d, d.train, c * 3 + r)[0]! * 255), c * 10 + r);
-      for (let r = 0; r < 2; r++) assert.is(Math.round(imageAt(d, d.test, c * 2 + r)[0]! * 255), c * 10 + 3 + r);
+      for (let r = 0; r < 3; r++) assert.is(imageAt(d, d.train, c * 3 + r)[0], c * 10 + r);
+      for (let r = 0; r < 2; r++) assert.is(imageAt(d, d.test, c * 2 + r)[0], c * 10 + 3 + r);
     }
   } finally {
     await fs.rm(dir, { recursive: true, force: true });
@@ -149,7 +152,7 @@ test('the cache is written, reused, and rebuilt when corrupt, truncated or of an
     data0.data[0] = new Array(784).fill(200);
     await fs.writeFile(path.join(sourceDir, '0.json'), JSON.stringify(data0));
     const changed = await loadFashionMnist(options);
-    assert.is(Math.round(changed.train.pixels[0]! * 255), 200);
+    assert.is(changed.train.pixels[0], 200);
   } finally {
     await fs.rm(dir, { recursive: true, force: true });
   }
