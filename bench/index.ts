@@ -14,6 +14,8 @@
 import { loadFashionMnist } from '../runtime/data/fashion-mnist.ts';
 import type { ExecutionProvider } from '../runtime/backend.ts';
 import { getPreset } from '../runtime/dino/config.ts';
+import { DEFAULT_RECOMPUTE } from '../runtime/dino/train.ts';
+import type { Recompute } from '../models/vit.ts';
 import { benchAugment } from './augment.ts';
 import { bestCeiling, matmulCeiling, wasmMatmulCeiling } from './ceiling.ts';
 import { type InferBackend, benchInference, teacherModel } from './infer.ts';
@@ -35,8 +37,8 @@ export interface BenchOptions {
   readonly reduced?: boolean;
   /** Intra-op threads for every onnxruntime-node session (default 0: ORT's choice, as training uses). */
   readonly threads?: number;
-  /** Gradient checkpointing of the student's blocks (needs bench/proposals/04-checkpoint.patch). */
-  readonly recompute?: boolean;
+  /** Student activations recomputed in the backward pass (see `Recompute`); default: the training loop's. */
+  readonly recompute?: Recompute;
   /** Where the report goes (default stdout). */
   readonly out?: (line: string) => void;
   /** Progress lines (default stderr). */
@@ -60,8 +62,8 @@ export interface BenchResult {
   readonly ep: ExecutionProvider;
   readonly threads: number;
   readonly reduced: boolean;
-  /** Student blocks recomputed in the backward pass (gradient checkpointing). */
-  readonly recompute: boolean;
+  /** Student activations recomputed in the backward pass (see `Recompute`). */
+  readonly recompute: Recompute;
   readonly machine: MachineInfo;
   /** 1-minute load average when the bench ended (compare with machine.loadAverage, at the start). */
   readonly load_average_end: number;
@@ -120,7 +122,7 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchResult> {
 
   log(`training step: ${config.preset}, batch ${batch}, ${warmup} warm-up + ${steps} timed steps`);
   const rssBeforeTrain = peakRssMb();
-  const recompute = opts.recompute ?? false;
+  const recompute = opts.recompute ?? DEFAULT_RECOMPUTE;
   const { result: train, compiled } = await benchTrainStep({ config, crops: augment.crops, ep, threads, warmup, steps, recompute });
 
   log('state I/O: pass-through graph');
@@ -196,7 +198,7 @@ const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
 export function formatBenchReport(r: BenchResult): string {
   const m = r.machine;
   const lines = [
-    `dino bench: ${r.preset}, batch ${r.batch}, ep ${r.ep}, threads ${r.threads || 'ORT default'}${r.recompute ? ', blocks recomputed' : ''}${r.reduced ? ' (REDUCED smoke run: not a benchmark)' : ''}`,
+    `dino bench: ${r.preset}, batch ${r.batch}, ep ${r.ep}, threads ${r.threads || 'ORT default'}, recompute ${r.recompute}${r.reduced ? ' (REDUCED smoke run: not a benchmark)' : ''}`,
     `machine: ${m.nproc} cores, ${m.cpuModel}, node ${m.node}, onnxruntime-node ${m.onnxruntimeNode}, onnxruntime-web ${m.onnxruntimeWeb}, load ${m.loadAverage.toFixed(2)} at start, ${r.load_average_end.toFixed(2)} at end`,
     `ceiling        fp32 MatMul ${r.ceiling_n}^3: ${f1(r.ceiling_gflops_per_s)} GFLOP/s (node; best run, median ${f1(r.ceiling_median_gflops_per_s)}), ${f1(r.ceiling_wasm_gflops_per_s)} GFLOP/s (WASM)`,
     `training step  ${f1(r.train_images_per_s)} images/s, ${f1(r.train_step_ms)} ms/step (median of ${r.train_steps_timed}, min ${f1(r.train_step_ms_min)}), CPU/wall ${r.train_cpu_per_wall.toFixed(2)}`,

@@ -1,10 +1,11 @@
 /**
  * Runs the benchmark without the CLI (same flags as `dino bench`):
  *
- *   node --import tsx bench/run.ts [--preset fmnist-tiny6] [--batch 64] [--ep cpu] [--steps 10] [--threads 0] [--json] [--reduced] [--recompute]
+ *   node --import tsx bench/run.ts [--preset fmnist-tiny6] [--batch 64] [--ep cpu] [--steps 10] [--threads 0] [--json] [--reduced] [--recompute none|mlp|blocks]
  */
 import { parseArgs } from 'node:util';
 import type { ExecutionProvider } from '../runtime/backend.ts';
+import { parseRecompute } from '../models/vit.ts';
 import { runBench } from './index.ts';
 
 const { values } = parseArgs({
@@ -16,7 +17,7 @@ const { values } = parseArgs({
     threads: { type: 'string' },
     json: { type: 'boolean', default: false },
     reduced: { type: 'boolean', default: false },
-    recompute: { type: 'boolean', default: false },
+    recompute: { type: 'string' },
   },
 });
 const int = (name: string, v: string | undefined) => {
@@ -35,5 +36,5 @@ await runBench({
   ...(values.threads !== undefined ? { threads: int('threads', values.threads)! } : {}),
   json: values.json,
   reduced: values.reduced,
-  recompute: values.recompute,
+  ...(values.recompute !== undefined ? { recompute: parseRecompute(values.recompute) } : {}),
 });

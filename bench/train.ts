@@ -8,7 +8,7 @@ import { Prng, formatError } from '../dsl/index.ts';
 import { type FlopCount, type Phase, countFlops } from '../dsl/flops.ts';
 import type { Node } from '../dsl/graph.ts';
 import { type DinoStepGraph, buildDinoStep } from '../models/dino-step.ts';
-import { sampleDropPathMasks } from '../models/vit.ts';
+import { type Recompute, sampleDropPathMasks } from '../models/vit.ts';
 import { type ExecutionProvider, type SessionOptions, ort } from '../runtime/backend.ts';
 import type { MultiCropBatch } from '../runtime/data/multicrop.ts';
 import { type TrainConfig, scheduleConfig, stepConfig } from '../runtime/dino/config.ts';
@@ -28,8 +28,8 @@ export interface TrainBenchOptions {
   readonly steps: number;
   /** Extra session options (graph optimisation level, profiling). */
   readonly session?: Omit<SessionOptions, 'ep' | 'threads'>;
-  /** Recompute the student's blocks in the backward pass (gradient checkpointing). */
-  readonly recompute?: boolean;
+  /** Student activations recomputed in the backward pass (see `Recompute`); default `none`. */
+  readonly recompute?: Recompute;
 }
 
 export interface TrainBenchResult {
@@ -56,19 +56,10 @@ export function dinoPhase(node: Node): Phase {
   return 'forward';
 }
 
-/**
- * The step graph of `config`; `recompute` asks for gradient checkpointing of the student's blocks
- * (`DinoStepConfig.recomputeBlocks`, bench/proposals/04-checkpoint.patch) and throws where the tree lacks it.
- */
-export function buildStepGraph(config: TrainConfig, opts: { recompute?: boolean } = {}): DinoStepGraph {
-  // Object.assign, not a literal: the field exists only once the checkpointing patch is in.
-  const stepCfg = opts.recompute ? Object.assign(stepConfig(config), { recomputeBlocks: true }) : stepConfig(config);
-  const built = buildDinoStep(stepCfg);
+/** The step graph of `config`, with the student's activations recomputed as `recompute` says. */
+export function buildStepGraph(config: TrainConfig, opts: { recompute?: Recompute } = {}): DinoStepGraph {
+  const built = buildDinoStep({ ...stepConfig(config), recompute: opts.recompute ?? 'none' });
   if (E.isLeft(built)) throw new Error(`DINO step graph for ${config.preset}: ${built.left.map(formatError).join('\n  ')}`);
-  const regions = (built.right.graph as unknown as { recompute?: readonly unknown[] }).recompute?.length ?? 0;
-  if (opts.recompute && regions === 0) {
-    throw new Error('--recompute: this tree builds no checkpointed blocks (apply bench/proposals/04-checkpoint.patch)');
-  }
   return built.right;
 }
 
@@ -96,7 +87,7 @@ export interface CompiledStep {
 export async function benchTrainStep(opts: TrainBenchOptions): Promise<{ result: TrainBenchResult; compiled: CompiledStep }> {
   const { config } = opts;
   let t0 = performance.now();
-  const built = buildStepGraph(config, { recompute: opts.recompute ?? false });
+  const built = buildStepGraph(config, { recompute: opts.recompute ?? 'none' });
   const buildMs = performance.now() - t0;
   const flops = countFlops(built.graph, { phaseOf: dinoPhase });
   const activations = estimateActivations(built.graph);

@@ -14,6 +14,7 @@ import { dinoLoss } from './dino-loss.ts';
 import { type DinoHeadConfig, LAST_LAYER_TAG, dinoHead } from './head.ts';
 import { backbone as backboneFeatures } from './network.ts';
 import { type BackboneConfig, featureDim } from './presets.ts';
+import type { Recompute } from './vit.ts';
 
 export interface DinoStepConfig {
   readonly backbone: BackboneConfig;
@@ -30,10 +31,11 @@ export interface DinoStepConfig {
   /** Per-parameter gradient-norm clip (DINO 3.0); 0 disables. */
   readonly clipGrad: number;
   /**
-   * Recompute the student's ViT blocks in the backward pass (gradient checkpointing) when memory is short:
-   * fmnist-tiny6 at batch 64 needs ~520 MiB less and ~17% more FLOPs per step (bench/RESULTS.md).
+   * Activations of the student's ViT blocks recomputed in the backward pass instead of kept (`Recompute`;
+   * default `none`). fmnist-tiny6 at batch 64 (bench/RESULTS.md): `mlp` keeps ~190 MiB less for one GELU per
+   * block; `blocks` keeps ~660 MiB less for ~17% more FLOPs per step.
    */
-  readonly recomputeBlocks?: boolean;
+  readonly recompute?: Recompute;
 }
 
 export const STUDENT = 'student.';
@@ -44,7 +46,7 @@ export const CENTER = 'center';
  * The backbone's features for a batch of crops (ViT: final-norm [CLS]; ResNet: pooled). BatchNorm runs in
  * training mode for student and teacher alike, as in DINO (the teacher module is never put in eval mode).
  */
-function network(root: Scope, images: Tensor, cfg: DinoStepConfig, dropPathMasks?: Tensor, recompute = false): Tensor {
+function network(root: Scope, images: Tensor, cfg: DinoStepConfig, dropPathMasks?: Tensor, recompute: Recompute = 'none'): Tensor {
   return backboneFeatures(root.child('backbone'), images, cfg.backbone, { train: true, recompute, ...(dropPathMasks ? { dropPathMasks } : {}) }).features;
 }
 
@@ -68,7 +70,7 @@ export function buildDinoStep(cfg: DinoStepConfig): E.Either<DslError[], DinoSte
 
   // Student: the backbone once per resolution (DINO's MultiCropWrapper), the head once on all features.
   const student = new Scope(g, '', STUDENT);
-  const recompute = cfg.recomputeBlocks ?? false;
+  const recompute = cfg.recompute ?? 'none';
   const studentFeats = [network(student, globals, cfg, dropGlobal, recompute)];
   if (locals) studentFeats.push(network(student, locals, cfg, dropLocal, recompute));
   const studentLogits = dinoHead(student.child('head'), concat(studentFeats, 0), featureDim(bb), cfg.head, { train: true }).logits;

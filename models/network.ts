@@ -7,7 +7,7 @@ import { type Dim, Graph, type ParamSpec, Scope, type Tensor, specOf } from '../
 import { dinoHead } from './head.ts';
 import { type DinoModelConfig, featureDim } from './presets.ts';
 import { resnet } from './resnet.ts';
-import { visionTransformer } from './vit.ts';
+import { type Recompute, visionTransformer } from './vit.ts';
 
 /** Scope name of the head: its parameters are `head.<DINOHead key>`. */
 export const HEAD_SCOPE = 'head';
@@ -17,8 +17,8 @@ export interface NetworkOptions {
   readonly train?: boolean;
   /** ViT stochastic-depth masks [depth, 2, B] (see `sampleDropPathMasks`); omit for no drop path. */
   readonly dropPathMasks?: Tensor;
-  /** ViT: recompute each block's activations in the backward pass (gradient checkpointing). */
-  readonly recompute?: boolean;
+  /** ViT: activations recomputed in the backward pass instead of kept (see `Recompute`). */
+  readonly recompute?: Recompute;
 }
 
 export interface NetworkOutputs {
@@ -34,7 +34,7 @@ export interface NetworkOutputs {
 /** The backbone alone (features and, for ViTs, patch tokens and attention). */
 export function backbone(s: Scope, images: Tensor, cfg: DinoModelConfig['backbone'], opts: NetworkOptions = {}): Omit<NetworkOutputs, 'logits'> {
   if (cfg.kind === 'vit') {
-    const out = visionTransformer(s, images, cfg, { ...(opts.dropPathMasks ? { dropPathMasks: opts.dropPathMasks } : {}), recompute: opts.recompute ?? false });
+    const out = visionTransformer(s, images, cfg, { ...(opts.dropPathMasks ? { dropPathMasks: opts.dropPathMasks } : {}), recompute: opts.recompute ?? 'none' });
     return { features: out.cls, patchTokens: out.patchTokens, attention: out.attention };
   }
   return { features: resnet(s, images, cfg, { train: opts.train ?? false }).features };

@@ -75,11 +75,25 @@ export interface ViTOptions {
    * `sampleDropPathMasks`). Omit for inference and for the teacher.
    */
   readonly dropPathMasks?: Tensor;
-  /**
-   * Gradient checkpointing per block: the backward pass recomputes each block's activations from its input
-   * instead of keeping them (`Graph.checkpoint`). Less memory, one more forward of the blocks.
-   */
-  readonly recompute?: boolean;
+  /** Which activations the backward pass recomputes instead of keeping (see {@link Recompute}). Default `none`. */
+  readonly recompute?: Recompute;
+}
+
+/**
+ * Activation recomputation (gradient checkpointing, `Graph.checkpoint`) of the ViT blocks in training graphs:
+ * - `none`: keep every activation the backward pass reads;
+ * - `mlp`: keep the MLP's pre-activation but not its GELU output ([tokens, 4D] per block, the largest tensor a
+ *   block keeps besides the pre-activation); the backward pass recomputes GELU (selective recomputation:
+ *   costs one GELU per block);
+ * - `blocks`: keep only each block's input; the backward pass recomputes the whole block (one more forward).
+ */
+export type Recompute = 'none' | 'mlp' | 'blocks';
+export const RECOMPUTE_MODES: readonly Recompute[] = ['none', 'mlp', 'blocks'];
+
+/** A `Recompute` from a command-line value; throws naming the choices. */
+export function parseRecompute(value: string): Recompute {
+  if ((RECOMPUTE_MODES as readonly string[]).includes(value)) return value as Recompute;
+  throw new Error(`--recompute must be one of ${RECOMPUTE_MODES.join(', ')}, got "${value}"`);
 }
 
 export interface ViTOutputs {
@@ -146,9 +160,16 @@ export function attention(s: Scope, x: Tensor, cfg: ViTConfig): { out: Tensor; p
   });
 }
 
-/** `mlp`: Linear(D, ratio D) -> exact GELU -> Linear(ratio D, D). */
-export function mlp(s: Scope, x: Tensor, dim: number, hidden: number): Tensor {
-  return s.run(() => linear(s.child('fc2'), gelu(linear(s.child('fc1'), x, dim, hidden)), hidden, dim));
+/**
+ * `mlp`: Linear(D, ratio D) -> exact GELU -> Linear(ratio D, D). With `recomputeGelu` the GELU output is not kept
+ * for the backward pass but recomputed there from the pre-activation.
+ */
+export function mlp(s: Scope, x: Tensor, dim: number, hidden: number, recomputeGelu = false): Tensor {
+  return s.run(() => {
+    const preActivation = linear(s.child('fc1'), x, dim, hidden);
+    const rest = (u: Tensor) => linear(s.child('fc2'), gelu(u), hidden, dim);
+    return recomputeGelu ? x.graph.checkpoint([preActivation], ([u]) => rest(u!)) : rest(preActivation);
+  });
 }
 
 /** Stochastic depth on a residual branch: `branch * mask`, mask [B, 1, 1] of 0 or 1/keep_prob. */
@@ -162,12 +183,13 @@ export function block(
   x: Tensor,
   cfg: ViTConfig,
   masks?: { attn: Tensor; mlp: Tensor },
+  recomputeGelu = false,
 ): { x: Tensor; attention: Tensor } {
   return s.run(() => {
     const d = cfg.embedDim;
     const a = attention(s.child('attn'), layerNorm(s.child('norm1'), x, d, cfg.layerNormEps), cfg);
     const x1 = add(x, dropPath(a.out, masks?.attn));
-    const m = mlp(s.child('mlp'), layerNorm(s.child('norm2'), x1, d, cfg.layerNormEps), d, Math.round(d * cfg.mlpRatio));
+    const m = mlp(s.child('mlp'), layerNorm(s.child('norm2'), x1, d, cfg.layerNormEps), d, Math.round(d * cfg.mlpRatio), recomputeGelu);
     return { x: add(x1, dropPath(m, masks?.mlp)), attention: a.probs };
   });
 }
@@ -224,7 +246,7 @@ export function visionTransformer(s: Scope, images: Tensor, cfg: ViTConfig, opts
     let lastAttention = x;
     for (let i = 0; i < cfg.depth; i++) {
       const blockMask = masks && dropPathRates(cfg)[i]! > 0 ? blockMasks(masks, i) : undefined;
-      if (opts.recompute) {
+      if (opts.recompute === 'blocks') {
         // The attention of a recomputed block cannot be differentiated; it is still the forward's value.
         let attention = x;
         x = s.graph.checkpoint([x], ([input]) => {
@@ -234,7 +256,7 @@ export function visionTransformer(s: Scope, images: Tensor, cfg: ViTConfig, opts
         });
         lastAttention = attention;
       } else {
-        const out = block(s.child('blocks').child(i), x, cfg, blockMask);
+        const out = block(s.child('blocks').child(i), x, cfg, blockMask, opts.recompute === 'mlp');
         x = out.x;
         lastAttention = out.attention;
       }

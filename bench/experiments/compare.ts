@@ -1,7 +1,7 @@
 /**
  * Compares variants of the fmnist-tiny6 training step (see step-variants.ts), interleaved in one process.
  *
- *   node --import tsx bench/experiments/compare.ts --set session|threads|executor|spinning|memory|prealloc|passthrough|alt
+ *   node --import tsx bench/experiments/compare.ts --set session|threads|executor|spinning|memory|prealloc|passthrough|recompute|alt
  *        [--batch 64] [--rounds 8] [--warmup 2] [--threads 0] [--alt DIR[,DIR]] [--alt-session JSON] [--variants name,name]
  *
  * `--alt DIR[,DIR]` adds a variant per directory whose step graph is built and emitted by the code in DIR (a scratch
@@ -68,6 +68,13 @@ sets['passthrough'] = [
   { name: 'pass-through', model: pass.right, signature: passSig },
   { name: 'pass-through-prealloc', model: pass.right, signature: passSig, prealloc: true },
 ];
+// Activation recomputation (models/vit.ts Recompute): the same step, other graphs.
+for (const mode of ['mlp', 'blocks'] as const) {
+  const g = buildStepGraph(config, { recompute: mode }).graph;
+  const b = emitOnnx(g, { params: 'inputs' });
+  if (E.isLeft(b)) throw new Error(b.left.map(formatError).join('\n'));
+  (sets['recompute'] ??= [{ name: 'recompute none' }]).push({ name: `recompute ${mode}`, model: b.right, signature: stepSignature(g) });
+}
 let variants = sets[values.set!];
 if (!variants) throw new Error(`unknown --set ${values.set}; one of ${Object.keys(sets).join(', ')}`);
 // `--alt DIR[,DIR...]`: one variant per scratch copy.

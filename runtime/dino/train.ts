@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import * as E from 'fp-ts/lib/Either.js';
 import { Prng, formatError, initialValues, type ParamSpec } from '../../dsl/index.ts';
 import { STUDENT, TEACHER, buildDinoStep } from '../../models/dino-step.ts';
+import type { Recompute } from '../../models/vit.ts';
 import { sampleDropPathMasks } from '../../models/vit.ts';
 import { type ExecutionProvider, ort } from '../backend.ts';
 import { StepRunner } from '../step-runner.ts';
@@ -19,6 +20,9 @@ import { loadImageFolder } from '../data/image-folder.ts';
 import { type TrainConfig, scheduleConfig, stepConfig } from './config.ts';
 import { loadCheckpoint, restoreState, saveCheckpoint } from './checkpoint.ts';
 import { stepScalars } from './schedules.ts';
+
+/** The training loop's activation recomputation unless told otherwise (see TrainOptions.recompute). */
+export const DEFAULT_RECOMPUTE: Recompute = 'mlp';
 
 /** PRNG stream for stochastic-depth masks (streams 1-2 are the loader's: see runtime/data/seeds.ts). */
 const DROP_PATH_STREAM = 3;
@@ -34,6 +38,11 @@ export interface TrainOptions {
   readonly skipBadImages?: boolean;
   readonly ep?: ExecutionProvider;
   readonly threads?: number;
+  /**
+   * Student activations the backward pass recomputes instead of keeping (models/vit.ts `Recompute`): the same
+   * numbers, less memory for more compute. Default `mlp` (fmnist-tiny6 at batch 64: ~190 MiB less, ~2% more CPU).
+   */
+  readonly recompute?: Recompute;
   /** Save every K steps (and always at the end). 0: only at the end. */
   readonly checkpointEvery?: number;
   /** Start student and teacher from these backbone/head weights (name -> values, DINO keys). */
@@ -85,7 +94,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
   const ckptPath = join(opts.out, 'checkpoint.safetensors');
   const metricsPath = join(opts.out, 'metrics.jsonl');
 
-  const built = buildDinoStep(stepConfig(cfg));
+  const built = buildDinoStep({ ...stepConfig(cfg), recompute: opts.recompute ?? DEFAULT_RECOMPUTE });
   if (E.isLeft(built)) throw new Error(`the model config is invalid:\n  ${built.left.map(formatError).join('\n  ')}`);
   const compileStart = performance.now();
   const runner = await StepRunner.compile(built.right.graph, { ep: opts.ep ?? 'cpu', threads: opts.threads ?? 0 });

@@ -8,6 +8,7 @@ import * as assert from 'uvu/assert';
 import * as E from 'fp-ts/lib/Either.js';
 import { Prng, formatError } from '../../dsl/index.ts';
 import { buildDinoStep, CENTER, STUDENT, TEACHER } from '../../models/dino-step.ts';
+import { RECOMPUTE_MODES, type ViTConfig } from '../../models/vit.ts';
 import { readSafetensors } from '../../runtime/io/safetensors.ts';
 import { StepRunner } from '../../runtime/step-runner.ts';
 import { TrainState } from '../../runtime/state.ts';
@@ -53,10 +54,12 @@ test('the key bias gradient is rounding noise in the reference too', () => {
   assert.ok(maxAbs(g.subarray(d, 2 * d)) < 1e-5 * maxAbs(g.subarray(2 * d)), 'k-bias gradient is not ~0');
 });
 
-for (const recomputeBlocks of [false, true]) {
-  test(`three DINO steps match PyTorch (student, teacher, center, loss) to 1e-4 relative${recomputeBlocks ? ', blocks recomputed in the backward pass' : ''}`, async () => {
-    const built = buildDinoStep({ ...config, recomputeBlocks });
+for (const recompute of RECOMPUTE_MODES) {
+  test(`three DINO steps match PyTorch (student, teacher, center, loss) to 1e-4 relative, recompute ${recompute}`, async () => {
+    const built = buildDinoStep({ ...config, recompute });
     if (E.isLeft(built)) throw new Error(built.left.map(formatError).join('\n'));
+    // one recomputed region per student block and crop resolution (2), none without recomputation
+    assert.is(built.right.graph.recompute.length, recompute === 'none' ? 0 : 2 * (config.backbone as ViTConfig).depth);
     const runner = await StepRunner.compile(built.right.graph, { threads: 1 });
     const init = new Map<string, Float32Array>();
     for (const spec of runner.signature.state) {
