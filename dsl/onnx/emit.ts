@@ -161,7 +161,17 @@ export function toModelProto(graph: Graph, opts: EmitOptions): E.Either<DslError
 
 /** ONNX bytes of the graph, or every problem found while validating it. */
 export function emitOnnx(graph: Graph, opts: EmitOptions): E.Either<DslError[], Uint8Array> {
-  return E.map((model: object) => ModelProto.encode(ModelProto.fromObject(model)).finish())(toModelProto(graph, opts));
+  return E.map(encodeModel)(toModelProto(graph, opts));
+}
+
+/** Encodes a ModelProto object (as built by `toModelProto` or rewritten from `decodeModel`) to ONNX bytes. */
+export function encodeModel(model: object): Uint8Array {
+  return ModelProto.encode(ModelProto.fromObject(model)).finish();
+}
+
+/** Decodes ONNX bytes into plain objects for rewriting: int64 as numbers, `raw_data` left as bytes (no copy into arrays). */
+export function decodeModel(bytes: Uint8Array): any {
+  return ModelProto.toObject(ModelProto.decode(bytes), { longs: Number, defaults: false });
 }
 
 /** Decodes ONNX bytes (for inspection in tests and tools). */
