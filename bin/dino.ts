@@ -44,6 +44,8 @@ const TRAIN_HELP = `usage: dino train [options]
   --threads N            intra-op threads (default: one per core)
   --recompute MODE       activations the backward pass recomputes instead of keeping (same results):
                          none, mlp (default: each block's GELU output, ~2% more CPU) or blocks (least memory, ~17% more)
+  --steps-per-run K      K steps per ONNX Runtime call through an ONNX Loop (same results): the state crosses
+                         host <-> device once per K steps (for --ep cuda); default 1
   --checkpoint-every K   also save every K steps (the latest is always DIR/checkpoint.safetensors)
   --init FILE            start student and teacher from weights (.safetensors or .pth with DINO names)
   --augment dino|none    none: global crops = whole image, local crops = whole image resized
@@ -57,7 +59,7 @@ async function trainCommand(argv: string[]): Promise<void> {
     options: {
       preset: { type: 'string', default: 'fmnist-quick' }, steps: { type: 'string' }, batch: { type: 'string' }, seed: { type: 'string' },
       out: { type: 'string' }, data: { type: 'string' }, 'skip-bad-images': { type: 'boolean' }, resume: { type: 'boolean' },
-      ep: { type: 'string', default: 'cpu' }, threads: { type: 'string' }, recompute: { type: 'string' }, 'checkpoint-every': { type: 'string' }, init: { type: 'string' },
+      ep: { type: 'string', default: 'cpu' }, threads: { type: 'string' }, recompute: { type: 'string' }, 'steps-per-run': { type: 'string' }, 'checkpoint-every': { type: 'string' }, init: { type: 'string' },
       augment: { type: 'string' }, 'local-crops': { type: 'string' }, set: { type: 'string', multiple: true }, help: { type: 'boolean' },
     },
   });
@@ -76,6 +78,7 @@ async function trainCommand(argv: string[]): Promise<void> {
     ...(values['skip-bad-images'] ? { skipBadImages: true } : {}),
     ...(values.threads ? { threads: intArg('--threads', values.threads) } : {}),
     ...(recompute ? { recompute } : {}),
+    ...(values['steps-per-run'] ? { stepsPerRun: intArg('--steps-per-run', values['steps-per-run']) } : {}),
     ...(values['checkpoint-every'] ? { checkpointEvery: intArg('--checkpoint-every', values['checkpoint-every']) } : {}),
     ...(initWeights ? { initWeights } : {}),
     progress: true,

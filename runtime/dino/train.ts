@@ -10,7 +10,7 @@ import { STUDENT, TEACHER, buildDinoStep } from '../../models/dino-step.ts';
 import type { Recompute } from '../../models/vit.ts';
 import { sampleDropPathMasks } from '../../models/vit.ts';
 import { type ExecutionProvider, ort } from '../backend.ts';
-import { StepRunner } from '../step-runner.ts';
+import { StepRunner, stackSteps } from '../step-runner.ts';
 import { TrainState } from '../state.ts';
 import type { Dataset } from '../data/dataset.ts';
 import { MultiCropLoader } from '../data/loader.ts';
@@ -43,6 +43,12 @@ export interface TrainOptions {
    * numbers, less memory for more compute. Default `mlp` (fmnist-tiny6 at batch 64: ~190 MiB less, ~2% more CPU).
    */
   readonly recompute?: Recompute;
+  /**
+   * Steps per ONNX Runtime call (default 1): K > 1 runs K steps in one call through an ONNX `Loop`
+   * (StepRunner.runSteps), so the state crosses between host and device once per K steps instead of every step
+   * (for CUDA, where graph outputs come back to the host). Same numbers; on CPU it gains ~1.5% for ~220 MiB.
+   */
+  readonly stepsPerRun?: number;
   /** Save every K steps (and always at the end). 0: only at the end. */
   readonly checkpointEvery?: number;
   /** Start student and teacher from these backbone/head weights (name -> values, DINO keys). */
@@ -142,32 +148,48 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
   let last: Record<string, number> = {};
   let step = startStep;
   const t0 = performance.now();
+  const stepsPerRun = opts.stepsPerRun ?? 1;
+  if (!Number.isInteger(stepsPerRun) || stepsPerRun < 1) throw new Error(`stepsPerRun must be a positive integer, got ${stepsPerRun}`);
+  const feedsOf = (at: number, batch: { globals: Float32Array; locals: Float32Array }): Record<string, ort.Tensor> => {
+    const feeds: Record<string, ort.Tensor> = {
+      globals: new ort.Tensor('float32', batch.globals, globalDims),
+      ...(aug.localCrops > 0 ? { locals: new ort.Tensor('float32', batch.locals, localDims) } : {}),
+    };
+    if (withDropPath) {
+      const prng = derivePrng(cfg.seed, DROP_PATH_STREAM, at);
+      feeds['drop_path.globals'] = new ort.Tensor('float32', sampleDropPathMasks(prng, bb, 2 * b), [bb.depth, 2, 2 * b]);
+      if (aug.localCrops > 0) feeds['drop_path.locals'] = new ort.Tensor('float32', sampleDropPathMasks(prng, bb, aug.localCrops * b), [bb.depth, 2, aug.localCrops * b]);
+    }
+    return feeds;
+  };
   try {
-    for (; step < end && !interrupted; step++) {
-      const batch = await loader.next();
-      const feeds: Record<string, ort.Tensor> = {
-        globals: new ort.Tensor('float32', batch.globals, globalDims),
-        ...(aug.localCrops > 0 ? { locals: new ort.Tensor('float32', batch.locals, localDims) } : {}),
-      };
-      if (withDropPath) {
-        const prng = derivePrng(cfg.seed, DROP_PATH_STREAM, step);
-        feeds['drop_path.globals'] = new ort.Tensor('float32', sampleDropPathMasks(prng, bb, 2 * b), [bb.depth, 2, 2 * b]);
-        if (aug.localCrops > 0) feeds['drop_path.locals'] = new ort.Tensor('float32', sampleDropPathMasks(prng, bb, aug.localCrops * b), [bb.depth, 2, aug.localCrops * b]);
+    while (step < end && !interrupted) {
+      // Steps in this run: up to stepsPerRun, never past the end or a checkpoint boundary.
+      let chunk = Math.min(stepsPerRun, end - step);
+      if (opts.checkpointEvery) chunk = Math.min(chunk, opts.checkpointEvery - (step % opts.checkpointEvery));
+      const feeds: Record<string, ort.Tensor>[] = [];
+      const scalars: Record<string, number>[] = [];
+      for (let k = 0; k < chunk; k++) {
+        feeds.push(feedsOf(step + k, await loader.next()));
+        scalars.push(stepScalars(sched, step + k, cfg.steps));
       }
-      const scalars = stepScalars(sched, step, cfg.steps);
-      const stepStart = performance.now();
-      const metrics = await runner.run(state, feeds, scalars);
-      const stepMs = performance.now() - stepStart;
-      if (!Number.isFinite(metrics['loss'])) {
+      const runStart = performance.now();
+      const metrics = chunk === 1 ? [await runner.run(state, feeds[0]!, scalars[0]!)] : await runner.runSteps(state, stackSteps(feeds), scalars);
+      const stepMs = (performance.now() - runStart) / chunk;
+      const bad = metrics.findIndex((m) => !Number.isFinite(m['loss']));
+      if (bad >= 0) {
         throw new NonFiniteLossError(
-          `step ${step + 1}: the loss is ${metrics['loss']}; training stopped. The last good checkpoint (${existsSync(ckptPath) ? ckptPath : 'none yet'}) is kept. ` +
+          `step ${step + bad + 1}: the loss is ${metrics[bad]!['loss']}; training stopped. The last good checkpoint (${existsSync(ckptPath) ? ckptPath : 'none yet'}) is kept. ` +
             'Lower --set lr=..., raise --set clipGrad or --set freezeLastLayerSteps, or check the data.',
         );
       }
-      last = { ...metrics, ...scalars, step: step + 1, step_ms: stepMs, images_per_s: (b * 1000) / stepMs };
-      appendFileSync(metricsPath, JSON.stringify(last) + '\n');
-      if (progress) writeProgress(step + 1, cfg.steps, startStep, t0, metrics, b);
-      if (opts.checkpointEvery && (step + 1) % opts.checkpointEvery === 0 && step + 1 < end) save(step + 1);
+      for (const [k, m] of metrics.entries()) {
+        last = { ...m, ...scalars[k]!, step: step + k + 1, step_ms: stepMs, images_per_s: (b * 1000) / stepMs };
+        appendFileSync(metricsPath, JSON.stringify(last) + '\n');
+      }
+      step += chunk;
+      if (progress) writeProgress(step, cfg.steps, startStep, t0, metrics[chunk - 1]!, b);
+      if (opts.checkpointEvery && step % opts.checkpointEvery === 0 && step < end) save(step);
     }
     save(step);
   } finally {

@@ -93,6 +93,19 @@ test('12 steps straight == 5 steps + resume + 7 steps, bit for bit (CPU)', async
   assert.is(readFileSync(join(b, 'metrics.jsonl'), 'utf8').trim().split('\n').length, 12);
 });
 
+test('K steps per run (ONNX Loop, --steps-per-run) == one step per run, bit for bit, metrics and checkpoints included', async () => {
+  const a = tmp(), b = tmp();
+  await train({ config: tiny, out: a, dataset: data, ...quiet });
+  // runs of 5 cut at the checkpoint boundary (8) and at the end: 5, 3, 4 steps
+  const r = await train({ config: tiny, out: b, dataset: data, stepsPerRun: 5, checkpointEvery: 8, ...quiet });
+  assert.is(r.steps, 12);
+  sameState(loadCheckpoint(join(a, 'checkpoint.safetensors')).tensors, loadCheckpoint(join(b, 'checkpoint.safetensors')).tensors);
+  const lines = (dir: string) => readFileSync(join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, number>);
+  const la = lines(a), lb = lines(b);
+  assert.equal(lb.map((m) => m['step']), la.map((m) => m['step']));
+  for (const [i, m] of la.entries()) for (const key of ['loss', 'teacher_entropy', 'teacher_kl', 'grad_norm', 'lr']) assert.is(lb[i]![key], m[key], `step ${i + 1} ${key}`);
+});
+
 test('the teacher is exactly m*teacher + (1-m)*student after each step and gets no gradient', async () => {
   const out = tmp();
   const r1 = await train({ config: tiny, out, dataset: data, stopAfter: 3, ...quiet });
@@ -141,6 +154,16 @@ test('a NaN loss stops the run naming the step, and the last good checkpoint sur
   assert.equal(readFileSync(path), bytesBefore);
   assert.is(statSync(path).mtimeMs, mtime);
   assert.is(ck.meta.step, 4);
+  // with several steps per run the same step is named and the same checkpoint kept
+  const out3 = tmp();
+  await train({ config: bad, out: out3, dataset: data, stopAfter: 1, ...quiet });
+  let chunked: unknown;
+  try {
+    await train({ config: bad, out: out3, dataset: data, resume: true, stepsPerRun: 4, ...quiet });
+  } catch (e) { chunked = e; }
+  assert.instance(chunked, NonFiniteLossError);
+  assert.is((chunked as Error).message, (error as Error).message.replaceAll(out2, out3));
+  assert.is(loadCheckpoint(join(out3, 'checkpoint.safetensors')).meta.step, 1);
 });
 
 test('an existing run folder is never overwritten without --resume', async () => {
