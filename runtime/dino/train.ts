@@ -96,6 +96,8 @@ export function initialState(specs: readonly ParamSpec[], seed: number, initWeig
 export async function train(opts: TrainOptions): Promise<TrainResult> {
   const log = opts.log ?? ((l: string) => process.stderr.write(l + '\n'));
   const cfg = opts.config;
+  const stepsPerRun = opts.stepsPerRun ?? 1;
+  if (!Number.isInteger(stepsPerRun) || stepsPerRun < 1) throw new Error(`stepsPerRun must be a positive integer, got ${stepsPerRun}`);
   mkdirSync(opts.out, { recursive: true });
   const ckptPath = join(opts.out, 'checkpoint.safetensors');
   const metricsPath = join(opts.out, 'metrics.jsonl');
@@ -148,8 +150,6 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
   let last: Record<string, number> = {};
   let step = startStep;
   const t0 = performance.now();
-  const stepsPerRun = opts.stepsPerRun ?? 1;
-  if (!Number.isInteger(stepsPerRun) || stepsPerRun < 1) throw new Error(`stepsPerRun must be a positive integer, got ${stepsPerRun}`);
   const feedsOf = (at: number, batch: { globals: Float32Array; locals: Float32Array }): Record<string, ort.Tensor> => {
     const feeds: Record<string, ort.Tensor> = {
       globals: new ort.Tensor('float32', batch.globals, globalDims),

@@ -10,6 +10,7 @@ import { Graph, Scope } from '../../dsl/index.ts';
 import { inspectPreset, parameterTable } from '../../models/inspect.ts';
 import { buildNetworkGraph, dinoNetwork, paramSpecs } from '../../models/network.ts';
 import { getPreset, presetNames, vitSmall } from '../../models/presets.ts';
+import { RECOMPUTE_MODES, parseRecompute } from '../../models/vit.ts';
 
 /**
  * Backbone: ViT = patch embed D(C p^2 + 1) + cls D + pos (N + 1) D + depth (12 D^2 + 13 D) + final norm 2D;
@@ -113,6 +114,11 @@ test('inspect: text table with totals, and JSON', () => {
   const r = JSON.parse(inspectPreset('resnet18', true));
   assert.ok(r.params.some((p: { name: string; kind: string }) => p.name === 'bn1.running_mean' && p.kind === 'buffer'));
   assert.match(inspectPreset('resnet18', false), /buffers \(not counted\): 9,600/);
+});
+
+test('--recompute values: the three modes parse, anything else is an error naming the choices', () => {
+  for (const mode of RECOMPUTE_MODES) assert.is(parseRecompute(mode), mode);
+  assert.throws(() => parseRecompute('gelu'), /--recompute must be one of none, mlp, blocks, got "gelu"/);
 });
 
 test('the network graph emits to ONNX with a symbolic batch', async () => {

@@ -98,6 +98,9 @@ test('K steps per run (ONNX Loop, --steps-per-run) == one step per run, bit for 
   await train({ config: tiny, out: a, dataset: data, ...quiet });
   // runs of 5 cut at the checkpoint boundary (8) and at the end: 5, 3, 4 steps
   const r = await train({ config: tiny, out: b, dataset: data, stepsPerRun: 5, checkpointEvery: 8, ...quiet });
+  let refused: unknown;
+  try { await train({ config: tiny, out: tmp(), dataset: data, stepsPerRun: 0, ...quiet }); } catch (e) { refused = e; }
+  assert.match(String(refused), /stepsPerRun must be a positive integer, got 0/);
   assert.is(r.steps, 12);
   sameState(loadCheckpoint(join(a, 'checkpoint.safetensors')).tensors, loadCheckpoint(join(b, 'checkpoint.safetensors')).tensors);
   const lines = (dir: string) => readFileSync(join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, number>);
