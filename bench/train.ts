@@ -87,7 +87,7 @@ export interface CompiledStep {
 export async function benchTrainStep(opts: TrainBenchOptions): Promise<{ result: TrainBenchResult; compiled: CompiledStep }> {
   const { config } = opts;
   let t0 = performance.now();
-  const built = buildStepGraph(config, { recompute: opts.recompute ?? 'none' });
+  const built = buildStepGraph(config, opts);
   const buildMs = performance.now() - t0;
   const flops = countFlops(built.graph, { phaseOf: dinoPhase });
   const activations = estimateActivations(built.graph);

@@ -323,23 +323,26 @@ export async function extractFeatures(
   }
   const [h, w] = inputSize(info, src.height, src.width);
   const session = opts.session ?? (await createSession(model, opts.threads !== undefined ? { threads: opts.threads } : {}));
-  const indices = src.indices ?? Uint32Array.from({ length: src.set.count }, (_, i) => i);
+  const indices = src.indices ? Uint32Array.from(src.indices) : Uint32Array.from({ length: src.set.count }, (_, i) => i);
   const count = indices.length, batch = opts.batch ?? 256, c = src.channels;
   const per = c * src.height * src.width, perIn = c * h * w;
   const d = info.backbone.embedDim;
   const features = new Float32Array(count * d);
   const labels = new Int32Array(count);
   const input = new Float32Array(batch * perIn);
-  const image = new Float32Array(per);
+  const scratch = new Float32Array(per); // one source image before resizing
   const t0 = performance.now();
   let lastLog = t0;
   for (let b0 = 0; b0 < count; b0 += batch) {
     const n = Math.min(batch, count - b0);
-    for (let i = 0; i < n; i++) {
-      const idx = indices[b0 + i]!;
-      labels[b0 + i] = src.set.labels[idx]!;
-      if (h === src.height && w === src.width) gatherImages(src, src.set, [idx], input.subarray(i * perIn, (i + 1) * perIn));
-      else resizeBicubic({ channels: c, height: src.height, width: src.width, data: gatherImages(src, src.set, [idx], image) }, { top: 0, left: 0, height: src.height, width: src.width }, h, w, input.subarray(i * perIn, (i + 1) * perIn));
+    const batchIndices = indices.subarray(b0, b0 + n);
+    batchIndices.forEach((idx, i) => (labels[b0 + i] = src.set.labels[idx]!));
+    if (h === src.height && w === src.width) gatherImages(src, src.set, batchIndices, input);
+    else {
+      batchIndices.forEach((idx, i) => {
+        const image = { channels: c, height: src.height, width: src.width, data: gatherImages(src, src.set, [idx], scratch) };
+        resizeBicubic(image, { top: 0, left: 0, height: src.height, width: src.width }, h, w, input.subarray(i * perIn, (i + 1) * perIn));
+      });
     }
     const out = await session.run({ images: new ort.Tensor('float32', input.subarray(0, n * perIn), [n, c, h, w]) });
     features.set(out['features']!.data as Float32Array, b0 * d);
