@@ -1,4 +1,4 @@
-/** What leaves the framework: the entry points the CLI (bin/dino.ts) calls, and the pieces behind them. */
+/** What leaves the framework: the entry points the CLI (cli/) calls, and the pieces behind them. */
 export { exportTeacher, readExportInfo, buildTeacherGraph, backboneSpecs, type ExportInfo, type ExportTeacherOptions, type ExportTeacherResult } from './teacher.ts';
 export { buildDynamicTeacherGraph } from './dynamic-vit.ts';
 export { knnEvaluate, knnClassify, rawPixelKnn, extractFeatures, formatKnnTable, KNN_KS, type KnnResult, type KnnEvaluateOptions, type KnnEvaluation, type FeatureSet } from './knn.ts';

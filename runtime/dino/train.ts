@@ -47,7 +47,7 @@ export interface TrainOptions {
    * Steps per ONNX Runtime call (default 1): K > 1 runs K steps in one call through an ONNX `Loop`
    * (StepRunner.runSteps), so the state crosses between host and device once per K steps instead of every step
    * (for CUDA, where graph outputs come back to the host). Same numbers; on CPU a small gain for one more copy
-   * of the state in memory (docs/ARCHITECTURE.md, "K steps per run").
+   * of the state in memory (bench/RESULTS.md, "Several steps per run").
    */
   readonly stepsPerRun?: number;
   /** Save every K steps (and always at the end). 0: only at the end. */
