@@ -1,6 +1,6 @@
 /**
  * `dino bench`: every figure of the benchmark measured in one process, so the ratios compare like with like
- * (DESIGN §6). In order: the MatMul ceiling (onnxruntime-node), multi-crop augmentation of one batch, the DINO
+ * (docs/ARCHITECTURE.md, "Benchmarks"). In order: the MatMul ceiling (onnxruntime-node), multi-crop augmentation of one batch, the DINO
  * training step (state in and out included), the state I/O share of the step, the MatMul ceiling again (the
  * better of the two counts: the machine may be shared), the WASM MatMul ceiling, and inference of a teacher-like
  * backbone with onnxruntime-node and onnxruntime-web (WASM).

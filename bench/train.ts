@@ -7,12 +7,13 @@ import * as E from 'fp-ts/lib/Either.js';
 import { Prng, formatError } from '../dsl/index.ts';
 import { type FlopCount, type Phase, countFlops } from '../dsl/flops.ts';
 import type { Node } from '../dsl/graph.ts';
-import { type DinoStepGraph, buildDinoStep } from '../models/dino-step.ts';
-import { type Recompute, sampleDropPathMasks } from '../models/vit.ts';
-import { type ExecutionProvider, type SessionOptions, ort } from '../runtime/backend.ts';
+import { type DinoStepGraph, type DinoStepInputs, type ScheduledScalars, buildDinoStep } from '../models/dino-step.ts';
+import type { Recompute } from '../models/vit.ts';
+import type { ExecutionProvider, SessionOptions, ort } from '../runtime/backend.ts';
 import type { MultiCropBatch } from '../runtime/data/multicrop.ts';
-import { type TrainConfig, scheduleConfig, stepConfig } from '../runtime/dino/config.ts';
+import { type TrainConfig, stepConfig } from '../runtime/dino/config.ts';
 import { stepScalars } from '../runtime/dino/schedules.ts';
+import { dinoStepFeeds } from '../runtime/dino/step-feeds.ts';
 import { TrainState } from '../runtime/state.ts';
 import { StepRunner } from '../runtime/step-runner.ts';
 import { type ActivationEstimate, estimateActivations } from './memory.ts';
@@ -63,25 +64,21 @@ export function buildStepGraph(config: TrainConfig, opts: { recompute?: Recomput
   return built.right;
 }
 
-/** The non-state inputs of one step: crops and drop-path masks (as the training loop draws them). */
-export function stepInputs(config: TrainConfig, crops: MultiCropBatch, prng: Prng): Record<string, ort.Tensor> {
-  const b = config.batch, c = crops.channels, gs = crops.globalSize, ls = crops.localSize, lc = crops.localCrops;
-  if (crops.batchSize !== b) throw new Error(`crops are for a batch of ${crops.batchSize}, the step for ${b}`);
-  const inputs: Record<string, ort.Tensor> = { globals: new ort.Tensor('float32', crops.globals, [2 * b, c, gs, gs]) };
-  if (lc > 0) inputs['locals'] = new ort.Tensor('float32', crops.locals, [lc * b, c, ls, ls]);
-  const bb = config.backbone;
-  if (bb.dropPathRate > 0) {
-    inputs['drop_path.globals'] = new ort.Tensor('float32', sampleDropPathMasks(prng, bb, 2 * b), [bb.depth, 2, 2 * b]);
-    if (lc > 0) inputs['drop_path.locals'] = new ort.Tensor('float32', sampleDropPathMasks(prng, bb, lc * b), [bb.depth, 2, lc * b]);
-  }
-  return inputs;
+/** The batch inputs of one step: crops and drop-path masks drawn from `prng` (as the training loop builds them). */
+export function stepInputs(config: TrainConfig, crops: MultiCropBatch, prng: Prng): DinoStepInputs<ort.Tensor> {
+  return dinoStepFeeds(stepConfig(config), crops, () => prng);
+}
+
+/** The scheduled scalars of a mid-run step (the gate of a frozen last layer selects, it does not skip work). */
+export function midRunScalars(config: TrainConfig, offset = 0): ScheduledScalars {
+  return stepScalars(config, Math.floor(config.steps / 2) + offset);
 }
 
 export interface CompiledStep {
   readonly runner: StepRunner;
   readonly state: TrainState;
-  readonly inputs: Record<string, ort.Tensor>;
-  readonly scalars: Record<string, number>;
+  readonly inputs: DinoStepInputs<ort.Tensor>;
+  readonly scalars: ScheduledScalars;
 }
 
 export async function benchTrainStep(opts: TrainBenchOptions): Promise<{ result: TrainBenchResult; compiled: CompiledStep }> {
@@ -98,8 +95,7 @@ export async function benchTrainStep(opts: TrainBenchOptions): Promise<{ result:
   const prng = Prng.seeded(config.seed);
   const state = TrainState.init(runner.signature.state, prng);
   const inputs = stepInputs(config, opts.crops, prng);
-  // A mid-run step (the gate of a frozen last layer selects, it does not skip work: the cost is the same).
-  const scalars = stepScalars(scheduleConfig(config), Math.floor(config.steps / 2), config.steps);
+  const scalars = midRunScalars(config);
   const step = await timeRepeated(async () => {
     const metrics = await runner.run(state, inputs, scalars);
     if (!Number.isFinite(metrics['loss'])) throw new Error(`the benchmarked step produced loss ${metrics['loss']}`);

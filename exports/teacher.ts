@@ -22,7 +22,7 @@ import { getPreset as getModelPreset } from '../models/presets.ts';
 import { type TrainConfig, getPreset as getTrainPreset, presetNames as trainPresetNames } from '../runtime/dino/config.ts';
 import { DINO_AUGMENT } from '../runtime/data/multicrop.ts';
 import { readSafetensors, type NamedTensor } from '../runtime/io/safetensors.ts';
-import { extractStateDict, readPth } from '../runtime/io/pth.ts';
+import { readDinoWeights } from '../runtime/io/weights.ts';
 import { buildDynamicTeacherGraph } from './dynamic-vit.ts';
 import { normalizeImages } from './normalize.ts';
 
@@ -154,38 +154,6 @@ export function checkpointPath(run: string): string {
   return file;
 }
 
-/**
- * Backbone tensors (DINO keys) from a weights file. Accepts: a dino-ts checkpoint (`teacher.backbone.*`,
- * `student.backbone.*`), a DINO training checkpoint .pth (`teacher` / `student` dicts, `module.` and `backbone.`
- * prefixes), or a backbone state dict (.pth or .safetensors, keys with or without `backbone.`).
- */
-export function readBackboneWeights(file: string, network: 'teacher' | 'student' = 'teacher'): Map<string, NamedTensor> {
-  const ext = path.extname(file).toLowerCase();
-  if (ext === '.safetensors') {
-    const { tensors } = readSafetensors(file);
-    const ours = `${network}.backbone.`;
-    if ([...tensors.keys()].some((k) => k.startsWith('teacher.backbone.') || k.startsWith('student.backbone.'))) {
-      const out = new Map<string, NamedTensor>();
-      for (const [k, t] of tensors) if (k.startsWith(ours)) out.set(k.slice(ours.length), t);
-      if (out.size === 0) throw new Error(`${file}: this checkpoint holds no "${ours}*" tensors`);
-      return out;
-    }
-    const out = new Map<string, NamedTensor>();
-    for (const [raw, t] of tensors) {
-      let k = raw;
-      while (k.startsWith('module.')) k = k.slice('module.'.length);
-      if (k.startsWith('head.')) continue;
-      if (k.startsWith('backbone.')) k = k.slice('backbone.'.length);
-      out.set(k, t);
-    }
-    return out;
-  }
-  if (ext === '.pth' || ext === '.pt' || ext === '.ckpt') {
-    return extractStateDict(readPth(file), file, { prefer: network }).backbone;
-  }
-  throw new Error(`${file}: unknown weights format "${ext || '(no extension)'}"; pass a .safetensors or PyTorch .pth file`);
-}
-
 function resolveSource(opts: ExportTeacherOptions): Resolved {
   const network = opts.student ? 'student' : 'teacher';
   if (opts.run) {
@@ -196,7 +164,7 @@ function resolveSource(opts: ExportTeacherOptions): Resolved {
       mean: cfg.augment.mean,
       std: cfg.augment.std,
       defaultSize: cfg.augment.globalSize,
-      weights: readBackboneWeights(file, network),
+      weights: readDinoWeights(file, network).backbone,
       weightsFile: file,
       source: `${network} of run ${opts.run}`,
     };
@@ -222,7 +190,7 @@ function resolveSource(opts: ExportTeacherOptions): Resolved {
     mean = [0.5];
     std = [0.5];
   }
-  return { backbone, mean, std, defaultSize: backbone.imgSize, weights: readBackboneWeights(opts.weights, network), weightsFile: opts.weights, source: `${network} of ${opts.weights}` };
+  return { backbone, mean, std, defaultSize: backbone.imgSize, weights: readDinoWeights(opts.weights, network).backbone, weightsFile: opts.weights, source: `${network} of ${opts.weights}` };
 }
 
 /** Float32 values by name, checked against the architecture; every mismatch is reported at once. */

@@ -1,15 +1,16 @@
 /**
- * The DINO training step as one graph (DESIGN invariant 2):
+ * The DINO training step as one graph (docs/ARCHITECTURE.md, "Training step graphs"):
  *   student on all crops (grouped by resolution) -> head; teacher (no gradient) on the 2 global crops;
  *   DINO loss with centering and sharpening; backward; per-parameter clipping; last layer gated;
  *   AdamW (no decay on biases and 1-D parameters); teacher EMA from the updated student; center EMA.
  *
  * State inputs are `student.<key>`, `teacher.<key>` (DINO's MultiCropWrapper keys: `backbone.blocks.0...`,
- * `head.mlp.0.weight`, ...), `center`, and the optimizer's `optim.*`. Scalar inputs: `lr`, `wd`,
- * `momentum` (teacher EMA), `teacher_temp`, `gate.last_layer` (0 while the last layer is frozen).
+ * `head.mlp.0.weight`, ...), `center`, and the optimizer's `optim.*`. The other inputs and the outputs are
+ * typed below ({@link DinoStepInputs}, {@link ScheduledScalars}, {@link DinoMetrics}): the training loop, the
+ * bench and the schedules use these types, so a new input or metric is one edit here that `tsc` follows.
  */
 import * as E from 'fp-ts/lib/Either.js';
-import { type DslError, Graph, Scope, type Tensor, addOptimizerStep, concat, ema } from '../dsl/index.ts';
+import { type DslError, Graph, METRIC, NEXT, Scope, type Tensor, addOptimizerStep, concat, ema } from '../dsl/index.ts';
 import { dinoLoss } from './dino-loss.ts';
 import { type DinoHeadConfig, LAST_LAYER_TAG, dinoHead } from './head.ts';
 import { backbone as backboneFeatures } from './network.ts';
@@ -32,8 +33,7 @@ export interface DinoStepConfig {
   readonly clipGrad: number;
   /**
    * Activations of the student's ViT blocks recomputed in the backward pass instead of kept (`Recompute`;
-   * default `none`). fmnist-tiny6 at batch 64 (bench/RESULTS.md): `mlp` keeps ~190 MiB less for one GELU per
-   * block; `blocks` keeps ~660 MiB less for ~17% more FLOPs per step.
+   * default `none`): less memory for more compute, the same numbers (measured in bench/RESULTS.md).
    */
   readonly recompute?: Recompute;
 }
@@ -41,6 +41,47 @@ export interface DinoStepConfig {
 export const STUDENT = 'student.';
 export const TEACHER = 'teacher.';
 export const CENTER = 'center';
+
+/**
+ * The scheduled hyper-parameters: float32 scalar inputs of every step, one value per step, computed by
+ * runtime/dino/schedules.ts (`stepScalars` returns exactly these keys). `lr`, `wd` and the gate are the
+ * optimizer's inputs (dsl/train/step.ts), `momentum` and `teacher_temp` this graph's; `buildDinoStep` checks
+ * that the graph's scalar inputs are exactly this list, so a new one is added here and `tsc` points at the
+ * schedule that must produce it.
+ */
+export const SCHEDULED_SCALARS = ['lr', 'wd', 'momentum', 'teacher_temp', `gate.${LAST_LAYER_TAG}`] as const;
+export type ScheduledScalar = (typeof SCHEDULED_SCALARS)[number];
+export type ScheduledScalars = { readonly [K in ScheduledScalar]: number };
+
+/**
+ * The per-step batch inputs by graph-input name: the crops of each resolution and the stochastic-depth masks
+ * ([depth, 2, crops]: attention and MLP branch of each block). `locals` only with local crops; the masks only
+ * for a ViT with drop path. `T` is what stands for each: shapes here, tensors in the graph, ORT tensors at run time.
+ */
+export type DinoStepInputs<T> = {
+  readonly globals: T;
+  readonly locals?: T;
+  readonly 'drop_path.globals'?: T;
+  readonly 'drop_path.locals'?: T;
+};
+
+/** The metrics each step returns, as outputs `metric.<name>` (dsl/train/step.ts `METRIC`). */
+export const DINO_METRICS = ['loss', 'teacher_entropy', 'teacher_kl', 'grad_norm'] as const;
+export type DinoMetric = (typeof DINO_METRICS)[number];
+export type DinoMetrics = { readonly [K in DinoMetric]: number };
+
+/** Shapes of the batch inputs of the step `cfg` describes (the graph and the feed builder both use them). */
+export function dinoStepInputShapes(cfg: DinoStepConfig): DinoStepInputs<readonly number[]> {
+  const { batch: b, backbone: bb } = cfg;
+  const c = bb.inChans, locals = cfg.localCrops * b;
+  const depth = bb.kind === 'vit' && bb.dropPathRate > 0 ? bb.depth : 0;
+  return {
+    globals: [2 * b, c, cfg.globalSize, cfg.globalSize],
+    ...(locals > 0 ? { locals: [locals, c, cfg.localSize, cfg.localSize] } : {}),
+    ...(depth ? { 'drop_path.globals': [depth, 2, 2 * b] } : {}),
+    ...(depth && locals > 0 ? { 'drop_path.locals': [depth, 2, locals] } : {}),
+  };
+}
 
 /**
  * The backbone's features for a batch of crops (ViT: final-norm [CLS]; ResNet: pooled). BatchNorm runs in
@@ -52,19 +93,24 @@ function network(root: Scope, images: Tensor, cfg: DinoStepConfig, dropPathMasks
 
 export interface DinoStepGraph {
   readonly graph: Graph;
-  /** Input names of the crop batches and drop-path masks, with shapes. */
-  readonly inputs: { readonly globals: Tensor; readonly locals?: Tensor; readonly dropGlobal?: Tensor; readonly dropLocal?: Tensor };
+  /** The batch inputs, with shapes. */
+  readonly inputs: DinoStepInputs<Tensor>;
+  /** The scheduled scalar inputs. */
+  readonly scalars: { readonly [K in ScheduledScalar]: Tensor };
 }
 
 export function buildDinoStep(cfg: DinoStepConfig): E.Either<DslError[], DinoStepGraph> {
   const g = new Graph('dino_train_step');
   const { batch: b, backbone: bb } = cfg;
-  const c = bb.inChans;
-  const globals = g.input('globals', 'float32', [2 * b, c, cfg.globalSize, cfg.globalSize]);
-  const locals = cfg.localCrops > 0 ? g.input('locals', 'float32', [cfg.localCrops * b, c, cfg.localSize, cfg.localSize]) : undefined;
-  const depth = bb.kind === 'vit' && bb.dropPathRate > 0 ? bb.depth : 0;
-  const dropGlobal = depth ? g.input('drop_path.globals', 'float32', [depth, 2, 2 * b]) : undefined;
-  const dropLocal = depth && locals ? g.input('drop_path.locals', 'float32', [depth, 2, cfg.localCrops * b]) : undefined;
+  const shapes = dinoStepInputShapes(cfg);
+  const input = (name: keyof DinoStepInputs<unknown>) => {
+    const shape = shapes[name];
+    return shape ? g.input(name, 'float32', [...shape]) : undefined;
+  };
+  const globals = input('globals')!;
+  const locals = input('locals');
+  const dropGlobal = input('drop_path.globals');
+  const dropLocal = input('drop_path.locals');
   const teacherTemp = g.input('teacher_temp', 'float32', []);
   const momentum = g.input('momentum', 'float32', []);
 
@@ -95,6 +141,14 @@ export function buildDinoStep(cfg: DinoStepConfig): E.Either<DslError[], DinoSte
     gateOf: (_, spec) => (spec.tags.includes(LAST_LAYER_TAG) ? LAST_LAYER_TAG : undefined),
   });
   if (E.isLeft(opt)) return opt;
+  const scalarInputs = new Map<string, Tensor>([...opt.right.scalars, ['momentum', momentum], ['teacher_temp', teacherTemp]]);
+  const missing = SCHEDULED_SCALARS.filter((n) => !scalarInputs.has(n));
+  const extra = [...scalarInputs.keys()].filter((n) => !(SCHEDULED_SCALARS as readonly string[]).includes(n));
+  if (missing.length || extra.length) {
+    // A programming error, not a config error: the list above and the graph disagree.
+    return E.left([{ op: 'dino_step', path: '', message: `scalar inputs disagree with SCHEDULED_SCALARS: missing ${missing.join(', ') || 'none'}, not listed ${extra.join(', ') || 'none'}`, shapes: [] }]);
+  }
+  const scalars = Object.fromEntries(SCHEDULED_SCALARS.map((n) => [n, scalarInputs.get(n)!])) as DinoStepGraph['scalars'];
 
   // Teacher EMA from the *updated* student (DINO updates the teacher after optimizer.step()).
   g.within('teacher_ema', () => {
@@ -102,18 +156,20 @@ export function buildDinoStep(cfg: DinoStepConfig): E.Either<DslError[], DinoSte
       const teacherName = TEACHER + name.slice(STUDENT.length);
       const t = g.params.get(teacherName);
       if (!t) continue; // a student-only parameter (none in DINO)
-      g.output(`next.${teacherName}`, ema(t, next, momentum));
+      g.output(NEXT + teacherName, ema(t, next, momentum));
     }
   });
   // Student-side buffers (BatchNorm running stats) are emitted by addOptimizerStep via bufferUpdates.
-  g.output(`next.${CENTER}`, dino.nextCenter);
-  g.output('metric.loss', dino.loss);
-  g.output('metric.teacher_entropy', dino.teacherEntropy);
-  g.output('metric.teacher_kl', dino.teacherKl);
-  g.output('metric.grad_norm', opt.right.gradNorm);
+  g.output(NEXT + CENTER, dino.nextCenter);
+  const metrics: { readonly [K in DinoMetric]: Tensor } = {
+    loss: dino.loss, teacher_entropy: dino.teacherEntropy, teacher_kl: dino.teacherKl, grad_norm: opt.right.gradNorm,
+  };
+  for (const name of DINO_METRICS) g.output(METRIC + name, metrics[name]);
 
-  const inputs = { globals, ...(locals ? { locals } : {}), ...(dropGlobal ? { dropGlobal } : {}), ...(dropLocal ? { dropLocal } : {}) };
-  return E.map(() => ({ graph: g, inputs }))(g.validate());
+  const inputs: DinoStepInputs<Tensor> = {
+    globals, ...(locals ? { locals } : {}), ...(dropGlobal ? { 'drop_path.globals': dropGlobal } : {}), ...(dropLocal ? { 'drop_path.locals': dropLocal } : {}),
+  };
+  return E.map(() => ({ graph: g, inputs, scalars }))(g.validate());
 }
 
 /** Teacher state initialised as an exact copy of the student (DINO: teacher.load_state_dict(student.state_dict())). */
@@ -122,4 +178,3 @@ export function teacherFromStudent(values: Map<string, Float32Array>): void {
     if (name.startsWith(STUDENT)) values.set(TEACHER + name.slice(STUDENT.length), Float32Array.from(v));
   }
 }
-

@@ -1,7 +1,7 @@
 /**
  * The DINO network g = h ∘ f on one batch of images: the backbone at the scope's root (names such as
  * `cls_token`, `blocks.0.attn.qkv.weight`, `layer1.0.conv1.weight`) and the head under `head.`
- * (`head.mlp.0.weight`, `head.last_layer.weight_v`), as DESIGN §2 invariant 4 names them.
+ * (`head.mlp.0.weight`, `head.last_layer.weight_v`), as DINO's state_dict names them (docs/ARCHITECTURE.md, "DINO reference").
  */
 import { type Dim, Graph, type ParamSpec, Scope, type Tensor, specOf } from '../dsl/index.ts';
 import { dinoHead } from './head.ts';

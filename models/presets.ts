@@ -1,6 +1,6 @@
 /**
  * Named model configurations: DINO's ViTs (`vit_tiny`, `vit_small`, `vit_base`, any patch size and
- * channel count), ResNet-18/50, and the Fashion-MNIST presets of DESIGN §5 (`fmnist-tiny6`,
+ * channel count), ResNet-18/50, and the Fashion-MNIST presets of docs/ARCHITECTURE.md "DINO reference" (`fmnist-tiny6`,
  * `fmnist-tiny12`). A preset is a backbone config plus a head config; `dinoNetwork` builds it.
  */
 import type { DinoHeadConfig } from './head.ts';
@@ -74,7 +74,7 @@ export const vitBase = (o: ViTSizeOptions = {}): ViTConfig => vitOf(768, 12, o);
 export const resnet18 = (inChans = 3): ResNetConfig => ({ kind: 'resnet', block: 'basic', layers: [2, 2, 2, 2], width: 64, inChans, imgSize: 224 });
 export const resnet50 = (inChans = 3): ResNetConfig => ({ kind: 'resnet', block: 'bottleneck', layers: [3, 4, 6, 3], width: 64, inChans, imgSize: 224 });
 
-/** The Fashion-MNIST ViT of DESIGN §5: 1 channel, 28 px, patch 4 (7x7 patches + CLS), width 192, 3 heads, MLP 768. */
+/** The Fashion-MNIST ViT (docs/ARCHITECTURE.md, "DINO reference"): 1 channel, 28 px, patch 4 (7x7 patches + CLS), width 192, 3 heads, MLP 768. */
 function fmnistTiny(depth: number): DinoModelConfig {
   return {
     backbone: { ...vitTiny({ patchSize: 4, inChans: 1, imgSize: 28, dropPathRate: 0.1 }), depth },

@@ -13,6 +13,18 @@ import { STEPS_INPUT, multiStepModel } from '../dsl/train/multi-step.ts';
 import { type SessionOptions, createSession, ort } from './backend.ts';
 import type { TrainState } from './state.ts';
 
+/**
+ * Per-step input tensors by graph-input name. An absent entry (`undefined`) is not fed, so typed records with
+ * optional inputs (models/dino-step.ts `DinoStepInputs`) pass as they are.
+ */
+export type StepFeeds = { readonly [name: string]: ort.Tensor | undefined };
+
+/** Copies the given entries of `feeds` (skipping absent ones) into `into`. */
+function addFeeds(into: Record<string, ort.Tensor>, feeds: StepFeeds): Record<string, ort.Tensor> {
+  for (const [name, t] of Object.entries(feeds)) if (t) into[name] = t;
+  return into;
+}
+
 export class StepRunner {
   private multi?: Promise<ort.InferenceSession>;
 
@@ -34,8 +46,8 @@ export class StepRunner {
    * One step. `inputs` holds the batch tensors; `scalars` the scheduled hyper-parameters (float32).
    * The state is updated in place; the metrics are returned as numbers.
    */
-  async run(state: TrainState, inputs: Readonly<Record<string, ort.Tensor>>, scalars: Readonly<Record<string, number>> = {}): Promise<Record<string, number>> {
-    const feeds: Record<string, ort.Tensor> = { ...inputs };
+  async run(state: TrainState, inputs: StepFeeds, scalars: Readonly<Record<string, number>> = {}): Promise<Record<string, number>> {
+    const feeds = addFeeds({}, inputs);
     for (const spec of this.signature.state) feeds[spec.name] = state.get(spec.name);
     for (const [name, v] of Object.entries(scalars)) feeds[name] = new ort.Tensor('float32', Float32Array.of(v), []);
     for (const inp of this.signature.inputs) {
@@ -65,15 +77,15 @@ export class StepRunner {
    */
   async runSteps(
     state: TrainState,
-    stacked: Readonly<Record<string, ort.Tensor>>,
+    stacked: StepFeeds,
     scalarsPerStep: readonly Readonly<Record<string, number>>[],
   ): Promise<Record<string, number>[]> {
     const k = scalarsPerStep.length;
     if (k < 1) throw new Error('runSteps: no steps asked for (scalarsPerStep is empty; give one entry per step, {} where a step has no scalars)');
-    const feeds: Record<string, ort.Tensor> = { ...stacked };
+    const feeds = addFeeds({}, stacked);
     const scalarNames = new Set(scalarsPerStep.flatMap((s) => Object.keys(s)));
     for (const name of scalarNames) {
-      if (name in stacked) throw new Error(`runSteps: "${name}" is given both stacked and per step`);
+      if (stacked[name]) throw new Error(`runSteps: "${name}" is given both stacked and per step`);
       const v = new Float32Array(k);
       for (let i = 0; i < k; i++) {
         const x = scalarsPerStep[i]![name];
@@ -118,8 +130,9 @@ export class StepRunner {
  * Per-step input tensors stacked along a new leading axis, for `runSteps`: every step must give the same
  * names with the same dtypes and shapes.
  */
-export function stackSteps(perStep: readonly Readonly<Record<string, ort.Tensor>>[]): Record<string, ort.Tensor> {
-  const first = perStep[0];
+export function stackSteps(perStep: readonly StepFeeds[]): Record<string, ort.Tensor> {
+  const given = perStep.map((step) => addFeeds({}, step));
+  const first = given[0];
   if (!first) throw new Error('stackSteps: no steps');
   const out: Record<string, ort.Tensor> = {};
   for (const [name, t0] of Object.entries(first)) {
@@ -128,7 +141,7 @@ export function stackSteps(perStep: readonly Readonly<Record<string, ort.Tensor>
     if (!ArrayBuffer.isView(data)) throw new Error(`stackSteps: "${name}" is not a CPU tensor`);
     const ctor = data.constructor as new (n: number) => Float32Array;
     const all = new ctor(n * perStep.length);
-    perStep.forEach((step, i) => {
+    given.forEach((step, i) => {
       const t = step[name];
       if (!t) throw new Error(`stackSteps: step ${i} has no "${name}"`);
       if (t.type !== t0.type || t.dims.join(',') !== t0.dims.join(',')) {
@@ -138,7 +151,7 @@ export function stackSteps(perStep: readonly Readonly<Record<string, ort.Tensor>
     });
     out[name] = new ort.Tensor(t0.type, all as any, [perStep.length, ...t0.dims]);
   }
-  for (const [i, step] of perStep.entries()) {
+  for (const [i, step] of given.entries()) {
     for (const name of Object.keys(step)) if (!(name in first)) throw new Error(`stackSteps: step ${i} has "${name}", step 0 does not`);
   }
   return out;

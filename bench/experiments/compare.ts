@@ -13,11 +13,10 @@ import { parseArgs } from 'node:util';
 import { Prng, emitOnnx, formatError } from '../../dsl/index.ts';
 import { stepSignature } from '../../dsl/train/step.ts';
 import { loadFashionMnist } from '../../runtime/data/fashion-mnist.ts';
-import { getPreset, scheduleConfig } from '../../runtime/dino/config.ts';
-import { stepScalars } from '../../runtime/dino/schedules.ts';
+import { getPreset } from '../../runtime/dino/config.ts';
 import { benchAugment } from '../augment.ts';
 import { machineInfo } from '../measure.ts';
-import { buildStepGraph, stepInputs } from '../train.ts';
+import { buildStepGraph, midRunScalars, stepInputs } from '../train.ts';
 import { passThroughGraph } from '../state-io.ts';
 import { type Variant, compareVariants } from './step-variants.ts';
 
@@ -98,7 +97,7 @@ if (values.variants) {
 const dataset = await loadFashionMnist({ limitPerClass: Math.max(10, Math.ceil(batch / 5)) });
 const { crops } = await benchAugment(dataset, config.augment, batch, { reps: 1, warmup: 0 });
 const inputs = stepInputs(config, crops, Prng.seeded(1));
-const scalars = stepScalars(scheduleConfig(config), Math.floor(config.steps / 2), config.steps);
+const scalars = midRunScalars(config);
 const m = machineInfo();
 log(`${m.nproc} cores ${m.cpuModel}, node ${m.node}, ORT ${m.onnxruntimeNode}; load ${m.loadAverage.toFixed(2)}; batch ${batch}, threads ${threads}`);
 const results = await compareVariants(variants, { bytes: bytes.right, signature, threads, seed: config.seed }, inputs, scalars, {

@@ -15,8 +15,7 @@ import { parseArgs } from 'node:util';
 import { Prng } from '../../dsl/index.ts';
 import { stepSignature } from '../../dsl/train/step.ts';
 import { loadFashionMnist } from '../../runtime/data/fashion-mnist.ts';
-import { getPreset, scheduleConfig } from '../../runtime/dino/config.ts';
-import { stepScalars } from '../../runtime/dino/schedules.ts';
+import { getPreset } from '../../runtime/dino/config.ts';
 import { DEFAULT_RECOMPUTE } from '../../runtime/dino/train.ts';
 import { parseRecompute } from '../../models/vit.ts';
 import { TrainState } from '../../runtime/state.ts';
@@ -24,7 +23,7 @@ import { StepRunner, stackSteps } from '../../runtime/step-runner.ts';
 import { benchAugment } from '../augment.ts';
 import { machineInfo, median, peakRssMb } from '../measure.ts';
 import { passThroughGraph } from '../state-io.ts';
-import { buildStepGraph, stepInputs } from '../train.ts';
+import { buildStepGraph, midRunScalars, stepInputs } from '../train.ts';
 
 const { values } = parseArgs({
   options: {
@@ -68,8 +67,7 @@ const rssSession = rssMb();
 const prng = Prng.seeded(1);
 const perStep = Array.from({ length: k }, () => (passThrough ? {} : stepInputs(config, crops, prng)));
 const stacked = passThrough ? {} : stackSteps(perStep);
-const mid = Math.floor(config.steps / 2);
-const scalars = Array.from({ length: k }, (_, i) => (passThrough ? {} : stepScalars(scheduleConfig(config), mid + i, config.steps)));
+const scalars = Array.from({ length: k }, (_, i) => (passThrough ? {} : midRunScalars(config, i)));
 
 const singleState = TrainState.init(runner.signature.state, Prng.seeded(config.seed));
 const loopState = TrainState.init(runner.signature.state, Prng.seeded(config.seed));

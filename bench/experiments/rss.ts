@@ -8,12 +8,11 @@ import { parseArgs } from 'node:util';
 import { Prng, emitOnnx, formatError } from '../../dsl/index.ts';
 import { stepSignature } from '../../dsl/train/step.ts';
 import { loadFashionMnist } from '../../runtime/data/fashion-mnist.ts';
-import { getPreset, scheduleConfig } from '../../runtime/dino/config.ts';
-import { stepScalars } from '../../runtime/dino/schedules.ts';
+import { getPreset } from '../../runtime/dino/config.ts';
 import { benchAugment } from '../augment.ts';
 import { estimateActivations } from '../memory.ts';
 import { peakRssMb } from '../measure.ts';
-import { buildStepGraph, stepInputs } from '../train.ts';
+import { buildStepGraph, midRunScalars, stepInputs } from '../train.ts';
 import { VariantStep, runtimeSessionOptions } from './step-variants.ts';
 
 const { values } = parseArgs({
@@ -42,7 +41,7 @@ const options = { ...runtimeSessionOptions(0), enableMemPattern: values['mem-pat
 const step = await VariantStep.create(bytes.right, dsl.stepSignature(graph as any), options, values.prealloc === '1', config.seed);
 const rssSession = peakRssMb();
 const inputs = stepInputs(config, crops, Prng.seeded(1));
-const scalars = stepScalars(scheduleConfig(config), Math.floor(config.steps / 2), config.steps);
+const scalars = midRunScalars(config);
 const ms: number[] = [];
 for (let i = 0; i < Number(values.steps); i++) {
   const t0 = performance.now();

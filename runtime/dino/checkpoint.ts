@@ -1,5 +1,5 @@
 /**
- * Checkpoints (DESIGN invariant 5): the whole training state as safetensors plus a JSON metadata block
+ * Checkpoints (docs/ARCHITECTURE.md, "Runtime"): the whole training state as safetensors plus a JSON metadata block
  * (config, completed steps, seed, loader position), written atomically: a crash mid-write leaves the
  * previous checkpoint intact.
  */
@@ -41,13 +41,26 @@ export interface LoadedCheckpoint {
   readonly tensors: Map<string, NamedTensor>;
 }
 
+/**
+ * `missing`: no file at `path`; `format`: a safetensors file that is not a training checkpoint (plain weights).
+ * The message names library options; the CLI words it with its flags (cli/errors.ts).
+ */
+export class CheckpointError extends Error {
+  constructor(readonly problem: { readonly kind: 'missing'; readonly path: string } | { readonly kind: 'format'; readonly path: string; readonly format: string | undefined }) {
+    super(
+      problem.kind === 'missing'
+        ? `${problem.path}: no checkpoint there; train first, or pass the run folder that holds checkpoint.safetensors`
+        : `${problem.path}: not a dino-ts training checkpoint (format "${problem.format ?? 'missing'}"); to start from plain weights pass them as initial weights (initWeights)`,
+    );
+    this.name = 'CheckpointError';
+  }
+}
+
 export function loadCheckpoint(path: string): LoadedCheckpoint {
-  if (!existsSync(path)) throw new Error(`${path}: no checkpoint there; train first (npx dino train --out DIR), or pass the run folder that holds checkpoint.safetensors`);
+  if (!existsSync(path)) throw new CheckpointError({ kind: 'missing', path });
   const { tensors, metadata } = readSafetensors(path);
   const md = metadata ?? {};
-  if (md['format'] !== CHECKPOINT_FORMAT) {
-    throw new Error(`${path}: not a dino-ts training checkpoint (format "${md['format'] ?? 'missing'}"); to start from plain weights use --init FILE`);
-  }
+  if (md['format'] !== CHECKPOINT_FORMAT) throw new CheckpointError({ kind: 'format', path, format: md['format'] });
   try {
     return {
       tensors,

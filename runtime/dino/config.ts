@@ -8,7 +8,6 @@ import type { ViTConfig } from '../../models/vit.ts';
 import type { DinoStepConfig } from '../../models/dino-step.ts';
 import { type AugmentConfig, augmentConfig } from '../data/multicrop.ts';
 import { FASHION_MNIST_MEAN, FASHION_MNIST_STD } from '../data/fashion-mnist.ts';
-import type { ScheduleConfig } from './schedules.ts';
 
 export interface TrainConfig {
   readonly preset: string;
@@ -67,7 +66,7 @@ const FMNIST_AUGMENT = augmentConfig({
   globalSize: 28, localSize: 12, localCrops: 6, mean: [FASHION_MNIST_MEAN], std: [FASHION_MNIST_STD],
 });
 
-/** `fmnist-tiny6`: DESIGN §5, DINO's defaults exactly. */
+/** `fmnist-tiny6`: DINO's defaults exactly (docs/ARCHITECTURE.md, "DINO reference"). */
 const FMNIST_TINY6: TrainConfig = {
   preset: 'fmnist-tiny6',
   backbone: FMNIST_MODEL.backbone,
@@ -126,16 +125,6 @@ export function stepConfig(cfg: TrainConfig): DinoStepConfig {
   };
 }
 
-/** The schedule part of a training config (lr scaled by batch / 256, warm-up in steps). */
-export function scheduleConfig(cfg: TrainConfig): ScheduleConfig {
-  return {
-    peakLr: (cfg.lr * cfg.batch) / 256, minLr: cfg.minLr, warmupSteps: Math.round(cfg.warmupFraction * cfg.steps),
-    weightDecay: cfg.weightDecay, weightDecayEnd: cfg.weightDecayEnd, momentumTeacher: cfg.momentumTeacher,
-    warmupTeacherTemp: cfg.warmupTeacherTemp, teacherTemp: cfg.teacherTemp, warmupTeacherTempSteps: cfg.warmupTeacherTempSteps,
-    freezeLastLayerSteps: cfg.freezeLastLayerSteps,
-  };
-}
-
 /**
  * Applies `key=value` overrides (dotted paths, e.g. `lr=0.002`, `head.outDim=1024`,
  * `augment.blurSigma=[0.0125,0.25]`). An unknown key or a value of the wrong type is an error naming the key;
@@ -160,9 +149,17 @@ export function applyOverrides(cfg: TrainConfig, sets: readonly string[]): Train
     if (typeOf(value) !== typeOf(current)) { problems.push(`"${key}" must be ${typeOf(current)}, got ${typeOf(value)} (${raw})`); continue; }
     obj[leaf] = value;
   }
-  if (problems.length) throw new Error(`invalid --set:\n  ${problems.join('\n  ')}`);
+  if (problems.length) throw new ConfigOverrideError(problems);
   out.augment = augmentConfig(out.augment);
   return out as TrainConfig;
+}
+
+/** Every `key=value` override that could not be applied, one line each (the CLI words it as `--set`). */
+export class ConfigOverrideError extends Error {
+  constructor(readonly problems: readonly string[]) {
+    super(`invalid config overrides:\n  ${problems.join('\n  ')}`);
+    this.name = 'ConfigOverrideError';
+  }
 }
 
 function typeOf(v: unknown): string {

@@ -1,7 +1,10 @@
 /**
- * Per-step schedules, computed in TS and fed to the step graph as scalars (DESIGN invariant 2).
- * Same shapes as facebookresearch/dino utils.cosine_scheduler, indexed by step instead of precomputed.
+ * Per-step schedules, computed in TS and fed to the step graph as scalars, so one compiled graph serves the
+ * whole run (docs/ARCHITECTURE.md, "DINO reference"). Same shapes as facebookresearch/dino
+ * utils.cosine_scheduler, indexed by step instead of precomputed.
  */
+import type { ScheduledScalars } from '../../models/dino-step.ts';
+import type { TrainConfig } from './config.ts';
 
 /**
  * DINO's cosine_scheduler at step `i` of `total`: linear warm-up from `warmupStart` to `base` over
@@ -20,24 +23,23 @@ export function teacherTempSchedule(i: number, start: number, end: number, warmu
   return warmup === 1 ? start : start + ((end - start) * i) / (warmup - 1);
 }
 
-export interface ScheduleConfig {
-  /** Peak learning rate after warm-up (already scaled by batch / 256). */
-  readonly peakLr: number;
-  readonly minLr: number;
-  readonly warmupSteps: number;
-  readonly weightDecay: number;
-  readonly weightDecayEnd: number;
-  readonly momentumTeacher: number;
-  readonly warmupTeacherTemp: number;
-  readonly teacherTemp: number;
-  readonly warmupTeacherTempSteps: number;
-  readonly freezeLastLayerSteps: number;
-}
+/** The fields of a training config the schedules read. */
+export type ScheduleConfig = Pick<
+  TrainConfig,
+  | 'steps' | 'batch' | 'lr' | 'minLr' | 'warmupFraction' | 'weightDecay' | 'weightDecayEnd' | 'momentumTeacher'
+  | 'warmupTeacherTemp' | 'teacherTemp' | 'warmupTeacherTempSteps' | 'freezeLastLayerSteps'
+>;
 
-/** The scalar inputs of DINO step `i` of a run of `total` steps. */
-export function stepScalars(cfg: ScheduleConfig, i: number, total: number): Record<string, number> {
+/**
+ * The scheduled scalars of DINO step `i` of a run of `cfg.steps` steps. The peak learning rate is `cfg.lr` scaled
+ * by batch / 256 (DINO's linear scaling rule), reached after `warmupFraction` of the run.
+ */
+export function stepScalars(cfg: ScheduleConfig, i: number): ScheduledScalars {
+  const total = cfg.steps;
+  const peakLr = (cfg.lr * cfg.batch) / 256;
+  const warmupSteps = Math.round(cfg.warmupFraction * cfg.steps);
   return {
-    lr: cosineSchedule(i, total, cfg.peakLr, cfg.minLr, cfg.warmupSteps),
+    lr: cosineSchedule(i, total, peakLr, cfg.minLr, warmupSteps),
     wd: cosineSchedule(i, total, cfg.weightDecay, cfg.weightDecayEnd),
     momentum: cosineSchedule(i, total, cfg.momentumTeacher, 1),
     teacher_temp: teacherTempSchedule(i, cfg.warmupTeacherTemp, cfg.teacherTemp, cfg.warmupTeacherTempSteps),

@@ -6,9 +6,9 @@ import { appendFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as E from 'fp-ts/lib/Either.js';
 import { Prng, formatError, initialValues, type ParamSpec } from '../../dsl/index.ts';
-import { STUDENT, TEACHER, buildDinoStep } from '../../models/dino-step.ts';
-import { type Recompute, sampleDropPathMasks } from '../../models/vit.ts';
-import { type ExecutionProvider, ort } from '../backend.ts';
+import { type DinoMetrics, type DinoStepInputs, type ScheduledScalars, STUDENT, buildDinoStep, teacherFromStudent } from '../../models/dino-step.ts';
+import type { Recompute } from '../../models/vit.ts';
+import type { ExecutionProvider, ort } from '../backend.ts';
 import { StepRunner, stackSteps } from '../step-runner.ts';
 import { TrainState } from '../state.ts';
 import type { Dataset } from '../data/dataset.ts';
@@ -16,9 +16,10 @@ import { MultiCropLoader } from '../data/loader.ts';
 import { derivePrng } from '../data/seeds.ts';
 import { loadFashionMnist } from '../data/fashion-mnist.ts';
 import { loadImageFolder } from '../data/image-folder.ts';
-import { type TrainConfig, scheduleConfig, stepConfig } from './config.ts';
+import { type TrainConfig, stepConfig } from './config.ts';
 import { loadCheckpoint, restoreState, saveCheckpoint } from './checkpoint.ts';
 import { stepScalars } from './schedules.ts';
+import { dinoStepFeeds } from './step-feeds.ts';
 
 /** The training loop's activation recomputation unless told otherwise (see TrainOptions.recompute). */
 export const DEFAULT_RECOMPUTE: Recompute = 'mlp';
@@ -39,13 +40,14 @@ export interface TrainOptions {
   readonly threads?: number;
   /**
    * Student activations the backward pass recomputes instead of keeping (models/vit.ts `Recompute`): the same
-   * numbers, less memory for more compute. Default `mlp` (fmnist-tiny6 at batch 64: ~190 MiB less, ~2% more CPU).
+   * numbers, less memory for more compute (bench/RESULTS.md). Default `mlp`.
    */
   readonly recompute?: Recompute;
   /**
    * Steps per ONNX Runtime call (default 1): K > 1 runs K steps in one call through an ONNX `Loop`
    * (StepRunner.runSteps), so the state crosses between host and device once per K steps instead of every step
-   * (for CUDA, where graph outputs come back to the host). Same numbers; on CPU it gains ~1.5% for ~220 MiB.
+   * (for CUDA, where graph outputs come back to the host). Same numbers; on CPU a small gain for one more copy
+   * of the state in memory (bench/RESULTS.md, "Several steps per run").
    */
   readonly stepsPerRun?: number;
   /** Save every K steps (and always at the end). 0: only at the end. */
@@ -83,12 +85,13 @@ export function initialState(specs: readonly ParamSpec[], seed: number, initWeig
   if (initWeights) {
     for (const [name, v] of initWeights) {
       const key = STUDENT + name;
-      if (!values.has(key)) throw new Error(`--init: the model has no parameter "${name}"`);
-      if (values.get(key)!.length !== v.length) throw new Error(`--init: "${name}" has ${v.length} values, the model needs ${values.get(key)!.length}`);
+      if (!values.has(key)) throw new InitWeightsError({ kind: 'unknown', name });
+      const need = values.get(key)!.length;
+      if (need !== v.length) throw new InitWeightsError({ kind: 'size', name, got: v.length, need });
       values.set(key, v);
     }
   }
-  for (const [name, v] of [...values]) values.set(TEACHER + name.slice(STUDENT.length), Float32Array.from(v));
+  teacherFromStudent(values);
   return TrainState.init(specs, Prng.seeded(seed), values);
 }
 
@@ -112,16 +115,14 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
   let loaderStart = { epoch: 0, batch: 0 };
   if (opts.resume) {
     const ckpt = loadCheckpoint(ckptPath);
-    if (JSON.stringify(ckpt.meta.config) !== JSON.stringify(cfg)) {
-      throw new Error(`${ckptPath}: the checkpoint was trained with a different config; resume with the run's own config (${join(opts.out, 'config.json')}) or start a new --out folder`);
-    }
+    if (JSON.stringify(ckpt.meta.config) !== JSON.stringify(cfg)) throw new RunFolderError({ kind: 'config-mismatch', checkpoint: ckptPath, config: join(opts.out, 'config.json') });
     state = initialState(runner.signature.state, cfg.seed);
     restoreState(state, ckpt, ckptPath);
     startStep = ckpt.meta.step;
     loaderStart = ckpt.meta.loader;
     log(`resuming from step ${startStep}`);
   } else {
-    if (existsSync(ckptPath)) throw new Error(`${ckptPath} exists: pass --resume to continue that run, or choose another --out folder (nothing was overwritten)`);
+    if (existsSync(ckptPath)) throw new RunFolderError({ kind: 'exists', checkpoint: ckptPath });
     state = initialState(runner.signature.state, cfg.seed, opts.initWeights);
     writeFileSync(join(opts.out, 'config.json'), JSON.stringify(cfg, null, 2) + '\n');
     writeFileSync(metricsPath, '');
@@ -129,11 +130,8 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
 
   const dataset = opts.dataset ?? (await loadTrainingData(cfg, opts));
   const loader = new MultiCropLoader({ dataset, batchSize: cfg.batch, seed: cfg.seed, augment: cfg.augment, workers: 1, prefetch: 2, start: loaderStart });
-  const sched = scheduleConfig(cfg);
-  const b = cfg.batch, bb = cfg.backbone, aug = cfg.augment;
-  const globalDims = [2 * b, bb.inChans, aug.globalSize, aug.globalSize];
-  const localDims = [aug.localCrops * b, bb.inChans, aug.localSize, aug.localSize];
-  const withDropPath = bb.dropPathRate > 0;
+  const b = cfg.batch;
+  const shape = stepConfig(cfg);
 
   let interrupted = false;
   const onSigint = () => {
@@ -149,39 +147,25 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
   let last: Record<string, number> = {};
   let step = startStep;
   const t0 = performance.now();
-  const feedsOf = (at: number, batch: { globals: Float32Array; locals: Float32Array }): Record<string, ort.Tensor> => {
-    const feeds: Record<string, ort.Tensor> = {
-      globals: new ort.Tensor('float32', batch.globals, globalDims),
-      ...(aug.localCrops > 0 ? { locals: new ort.Tensor('float32', batch.locals, localDims) } : {}),
-    };
-    if (withDropPath) {
-      const prng = derivePrng(cfg.seed, DROP_PATH_STREAM, at);
-      feeds['drop_path.globals'] = new ort.Tensor('float32', sampleDropPathMasks(prng, bb, 2 * b), [bb.depth, 2, 2 * b]);
-      if (aug.localCrops > 0) feeds['drop_path.locals'] = new ort.Tensor('float32', sampleDropPathMasks(prng, bb, aug.localCrops * b), [bb.depth, 2, aug.localCrops * b]);
-    }
-    return feeds;
-  };
   try {
     while (step < end && !interrupted) {
       // Steps in this run: up to stepsPerRun, never past the end or a checkpoint boundary.
       let chunk = Math.min(stepsPerRun, end - step);
       if (opts.checkpointEvery) chunk = Math.min(chunk, opts.checkpointEvery - (step % opts.checkpointEvery));
-      const feeds: Record<string, ort.Tensor>[] = [];
-      const scalars: Record<string, number>[] = [];
+      const feeds: DinoStepInputs<ort.Tensor>[] = [];
+      const scalars: ScheduledScalars[] = [];
       for (let k = 0; k < chunk; k++) {
-        feeds.push(feedsOf(step + k, await loader.next()));
-        scalars.push(stepScalars(sched, step + k, cfg.steps));
+        const at = step + k;
+        // Masks from their own stream, indexed by step: a resumed run draws the same ones.
+        feeds.push(dinoStepFeeds(shape, await loader.next(), () => derivePrng(cfg.seed, DROP_PATH_STREAM, at)));
+        scalars.push(stepScalars(cfg, at));
       }
       const runStart = performance.now();
-      const metrics = chunk === 1 ? [await runner.run(state, feeds[0]!, scalars[0]!)] : await runner.runSteps(state, stackSteps(feeds), scalars);
+      // Every DINO_METRICS name is an output: buildDinoStep emits them from a record typed by that list.
+      const metrics = (chunk === 1 ? [await runner.run(state, feeds[0]!, scalars[0]!)] : await runner.runSteps(state, stackSteps(feeds), scalars)) as DinoMetrics[];
       const stepMs = (performance.now() - runStart) / chunk;
-      const bad = metrics.findIndex((m) => !Number.isFinite(m['loss']));
-      if (bad >= 0) {
-        throw new NonFiniteLossError(
-          `step ${step + bad + 1}: the loss is ${metrics[bad]!['loss']}; training stopped. The last good checkpoint (${existsSync(ckptPath) ? ckptPath : 'none yet'}) is kept. ` +
-            'Lower --set lr=..., raise --set clipGrad or --set freezeLastLayerSteps, or check the data.',
-        );
-      }
+      const bad = metrics.findIndex((m) => !Number.isFinite(m.loss));
+      if (bad >= 0) throw new NonFiniteLossError(step + bad + 1, metrics[bad]!.loss, existsSync(ckptPath) ? ckptPath : undefined);
       for (const [k, m] of metrics.entries()) {
         last = { ...m, ...scalars[k]!, step: step + k + 1, step_ms: stepMs, images_per_s: (b * 1000) / stepMs };
         appendFileSync(metricsPath, JSON.stringify(last) + '\n');
@@ -200,16 +184,55 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
   return { steps: step, lastMetrics: last, state, checkpoint: ckptPath, interrupted };
 }
 
-export class NonFiniteLossError extends Error {}
+/**
+ * Typed errors of the training loop. Their messages name options as the library spells them; the CLI words
+ * them with its flags (cli/errors.ts).
+ */
+export class NonFiniteLossError extends Error {
+  constructor(
+    readonly step: number,
+    readonly loss: number,
+    /** The last good checkpoint, kept as it was; undefined when none was written yet. */
+    readonly checkpoint: string | undefined,
+    advice = 'Lower the learning rate (lr), raise clipGrad or freezeLastLayerSteps, or check the data.',
+  ) {
+    super(`step ${step}: the loss is ${loss}; training stopped. The last good checkpoint (${checkpoint ?? 'none yet'}) is kept. ${advice}`);
+    this.name = 'NonFiniteLossError';
+  }
+}
 
-function writeProgress(step: number, total: number, start: number, t0: number, m: Record<string, number>, batch: number): void {
+/** `exists`: a fresh run would overwrite a checkpoint; `config-mismatch`: resuming with another config. */
+export class RunFolderError extends Error {
+  constructor(readonly problem: { readonly kind: 'exists'; readonly checkpoint: string } | { readonly kind: 'config-mismatch'; readonly checkpoint: string; readonly config: string }) {
+    super(
+      problem.kind === 'exists'
+        ? `${problem.checkpoint} exists: resume that run (resume: true), or choose another run folder (nothing was overwritten)`
+        : `${problem.checkpoint}: the checkpoint was trained with a different config; resume with the run's own config (${problem.config}) or start a new run folder`,
+    );
+    this.name = 'RunFolderError';
+  }
+}
+
+/** Initial weights that do not fit the model: a name it lacks, or a tensor of the wrong size. */
+export class InitWeightsError extends Error {
+  constructor(readonly problem: { readonly kind: 'unknown'; readonly name: string } | { readonly kind: 'size'; readonly name: string; readonly got: number; readonly need: number }) {
+    super(
+      problem.kind === 'unknown'
+        ? `initial weights: the model has no parameter "${problem.name}"`
+        : `initial weights: "${problem.name}" has ${problem.got} values, the model needs ${problem.need}`,
+    );
+    this.name = 'InitWeightsError';
+  }
+}
+
+function writeProgress(step: number, total: number, start: number, t0: number, m: DinoMetrics, batch: number): void {
   const elapsed = (performance.now() - t0) / 1000;
   const rate = (step - start) / elapsed;
   const eta = (total - step) / rate;
   const width = 24, filled = Math.round((width * step) / total);
   const bar = '#'.repeat(filled) + '-'.repeat(width - filled);
   process.stderr.write(
-    `\r[${bar}] ${step}/${total}  loss ${m['loss']!.toFixed(4)}  H(t) ${m['teacher_entropy']!.toFixed(2)}  ${(rate * batch).toFixed(0)} img/s  ETA ${formatSeconds(eta)}   `,
+    `\r[${bar}] ${step}/${total}  loss ${m.loss.toFixed(4)}  H(t) ${m.teacher_entropy.toFixed(2)}  ${(rate * batch).toFixed(0)} img/s  ETA ${formatSeconds(eta)}   `,
   );
 }
 

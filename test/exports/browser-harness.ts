@@ -1,7 +1,7 @@
 /**
  * Shared setup of the headless-Chromium tests: a run's teacher exported (fixed 28 px as the demo's model.onnx,
  * plus dynamic.onnx), the demo data for 300 gallery images, the static server on 127.0.0.1, and Debian's
- * /usr/bin/chromium launched by playwright-core with DESIGN §8's flags.
+ * /usr/bin/chromium launched by playwright-core with the flags docs/ARCHITECTURE.md ("Browser WebGPU") lists.
  */
 import * as assert from 'uvu/assert';
 import * as fs from 'node:fs';

@@ -1,6 +1,6 @@
 /**
  * The exported teacher on onnxruntime-web's WebGPU execution provider in headless Chromium (SwiftShader adapter,
- * DESIGN §8): the dynamic-size export (in-graph cubic Resize) matches onnxruntime-node within 1e-3 at two sizes.
+ * docs/ARCHITECTURE.md, "Browser WebGPU"): the dynamic-size export (in-graph cubic Resize) matches onnxruntime-node within 1e-3 at two sizes.
  * Skipped, with a message, when /usr/bin/chromium is absent or offers no WebGPU adapter.
  */
 import { test } from 'uvu';

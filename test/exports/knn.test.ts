@@ -136,7 +136,7 @@ test('knnEvaluate on a Fashion-MNIST subset: exports the run teacher, extracts f
   assert.equal(Object.keys(ev.result.top1), ['10', '20', '100', '200']);
   assert.is(ev.result.n_train, 1500);
   assert.is(ev.result.n_test, 300);
-  // A random-init ViT's teacher is already far above chance on Fashion-MNIST (DESIGN §5: 59% on the full set).
+  // A random-init ViT's teacher is already far above chance on Fashion-MNIST (59% on the full set: docs/fmnist-quick.md).
   assert.ok(ev.result.top1['20']! > 35, `random-init k-NN top-1 ${ev.result.top1['20']}`);
   assert.ok(ev.result.top5['20']! >= ev.result.top1['20']!);
   assert.ok(JSON.parse(ev.json).top5['200'] >= 0);

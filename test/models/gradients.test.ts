@@ -2,7 +2,7 @@
  * Whole-model gradient checks (central differences along random directions through every trainable
  * parameter at once, see model-gradcheck.ts).
  *
- * Float32: GELU needs Erf, which ORT's CPU EP runs in float32 only (DESIGN §8), and Conv is float32-only
+ * Float32: GELU needs Erf, which ORT's CPU EP runs in float32 only, and Conv is float32-only
  * too. With h = 1e-3 and Richardson extrapolation the truncation error is O(h^4); the float32 round-off
  * of L (|L| ~ 1..10, relative 1e-7 over a few thousand terms) divided by 2h is ~1e-4 of a directional
  * derivative of size ~1..10, so a tolerance of 5e-3 leaves a margin of ~10x while a wrong rule (an error

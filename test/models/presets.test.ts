@@ -50,7 +50,7 @@ test('the ViT parameter count follows the closed form for any patch size and cha
   assert.throws(() => getPreset('vit_huge'), /unknown preset "vit_huge"; known presets: vit_tiny, vit_small/);
 });
 
-test('fmnist-tiny6 is DESIGN §5: 1 channel, 28 px, patch 4, width 192, depth 6, 3 heads, MLP 768, drop path 0.1, K 4096', () => {
+test('fmnist-tiny6 is the reference preset: 1 channel, 28 px, patch 4, width 192, depth 6, 3 heads, MLP 768, drop path 0.1, K 4096', () => {
   const p = getPreset('fmnist-tiny6');
   assert.equal(p.backbone, {
     kind: 'vit', imgSize: 28, patchSize: 4, inChans: 1, embedDim: 192, depth: 6, numHeads: 3,

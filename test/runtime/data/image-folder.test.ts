@@ -4,7 +4,8 @@ import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import sharp from 'sharp';
-import { loadImageFolder } from '../../../runtime/data/image-folder.ts';
+import { BadImageError, loadImageFolder } from '../../../runtime/data/image-folder.ts';
+import { wordError } from '../../../cli/errors.ts';
 import { checkDataset, imageAt } from '../../../runtime/data/dataset.ts';
 
 type Rgb = [number, number, number];
@@ -95,9 +96,12 @@ async function expectLoadError(root: string, file: string): Promise<void> {
     await loadImageFolder(root, { imageSize: 8 });
     assert.unreachable(`loading should fail on ${file}`);
   } catch (error) {
+    assert.instance(error, BadImageError);
     const message = (error as Error).message;
     assert.ok(message.includes(file), `message names the file: ${message}`);
-    assert.ok(message.includes('--skip-bad-images'), `message gives the remedy: ${message}`);
+    assert.ok(message.includes('skipBadImages'), `message gives the remedy: ${message}`);
+    // the CLI words the remedy with its flag
+    assert.ok(wordError(error).includes(file) && wordError(error).includes('--skip-bad-images'), `CLI message: ${wordError(error)}`);
   }
 }
 

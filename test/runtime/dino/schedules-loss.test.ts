@@ -24,12 +24,12 @@ test('cosine schedule: linspace warm-up then half cosine, as DINO utils.cosine_s
 });
 
 test('step scalars: last layer gated during the freeze, momentum rises to 1, wd rises to its end value', () => {
-  const cfg = { peakLr: 1e-3, minLr: 1e-6, warmupSteps: 5, weightDecay: 0.04, weightDecayEnd: 0.4, momentumTeacher: 0.996, warmupTeacherTemp: 0.04, teacherTemp: 0.04, warmupTeacherTempSteps: 0, freezeLastLayerSteps: 3 };
-  assert.is(stepScalars(cfg, 2, 50)['gate.last_layer'], 0);
-  assert.is(stepScalars(cfg, 3, 50)['gate.last_layer'], 1);
-  assert.is(stepScalars(cfg, 0, 50)['lr'], 0);
-  assert.ok(Math.abs(stepScalars(cfg, 4, 50)['lr']! - 1e-3) < 1e-15);
-  assert.ok(stepScalars(cfg, 49, 50)['wd']! > 0.39);
+  const cfg = { steps: 50, batch: 256, lr: 1e-3, minLr: 1e-6, warmupFraction: 0.1, weightDecay: 0.04, weightDecayEnd: 0.4, momentumTeacher: 0.996, warmupTeacherTemp: 0.04, teacherTemp: 0.04, warmupTeacherTempSteps: 0, freezeLastLayerSteps: 3 };
+  assert.is(stepScalars(cfg, 2)['gate.last_layer'], 0);
+  assert.is(stepScalars(cfg, 3)['gate.last_layer'], 1);
+  assert.is(stepScalars(cfg, 0)['lr'], 0);
+  assert.ok(Math.abs(stepScalars(cfg, 4)['lr']! - 1e-3) < 1e-15);
+  assert.ok(stepScalars(cfg, 49)['wd']! > 0.39);
 });
 
 function softmaxRow(x: number[], t: number): number[] {

@@ -9,7 +9,8 @@ import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type TrainConfig, applyOverrides, getPreset } from '../../../runtime/dino/config.ts';
-import { NonFiniteLossError, train } from '../../../runtime/dino/train.ts';
+import { NonFiniteLossError, RunFolderError, train } from '../../../runtime/dino/train.ts';
+import { wordError } from '../../../cli/errors.ts';
 import { loadCheckpoint } from '../../../runtime/dino/checkpoint.ts';
 import { loadFashionMnist } from '../../../runtime/data/fashion-mnist.ts';
 import type { Dataset } from '../../../runtime/data/dataset.ts';
@@ -151,6 +152,7 @@ test('a NaN loss stops the run naming the step, and the last good checkpoint sur
   assert.instance(error, NonFiniteLossError);
   assert.match((error as Error).message, /step \d+: the loss is (NaN|Infinity|-Infinity)/);
   assert.match((error as Error).message, /checkpoint/);
+  assert.match(wordError(error), /step \d+: the loss is .*Lower --set lr=\.\.\., raise --set clipGrad/);
   const kept = loadCheckpoint(join(out2, 'checkpoint.safetensors'));
   assert.is(kept.meta.step, 1);
   for (const t of kept.tensors.values()) for (const v of t.data as Float32Array) if (!Number.isFinite(v)) assert.unreachable('the kept checkpoint holds non-finite values');
@@ -176,7 +178,11 @@ test('an existing run folder is never overwritten without --resume', async () =>
     await train({ config: tiny, out, dataset: data, ...quiet });
     assert.unreachable('should refuse');
   } catch (e) {
-    assert.match((e as Error).message, /exists: pass --resume/);
+    assert.instance(e, RunFolderError);
+    assert.is((e as RunFolderError).problem.kind, 'exists');
+    assert.match((e as Error).message, /exists: resume that run/);
+    // the CLI names its flags
+    assert.match(wordError(e), /exists: pass --resume to continue that run, or choose another --out folder/);
   }
 });
 

@@ -8,11 +8,12 @@
 import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { applyOverrides, getPreset } from './config.ts';
-import { train } from './train.ts';
-import { loadFashionMnist } from '../data/fashion-mnist.ts';
+import { knnEvaluate, rawPixelKnn, writeReport } from '../exports/index.ts';
+import { loadFashionMnist } from '../runtime/data/fashion-mnist.ts';
+import { applyOverrides, getPreset } from '../runtime/dino/config.ts';
+import { train } from '../runtime/dino/train.ts';
 
-export async function runDefaultJob(argv: string[]): Promise<void> {
+export async function startCommand(argv: string[]): Promise<void> {
   const { values } = parseArgs({
     args: argv,
     options: { out: { type: 'string', default: 'runs/start' }, steps: { type: 'string' }, 'limit-train': { type: 'string' }, 'limit-test': { type: 'string' } },
@@ -30,7 +31,6 @@ export async function runDefaultJob(argv: string[]): Promise<void> {
   const m = r.lastMetrics;
   console.log(`trained ${r.steps} steps: loss ${m['loss']?.toFixed(4)}, teacher entropy ${m['teacher_entropy']?.toFixed(3)} (log K = ${Math.log(config.head.outDim).toFixed(3)}), teacher KL to batch mean ${m['teacher_kl']?.toFixed(3)}`);
 
-  const { knnEvaluate, rawPixelKnn, writeReport } = await import('../../exports/index.ts');
   const limits = {
     ...(values['limit-train'] ? { limitTrain: Number(values['limit-train']) } : {}),
     ...(values['limit-test'] ? { limitTest: Number(values['limit-test']) } : {}),
