@@ -6,11 +6,14 @@
  * plain state dict) and `.safetensors` (a dino-ts checkpoint with `teacher.*` / `student.*` state, or a flat
  * state dict). Both go through `extractStateDict`, so the same rules hold for both: the `teacher` or `student`
  * network of a checkpoint holding both, `module.` prefixes (DistributedDataParallel) stripped, `backbone.` /
- * `head.` split, keys with neither prefix in the backbone.
+ * `head.` split, keys with neither prefix in the backbone. ViT backbones saved under Hugging Face (`facebook/dino-vits16`,
+ * also as `pytorch_model.bin`) or timm names are renamed to DINO's (models/weight-names.ts); their classifier heads
+ * are no DINO head and are dropped.
  */
 import * as path from 'node:path';
 import { type DinoStateDict, extractStateDict, readPth } from './pth.ts';
 import { type NamedTensor, readSafetensors } from './safetensors.ts';
+import { detectConvention, toDinoViTNames } from '../../models/weight-names.ts';
 
 export type { DinoStateDict } from './pth.ts';
 
@@ -21,9 +24,17 @@ const NETWORKS: readonly WeightsNetwork[] = ['teacher', 'student'];
 
 export function readDinoWeights(file: string, network: WeightsNetwork = 'teacher'): DinoStateDict {
   const ext = path.extname(file).toLowerCase();
-  if (ext === '.pth' || ext === '.pt' || ext === '.ckpt') return extractStateDict(readPth(file), file, { prefer: network });
-  if (ext === '.safetensors') return extractStateDict(nestNetworks(readSafetensors(file).tensors), file, { prefer: network });
-  throw new Error(`${file}: unknown weights format "${ext || '(no extension)'}"; pass a .safetensors or PyTorch .pth file`);
+  let sd: DinoStateDict;
+  if (ext === '.pth' || ext === '.pt' || ext === '.ckpt' || ext === '.bin') sd = extractStateDict(readPth(file), file, { prefer: network });
+  else if (ext === '.safetensors') sd = extractStateDict(nestNetworks(readSafetensors(file).tensors), file, { prefer: network });
+  else throw new Error(`${file}: unknown weights format "${ext || '(no extension)'}"; pass a .safetensors or PyTorch .pth file`);
+  const convention = detectConvention([...sd.backbone.keys(), ...[...sd.head.keys()].map((k) => `head.${k}`)]);
+  if (convention === 'dino') return sd;
+  try {
+    return { backbone: toDinoViTNames(sd.backbone, convention).tensors as Map<string, NamedTensor>, head: new Map() };
+  } catch (e) {
+    throw new Error(`${file}: ${(e as Error).message}`);
+  }
 }
 
 /**
