@@ -1,6 +1,6 @@
 /**
- * An op is defined once, in one place: its shape/dtype rule, how it is emitted to ONNX and, when
- * differentiable, its vector-Jacobian product (written with the same DSL, so backward passes are
+ * An op is defined once, in one place: its shape/dtype rule, how it is emitted to ONNX, its FLOP cost and,
+ * when differentiable, its vector-Jacobian product (written with the same DSL, so backward passes are
  * ordinary standard-ONNX nodes). The registry refuses duplicates, and the gradient-check suite
  * enumerates it to make sure every differentiable op is checked.
  */
