@@ -4,12 +4,38 @@
  * Only nodes on a path from `wrt` to `loss` are visited. Cotangents are symbolic zeros (absent from
  * the map) until something flows, so no zero tensor is ever materialised; fan-out is accumulated
  * with Add. The backward nodes are ordinary graph nodes named `grad/<module path>`.
+ *
+ * Broadcasting is undone here, once, as in tinygrad: a rule may return an input's gradient at a broadcast of
+ * the input's shape (an element-wise op's output shape, an Expand's target), and the walker sums the broadcast
+ * axes (`sumToShape`). Any other shape is a bug in the rule and is reported.
  */
 import * as E from 'fp-ts/lib/Either.js';
 import { type DslError, type Node, type RecomputeRegion, type Tensor, isFloat } from './graph.ts';
-import { formatShape, shapeEq } from './shape.ts';
+import { type Shape, broadcastShapes, formatShape, shapeEq } from './shape.ts';
 import { add, cast, mul, stopGradient } from './ops/elementwise.ts';
 import { expand, reshape, slice } from './ops/layout.ts';
+import { reduceSum } from './ops/reduce.ts';
+
+/** True when a value of `shape` broadcasts to exactly `target` (numpy rules). */
+function broadcastsTo(shape: Shape, target: Shape): boolean {
+  const b = broadcastShapes(shape, target);
+  return typeof b !== 'string' && shapeEq(b, target);
+}
+
+/**
+ * `g` summed over the axes along which a value of `shape` was broadcast to `g`'s shape (ReduceSum with keepdims,
+ * then a Reshape that drops the leading axes), so the result has exactly `shape`.
+ */
+function sumToShape(g: Tensor, shape: Shape): Tensor {
+  if (shapeEq(g.shape, shape)) return g;
+  const lead = g.rank - shape.length;
+  const axes: number[] = [];
+  for (let i = 0; i < g.rank; i++) {
+    if (i < lead || (shape[i - lead] === 1 && g.shape[i] !== 1)) axes.push(i);
+  }
+  const summed = axes.length ? reduceSum(g, axes, true) : g;
+  return shapeEq(summed.shape, shape) ? summed : reshape(summed, shape);
+}
 
 /**
  * Gradients of `loss` (a scalar, or any tensor when `seed` gives its cotangent) with respect to
@@ -100,21 +126,22 @@ export function gradients(loss: Tensor, wrt: readonly Tensor[], seed?: Tensor): 
       });
       continue;
     }
-    const inGrads = graph.within(node.path ? `grad/${node.path}` : 'grad', () =>
-      vjp({ inputs: node.inputs, outputs: node.outputs, attrs: node.attrs, grads }),
-    );
+    const gradPath = node.path ? `grad/${node.path}` : 'grad';
+    const inGrads = graph.within(gradPath, () => vjp({ inputs: node.inputs, outputs: node.outputs, attrs: node.attrs, grads }));
     node.inputs.forEach((x, i) => {
-      const g = inGrads[i];
-      if (!g || !active.has(x.id)) return;
-      if (!shapeEq(g.shape, x.shape) && !g.poisoned) {
+      const raw = inGrads[i];
+      if (!raw || !active.has(x.id)) return;
+      // A poisoned gradient (a shape error inside the rule, already recorded) has no meaningful shape: pass it on.
+      if (!raw.poisoned && !broadcastsTo(x.shape, raw.shape)) {
         errors.push({
           op: node.op.name,
           path: node.path,
-          message: `gradient rule returned ${formatShape(g.shape)} for input ${i} of shape ${formatShape(x.shape)} (a bug in the rule)`,
+          message: `gradient rule returned ${formatShape(raw.shape)} for input ${i} of shape ${formatShape(x.shape)}, which is not a broadcast of it (a bug in the rule)`,
           shapes: [],
         });
         return;
       }
+      const g = raw.poisoned ? raw : graph.within(gradPath, () => sumToShape(raw, x.shape));
       const prev = cot.get(x.id);
       cot.set(x.id, prev ? graph.within(`grad/${node.path}`, () => add(prev, g)) : g);
     });

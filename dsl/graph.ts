@@ -105,10 +105,11 @@ export class Tensor {
 
 export interface Node {
   readonly id: number;
+  /** The op, with its attribute type forgotten; `attrs` is what `apply` checked against it. */
   readonly op: OpDef;
   readonly inputs: readonly Tensor[];
   readonly outputs: readonly Tensor[];
-  readonly attrs: Readonly<Record<string, unknown>>;
+  readonly attrs: unknown;
   /** Module path at creation, e.g. `blocks.0.attn`. */
   readonly path: string;
   /** Unique node name: `<path>/<OpName>_<n>`. */
@@ -234,8 +235,12 @@ export class Graph {
     this.errors.push({ op, path: this.path, message, shapes: inputs.map((t) => `${t.dtype}${formatShape(t.shape)}`) });
   }
 
-  /** Creates a node for `op`, running its shape rule; see the class comment for failures. */
-  apply(op: OpDef, inputs: readonly Tensor[], attrs: Record<string, unknown> = {}): Tensor[] {
+  /**
+   * Creates a node for `op`, running its shape rule; see the class comment for failures. `attrs` has the op's
+   * attribute type, and may be left out only by an op whose attributes are all optional (most have none).
+   */
+  apply<A>(op: OpDef<A>, inputs: readonly Tensor[], ...rest: {} extends A ? [attrs?: NoInfer<A>] : [attrs: NoInfer<A>]): Tensor[] {
+    const attrs = (rest[0] ?? {}) as A;
     for (const t of inputs) {
       if (t.graph !== this) throw new Error(`${op.name}: input ${t.name} belongs to another graph`);
     }

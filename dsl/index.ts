@@ -1,7 +1,7 @@
 /** The DSL's public surface: build graphs with these, differentiate them, emit ONNX. */
 export * from './graph.ts';
 export * from './shape.ts';
-export { defineOp, allOps, type OpDef, type VjpArgs, type ConstInput, type AttrType } from './op.ts';
+export { defineOp, allOps, cost, type OpDef, type OpSpec, type VjpArgs, type FlopArgs, type ConstInput, type AttrType } from './op.ts';
 export * from './ops/elementwise.ts';
 export * from './ops/reduce.ts';
 export * from './ops/layout.ts';

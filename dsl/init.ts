@@ -1,4 +1,4 @@
-/** Drawing initial values for parameter specs from the seeded PRNG (DESIGN invariant 3). */
+/** Drawing initial values for parameter specs from the seeded PRNG (prng.ts), so a seed fixes every initial weight. */
 import type { Init, ParamSpec } from './graph.ts';
 import type { Prng } from './prng.ts';
 

@@ -1,5 +1,5 @@
 /**
- * The one source of randomness (DESIGN invariant 3): a seeded xoshiro128** generator whose whole
+ * The one source of randomness (docs/ARCHITECTURE.md, "Runtime"): a seeded xoshiro128** generator whose whole
  * state is four uint32 words, so it can be saved in a checkpoint and restored bit-exactly.
  * Parameter initialisation, augmentation parameters and stochastic-depth masks all draw from it.
  */

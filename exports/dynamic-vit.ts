@@ -17,12 +17,14 @@
 import {
   type AttrType,
   type DType,
+  type FlopArgs,
   Graph,
   Scope,
   type Shape,
   type Tensor,
   add,
   cast,
+  cost,
   defineOp,
   div,
   reshape,
@@ -54,6 +56,15 @@ const RAW_ATTRS: Record<string, Record<string, AttrType>> = {
   Where: {},
 };
 
+/** FLOPs of the raw ops by dsl/flops.ts's convention; the others only move data. */
+const RAW_FLOPS: Record<string, (args: FlopArgs<RawAttrs>) => number> = {
+  Conv: ({ inputs: [, w, b], outputs: [y], numel, dim }) => 2 * numel(y!) * dim(w!, 1) * dim(w!, 2) * dim(w!, 3) + (b ? numel(y!) : 0),
+  Resize: cost.perOutput(32), // bicubic: 4 x 4 taps, a multiply-add each
+  Equal: cost.elementwise,
+  And: cost.elementwise,
+  Where: cost.elementwise,
+};
+
 /** Inference-only ops whose output shape the builder states (never differentiated). Registered once. */
 const RAW = Object.fromEntries(
   Object.entries(RAW_ATTRS).map(([onnxType, attrTypes]) => [
@@ -62,6 +73,7 @@ const RAW = Object.fromEntries(
       name: `${onnxType}Dynamic`,
       onnxType,
       attrTypes,
+      flops: RAW_FLOPS[onnxType] ?? cost.free,
       infer: (_ins, { outShape, outDtype }) => [{ dtype: outDtype, shape: outShape }],
     }),
   ]),

@@ -10,7 +10,7 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import protobuf from 'protobufjs';
 import {
-  type Tensor, Graph, Scope, add, defineOp, div, erf, exp, formatError, gelu, gemm, gradients, layerNorm, matmul, mul, reduceMean,
+  type Tensor, Graph, Scope, add, cost, defineOp, div, erf, exp, formatError, gelu, gemm, gradients, layerNorm, matmul, mul, reduceMean,
   reduceSum, reshape, sub, sumAll, toModelProto, transposeLast2,
 } from '../../dsl/index.ts';
 import { ort } from '../../runtime/backend.ts';
@@ -73,6 +73,7 @@ const geluDivForm = (_: Graph, x: Tensor) => mul(mul(x, 0.5), add(erf(div(x, Mat
 const GeluOp = defineOp({
   name: 'MicroGelu20',
   onnxType: 'Gelu',
+  flops: cost.elementwise,
   infer: (ins) => [{ dtype: ins[0]!.dtype, shape: ins[0]!.shape }],
   vjp: ({ inputs: [x], grads: [g] }) => {
     const cdf = mul(add(erf(div(x!, Math.SQRT2)), 1), 0.5);
@@ -91,6 +92,7 @@ const lnRecompute = (g: Graph, x: Tensor) => {
 const LnStats = defineOp<{ axis: number; epsilon: number }>({
   name: 'MicroLayerNormStats',
   onnxType: 'LayerNormalization',
+  flops: cost.perOutput(7),
   attrTypes: { axis: 'int', epsilon: 'float' },
   outputCount: () => 3,
   infer: (ins, { axis }) => {

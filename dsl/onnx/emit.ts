@@ -10,15 +10,13 @@ import protobuf from 'protobufjs';
 import { type DType, type DslError, type Graph, type Node, type Tensor } from '../graph.ts';
 import type { ConstInput } from '../op.ts';
 import type { Shape } from '../shape.ts';
+import { ATTRIBUTE_TYPE as ATTR, TENSOR_TYPE } from './enums.ts';
 
 export const OPSET = 20;
 export const IR_VERSION = 9;
 
 const root = protobuf.parse(readFileSync(new URL('./onnx.proto', import.meta.url), 'utf8'), { keepCase: true }).root;
 const ModelProto = root.lookupType('onnx.ModelProto');
-
-const ONNX_DTYPE: Record<DType, number> = { float32: 1, int32: 6, int64: 7, bool: 9, float64: 11 };
-const ATTR = { FLOAT: 1, INT: 2, STRING: 3, FLOATS: 6, INTS: 7 } as const;
 
 export type WeightArray = Float32Array | Float64Array;
 
@@ -47,24 +45,27 @@ const u8 = (a: ArrayBufferView) => new Uint8Array(a.buffer, a.byteOffset, a.byte
 function typeProto(dtype: DType, shape: Shape) {
   return {
     tensor_type: {
-      elem_type: ONNX_DTYPE[dtype],
+      elem_type: TENSOR_TYPE[dtype],
       shape: { dim: shape.map((d) => (typeof d === 'number' ? { dim_value: d } : { dim_param: d })) },
     },
   };
 }
 
+/** The node's ONNX attributes, as its op record's `attrTypes` say (attrs it does not name stay in the DSL). */
 function attributes(node: Node) {
+  // Graph.apply checked the attrs against the op's attribute type when the node was built.
+  const attrs = node.attrs as Readonly<Record<string, unknown>>;
   const out: object[] = [];
-  if (node.op.name === 'Cast') out.push({ name: 'to', type: ATTR.INT, i: ONNX_DTYPE[node.attrs['to'] as DType] });
   for (const [name, type] of Object.entries(node.op.attrTypes)) {
-    const v = node.attrs[name];
-    if (v === undefined) continue;
+    const v = attrs[name];
+    if (v === undefined || type === undefined) continue;
     switch (type) {
       case 'int': out.push({ name, type: ATTR.INT, i: typeof v === 'boolean' ? Number(v) : v }); break;
       case 'float': out.push({ name, type: ATTR.FLOAT, f: v }); break;
       case 'ints': out.push({ name, type: ATTR.INTS, ints: v }); break;
       case 'floats': out.push({ name, type: ATTR.FLOATS, floats: v }); break;
       case 'string': out.push({ name, type: ATTR.STRING, s: new TextEncoder().encode(String(v)) }); break;
+      case 'dtype': out.push({ name, type: ATTR.INT, i: TENSOR_TYPE[v as DType] }); break;
     }
   }
   return out;
@@ -89,7 +90,7 @@ export function toModelProto(graph: Graph, opts: EmitOptions): E.Either<DslError
   const inputs: object[] = [];
   const seenConst = new Set<number>();
   const addInitializer = (name: string, dtype: DType, dims: readonly number[], data: ArrayLike<number>) =>
-    initializers.push({ name, data_type: ONNX_DTYPE[dtype], dims: [...dims], raw_data: toBytes(data, dtype) });
+    initializers.push({ name, data_type: TENSOR_TYPE[dtype], dims: [...dims], raw_data: toBytes(data, dtype) });
 
   for (const t of graph.inputs) inputs.push({ name: t.name, type: typeProto(t.dtype, t.shape) });
   for (const [inputName, t] of graph.params) {

@@ -17,12 +17,12 @@
  */
 import type { Tensor, TensorInfo } from '../graph.ts';
 import { isFloat } from '../graph.ts';
-import { defineOp } from '../op.ts';
+import { type FlopArgs, cost, defineOp } from '../op.ts';
 import { type Dim, dimEq, formatShape, isStatic, mulDims } from '../shape.ts';
 import { div, mul } from './elementwise.ts';
-import { expand, reshape, slice, transpose } from './layout.ts';
+import { expand, reshape, slice, transpose, zerosLike } from './layout.ts';
 import { reduceSum } from './reduce.ts';
-import { scatterElements, zerosShapedLike } from './gather.ts';
+import { scatterElements } from './gather.ts';
 
 export type Pair = readonly [number, number];
 /** [top, left, bottom, right], ONNX's [x1_begin, x2_begin, x1_end, x2_end]. */
@@ -87,6 +87,9 @@ function checkBias(b: TensorInfo | undefined, x: TensorInfo, channels: Dim): str
 
 export const Conv = defineOp<ConvAttrs>({
   name: 'Conv',
+  // 2 × numel(output) × (Cin / group) × kh × kw, plus numel(output) for the bias.
+  flops: ({ inputs: [, w, b], outputs: [y], numel, dim }) =>
+    2 * numel(y!) * dim(w!, 1) * dim(w!, 2) * dim(w!, 3) + (b ? numel(y!) : 0),
   attrTypes: { strides: 'ints', pads: 'ints', dilations: 'ints', group: 'int' },
   infer: (ins, { strides, pads, dilations, group }) => {
     const [x, w, b] = ins as [TensorInfo, TensorInfo, TensorInfo | undefined];
@@ -166,6 +169,9 @@ export interface ConvTranspose2dOptions extends Conv2dOptions {
 
 export const ConvTranspose = defineOp<ConvTransposeAttrs>({
   name: 'ConvTranspose',
+  // Each input cell is scattered into a window: 2 × numel(input) × (Cout / group) × kh × kw, plus the bias.
+  flops: ({ inputs: [x, w, b], outputs: [y], numel, dim }) =>
+    2 * numel(x!) * dim(w!, 1) * dim(w!, 2) * dim(w!, 3) + (b ? numel(y!) : 0),
   attrTypes: { strides: 'ints', pads: 'ints', dilations: 'ints', group: 'int', output_padding: 'ints' },
   infer: (ins, { strides, pads, dilations, group, output_padding: op }) => {
     const [x, w, b] = ins as [TensorInfo, TensorInfo, TensorInfo | undefined];
@@ -219,6 +225,9 @@ export interface Pool2dOptions {
 }
 const poolAttrs = (o: Pool2dOptions): PoolAttrs => ({ kernel_shape: o.kernel, strides: o.strides ?? [1, 1], pads: o.pads ?? [0, 0, 0, 0] });
 
+/** kh·kw per output element (a compare or an add per window cell). */
+const poolFlops = ({ outputs: [y], attrs: { kernel_shape: k }, numel }: FlopArgs<PoolAttrs>) => numel(y!) * k[0] * k[1];
+
 function poolInfer(ins: readonly TensorInfo[], { kernel_shape: k, strides, pads }: PoolAttrs): TensorInfo[] | string {
   const x = ins[0]!;
   const bad = checkNCHW(x, 'input') ?? checkWindow(strides, pads, [1, 1]);
@@ -236,6 +245,7 @@ function poolInfer(ins: readonly TensorInfo[], { kernel_shape: k, strides, pads 
 /** MaxPool with its Indices output (flat indices into N*C*H*W, padding not counted); used by MaxPool's backward. */
 export const MaxPoolWithIndices = defineOp<PoolAttrs>({
   name: 'MaxPoolWithIndices',
+  flops: poolFlops,
   onnxType: 'MaxPool',
   attrTypes: { kernel_shape: 'ints', strides: 'ints', pads: 'ints' },
   outputCount: () => 2,
@@ -247,13 +257,14 @@ export const MaxPoolWithIndices = defineOp<PoolAttrs>({
 
 export const MaxPool = defineOp<PoolAttrs>({
   name: 'MaxPool',
+  flops: poolFlops,
   attrTypes: { kernel_shape: 'ints', strides: 'ints', pads: 'ints' },
   infer: poolInfer,
   // The gradient goes to each window's arg-max; windows that share an arg-max add up.
   vjp: ({ inputs: [x], attrs, grads: [g] }) => {
     const [, indices] = x!.graph.apply(MaxPoolWithIndices, [x!], attrs);
     const flat = reshape(x!, [-1]);
-    const dx = scatterElements(zerosShapedLike(flat), reshape(indices!, [-1]), reshape(g!, [-1]), 0, 'add');
+    const dx = scatterElements(zerosLike(flat), reshape(indices!, [-1]), reshape(g!, [-1]), 0, 'add');
     return [reshape(dx, x!.shape)];
   },
 });
@@ -270,6 +281,7 @@ export interface AveragePool2dOptions extends Pool2dOptions {
 
 export const AveragePool = defineOp<AveragePoolAttrs>({
   name: 'AveragePool',
+  flops: poolFlops,
   attrTypes: { kernel_shape: 'ints', strides: 'ints', pads: 'ints', count_include_pad: 'int' },
   infer: poolInfer,
   vjp: ({ inputs: [x], attrs, grads: [g] }) => {
@@ -305,6 +317,7 @@ export function averagePool2d(x: Tensor, opts: AveragePool2dOptions): Tensor {
 
 export const GlobalAveragePool = defineOp({
   name: 'GlobalAveragePool',
+  flops: cost.perInput(1),
   infer: (ins) => {
     const x = ins[0]!;
     if (!isFloat(x.dtype)) return `input must be float, got ${x.dtype}`;

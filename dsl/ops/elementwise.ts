@@ -1,9 +1,10 @@
-/** Element-wise ops: numpy broadcasting forward, `unbroadcast` (sum over broadcast axes) backward. */
+/**
+ * Element-wise ops with numpy broadcasting. A VJP returns an operand's gradient at the broadcast (output)
+ * shape; autodiff sums it over the broadcast axes (dsl/autodiff.ts), so the rules here stay one line.
+ */
 import { type DType, type Tensor, type TensorInfo, Graph, isFloat } from '../graph.ts';
-import { defineOp, type OpDef } from '../op.ts';
-import { broadcastShapes, shapeEq, type Shape } from '../shape.ts';
-import { reduceSum } from './reduce.ts';
-import { reshape } from './layout.ts';
+import { cost, defineOp, type OpDef } from '../op.ts';
+import { broadcastShapes } from '../shape.ts';
 
 export type TensorLike = Tensor | number;
 
@@ -17,18 +18,6 @@ export function lift(x: TensorLike, like: TensorLike): Tensor {
   if (typeof x !== 'number') return x;
   const dtype: DType = typeof like === 'number' ? 'float32' : like.dtype;
   return graphOf(like).scalar(x, dtype);
-}
-
-/** Sums `g` over the axes along which a value of `shape` was broadcast, then restores `shape`. */
-export function unbroadcast(g: Tensor, shape: Shape): Tensor {
-  if (shapeEq(g.shape, shape)) return g;
-  const lead = g.rank - shape.length;
-  const axes: number[] = [];
-  for (let i = 0; i < g.rank; i++) {
-    if (i < lead || (shape[i - lead] === 1 && g.shape[i] !== 1)) axes.push(i);
-  }
-  const summed = axes.length ? reduceSum(g, axes, true) : g;
-  return shapeEq(summed.shape, shape) ? summed : reshape(summed, shape);
 }
 
 function binaryInfer(outDtype?: DType) {
@@ -50,124 +39,142 @@ const unaryInfer = (ins: readonly TensorInfo[]): TensorInfo[] | string => {
 
 export const Add = defineOp({
   name: 'Add',
+  flops: cost.elementwise,
   infer: binaryInfer(),
-  vjp: ({ inputs: [a, b], grads: [g] }) => [unbroadcast(g!, a!.shape), unbroadcast(g!, b!.shape)],
+  vjp: ({ grads: [g] }) => [g!, g!],
 });
 export const Sub = defineOp({
   name: 'Sub',
+  flops: cost.elementwise,
   infer: binaryInfer(),
-  vjp: ({ inputs: [a, b], grads: [g] }) => [unbroadcast(g!, a!.shape), unbroadcast(neg(g!), b!.shape)],
+  vjp: ({ grads: [g] }) => [g!, neg(g!)],
 });
 export const Mul = defineOp({
   name: 'Mul',
+  flops: cost.elementwise,
   infer: binaryInfer(),
-  vjp: ({ inputs: [a, b], grads: [g] }) => [unbroadcast(mul(g!, b!), a!.shape), unbroadcast(mul(g!, a!), b!.shape)],
+  vjp: ({ inputs: [a, b], grads: [g] }) => [mul(g!, b!), mul(g!, a!)],
 });
 export const Div = defineOp({
   name: 'Div',
+  flops: cost.elementwise,
   infer: binaryInfer(),
   vjp: ({ inputs: [a, b], outputs: [y], grads: [g] }) => {
     const ga = div(g!, b!);
-    return [unbroadcast(ga, a!.shape), unbroadcast(neg(mul(ga, y!)), b!.shape)];
+    return [ga, neg(mul(ga, y!))];
   },
 });
 export const Pow = defineOp({
   name: 'Pow',
+  flops: cost.elementwise,
   infer: binaryInfer(),
   vjp: ({ inputs: [a, b], outputs: [y], grads: [g] }) => {
     // d/da a^b = b a^(b-1);  d/db a^b = a^b log a (only meaningful for a > 0).
     const ga = mul(g!, mul(b!, pow(a!, sub(b!, 1))));
-    const gb = b!.source.kind === 'const' ? null : unbroadcast(mul(g!, mul(y!, log(a!))), b!.shape);
-    return [unbroadcast(ga, a!.shape), gb];
+    const gb = b!.source.kind === 'const' ? null : mul(g!, mul(y!, log(a!)));
+    return [ga, gb];
   },
 });
 export const Max = defineOp({
   name: 'Max',
+  flops: cost.elementwise,
   infer: binaryInfer(),
   vjp: ({ inputs: [a, b], grads: [g] }) => {
     const takeA = greaterOrEqual(a!, b!);
-    return [unbroadcast(where(takeA, g!, 0), a!.shape), unbroadcast(where(takeA, 0, g!), b!.shape)];
+    return [where(takeA, g!, 0), where(takeA, 0, g!)];
   },
 });
 export const Min = defineOp({
   name: 'Min',
+  flops: cost.elementwise,
   infer: binaryInfer(),
   vjp: ({ inputs: [a, b], grads: [g] }) => {
     const takeA = lessOrEqual(a!, b!);
-    return [unbroadcast(where(takeA, g!, 0), a!.shape), unbroadcast(where(takeA, 0, g!), b!.shape)];
+    return [where(takeA, g!, 0), where(takeA, 0, g!)];
   },
 });
 
 // ---- comparisons (not differentiable) ----------------------------------------------------------
 
-export const Equal = defineOp({ name: 'Equal', infer: binaryInfer('bool') });
-export const Less = defineOp({ name: 'Less', infer: binaryInfer('bool') });
-export const Greater = defineOp({ name: 'Greater', infer: binaryInfer('bool') });
-export const LessOrEqual = defineOp({ name: 'LessOrEqual', infer: binaryInfer('bool') });
-export const GreaterOrEqual = defineOp({ name: 'GreaterOrEqual', infer: binaryInfer('bool') });
+export const Equal = defineOp({ name: 'Equal', flops: cost.elementwise, infer: binaryInfer('bool') });
+export const Less = defineOp({ name: 'Less', flops: cost.elementwise, infer: binaryInfer('bool') });
+export const Greater = defineOp({ name: 'Greater', flops: cost.elementwise, infer: binaryInfer('bool') });
+export const LessOrEqual = defineOp({ name: 'LessOrEqual', flops: cost.elementwise, infer: binaryInfer('bool') });
+export const GreaterOrEqual = defineOp({ name: 'GreaterOrEqual', flops: cost.elementwise, infer: binaryInfer('bool') });
 export const And = defineOp({
   name: 'And',
+  flops: cost.elementwise,
   infer: (ins) => (ins.every((i) => i.dtype === 'bool') ? binaryInfer('bool')(ins) : 'And expects bool tensors'),
 });
 
 // ---- unary ---------------------------------------------------------------------------------------
 
-export const Neg = defineOp({ name: 'Neg', infer: unaryInfer, vjp: ({ grads: [g] }) => [neg(g!)] });
-export const Abs = defineOp({ name: 'Abs', infer: unaryInfer, vjp: ({ inputs: [x], grads: [g] }) => [mul(g!, sign(x!))] });
-export const Sign = defineOp({ name: 'Sign', infer: unaryInfer });
+export const Neg = defineOp({ name: 'Neg', flops: cost.elementwise, infer: unaryInfer, vjp: ({ grads: [g] }) => [neg(g!)] });
+export const Abs = defineOp({ name: 'Abs', flops: cost.elementwise, infer: unaryInfer, vjp: ({ inputs: [x], grads: [g] }) => [mul(g!, sign(x!))] });
+export const Sign = defineOp({ name: 'Sign', flops: cost.elementwise, infer: unaryInfer });
 export const Sqrt = defineOp({
   name: 'Sqrt',
+  flops: cost.elementwise,
   infer: unaryInfer,
   vjp: ({ outputs: [y], grads: [g] }) => [div(mul(g!, 0.5), y!)],
 });
 export const Reciprocal = defineOp({
   name: 'Reciprocal',
+  flops: cost.elementwise,
   infer: unaryInfer,
   vjp: ({ outputs: [y], grads: [g] }) => [neg(mul(g!, mul(y!, y!)))],
 });
-export const Exp = defineOp({ name: 'Exp', infer: unaryInfer, vjp: ({ outputs: [y], grads: [g] }) => [mul(g!, y!)] });
-export const Log = defineOp({ name: 'Log', infer: unaryInfer, vjp: ({ inputs: [x], grads: [g] }) => [div(g!, x!)] });
+export const Exp = defineOp({ name: 'Exp', flops: cost.elementwise, infer: unaryInfer, vjp: ({ outputs: [y], grads: [g] }) => [mul(g!, y!)] });
+export const Log = defineOp({ name: 'Log', flops: cost.elementwise, infer: unaryInfer, vjp: ({ inputs: [x], grads: [g] }) => [div(g!, x!)] });
 export const Tanh = defineOp({
   name: 'Tanh',
+  flops: cost.elementwise,
   infer: unaryInfer,
   vjp: ({ outputs: [y], grads: [g] }) => [mul(g!, sub(1, mul(y!, y!)))],
 });
 export const Sigmoid = defineOp({
   name: 'Sigmoid',
+  flops: cost.elementwise,
   infer: unaryInfer,
   vjp: ({ outputs: [y], grads: [g] }) => [mul(g!, mul(y!, sub(1, y!)))],
 });
 export const Relu = defineOp({
   name: 'Relu',
+  flops: cost.elementwise,
   infer: unaryInfer,
   vjp: ({ inputs: [x], grads: [g] }) => [where(greater(x!, 0), g!, 0)],
 });
 export const Erf = defineOp({
   name: 'Erf',
+  flops: cost.elementwise,
   infer: unaryInfer,
   // d/dx erf(x) = 2/sqrt(pi) exp(-x^2)
   vjp: ({ inputs: [x], grads: [g] }) => [mul(g!, mul(exp(neg(mul(x!, x!))), 2 / Math.sqrt(Math.PI)))],
 });
 export const Identity = defineOp({
   name: 'Identity',
+  flops: cost.free,
   infer: (ins) => [{ dtype: ins[0]!.dtype, shape: ins[0]!.shape }],
   vjp: ({ grads: [g] }) => [g!],
 });
 /** Identity forward, no gradient backward: the teacher branch and the DINO center are cut off with it. */
 export const StopGradient = defineOp({
   name: 'StopGradient',
+  flops: cost.free,
   onnxType: 'Identity',
   infer: (ins) => [{ dtype: ins[0]!.dtype, shape: ins[0]!.shape }],
   vjp: () => [null],
 });
 export const Cast = defineOp<{ to: DType }>({
   name: 'Cast',
-  attrTypes: {}, // emitted specially: ONNX wants a TensorProto data type number
+  flops: cost.free,
+  attrTypes: { to: 'dtype' },
   infer: (ins, { to }) => [{ dtype: to, shape: ins[0]!.shape }],
   vjp: ({ inputs: [x], grads: [g] }) => (isFloat(x!.dtype) ? [cast(g!, x!.dtype)] : [null]),
 });
 export const Clip = defineOp<{ min: number; max: number }>({
   name: 'Clip',
+  flops: cost.elementwise,
   infer: unaryInfer,
   constInputs: ({ min, max }, ins) => [
     { dtype: ins[0]!.dtype, shape: [], data: [min] },
@@ -177,6 +184,7 @@ export const Clip = defineOp<{ min: number; max: number }>({
 });
 export const Where = defineOp({
   name: 'Where',
+  flops: cost.elementwise,
   infer: (ins) => {
     const [c, a, b] = ins as [TensorInfo, TensorInfo, TensorInfo];
     if (c.dtype !== 'bool') return `condition must be bool, got ${c.dtype}`;
@@ -187,10 +195,10 @@ export const Where = defineOp({
     if (typeof shape === 'string') return shape;
     return [{ dtype: a.dtype, shape }];
   },
-  vjp: ({ inputs: [c, a, b], grads: [g] }) => [
+  vjp: ({ inputs: [c], grads: [g] }) => [
     null,
-    unbroadcast(where(c!, g!, 0), a!.shape),
-    unbroadcast(where(c!, 0, g!), b!.shape),
+    where(c!, g!, 0),
+    where(c!, 0, g!),
   ],
 });
 
@@ -248,6 +256,7 @@ export function square(x: Tensor): Tensor {
  */
 export const Gelu = defineOp({
   name: 'Gelu',
+  flops: cost.elementwise,
   infer: unaryInfer,
   vjp: ({ inputs: [x], grads: [g] }) => {
     const cdf = mul(add(erf(div(x!, Math.SQRT2)), 1), 0.5);

@@ -1,61 +1,24 @@
 /**
  * Indexing ops: Gather / GatherElements / GatherND and their adjoints ScatterElements / ScatterND
  * (reduction 'add' accumulates duplicate indices, which is what a gather's backward pass needs).
- * Also `Shape` and a shape-driven Expand, so zeros of a shape with symbolic dims (`batch`) can be built.
  *
  * Index inputs are int64 (int32 accepted where ONNX allows it) and never receive gradients.
  */
 import type { Tensor, TensorInfo } from '../graph.ts';
-import { defineOp } from '../op.ts';
-import { type Dim, type Shape, broadcastShapes, formatShape, isStatic, normAxis, shapeEq } from '../shape.ts';
-import { add, less, unbroadcast, where } from './elementwise.ts';
-import { expand, reshape, transpose } from './layout.ts';
+import { type FlopArgs, cost, defineOp } from '../op.ts';
+import { type Dim, formatShape, isStatic, normAxis, shapeEq } from '../shape.ts';
+import { add, less, where } from './elementwise.ts';
+import { reshape, transpose, zerosLike } from './layout.ts';
 
 const isIndex = (t: TensorInfo) => t.dtype === 'int64' || t.dtype === 'int32';
-const allStatic = (s: Shape) => s.every(isStatic);
-
-// ---- Shape and shape-driven Expand (zeros of a symbolic shape) -----------------------------------
-
-/** The runtime shape of a tensor as an int64 vector (not differentiable: its value does not depend on x's values). */
-export const ShapeOp = defineOp({
-  name: 'Shape',
-  infer: (ins) => [{ dtype: 'int64', shape: [ins[0]!.shape.length] }],
-});
-export const shapeOf = (x: Tensor): Tensor => x.graph.apply(ShapeOp, [x])[0]!;
-
-/**
- * Expand(value, Shape(like)): `value` broadcast to the runtime shape of `like`. The DSL's `expand` takes a
- * constant shape and cannot name a symbolic dim absent from its input; this one can.
- */
-export const ExpandToShapeOf = defineOp<{ shape: Shape }>({
-  name: 'ExpandToShapeOf',
-  onnxType: 'Expand',
-  infer: (ins, { shape }) => {
-    const [v, s] = ins as [TensorInfo, TensorInfo];
-    if (s.dtype !== 'int64' || s.shape.length !== 1 || s.shape[0] !== shape.length) {
-      return `the shape input must be int64[${shape.length}], got ${s.dtype}${formatShape(s.shape)}`;
-    }
-    const out = broadcastShapes(v.shape, shape);
-    if (typeof out === 'string') return out;
-    if (!shapeEq(out, shape)) return `cannot expand ${formatShape(v.shape)} to ${formatShape(shape)}`;
-    return [{ dtype: v.dtype, shape }];
-  },
-  vjp: ({ inputs: [v], grads: [g] }) => [unbroadcast(g!, v!.shape), null],
-});
-export function expandToShapeOf(value: Tensor, like: Tensor): Tensor {
-  return value.graph.apply(ExpandToShapeOf, [value, shapeOf(like)], { shape: like.shape })[0]!;
-}
-
-/** Zeros with the shape and dtype of `like`: a constant Expand when the shape is static, Expand(0, Shape(like)) otherwise. */
-export function zerosShapedLike(like: Tensor): Tensor {
-  const zero = like.graph.scalar(0, like.dtype);
-  return allStatic(like.shape) ? expand(zero, like.shape) : expandToShapeOf(zero, like);
-}
+/** A scatter costs one FLOP per update element (the add of reduction 'add'; a plain store counted the same). */
+const perUpdate = ({ inputs, numel }: FlopArgs<unknown>) => numel(inputs[2]!);
 
 // ---- Gather --------------------------------------------------------------------------------------
 
 export const Gather = defineOp<{ axis: number }>({
   name: 'Gather',
+  flops: cost.free,
   attrTypes: { axis: 'int' },
   infer: (ins, { axis }) => {
     const [x, idx] = ins as [TensorInfo, TensorInfo];
@@ -72,7 +35,7 @@ export const Gather = defineOp<{ axis: number }>({
     const gPerm = [...range(a, a + q), ...range(0, a), ...range(a + q, g!.rank)];
     const rows = transpose(x!, xPerm);
     const rowIdx = reshape(nonNegative(idx!, x!.shape[a]!), [...idx!.shape, 1]);
-    const summed = scatterND(zerosShapedLike(rows), rowIdx, transpose(g!, gPerm), 'add');
+    const summed = scatterND(zerosLike(rows), rowIdx, transpose(g!, gPerm), 'add');
     const inverse = new Array<number>(r);
     xPerm.forEach((p, i) => (inverse[p] = i));
     return [transpose(summed, inverse), null];
@@ -94,6 +57,7 @@ const range = (from: number, to: number) => Array.from({ length: Math.max(0, to 
 
 export const GatherElements = defineOp<{ axis: number }>({
   name: 'GatherElements',
+  flops: cost.free,
   attrTypes: { axis: 'int' },
   infer: (ins, { axis }) => {
     const [x, idx] = ins as [TensorInfo, TensorInfo];
@@ -102,7 +66,7 @@ export const GatherElements = defineOp<{ axis: number }>({
     if (normAxis(axis, x.shape.length) === undefined) return `axis ${axis} out of range for rank ${x.shape.length}`;
     return [{ dtype: x.dtype, shape: idx.shape }];
   },
-  vjp: ({ inputs: [x, idx], attrs: { axis }, grads: [g] }) => [scatterElements(zerosShapedLike(x!), idx!, g!, axis, 'add'), null],
+  vjp: ({ inputs: [x, idx], attrs: { axis }, grads: [g] }) => [scatterElements(zerosLike(x!), idx!, g!, axis, 'add'), null],
 });
 export const gatherElements = (x: Tensor, indices: Tensor, axis: number): Tensor =>
   x.graph.apply(GatherElements, [x, indices], { axis })[0]!;
@@ -111,6 +75,7 @@ export type ScatterReduction = 'none' | 'add';
 
 export const ScatterElements = defineOp<{ axis: number; reduction: ScatterReduction }>({
   name: 'ScatterElements',
+  flops: perUpdate,
   attrTypes: { axis: 'int', reduction: 'string' },
   infer: (ins, { axis }) => {
     const [x, idx, upd] = ins as [TensorInfo, TensorInfo, TensorInfo];
@@ -124,7 +89,7 @@ export const ScatterElements = defineOp<{ axis: number; reduction: ScatterReduct
   // 'add': y = x + S(u), so dx = g and du = gather(g). 'none' (unique indices assumed): the overwritten
   // entries of x get no gradient, du = gather(g).
   vjp: ({ inputs: [x, idx, upd], attrs: { axis, reduction }, grads: [g] }) => [
-    reduction === 'add' ? g! : scatterElements(g!, idx!, zerosShapedLike(upd!), axis, 'none'),
+    reduction === 'add' ? g! : scatterElements(g!, idx!, zerosLike(upd!), axis, 'none'),
     null,
     gatherElements(g!, idx!, axis),
   ],
@@ -146,17 +111,19 @@ function ndShape(x: TensorInfo, idx: TensorInfo): Dim[] | string {
 
 export const GatherND = defineOp({
   name: 'GatherND',
+  flops: cost.free,
   infer: (ins) => {
     const [x, idx] = ins as [TensorInfo, TensorInfo];
     const shape = ndShape(x, idx);
     return typeof shape === 'string' ? shape : [{ dtype: x.dtype, shape }];
   },
-  vjp: ({ inputs: [x, idx], grads: [g] }) => [scatterND(zerosShapedLike(x!), idx!, g!, 'add'), null],
+  vjp: ({ inputs: [x, idx], grads: [g] }) => [scatterND(zerosLike(x!), idx!, g!, 'add'), null],
 });
 export const gatherND = (x: Tensor, indices: Tensor): Tensor => x.graph.apply(GatherND, [x, indices])[0]!;
 
 export const ScatterND = defineOp<{ reduction: ScatterReduction }>({
   name: 'ScatterND',
+  flops: perUpdate,
   attrTypes: { reduction: 'string' },
   infer: (ins) => {
     const [x, idx, upd] = ins as [TensorInfo, TensorInfo, TensorInfo];
@@ -167,7 +134,7 @@ export const ScatterND = defineOp<{ reduction: ScatterReduction }>({
     return [{ dtype: x.dtype, shape: x.shape }];
   },
   vjp: ({ inputs: [x, idx, upd], attrs: { reduction }, grads: [g] }) => [
-    reduction === 'add' ? g! : scatterND(g!, idx!, zerosShapedLike(upd!), 'none'),
+    reduction === 'add' ? g! : scatterND(g!, idx!, zerosLike(upd!), 'none'),
     null,
     gatherND(g!, idx!),
   ],

@@ -1,13 +1,16 @@
-/** Ops that move data without arithmetic: reshape, transpose, concat, split, slice, expand, pad. */
-import type { Tensor } from '../graph.ts';
-import { defineOp } from '../op.ts';
+/**
+ * Ops that move data without arithmetic (no FLOPs): reshape, transpose, concat, split, slice, pad, expand, and
+ * `Shape` with a shape-driven Expand, so zeros of a shape with symbolic dims (`batch`) can be built.
+ */
+import type { Tensor, TensorInfo } from '../graph.ts';
+import { cost, defineOp } from '../op.ts';
 import { type Dim, type Shape, broadcastShapes, dimEq, divDims, formatShape, isStatic, mulDims, normAxis, numel, shapeEq } from '../shape.ts';
-import { unbroadcast } from './elementwise.ts';
 
 // ---- Reshape -------------------------------------------------------------------------------------
 
 export const Reshape = defineOp<{ shape: Shape }>({
   name: 'Reshape',
+  flops: cost.free,
   infer: (ins, { shape }) => {
     const x = ins[0]!;
     const a = numel(x.shape), b = numel(shape);
@@ -42,6 +45,7 @@ export function reshape(x: Tensor, shape: readonly Dim[]): Tensor {
 
 export const Unsqueeze = defineOp<{ axes: readonly number[] }>({
   name: 'Unsqueeze',
+  flops: cost.free,
   infer: (ins, { axes }) => {
     const x = ins[0]!;
     const rank = x.shape.length + axes.length;
@@ -57,6 +61,7 @@ export const Unsqueeze = defineOp<{ axes: readonly number[] }>({
 });
 export const Squeeze = defineOp<{ axes: readonly number[] }>({
   name: 'Squeeze',
+  flops: cost.free,
   infer: (ins, { axes }) => {
     const x = ins[0]!;
     const norm = axes.map((a) => normAxis(a, x.shape.length));
@@ -75,6 +80,7 @@ export const squeeze = (x: Tensor, axes: number | readonly number[]): Tensor =>
 
 export const Transpose = defineOp<{ perm: readonly number[] }>({
   name: 'Transpose',
+  flops: cost.free,
   attrTypes: { perm: 'ints' },
   infer: (ins, { perm }) => {
     const x = ins[0]!;
@@ -104,6 +110,7 @@ export function transposeLast2(x: Tensor): Tensor {
 
 export const Concat = defineOp<{ axis: number }>({
   name: 'Concat',
+  flops: cost.free,
   attrTypes: { axis: 'int' },
   infer: (ins, { axis }) => {
     const first = ins[0]!;
@@ -138,6 +145,7 @@ export function concat(xs: readonly Tensor[], axis: number): Tensor {
 
 export const Split = defineOp<{ axis: number; sizes: readonly number[] }>({
   name: 'Split',
+  flops: cost.free,
   attrTypes: { axis: 'int' },
   outputCount: ({ sizes }) => sizes.length,
   infer: (ins, { axis, sizes }) => {
@@ -162,6 +170,7 @@ export interface SliceAttrs {
 }
 export const Slice = defineOp<SliceAttrs>({
   name: 'Slice',
+  flops: cost.free,
   infer: (ins, { starts, ends, axes }) => {
     const x = ins[0]!;
     const shape = [...x.shape];
@@ -202,6 +211,7 @@ export function slice(x: Tensor, starts: readonly number[], ends: readonly numbe
 
 export const Pad = defineOp<{ pads: readonly number[] }>({
   name: 'Pad',
+  flops: cost.free,
   infer: (ins, { pads }) => {
     const x = ins[0]!;
     const r = x.shape.length;
@@ -235,6 +245,7 @@ export function pad(x: Tensor, pads: readonly number[]): Tensor {
 
 export const Expand = defineOp<{ shape: Shape }>({
   name: 'Expand',
+  flops: cost.free,
   infer: (ins, { shape }) => {
     const x = ins[0]!;
     const out = broadcastShapes(x.shape, shape);
@@ -253,14 +264,54 @@ export const Expand = defineOp<{ shape: Shape }>({
     });
     return [{ dtype: 'int64', shape: [shape.length], data }];
   },
-  vjp: ({ inputs: [x], grads: [g] }) => [unbroadcast(g!, x!.shape)],
+  // Autodiff sums the cotangent over the expanded axes.
+  vjp: ({ grads: [g] }) => [g!],
 });
 export function expand(x: Tensor, shape: Shape): Tensor {
   if (shapeEq(x.shape, shape)) return x;
   return x.graph.apply(Expand, [x], { shape })[0]!;
 }
 
-/** Zeros shaped like `t` (a broadcast scalar; never a materialised buffer in the IR). */
-export function zerosLike(t: Tensor): Tensor {
-  return expand(t.graph.scalar(0, t.dtype), t.shape);
+// ---- Shape and shape-driven Expand (zeros of a symbolic shape) -----------------------------------
+
+/** The runtime shape of a tensor as an int64 vector (not differentiable: its value does not depend on x's values). */
+export const ShapeOp = defineOp({
+  name: 'Shape',
+  flops: cost.free,
+  infer: (ins) => [{ dtype: 'int64', shape: [ins[0]!.shape.length] }],
+});
+export const shapeOf = (x: Tensor): Tensor => x.graph.apply(ShapeOp, [x])[0]!;
+
+/**
+ * Expand(value, Shape(like)): `value` broadcast to the runtime shape of `like`. The DSL's `expand` takes a
+ * constant shape and cannot name a symbolic dim absent from its input; this one can.
+ */
+export const ExpandToShapeOf = defineOp<{ shape: Shape }>({
+  name: 'ExpandToShapeOf',
+  flops: cost.free,
+  onnxType: 'Expand',
+  infer: (ins, { shape }) => {
+    const [v, s] = ins as [TensorInfo, TensorInfo];
+    if (s.dtype !== 'int64' || s.shape.length !== 1 || s.shape[0] !== shape.length) {
+      return `the shape input must be int64[${shape.length}], got ${s.dtype}${formatShape(s.shape)}`;
+    }
+    const out = broadcastShapes(v.shape, shape);
+    if (typeof out === 'string') return out;
+    if (!shapeEq(out, shape)) return `cannot expand ${formatShape(v.shape)} to ${formatShape(shape)}`;
+    return [{ dtype: v.dtype, shape }];
+  },
+  // Autodiff sums the cotangent over the expanded axes.
+  vjp: ({ grads: [g] }) => [g!, null],
+});
+export function expandToShapeOf(value: Tensor, like: Tensor): Tensor {
+  return value.graph.apply(ExpandToShapeOf, [value, shapeOf(like)], { shape: like.shape })[0]!;
+}
+
+/**
+ * Zeros with the shape and dtype of `like`, never a materialised buffer in the IR: a broadcast scalar constant
+ * when the shape is static, Expand(0, Shape(like)) when it has a symbolic dim.
+ */
+export function zerosLike(like: Tensor): Tensor {
+  const zero = like.graph.scalar(0, like.dtype);
+  return like.shape.every(isStatic) ? expand(zero, like.shape) : expandToShapeOf(zero, like);
 }

@@ -1,15 +1,25 @@
-/** Neural-network ops: matrix products, softmax family, layer normalisation. */
+/**
+ * Matrix products and the softmax family.
+ *
+ * - `matmul`: ONNX MatMul with numpy batch broadcasting; what the models use for every Linear layer.
+ * - `gemm`: ONNX Gemm on 2-D operands (alpha op(A) op(B) + beta C); its backward is Gemms with the transposes
+ *   folded into transA/transB. No model uses it today: bench/experiments/micro.ts measures Linear as one Gemm
+ *   against MatMul, and bench/proposals/05-linear-gemm.patch switches models/layers.ts to it.
+ */
 import type { Tensor, TensorInfo } from '../graph.ts';
-import { defineOp } from '../op.ts';
-import { broadcastShapes, dimEq, formatShape, normAxis } from '../shape.ts';
-import { add, div, exp, maximum, mul, reciprocal, sqrt, sub, unbroadcast } from './elementwise.ts';
+import { isFloat } from '../graph.ts';
+import { cost, defineOp } from '../op.ts';
+import { broadcastShapes, dimEq, formatShape, normAxis, shapeEq } from '../shape.ts';
+import { exp, mul, sub } from './elementwise.ts';
 import { reshape, transposeLast2 } from './layout.ts';
-import { reduceMean, reduceSum } from './reduce.ts';
+import { reduceSum } from './reduce.ts';
 
 // ---- MatMul ----------------------------------------------------------------------------------------
 
 export const MatMul = defineOp({
   name: 'MatMul',
+  // 2·M·N·K per matrix product, times the broadcast batch size.
+  flops: ({ inputs: [a], outputs: [y], numel, dim }) => 2 * numel(y!) * dim(a!, -1),
   infer: (ins) => {
     const [a, b] = ins as [TensorInfo, TensorInfo];
     if (a.dtype !== b.dtype) return `dtype mismatch: ${a.dtype} vs ${b.dtype}`;
@@ -20,11 +30,12 @@ export const MatMul = defineOp({
     if (typeof batch === 'string') return `batch dims: ${batch}`;
     return [{ dtype: a.dtype, shape: [...batch, a.shape[a.shape.length - 2]!, b.shape[b.shape.length - 1]!] }];
   },
-  vjp: ({ inputs: [a, b], grads: [g] }) => [matmulGradLhs(g!, a!, b!), matmulGradRhs(g!, a!, b!)],
+  vjp: ({ inputs: [a, b], grads: [g] }) => [matmulGradLhs(g!, b!), matmulGradRhs(g!, a!, b!)],
 });
 
-function matmulGradLhs(g: Tensor, a: Tensor, b: Tensor): Tensor {
-  return unbroadcast(matmul(g, transposeLast2(b)), a.shape);
+// Both gradients may come back with a's or b's batch dims broadcast; autodiff sums them.
+function matmulGradLhs(g: Tensor, b: Tensor): Tensor {
+  return matmul(g, transposeLast2(b));
 }
 
 function matmulGradRhs(g: Tensor, a: Tensor, b: Tensor): Tensor {
@@ -35,10 +46,56 @@ function matmulGradRhs(g: Tensor, a: Tensor, b: Tensor): Tensor {
     const g2 = reshape(g, [-1, g.shape[g.rank - 1]!]);
     return matmul(transposeLast2(a2), g2);
   }
-  return unbroadcast(matmul(transposeLast2(a), g), b.shape);
+  return matmul(transposeLast2(a), g);
 }
 
 export const matmul = (a: Tensor, b: Tensor): Tensor => a.graph.apply(MatMul, [a, b])[0]!;
+
+// ---- Gemm --------------------------------------------------------------------------------------------
+
+export type GemmAttrs = {
+  readonly transA: boolean;
+  readonly transB: boolean;
+  readonly alpha: number;
+  readonly beta: number;
+};
+export type GemmOptions = Partial<GemmAttrs>;
+
+export const Gemm = defineOp<GemmAttrs>({
+  name: 'Gemm',
+  // 2·M·N·K, plus M·N when C is added.
+  flops: ({ inputs: [a, , c], outputs: [y], attrs: { transA }, numel, dim }) =>
+    2 * numel(y!) * (transA ? dim(a!, 0) : dim(a!, 1)) + (c ? numel(y!) : 0),
+  attrTypes: { transA: 'int', transB: 'int', alpha: 'float', beta: 'float' },
+  infer: (ins, { transA, transB }) => {
+    const [a, b, c] = ins as [TensorInfo, TensorInfo, TensorInfo | undefined];
+    if (!isFloat(a.dtype)) return `expects float operands, got ${a.dtype}`;
+    for (const t of [b, c]) if (t && t.dtype !== a.dtype) return `dtype mismatch: ${a.dtype} vs ${t.dtype}`;
+    if (a.shape.length !== 2 || b.shape.length !== 2) return `A ${formatShape(a.shape)} and B ${formatShape(b.shape)} must be 2-D`;
+    const [m, ka] = transA ? [a.shape[1]!, a.shape[0]!] : [a.shape[0]!, a.shape[1]!];
+    const [kb, n] = transB ? [b.shape[1]!, b.shape[0]!] : [b.shape[0]!, b.shape[1]!];
+    if (!dimEq(ka, kb)) return `inner dims differ: A${transA ? "'" : ''} ${formatShape(a.shape)} @ B${transB ? "'" : ''} ${formatShape(b.shape)}`;
+    if (c) {
+      const out = broadcastShapes(c.shape, [m, n]);
+      if (typeof out === 'string' || !shapeEq(out, [m, n])) return `C ${formatShape(c.shape)} does not broadcast to [${m}, ${n}]`;
+    }
+    return [{ dtype: a.dtype, shape: [m, n] }];
+  },
+  // Y = alpha op(A) op(B) + beta C. With G = dY: d op(A) = alpha G op(B)^T, d op(B) = alpha op(A)^T G;
+  // undoing op() on either side only flips which operand is transposed.
+  vjp: ({ inputs: [a, b, c], attrs: { transA, transB, alpha, beta }, grads: [g] }) => {
+    const da = transA ? gemm(b!, g!, null, { transA: transB, transB: true, alpha }) : gemm(g!, b!, null, { transB: !transB, alpha });
+    const db = transB ? gemm(g!, a!, null, { transA: true, transB: transA, alpha }) : gemm(a!, g!, null, { transA: !transA, alpha });
+    if (!c) return [da, db];
+    return [da, db, beta === 1 ? g! : mul(g!, beta)];
+  },
+});
+
+/** alpha op(A) op(B) + beta C on 2-D operands (ONNX Gemm); `nn.Linear` is gemm(x, weight, bias, { transB: true }). */
+export function gemm(a: Tensor, b: Tensor, c: Tensor | null, opts: GemmOptions = {}): Tensor {
+  const attrs: GemmAttrs = { transA: opts.transA ?? false, transB: opts.transB ?? false, alpha: opts.alpha ?? 1, beta: opts.beta ?? 1 };
+  return a.graph.apply(Gemm, c ? [a, b, c] : [a, b], attrs)[0]!;
+}
 
 // ---- Softmax / LogSoftmax --------------------------------------------------------------------------
 
@@ -50,6 +107,8 @@ function axisInfer(ins: readonly TensorInfo[], { axis }: { axis: number }): Tens
 
 export const Softmax = defineOp<{ axis: number }>({
   name: 'Softmax',
+  // max, subtract, exp, sum, divide
+  flops: cost.perOutput(5),
   attrTypes: { axis: 'int' },
   infer: axisInfer,
   // y (g - <g, y>)
@@ -57,6 +116,8 @@ export const Softmax = defineOp<{ axis: number }>({
 });
 export const LogSoftmax = defineOp<{ axis: number }>({
   name: 'LogSoftmax',
+  // max, subtract, exp, sum, log-subtract
+  flops: cost.perOutput(5),
   attrTypes: { axis: 'int' },
   infer: axisInfer,
   // g - softmax(x) sum(g)
@@ -64,46 +125,3 @@ export const LogSoftmax = defineOp<{ axis: number }>({
 });
 export const softmax = (x: Tensor, axis = -1): Tensor => x.graph.apply(Softmax, [x], { axis })[0]!;
 export const logSoftmax = (x: Tensor, axis = -1): Tensor => x.graph.apply(LogSoftmax, [x], { axis })[0]!;
-
-// ---- LayerNormalization ----------------------------------------------------------------------------
-
-export const LayerNormalization = defineOp<{ axis: number; epsilon: number }>({
-  name: 'LayerNormalization',
-  attrTypes: { axis: 'int', epsilon: 'float' },
-  infer: (ins, { axis }) => {
-    const [x, scale, bias] = ins as [TensorInfo, TensorInfo, TensorInfo];
-    const a = normAxis(axis, x.shape.length);
-    if (a === undefined) return `axis ${axis} out of range for rank ${x.shape.length}`;
-    const normShape = x.shape.slice(a);
-    for (const p of [scale, bias]) {
-      if (p.dtype !== x.dtype) return `dtype mismatch: ${x.dtype} vs ${p.dtype}`;
-      if (p.shape.length !== normShape.length || !p.shape.every((d, i) => dimEq(d, normShape[i]!))) {
-        return `scale/bias ${formatShape(p.shape)} must have the normalised shape ${formatShape(normShape)}`;
-      }
-    }
-    return [{ dtype: x.dtype, shape: x.shape }];
-  },
-  vjp: ({ inputs: [x, scale], attrs: { axis, epsilon }, grads: [g] }) => {
-    // Recompute the statistics in the input's precision (ONNX's Mean/InvStdDev outputs are float32 only).
-    const a = normAxis(axis, x!.rank)!;
-    const axes = x!.shape.map((_, i) => i).filter((i) => i >= a);
-    const batchAxes = x!.shape.map((_, i) => i).filter((i) => i < a);
-    const mu = reduceMean(x!, axes, true);
-    const xc = sub(x!, mu);
-    const rstd = reciprocal(sqrt(add(reduceMean(mul(xc, xc), axes, true), epsilon)));
-    const xhat = mul(xc, rstd);
-    const gx = mul(g!, scale!);
-    const dx = mul(rstd, sub(sub(gx, reduceMean(gx, axes, true)), mul(xhat, reduceMean(mul(gx, xhat), axes, true))));
-    const sumBatch = (t: Tensor) => (batchAxes.length ? reduceSum(t, batchAxes, false) : t);
-    return [dx, sumBatch(mul(g!, xhat)), sumBatch(g!)];
-  },
-});
-/** LayerNorm over the trailing axes starting at `axis` (DINO's ViT uses eps 1e-6). */
-export const layerNorm = (x: Tensor, scale: Tensor, bias: Tensor, epsilon = 1e-5, axis = -1): Tensor =>
-  x.graph.apply(LayerNormalization, [x, scale, bias], { axis, epsilon })[0]!;
-
-/** x / max(||x||_2, eps) along `axis` (PyTorch's F.normalize). */
-export function l2Normalize(x: Tensor, axis = -1, eps = 1e-12): Tensor {
-  const norm = sqrt(reduceSum(mul(x, x), axis, true));
-  return div(x, maximum(norm, eps));
-}

@@ -1,62 +1,65 @@
 /**
- * Gemm (a Linear layer in one ONNX node) and batch normalisation.
+ * Normalisation.
  *
- * - `gemm`: ONNX Gemm on 2-D operands; its backward is Gemms with the transposes folded into transA/transB.
+ * - `layerNorm`: ONNX LayerNormalization over the trailing axes (the ViT's norms); the VJP recomputes the statistics.
  * - `batchNormInference`: ONNX BatchNormalization with running statistics (training_mode 0).
  * - `batchNormTraining`: statistics of the batch (over N and the spatial dims, per channel) built from
  *   primitives, so autodiff differentiates through the statistics; PyTorch's semantics: normalise with the
- *   biased variance, report the unbiased one for the running update (which the caller does).
+ *   biased variance, report the unbiased one for the running update (which the caller does). Both batch norms
+ *   serve models/batchnorm.ts (the ResNet).
+ * - `l2Normalize`: PyTorch's F.normalize (the DINO head).
  */
 import type { Tensor, TensorInfo } from '../graph.ts';
 import { isFloat } from '../graph.ts';
-import { defineOp } from '../op.ts';
-import { type Dim, broadcastShapes, dimEq, formatShape, isStatic, shapeEq } from '../shape.ts';
-import { add, div, mul, neg, pow, reciprocal, sqrt, sub, unbroadcast } from './elementwise.ts';
-import { reshape, slice } from './layout.ts';
-import { reduceSum, sumAll } from './reduce.ts';
-import { expandToShapeOf } from './gather.ts';
+import { cost, defineOp } from '../op.ts';
+import { type Dim, dimEq, formatShape, isStatic, normAxis } from '../shape.ts';
+import { add, div, maximum, mul, neg, pow, reciprocal, sqrt, sub } from './elementwise.ts';
+import { expandToShapeOf, reshape, slice } from './layout.ts';
+import { reduceMean, reduceSum, sumAll } from './reduce.ts';
 
-// ---- Gemm --------------------------------------------------------------------------------------------
+// ---- LayerNormalization ----------------------------------------------------------------------------
 
-export type GemmAttrs = {
-  readonly transA: boolean;
-  readonly transB: boolean;
-  readonly alpha: number;
-  readonly beta: number;
-};
-export type GemmOptions = Partial<GemmAttrs>;
-
-export const Gemm = defineOp<GemmAttrs>({
-  name: 'Gemm',
-  attrTypes: { transA: 'int', transB: 'int', alpha: 'float', beta: 'float' },
-  infer: (ins, { transA, transB }) => {
-    const [a, b, c] = ins as [TensorInfo, TensorInfo, TensorInfo | undefined];
-    if (!isFloat(a.dtype)) return `expects float operands, got ${a.dtype}`;
-    for (const t of [b, c]) if (t && t.dtype !== a.dtype) return `dtype mismatch: ${a.dtype} vs ${t.dtype}`;
-    if (a.shape.length !== 2 || b.shape.length !== 2) return `A ${formatShape(a.shape)} and B ${formatShape(b.shape)} must be 2-D`;
-    const [m, ka] = transA ? [a.shape[1]!, a.shape[0]!] : [a.shape[0]!, a.shape[1]!];
-    const [kb, n] = transB ? [b.shape[1]!, b.shape[0]!] : [b.shape[0]!, b.shape[1]!];
-    if (!dimEq(ka, kb)) return `inner dims differ: A${transA ? "'" : ''} ${formatShape(a.shape)} @ B${transB ? "'" : ''} ${formatShape(b.shape)}`;
-    if (c) {
-      const out = broadcastShapes(c.shape, [m, n]);
-      if (typeof out === 'string' || !shapeEq(out, [m, n])) return `C ${formatShape(c.shape)} does not broadcast to [${m}, ${n}]`;
+export const LayerNormalization = defineOp<{ axis: number; epsilon: number }>({
+  name: 'LayerNormalization',
+  // mean, subtract, square, sum, multiply by 1/std, scale, shift
+  flops: cost.perOutput(7),
+  attrTypes: { axis: 'int', epsilon: 'float' },
+  infer: (ins, { axis }) => {
+    const [x, scale, bias] = ins as [TensorInfo, TensorInfo, TensorInfo];
+    const a = normAxis(axis, x.shape.length);
+    if (a === undefined) return `axis ${axis} out of range for rank ${x.shape.length}`;
+    const normShape = x.shape.slice(a);
+    for (const p of [scale, bias]) {
+      if (p.dtype !== x.dtype) return `dtype mismatch: ${x.dtype} vs ${p.dtype}`;
+      if (p.shape.length !== normShape.length || !p.shape.every((d, i) => dimEq(d, normShape[i]!))) {
+        return `scale/bias ${formatShape(p.shape)} must have the normalised shape ${formatShape(normShape)}`;
+      }
     }
-    return [{ dtype: a.dtype, shape: [m, n] }];
+    return [{ dtype: x.dtype, shape: x.shape }];
   },
-  // Y = alpha op(A) op(B) + beta C. With G = dY: d op(A) = alpha G op(B)^T, d op(B) = alpha op(A)^T G;
-  // undoing op() on either side only flips which operand is transposed.
-  vjp: ({ inputs: [a, b, c], attrs: { transA, transB, alpha, beta }, grads: [g] }) => {
-    const da = transA ? gemm(b!, g!, null, { transA: transB, transB: true, alpha }) : gemm(g!, b!, null, { transB: !transB, alpha });
-    const db = transB ? gemm(g!, a!, null, { transA: true, transB: transA, alpha }) : gemm(a!, g!, null, { transA: !transA, alpha });
-    if (!c) return [da, db];
-    return [da, db, unbroadcast(beta === 1 ? g! : mul(g!, beta), c.shape)];
+  vjp: ({ inputs: [x, scale], attrs: { axis, epsilon }, grads: [g] }) => {
+    // Recompute the statistics in the input's precision (ONNX's Mean/InvStdDev outputs are float32 only).
+    const a = normAxis(axis, x!.rank)!;
+    const axes = x!.shape.map((_, i) => i).filter((i) => i >= a);
+    const batchAxes = x!.shape.map((_, i) => i).filter((i) => i < a);
+    const mu = reduceMean(x!, axes, true);
+    const xc = sub(x!, mu);
+    const rstd = reciprocal(sqrt(add(reduceMean(mul(xc, xc), axes, true), epsilon)));
+    const xhat = mul(xc, rstd);
+    const gx = mul(g!, scale!);
+    const dx = mul(rstd, sub(sub(gx, reduceMean(gx, axes, true)), mul(xhat, reduceMean(mul(gx, xhat), axes, true))));
+    const sumBatch = (t: Tensor) => (batchAxes.length ? reduceSum(t, batchAxes, false) : t);
+    return [dx, sumBatch(mul(g!, xhat)), sumBatch(g!)];
   },
 });
+/** LayerNorm over the trailing axes starting at `axis` (DINO's ViT uses eps 1e-6). */
+export const layerNorm = (x: Tensor, scale: Tensor, bias: Tensor, epsilon = 1e-5, axis = -1): Tensor =>
+  x.graph.apply(LayerNormalization, [x, scale, bias], { axis, epsilon })[0]!;
 
-/** alpha op(A) op(B) + beta C on 2-D operands (ONNX Gemm); `nn.Linear` is gemm(x, weight, bias, { transB: true }). */
-export function gemm(a: Tensor, b: Tensor, c: Tensor | null, opts: GemmOptions = {}): Tensor {
-  const attrs: GemmAttrs = { transA: opts.transA ?? false, transB: opts.transB ?? false, alpha: opts.alpha ?? 1, beta: opts.beta ?? 1 };
-  return a.graph.apply(Gemm, c ? [a, b, c] : [a, b], attrs)[0]!;
+/** x / max(||x||_2, eps) along `axis` (PyTorch's F.normalize). */
+export function l2Normalize(x: Tensor, axis = -1, eps = 1e-12): Tensor {
+  const norm = sqrt(reduceSum(mul(x, x), axis, true));
+  return div(x, maximum(norm, eps));
 }
 
 // ---- BatchNormalization (inference) ------------------------------------------------------------------
@@ -71,6 +74,8 @@ const statAxes = (x: { shape: readonly Dim[] }) => x.shape.map((_, i) => i).filt
 
 export const BatchNormalization = defineOp<{ epsilon: number }>({
   name: 'BatchNormalization',
+  // ORT folds it into one scale and one shift per element.
+  flops: cost.perOutput(2),
   attrTypes: { epsilon: 'float' },
   infer: (ins) => {
     const x = ins[0]!;

@@ -1,6 +1,6 @@
-/** Reductions over axes. Backward: broadcast the cotangent back over the reduced axes. */
+/** Reductions over axes (1 FLOP per input element; ReduceL2 2). Backward: broadcast the cotangent back over the reduced axes. */
 import type { Tensor, TensorInfo } from '../graph.ts';
-import { defineOp, type OpDef } from '../op.ts';
+import { cost, defineOp, type OpDef } from '../op.ts';
 import { type Dim, normAxis } from '../shape.ts';
 import { div, equal, mul, where } from './elementwise.ts';
 import { expand, reshape } from './layout.ts';
@@ -39,6 +39,7 @@ function reducedCount(x: Tensor, axes: readonly number[]): number {
 
 export const ReduceSum = defineOp<ReduceAttrs>({
   name: 'ReduceSum',
+  flops: cost.perInput(1),
   attrTypes: { keepdims: 'int' },
   infer: reduceInfer,
   constInputs: reduceConstInputs,
@@ -46,6 +47,7 @@ export const ReduceSum = defineOp<ReduceAttrs>({
 });
 export const ReduceMean = defineOp<ReduceAttrs>({
   name: 'ReduceMean',
+  flops: cost.perInput(1),
   attrTypes: { keepdims: 'int' },
   infer: reduceInfer,
   constInputs: reduceConstInputs,
@@ -53,6 +55,7 @@ export const ReduceMean = defineOp<ReduceAttrs>({
 });
 export const ReduceMax = defineOp<ReduceAttrs>({
   name: 'ReduceMax',
+  flops: cost.perInput(1),
   attrTypes: { keepdims: 'int' },
   infer: reduceInfer,
   constInputs: reduceConstInputs,
@@ -63,13 +66,14 @@ export const ReduceMax = defineOp<ReduceAttrs>({
 });
 export const ReduceL2 = defineOp<ReduceAttrs>({
   name: 'ReduceL2',
+  flops: cost.perInput(2),
   attrTypes: { keepdims: 'int' },
   infer: reduceInfer,
   constInputs: reduceConstInputs,
   vjp: ({ inputs: [x], outputs: [y], attrs, grads: [g] }) => [mul(x!, broadcastBack(div(g!, y!), x!, attrs))],
 });
 
-function reduce(op: OpDef, x: Tensor, axes: number | readonly number[], keepdims: boolean): Tensor {
+function reduce(op: OpDef<ReduceAttrs>, x: Tensor, axes: number | readonly number[], keepdims: boolean): Tensor {
   const list = typeof axes === 'number' ? [axes] : [...axes];
   return x.graph.apply(op, [x], { axes: list, keepdims })[0]!;
 }

@@ -15,6 +15,7 @@
  * outer scope, never carried. Default domain, same opset and IR version as the step graph.
  */
 import { decodeModel, encodeModel } from '../onnx/emit.ts';
+import { ATTRIBUTE_TYPE, TENSOR_TYPE } from '../onnx/enums.ts';
 import { NEXT, type StepSignature } from './step.ts';
 
 /** The trip-count input of a K-step model. */
@@ -28,11 +29,6 @@ const BODY = 'step/';
 const ITERATION = 'loop/iteration';
 const COND_IN = 'loop/cond_in';
 const COND_OUT = 'loop/cond_out';
-
-const INT64 = 7;
-const BOOL = 9;
-const ATTR_GRAPH = 5;
-const ATTR_INT = 2;
 
 const scalarType = (elemType: number) => ({ tensor_type: { elem_type: elemType, shape: { dim: [] } } });
 
@@ -84,15 +80,15 @@ export function multiStepModelProto(model: any, signature: StepSignature): objec
   const body = {
     name: `${g.name}_body`,
     input: [
-      { name: ITERATION, type: scalarType(INT64) },
-      { name: COND_IN, type: scalarType(BOOL) },
+      { name: ITERATION, type: scalarType(TENSOR_TYPE.int64) },
+      { name: COND_IN, type: scalarType(TENSOR_TYPE.bool) },
       ...carried.map((name) => ({ name: BODY + name, type: inputType.get(name) })),
     ],
     node: [
       // Step k's slice of every stacked input, under the name the step's nodes read.
       ...perStep.map((name) => ({
         op_type: 'Gather', name: `loop/gather/${name}`, input: [name, ITERATION], output: [BODY + name],
-        attribute: [{ name: 'axis', type: ATTR_INT, i: 0 }],
+        attribute: [{ name: 'axis', type: ATTRIBUTE_TYPE.INT, i: 0 }],
       })),
       ...(g.node ?? []).map((n: any) => ({ ...n, input: (n.input ?? []).map(rename), output: (n.output ?? []).map(rename) })),
       { op_type: 'Identity', name: 'loop/cond', input: [COND_IN], output: [COND_OUT] },
@@ -100,7 +96,7 @@ export function multiStepModelProto(model: any, signature: StepSignature): objec
     initializer: (g.initializer ?? []).map((t: any) => ({ ...t, name: rename(t.name) })),
     value_info: (g.value_info ?? []).map((v: any) => ({ ...v, name: rename(v.name) })),
     output: [
-      { name: COND_OUT, type: scalarType(BOOL) },
+      { name: COND_OUT, type: scalarType(TENSOR_TYPE.bool) },
       ...carried.map((name) => ({ name: BODY + NEXT + name, type: outputType.get(NEXT + name) })),
       ...scanned.map((name: string) => ({ name: BODY + name, type: outputType.get(name) })),
     ],
@@ -112,7 +108,7 @@ export function multiStepModelProto(model: any, signature: StepSignature): objec
       name: `${g.name}_steps`,
       doc_string: `${STEPS_INPUT} consecutive steps of ${g.name} (ONNX Loop; per-step inputs stacked on axis 0)`,
       input: [
-        { name: STEPS_INPUT, type: scalarType(INT64) },
+        { name: STEPS_INPUT, type: scalarType(TENSOR_TYPE.int64) },
         ...signature.state.map((s, i) => ({ name: s.name, type: stateTypes[i] })),
         ...perStep.map((name, i) => ({ name, type: stackedType(perStepTypes[i]) })),
       ],
@@ -122,7 +118,7 @@ export function multiStepModelProto(model: any, signature: StepSignature): objec
         // No condition input: the loop runs exactly `steps` times.
         input: [STEPS_INPUT, '', ...carried],
         output: [...carried.map((name) => NEXT + name), ...scanned],
-        attribute: [{ name: 'body', type: ATTR_GRAPH, g: body }],
+        attribute: [{ name: 'body', type: ATTRIBUTE_TYPE.GRAPH, g: body }],
       }],
       initializer: [],
       output: [

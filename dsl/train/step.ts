@@ -1,5 +1,5 @@
 /**
- * Compiling a training *step* graph (DESIGN invariant 2): `state, batch, scalars -> state', metrics`.
+ * Compiling a training *step* graph (docs/ARCHITECTURE.md, "Training step graphs"): `state, batch, scalars -> state', metrics`.
  *
  * State is every parameter/buffer/optimizer tensor of the graph (`graph.params`), fed by name. A state
  * tensor X that the step changes has an output `next.X`; state without such an output is unchanged

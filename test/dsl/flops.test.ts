@@ -20,7 +20,6 @@ test('MatMul with broadcast batch, plus a bias Add and a ReLU', () => {
   assert.is(c.byOp['Relu'], 30);
   assert.is(c.total, 300);
   assert.equal(c.byPhase, { forward: 300, backward: 0, update: 0 });
-  assert.equal(c.uncounted, []);
 });
 
 test('Gemm counts 2MNK plus MN for C; transposes are free', () => {
@@ -99,14 +98,24 @@ test('a graph with a recorded build error is refused', () => {
   assert.throws(() => countFlops(g), /inner dims/);
 });
 
-test('ops without a rule are reported, not silently counted', () => {
-  const Mystery = defineOp({ name: 'FlopsTestMystery', onnxType: 'Identity', infer: (ins) => [{ dtype: ins[0]!.dtype, shape: ins[0]!.shape }] });
+test("an op's cost is its record's flops rule, and a record without one does not compile", () => {
+  const Stencil = defineOp({
+    name: 'FlopsTestStencil',
+    onnxType: 'Identity',
+    flops: ({ outputs: [y], numel }) => 3 * numel(y!),
+    infer: (ins) => [{ dtype: ins[0]!.dtype, shape: ins[0]!.shape }],
+  });
   const g = new Graph();
   const x = g.input('x', 'float32', [5]);
-  g.output('y', add(g.apply(Mystery, [x])[0]!, 1));
+  g.output('y', add(g.apply(Stencil, [x])[0]!, 1));
   const n = countFlops(g);
-  assert.equal(n.uncounted, ['FlopsTestMystery']);
-  assert.is(n.total, 5);
+  assert.is(n.byOp['FlopsTestStencil'], 15);
+  assert.is(n.total, 20);
+  // Type-level only (never called, so nothing is registered): tsc rejects an op without a FLOP rule.
+  const _uncounted = () =>
+    // @ts-expect-error: `flops` is required
+    defineOp({ name: 'FlopsTestUncounted', infer: (ins) => [{ dtype: ins[0]!.dtype, shape: ins[0]!.shape }] });
+  void _uncounted;
 });
 
 test.run();

@@ -46,8 +46,4 @@ export const gatherCases: Record<string, GradCheckSpec> = {
     inputs: [{ name: 'data', shape: [3, 4] }, { name: 'i', shape: [2, 2], constant: idx([0, 3, 2, 1]) }, { name: 'u', shape: [2] }],
     build: ([x, i, u]) => D.scatterND(x!, i!, u!, 'none'),
   },
-  ExpandToShapeOf: {
-    inputs: [{ name: 'v', shape: [1, 3] }, { name: 'like', shape: [2, 3], constant: { dtype: 'float64', data: [1, 2, 3, 4, 5, 6] } }],
-    build: ([v, like]) => D.expandToShapeOf(v!, like!),
-  },
 };

@@ -20,4 +20,8 @@ export const layoutCases: Record<string, GradCheckSpec> = {
   Slice: { inputs: [{ name: 'x', shape: [4, 5] }], build: ([x]) => D.slice(x!, [1, -3], [3, 5], [0, 1]) },
   Pad: { inputs: [{ name: 'x', shape: [2, 3] }], build: ([x]) => D.pad(x!, [1, 0, 0, 2]) },
   Expand: { inputs: [{ name: 'x', shape: [3, 1] }], build: ([x]) => D.expand(x!, [2, 3, 4]) },
+  ExpandToShapeOf: {
+    inputs: [{ name: 'v', shape: [1, 3] }, { name: 'like', shape: [2, 3], constant: { dtype: 'float64', data: [1, 2, 3, 4, 5, 6] } }],
+    build: ([v, like]) => D.expandToShapeOf(v!, like!),
+  },
 };

@@ -1,18 +1,14 @@
-/** Gradient-check cases for Gemm and batch normalisation (float64: ORT's CPU EP has double Gemm and BatchNormalization). */
+/** Gradient-check cases for normalisation ops (float64: ORT's CPU EP has double BatchNormalization). */
 import * as D from '../../../dsl/index.ts';
 import type { GradCheckSpec } from '../../helpers/gradcheck.ts';
 
 const pos = (p: D.Prng) => p.range(0.5, 2);
-const gemmCase = (shapeA: number[], shapeB: number[], shapeC: number[] | null, opts: D.GemmOptions): GradCheckSpec => ({
-  inputs: [{ name: 'a', shape: shapeA }, { name: 'b', shape: shapeB }, ...(shapeC ? [{ name: 'c', shape: shapeC }] : [])],
-  build: ([a, b, c]) => D.gemm(a!, b!, c ?? null, opts),
-});
 
 export const normCases: Record<string, GradCheckSpec> = {
-  Gemm: gemmCase([3, 4], [4, 5], [5], { alpha: 0.7, beta: 1.3 }),
-  'Gemm (transA, C [3, 1])': gemmCase([4, 3], [4, 5], [3, 1], { transA: true, beta: -0.5 }),
-  'Gemm (transB, no C, as Linear)': gemmCase([3, 4], [5, 4], null, { transB: true }),
-  'Gemm (transA and transB, full C)': gemmCase([4, 3], [5, 4], [3, 5], { transA: true, transB: true, alpha: 2 }),
+  LayerNormalization: {
+    inputs: [{ name: 'x', shape: [2, 3, 6] }, { name: 'w', shape: [6] }, { name: 'b', shape: [6] }],
+    build: ([x, w, b]) => D.layerNorm(x!, w!, b!, 1e-6),
+  },
   // running statistics as inputs too: their gradients are checked although training keeps them constant
   BatchNormalization: {
     inputs: [
