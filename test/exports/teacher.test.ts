@@ -265,7 +265,7 @@ test('errors name the file and the problem', () => {
   throwsWith(() => exportTeacher({ run: empty, out }), path.join(empty, 'checkpoint.safetensors'), 'not found');
   // weights without an architecture; an unknown format; a size that is not a multiple of the patch
   throwsWith(() => exportTeacher({ weights: bad, out }), '--preset');
-  throwsWith(() => exportTeacher({ preset: 'vit_small', weights: path.join(TMP, 'w.bin'), out }), 'w.bin', '.safetensors');
+  throwsWith(() => exportTeacher({ preset: 'vit_small', weights: path.join(TMP, 'w.npz'), out }), 'w.npz', '.safetensors');
   throwsWith(() => exportTeacher({ run: RUN.dir, out, imageSize: 30 }), '30x30', 'patch size 4');
   throwsWith(() => exportTeacher({ run: RUN.dir, out, imageSize: 28, dynamicSize: true }), 'not both');
   assert.not.ok(fs.existsSync(out), 'nothing written on failure');

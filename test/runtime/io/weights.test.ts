@@ -48,7 +48,23 @@ test('DistributedDataParallel `module.` prefixes are stripped in safetensors as 
 test('errors name the file: a missing network, an unknown format', () => {
   const onlyTeacher = write('teacher-only.safetensors', [['teacher.backbone.cls_token', 1]]);
   assert.throws(() => readDinoWeights(onlyTeacher, 'student'), /teacher-only\.safetensors: this DINO checkpoint has no "student" state dict/);
-  assert.throws(() => readDinoWeights(path.join(dir, 'w.bin')), /w\.bin: unknown weights format "\.bin"/);
+  assert.throws(() => readDinoWeights(path.join(dir, 'w.npz')), /w\.npz: unknown weights format "\.npz"/);
+});
+
+
+test('Hugging Face and timm ViT names come out as DINO names; their classifier heads are dropped', () => {
+  const q = 1, k = 2, v = 3;
+  const hf = readDinoWeights(write('hf.safetensors', [
+    ['vit.embeddings.cls_token', 10], ['vit.encoder.layer.0.attention.attention.query.bias', q],
+    ['vit.encoder.layer.0.attention.attention.key.bias', k], ['vit.encoder.layer.0.attention.attention.value.bias', v],
+    ['vit.layernorm.weight', 11], ['classifier.weight', 12],
+  ]));
+  assert.equal(values(hf.backbone), { cls_token: 10, 'blocks.0.attn.qkv.bias': q, 'norm.weight': 11 });
+  assert.equal(Array.from(hf.backbone.get('blocks.0.attn.qkv.bias')!.data as Float32Array), [q, k, v]);
+  assert.is(hf.head.size, 0);
+  const timm = readDinoWeights(write('timm.safetensors', [['cls_token', 1], ['norm.weight', 2], ['head.weight', 3], ['head.bias', 4]]));
+  assert.equal(values(timm.backbone), { cls_token: 1, 'norm.weight': 2 });
+  assert.is(timm.head.size, 0);
 });
 
 test.run();
