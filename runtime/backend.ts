@@ -2,8 +2,21 @@
  * Running compiled graphs with onnxruntime-node: execution-provider choice, thread settings and
  * typed feeds. The same bytes run in onnxruntime-web (see `runtime/web.ts`).
  */
-import * as ort from 'onnxruntime-node';
+import { createRequire } from 'node:module';
+import type * as Ort from 'onnxruntime-node';
 import type { DType } from '../dsl/graph.ts';
+import { chooseOrt } from './ep/ort-select.ts';
+
+/** The onnxruntime-node this process runs: the project's, or `dino setup cuda`'s for DINO_EP=cuda (ep/ort-select.ts). */
+export const ortChoice = chooseOrt();
+const ort: typeof Ort = createRequire(import.meta.url)(ortChoice.module) as typeof Ort;
+// The types of whichever build was loaded: the two share onnxruntime-common's API.
+declare namespace ort {
+  type Tensor = Ort.Tensor;
+  namespace Tensor { type Type = Ort.Tensor.Type }
+  type InferenceSession = Ort.InferenceSession;
+  namespace InferenceSession { type SessionOptions = Ort.InferenceSession.SessionOptions; type ReturnType = Ort.InferenceSession.ReturnType }
+}
 
 export type ExecutionProvider = 'cpu' | 'cuda' | 'webgpu';
 
@@ -22,8 +35,8 @@ export type HostArray = Float32Array | Float64Array | BigInt64Array | Int32Array
 const REMEDY: Record<ExecutionProvider, string> = {
   cpu: '',
   cuda:
-    'the CUDA execution provider is not installed: reinstall onnxruntime-node with ONNXRUNTIME_NODE_INSTALL=cuda12 ' +
-    '(see README "GPU"), on a machine with CUDA 12 and cuDNN 9, or use --ep cpu',
+    'this onnxruntime-node has no CUDA provider: run `npx dino setup cuda` (npm only; then --ep cuda loads that build), ' +
+    'or reinstall onnxruntime-node with ONNXRUNTIME_NODE_INSTALL=cuda12 (see README "GPU"), or use --ep cpu',
   webgpu: 'no WebGPU adapter was found (needs a Vulkan/Metal/D3D12 GPU driver); use --ep cpu',
 };
 

@@ -19,6 +19,7 @@ import { loadImageFolder } from '../data/image-folder.ts';
 import { type TrainConfig, scheduleConfig, stepConfig } from './config.ts';
 import { loadCheckpoint, restoreState, saveCheckpoint } from './checkpoint.ts';
 import { stepScalars } from './schedules.ts';
+import { checkDataFits } from './data-fit.ts';
 
 /** The training loop's activation recomputation unless told otherwise (see TrainOptions.recompute). */
 export const DEFAULT_RECOMPUTE: Recompute = 'mlp';
@@ -97,6 +98,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
   const cfg = opts.config;
   const stepsPerRun = opts.stepsPerRun ?? 1;
   if (!Number.isInteger(stepsPerRun) || stepsPerRun < 1) throw new Error(`stepsPerRun must be a positive integer, got ${stepsPerRun}`);
+  await checkDataFits(cfg, opts.data, opts.dataset); // before anything is compiled or written
   mkdirSync(opts.out, { recursive: true });
   const ckptPath = join(opts.out, 'checkpoint.safetensors');
   const metricsPath = join(opts.out, 'metrics.jsonl');
