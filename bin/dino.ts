@@ -4,6 +4,7 @@
  */
 import { parseArgs } from 'node:util';
 import { join } from 'node:path';
+import { preselectOrt } from '../runtime/ep/ort-select.ts';
 
 type Handler = (argv: string[]) => Promise<void>;
 
@@ -19,7 +20,11 @@ const COMMANDS: Record<string, { summary: string; run: Handler }> = {
   bench: { summary: 'training and inference throughput, FLOPs, memory', run: benchCommand },
   inspect: { summary: 'parameter table of a preset', run: inspectCommand },
   spirals: { summary: 'tiny end-to-end demo: an MLP learns two spirals through compiled step graphs', run: spiralsCommand },
+  setup: { summary: 'setup cuda: install the CUDA execution provider from npm into .dino/cuda', run: (argv) => gpuCommands().then((m) => m.setupCommand(argv)) },
+  doctor: { summary: 'which execution providers (cpu, cuda, webgpu) start here, and how to fix those that do not', run: (argv) => gpuCommands().then((m) => m.doctorCommand(argv)) },
 };
+
+const gpuCommands = () => lazy<typeof import('./gpu-commands.ts')>('./gpu-commands.ts');
 
 async function lazy<T>(path: string): Promise<T> {
   return (await import(path)) as T;
@@ -32,7 +37,7 @@ function usage(): string {
 
 const TRAIN_HELP = `usage: dino train [options]
 
-  --preset NAME          fmnist-quick (default), fmnist-tiny6, fmnist-tiny12
+  --preset NAME          fmnist-quick (default), fmnist-tiny6, fmnist-tiny12; RGB: vit_tiny, vit_small, vit_base (+ _p8)
   --steps N              length of the run; every schedule spans it
   --batch N              images per step (lr scales with batch / 256)
   --seed S               the run's seed (init, shuffling, augmentation, stochastic depth)
@@ -51,28 +56,42 @@ const TRAIN_HELP = `usage: dino train [options]
   --augment dino|none    none: global crops = whole image, local crops = whole image resized
   --local-crops N        number of local crops
   --set key=value        override any config field, e.g. --set lr=0.002 --set head.outDim=1024 (repeatable)
+
+DINO's flags (main_dino.py names), for RGB image folders:
+  --arch NAME            vit_tiny, vit_small or vit_base with DINO's defaults (instead of --preset)
+  --patch-size N         ViT patch size (default 16; DINO also publishes 8)
+  --image-size N         global crop side and model input (default 224; local crops keep 96/224 of it)
+  --local-crops-number N local crops per image (DINO: 8)
+  --epochs N             length in passes over the data (steps = N x floor(images / batch)); DINO's warm-ups
+                         (lr 10 epochs, last layer frozen 1 epoch) are converted to steps. --arch defaults to 100.
+  With --ep cuda, --steps-per-run defaults to the largest K <= 8 dividing --checkpoint-every.
 `;
 
 async function trainCommand(argv: string[]): Promise<void> {
   const { values } = parseArgs({
     args: argv,
     options: {
-      preset: { type: 'string', default: 'fmnist-quick' }, steps: { type: 'string' }, batch: { type: 'string' }, seed: { type: 'string' },
+      preset: { type: 'string' }, steps: { type: 'string' }, batch: { type: 'string' }, seed: { type: 'string' },
       out: { type: 'string' }, data: { type: 'string' }, 'skip-bad-images': { type: 'boolean' }, resume: { type: 'boolean' },
       ep: { type: 'string', default: 'cpu' }, threads: { type: 'string' }, recompute: { type: 'string' }, 'steps-per-run': { type: 'string' }, 'checkpoint-every': { type: 'string' }, init: { type: 'string' },
       augment: { type: 'string' }, 'local-crops': { type: 'string' }, set: { type: 'string', multiple: true }, help: { type: 'boolean' },
+      arch: { type: 'string' }, 'patch-size': { type: 'string' }, 'image-size': { type: 'string' }, 'local-crops-number': { type: 'string' }, epochs: { type: 'string' },
     },
   });
   if (values.help) return void process.stdout.write(TRAIN_HELP);
+  const gpu = await gpuCommands();
+  const dino = gpu.dinoTrainFlags(values);
   const { resolveTrainConfig } = await lazy<typeof import('../runtime/dino/cli-config.ts')>('../runtime/dino/cli-config.ts');
   const { train } = await lazy<typeof import('../runtime/dino/train.ts')>('../runtime/dino/train.ts');
   const { parseRecompute } = await lazy<typeof import('../models/vit.ts')>('../models/vit.ts');
   const recompute = values.recompute !== undefined ? parseRecompute(values.recompute) : undefined;
-  const { config, out, initWeights } = await resolveTrainConfig(values);
+  const resolved = await resolveTrainConfig({ ...values, preset: dino.preset ?? 'fmnist-quick', set: dino.set });
   const ep = values.ep as 'cpu' | 'cuda' | 'webgpu';
   if (!['cpu', 'cuda', 'webgpu'].includes(ep)) throw new Error(`--ep must be cpu, cuda or webgpu, got "${ep}"`);
+  const { config, dataset, stepsPerRun } = await gpu.dinoTrainSetup(resolved.config, values, ep, log);
+  const { out, initWeights } = resolved;
   const r = await train({
-    config, out, ep,
+    config, out, ep, ...(dataset ? { dataset } : {}), ...(stepsPerRun ? { stepsPerRun } : {}),
     ...(values.resume ? { resume: true } : {}),
     ...(values.data ? { data: values.data } : {}),
     ...(values['skip-bad-images'] ? { skipBadImages: true } : {}),
@@ -235,6 +254,7 @@ export function intArg(flag: string, v: string): number {
 async function main(): Promise<void> {
   const [cmd, ...rest] = process.argv.slice(2);
   if (!cmd || cmd === '--help' || cmd === '-h' || cmd === 'help') return void console.log(usage());
+  preselectOrt(rest); // --ep cuda loads the `dino setup cuda` build, which must be the only ORT in the process
   const c = COMMANDS[cmd];
   if (!c) {
     console.error(`unknown command "${cmd}"\n\n${usage()}`);

@@ -20,6 +20,7 @@ import { type TrainConfig, scheduleConfig, stepConfig } from './config.ts';
 import { loadCheckpoint, restoreState, saveCheckpoint } from './checkpoint.ts';
 import { stepScalars } from './schedules.ts';
 import { checkDataFits } from './data-fit.ts';
+import { stateToHost } from '../ep/device-state.ts';
 
 /** The training loop's activation recomputation unless told otherwise (see TrainOptions.recompute). */
 export const DEFAULT_RECOMPUTE: Recompute = 'mlp';
@@ -106,7 +107,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
   const built = buildDinoStep({ ...stepConfig(cfg), recompute: opts.recompute ?? DEFAULT_RECOMPUTE });
   if (E.isLeft(built)) throw new Error(`the model config is invalid:\n  ${built.left.map(formatError).join('\n  ')}`);
   const compileStart = performance.now();
-  const runner = await StepRunner.compile(built.right.graph, { ep: opts.ep ?? 'cpu', threads: opts.threads ?? 0 });
+  const runner = await StepRunner.compile(built.right.graph, { ep: opts.ep ?? 'cpu', threads: opts.threads ?? 0, keepStateOnDevice: true });
   log(`compiled the training step (${(runner.onnxBytes.length / 1e6).toFixed(1)} MB ONNX, ${built.right.graph.nodes.length} nodes) in ${((performance.now() - compileStart) / 1000).toFixed(1)} s`);
 
   let state: TrainState;
@@ -190,8 +191,12 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
       }
       step += chunk;
       if (progress) writeProgress(step, cfg.steps, startStep, t0, metrics[chunk - 1]!, b);
-      if (opts.checkpointEvery && step % opts.checkpointEvery === 0 && step < end) save(step);
+      if (opts.checkpointEvery && step % opts.checkpointEvery === 0 && step < end) {
+        await stateToHost(state); // a no-op unless the state lives on the device (WebGPU)
+        save(step);
+      }
     }
+    await stateToHost(state);
     save(step);
   } finally {
     process.removeListener('SIGINT', onSigint);
