@@ -29,9 +29,9 @@ const PROVIDER_SUBDIR = join('Plugins', 'Linux', 'x64');
 
 /** What the CUDA provider still needs from the system, with where NVIDIA's pip wheels put it. */
 export const CUDA_LIBRARIES: readonly { lib: string; what: string; wheel: string }[] = [
-  { lib: 'libcudart.so.13', what: 'CUDA 13 runtime', wheel: 'nvidia-cuda-runtime (nvidia/cu13/lib)' },
-  { lib: 'libcublas.so.13, libcublasLt.so.13', what: 'cuBLAS 13', wheel: 'nvidia-cublas (nvidia/cu13/lib)' },
-  { lib: 'libcurand.so.10', what: 'cuRAND 10', wheel: 'nvidia-curand (nvidia/cu13/lib)' },
+  { lib: 'libcudart.so.13', what: 'CUDA 13 runtime', wheel: 'nvidia-cuda-runtime-cu13 (nvidia/cu13/lib)' },
+  { lib: 'libcublas.so.13, libcublasLt.so.13', what: 'cuBLAS 13', wheel: 'nvidia-cublas-cu13 (nvidia/cu13/lib)' },
+  { lib: 'libcurand.so.10', what: 'cuRAND 10', wheel: 'nvidia-curand-cu13 (nvidia/cu13/lib)' },
   { lib: 'libcudnn.so.9', what: 'cuDNN 9, loaded only for convolutions (the ViT patch embedding)', wheel: 'nvidia-cudnn-cu13 (nvidia/cudnn/lib)' },
   { lib: 'libcuda.so.1', what: 'the NVIDIA driver (580 or newer for CUDA 13)', wheel: 'installed with the driver, not by pip' },
 ];
@@ -148,7 +148,7 @@ export function cudaLibraryAdvice(): string[] {
     `The CUDA provider (ORT ${CUDA_BUILD.ortVersion}, CUDA ${CUDA_BUILD.cudaMajor}) still needs these libraries on the loader path:`,
     ...CUDA_LIBRARIES.map((c) => `  ${c.lib.padEnd(36)} ${c.what}; pip: ${c.wheel}`),
     'From a CUDA toolkit install, or from NVIDIA\'s pip wheels, e.g.:',
-    '  pip install nvidia-cuda-runtime nvidia-cublas nvidia-curand nvidia-cudnn-cu13',
+    '  pip install nvidia-cuda-runtime-cu13 nvidia-cublas-cu13 nvidia-curand-cu13 nvidia-cudnn-cu13',
     '  SITE=$(python3 -c "import site; print(site.getsitepackages()[0])")',
     '  export LD_LIBRARY_PATH=$SITE/nvidia/cu13/lib:$SITE/nvidia/cudnn/lib:$LD_LIBRARY_PATH',
     'Then `npx dino doctor` says whether the CUDA EP starts.',

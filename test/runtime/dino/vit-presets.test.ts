@@ -100,6 +100,30 @@ test('a 1-channel 28 px preset on colour images, or an RGB preset on Fashion-MNI
   assert.not.ok(existsSync(out));
 });
 
+test('a reduced RGB run trains end to end on an image folder, its length given in epochs', async () => {
+  const root = tmp();
+  for (const cls of ['red', 'blue']) mkdirSync(join(root, cls));
+  for (let i = 0; i < 10; i++) {
+    const cls = i % 2 ? 'red' : 'blue';
+    const v = 20 * i;
+    const background = cls === 'red' ? { r: 180 + v / 4, g: v, b: 30 } : { r: 30, g: v, b: 180 + v / 4 };
+    await sharp({ create: { width: 24, height: 24, channels: 3, background } }).png().toFile(join(root, cls, `${i}.png`));
+  }
+  const f = dinoFlagsToSets({
+    arch: 'vit_tiny', 'patch-size': '8', 'image-size': '32', 'local-crops-number': '2',
+    set: ['backbone.embedDim=32', 'backbone.depth=2', 'backbone.numHeads=2', 'head.outDim=64', 'head.hiddenDim=64', 'head.bottleneckDim=16', 'batch=4', 'augment.blurSigma=[0.01,0.3]'],
+  });
+  const base = applyOverrides(getPreset(f.preset!), f.set);
+  const { applyEpochs } = await import('../../../runtime/dino/dino-flags.ts');
+  const { config, dataset } = await applyEpochs(base, '2', { data: root });
+  assert.equal([dataset.channels, dataset.train.count, config.steps, config.freezeLastLayerSteps], [3, 10, 4, 2]); // 10 train images (5 per class: none is a 10th): 2 full batches of 4 per epoch
+  const out = join(tmp(), 'run');
+  const r = await train({ config, out, dataset, data: root, progress: false, log: () => {}, threads: 1 });
+  assert.is(r.steps, 4);
+  assert.ok(Number.isFinite(r.lastMetrics['loss']), JSON.stringify(r.lastMetrics));
+  assert.ok(existsSync(join(out, 'checkpoint.safetensors')));
+});
+
 test('DINO_AUGMENT is what the RGB presets use', () => {
   const a = getPreset('vit_base').augment;
   for (const k of ['flipP', 'colorJitterP', 'grayscaleP', 'solarizeP', 'solarizeThreshold'] as const) assert.is(a[k], DINO_AUGMENT[k]);
