@@ -3,6 +3,9 @@
  * + 2 local crops: build, emit, open an ORT session on the CPU and run one step from the initial state, with
  * DINO's schedules at step 0. Prints one JSON line (times, ONNX size, loss, peak RSS):
  *   node --import tsx bench/experiments/vit-small-step.ts [--emit-only]
+ * and on a GPU (after `npx dino setup cuda`; DINO_EP=cuda loads that build, docs/ARCHITECTURE.md "GPU"):
+ *   DINO_EP=cuda node --import tsx bench/experiments/vit-small-step.ts --ep cuda
+ *   node --import tsx bench/experiments/vit-small-step.ts --ep webgpu
  * Measured on a shared 2-core CPU: build 0.5 s, compile 2.4 s, one step 5.2 s, peak RSS 2.2 GiB; so
  * test/runtime/dino/vit-small-step.test.ts runs it too.
  */
@@ -14,11 +17,11 @@ import { getPreset, scheduleConfig, stepConfig, applyOverrides } from '../../run
 import { stepScalars } from '../../runtime/dino/schedules.ts';
 import { initialState } from '../../runtime/dino/train.ts';
 import { StepRunner } from '../../runtime/step-runner.ts';
-import { ort } from '../../runtime/backend.ts';
+import { type ExecutionProvider, ort, ortChoice } from '../../runtime/backend.ts';
 import { emitOnnx } from '../../dsl/onnx/emit.ts';
 import { fileURLToPath } from 'node:url';
 
-export async function vitSmallStep(emitOnly: boolean): Promise<Record<string, unknown>> {
+export async function vitSmallStep(emitOnly: boolean, ep: ExecutionProvider = 'cpu'): Promise<Record<string, unknown>> {
 const cfg = applyOverrides(getPreset('vit_small'), ['batch=2', 'augment.localCrops=2']);
 const t0 = performance.now();
 const built = buildDinoStep({ ...stepConfig(cfg), recompute: 'mlp' });
@@ -31,7 +34,9 @@ if (emitOnly) {
   result['onnx_mb'] = bytes.right.length / 1e6;
   result['emit_s'] = (performance.now() - tBuild) / 1000;
 } else {
-  const runner = await StepRunner.compile(built.right.graph, { ep: 'cpu', threads: 0 });
+  result['ep'] = ep;
+  result['ort'] = ortChoice.module;
+  const runner = await StepRunner.compile(built.right.graph, { ep, threads: 0, keepStateOnDevice: true });
   const tCompile = performance.now();
   result['onnx_mb'] = runner.onnxBytes.length / 1e6;
   result['compile_s'] = (tCompile - tBuild) / 1000;
@@ -55,4 +60,8 @@ result['peak_rss_gib'] = process.resourceUsage().maxRSS / 2 ** 20;
 return result;
 }
 
-if (process.argv[1] === fileURLToPath(import.meta.url)) console.log(JSON.stringify(await vitSmallStep(process.argv.includes('--emit-only'))));
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const at = process.argv.indexOf('--ep');
+  const ep = (at > 0 ? process.argv[at + 1] : 'cpu') as ExecutionProvider;
+  console.log(JSON.stringify(await vitSmallStep(process.argv.includes('--emit-only'), ep)));
+}
