@@ -4,6 +4,8 @@
  * imports it. A command's module is imported when the command runs, so `dino --help` and small commands
  * do not load ONNX Runtime, sharp or the browser demo.
  */
+import { preselectOrt } from '../runtime/ep/ort-select.ts';
+
 type Handler = (argv: string[]) => Promise<void>;
 
 const COMMANDS: Record<string, { summary: string; run: Handler }> = {
@@ -18,6 +20,8 @@ const COMMANDS: Record<string, { summary: string; run: Handler }> = {
   bench: { summary: 'training and inference throughput, FLOPs, memory', run: async (a) => (await import('../cli/tools.ts')).benchCommand(a) },
   inspect: { summary: 'parameter table of a preset', run: async (a) => (await import('../cli/tools.ts')).inspectCommand(a) },
   spirals: { summary: 'tiny end-to-end demo: an MLP learns two spirals through compiled step graphs', run: async () => (await import('../cli/tools.ts')).spiralsCommand() },
+  setup: { summary: 'setup cuda: install the CUDA execution provider from npm into .dino/cuda', run: async (a) => (await import('../cli/gpu.ts')).setupCommand(a) },
+  doctor: { summary: 'which execution providers (cpu, cuda, webgpu) start here, and how to fix those that do not', run: async (a) => (await import('../cli/gpu.ts')).doctorCommand(a) },
 };
 
 function usage(): string {
@@ -28,6 +32,7 @@ function usage(): string {
 async function main(): Promise<void> {
   const [cmd, ...rest] = process.argv.slice(2);
   if (!cmd || cmd === '--help' || cmd === '-h' || cmd === 'help') return void console.log(usage());
+  preselectOrt(rest); // --ep cuda loads the `dino setup cuda` build, which must be the only ORT in the process
   const c = COMMANDS[cmd];
   if (!c) {
     console.error(`unknown command "${cmd}"\n\n${usage()}`);

@@ -5,6 +5,7 @@ import { type TrainConfig, applyOverrides, getPreset } from '../runtime/dino/con
 import { train } from '../runtime/dino/train.ts';
 import { readDinoWeights } from '../runtime/io/weights.ts';
 import { epArg, intArg, recomputeArg } from './flags.ts';
+import { dinoTrainFlags, dinoTrainSetup } from './gpu.ts';
 
 export const TRAIN_HELP = `usage: dino train [options]
 
@@ -27,24 +28,37 @@ export const TRAIN_HELP = `usage: dino train [options]
   --augment dino|none    none: global crops = whole image, local crops = whole image resized
   --local-crops N        number of local crops
   --set key=value        override any config field, e.g. --set lr=0.002 --set head.outDim=1024 (repeatable)
+
+DINO's flags (main_dino.py names), for RGB image folders:
+  --arch NAME            vit_tiny, vit_small or vit_base with DINO's defaults (instead of --preset)
+  --patch-size N         ViT patch size (default 16; DINO also publishes 8)
+  --image-size N         global crop side and model input (default 224; local crops keep 96/224 of it)
+  --local-crops-number N local crops per image (DINO: 8)
+  --epochs N             length in passes over the data (steps = N x floor(images / batch)); DINO's warm-ups
+                         (lr 10 epochs, last layer frozen 1 epoch) are converted to steps. --arch defaults to 100.
+  With --ep cuda, --steps-per-run defaults to the largest K <= 8 dividing --checkpoint-every.
 `;
 
 export async function trainCommand(argv: string[]): Promise<void> {
   const { values } = parseArgs({
     args: argv,
     options: {
-      preset: { type: 'string', default: 'fmnist-quick' }, steps: { type: 'string' }, batch: { type: 'string' }, seed: { type: 'string' },
+      preset: { type: 'string' }, steps: { type: 'string' }, batch: { type: 'string' }, seed: { type: 'string' },
       out: { type: 'string' }, data: { type: 'string' }, 'skip-bad-images': { type: 'boolean' }, resume: { type: 'boolean' },
       ep: { type: 'string', default: 'cpu' }, threads: { type: 'string' }, recompute: { type: 'string' }, 'steps-per-run': { type: 'string' }, 'checkpoint-every': { type: 'string' }, init: { type: 'string' },
       augment: { type: 'string' }, 'local-crops': { type: 'string' }, set: { type: 'string', multiple: true }, help: { type: 'boolean' },
+      arch: { type: 'string' }, 'patch-size': { type: 'string' }, 'image-size': { type: 'string' }, 'local-crops-number': { type: 'string' }, epochs: { type: 'string' },
     },
   });
   if (values.help) return void process.stdout.write(TRAIN_HELP);
   const recompute = values.recompute !== undefined ? recomputeArg(values.recompute) : undefined;
-  const { config, out, initWeights } = await resolveTrainConfig(values);
+  const dino = dinoTrainFlags(values);
+  const resolved = await resolveTrainConfig({ ...values, preset: dino.preset ?? 'fmnist-quick', set: dino.set });
   const ep = epArg(values.ep!);
+  const { config, dataset, stepsPerRun } = await dinoTrainSetup(resolved.config, values, ep, (m) => process.stderr.write(m + '\n'));
+  const { out, initWeights } = resolved;
   const r = await train({
-    config, out, ep,
+    config, out, ep, ...(dataset ? { dataset } : {}), ...(stepsPerRun ? { stepsPerRun } : {}),
     ...(values.resume ? { resume: true } : {}),
     ...(values.data ? { data: values.data } : {}),
     ...(values['skip-bad-images'] ? { skipBadImages: true } : {}),

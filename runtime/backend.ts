@@ -2,8 +2,22 @@
  * Running compiled graphs with onnxruntime-node: execution-provider choice, thread settings and
  * typed feeds. The same bytes run in onnxruntime-web (see `runtime/web.ts`).
  */
-import * as ort from 'onnxruntime-node';
+import { createRequire } from 'node:module';
+import type * as Ort from 'onnxruntime-node';
 import type { DType } from '../dsl/graph.ts';
+import { chooseOrt } from './ep/ort-select.ts';
+import { deviceOutputLocations } from './ep/device-state.ts';
+
+/** The onnxruntime-node this process runs: the project's, or `dino setup cuda`'s for DINO_EP=cuda (ep/ort-select.ts). */
+export const ortChoice = chooseOrt();
+const ort: typeof Ort = createRequire(import.meta.url)(ortChoice.module) as typeof Ort;
+// The types of whichever build was loaded: the two share onnxruntime-common's API.
+declare namespace ort {
+  type Tensor = Ort.Tensor;
+  namespace Tensor { type Type = Ort.Tensor.Type }
+  type InferenceSession = Ort.InferenceSession;
+  namespace InferenceSession { type SessionOptions = Ort.InferenceSession.SessionOptions; type ReturnType = Ort.InferenceSession.ReturnType }
+}
 
 export type ExecutionProvider = 'cpu' | 'cuda' | 'webgpu';
 
@@ -15,6 +29,13 @@ export interface SessionOptions {
   readonly optimization?: 'disabled' | 'basic' | 'extended' | 'all';
   /** Write an ORT profile (chrome://tracing JSON) with this prefix. */
   readonly profilePrefix?: string;
+  /**
+   * Outputs to leave on the device as GPU buffers (WebGPU only, ep/device-state.ts); ignored for other EPs.
+   * StepRunner fills it with the state outputs when `keepStateOnDevice` is set.
+   */
+  readonly deviceOutputs?: readonly string[];
+  /** StepRunner: keep the training state on the device between steps where the EP allows it (WebGPU). */
+  readonly keepStateOnDevice?: boolean;
 }
 
 export type HostArray = Float32Array | Float64Array | BigInt64Array | Int32Array | Uint8Array;
@@ -22,14 +43,28 @@ export type HostArray = Float32Array | Float64Array | BigInt64Array | Int32Array
 const REMEDY: Record<ExecutionProvider, string> = {
   cpu: '',
   cuda:
-    'the CUDA execution provider is not installed: reinstall onnxruntime-node with ONNXRUNTIME_NODE_INSTALL=cuda12 ' +
-    '(see README "GPU"), on a machine with CUDA 12 and cuDNN 9, or use --ep cpu',
+    'this onnxruntime-node has no CUDA provider: run `npx dino setup cuda` (npm only; then --ep cuda loads that build), ' +
+    'or reinstall onnxruntime-node with ONNXRUNTIME_NODE_INSTALL=cuda12 (see README "GPU"), or use --ep cpu',
   webgpu: 'no WebGPU adapter was found (needs a Vulkan/Metal/D3D12 GPU driver); use --ep cpu',
 };
 
 export async function createSession(model: Uint8Array | string, opts: SessionOptions = {}): Promise<ort.InferenceSession> {
   const ep = opts.ep ?? 'cpu';
-  const so: ort.InferenceSession.SessionOptions = {
+  const so = ortSessionOptions(opts);
+  try {
+    return typeof model === 'string' ? await ort.InferenceSession.create(model, so) : await ort.InferenceSession.create(model, so);
+  } catch (e) {
+    const msg = (e as Error).message;
+    if (ep !== 'cpu') throw new Error(`could not start the ${ep} execution provider: ${epRemedy(ep)} (ORT said: ${msg})`);
+    throw new Error(`ONNX Runtime could not load the model${typeof model === 'string' ? ` ${model}` : ''}: ${msg}`);
+  }
+}
+
+/** ORT's session options for ours. */
+export function ortSessionOptions(opts: SessionOptions = {}): ort.InferenceSession.SessionOptions {
+  const ep = opts.ep ?? 'cpu';
+  const locations = deviceOutputLocations(ep, opts.deviceOutputs ?? []);
+  return {
     executionProviders: [ep],
     graphOptimizationLevel: opts.optimization ?? 'all',
     intraOpNumThreads: opts.threads ?? 0,
@@ -40,14 +75,17 @@ export async function createSession(model: Uint8Array | string, opts: SessionOpt
     // more than plain arena reuse for the fmnist-tiny6 training step, and steps were ~5% slower (bench/RESULTS.md).
     enableMemPattern: false,
     ...(opts.profilePrefix ? { enableProfiling: true, profileFilePrefix: opts.profilePrefix } : {}),
+    ...(locations ? { preferredOutputLocation: locations } : {}),
   };
-  try {
-    return typeof model === 'string' ? await ort.InferenceSession.create(model, so) : await ort.InferenceSession.create(model, so);
-  } catch (e) {
-    const msg = (e as Error).message;
-    if (ep !== 'cpu') throw new Error(`could not start the ${ep} execution provider: ${REMEDY[ep]} (ORT said: ${msg})`);
-    throw new Error(`ONNX Runtime could not load the model${typeof model === 'string' ? ` ${model}` : ''}: ${msg}`);
+}
+
+/** What to do when `ep` does not start, given which onnxruntime-node this process loaded. */
+export function epRemedy(ep: ExecutionProvider, choice = ortChoice): string {
+  if (ep === 'cuda' && choice.kind === 'cuda-setup') {
+    return 'the CUDA build from `npx dino setup cuda` is loaded but its provider did not start: put the CUDA 13 libraries ' +
+      '(libcudart/libcublas/libcublasLt 13, libcurand 10, cuDNN 9) on LD_LIBRARY_PATH (`npx dino setup cuda` prints the line; `npx dino doctor` checks)';
   }
+  return REMEDY[ep];
 }
 
 const ORT_TYPE: Record<DType, ort.Tensor.Type> = { float32: 'float32', float64: 'float64', int64: 'int64', int32: 'int32', bool: 'bool' };

@@ -39,7 +39,10 @@ export class StepRunner {
   static async compile(graph: Graph, opts: SessionOptions = {}): Promise<StepRunner> {
     const bytes = emitOnnx(graph, { params: 'inputs' });
     if (E.isLeft(bytes)) throw new Error(`graph "${graph.name}" is invalid:\n  ${bytes.left.map(formatError).join('\n  ')}`);
-    return new StepRunner(await createSession(bytes.right, opts), stepSignature(graph), bytes.right, opts);
+    const signature = stepSignature(graph);
+    // The state outputs stay on the device where the EP can keep them (WebGPU; ep/device-state.ts).
+    const so: SessionOptions = opts.keepStateOnDevice ? { ...opts, deviceOutputs: signature.updates.map((n) => NEXT + n) } : opts;
+    return new StepRunner(await createSession(bytes.right, so), signature, bytes.right, so);
   }
 
   /**

@@ -8,6 +8,7 @@ import type { ViTConfig } from '../../models/vit.ts';
 import type { DinoStepConfig } from '../../models/dino-step.ts';
 import { type AugmentConfig, augmentConfig } from '../data/multicrop.ts';
 import { FASHION_MNIST_MEAN, FASHION_MNIST_STD } from '../data/fashion-mnist.ts';
+import { dinoVitPresets } from './vit-presets.ts';
 
 export interface TrainConfig {
   readonly preset: string;
@@ -19,6 +20,8 @@ export interface TrainConfig {
   readonly batch: number;
   /** Length of the run in steps; every schedule spans it. */
   readonly steps: number;
+  /** The epochs `steps` was derived from (`--epochs`, runtime/dino/vit-presets.ts `withEpochs`); absent when given in steps. */
+  readonly epochs?: number;
   readonly seed: number;
   /**
    * Peak learning rate for a batch of 256 (scaled by batch / 256), reached after warm-up. DINO: 0.0005.
@@ -104,6 +107,8 @@ export const PRESETS: Readonly<Record<string, TrainConfig>> = {
   'fmnist-quick': FMNIST_QUICK,
   'fmnist-tiny6': FMNIST_TINY6,
   'fmnist-tiny12': { ...FMNIST_TINY6, preset: 'fmnist-tiny12', backbone: vitPreset('fmnist-tiny12').backbone },
+  // DINO's RGB setups: vit_tiny|vit_small|vit_base (patch 16) and <arch>_p8.
+  ...dinoVitPresets(),
 };
 
 export function presetNames(): string[] {

@@ -34,12 +34,17 @@ export type ScheduleConfig = Pick<
  * The scheduled scalars of DINO step `i` of a run of `cfg.steps` steps. The peak learning rate is `cfg.lr` scaled
  * by batch / 256 (DINO's linear scaling rule), reached after `warmupFraction` of the run.
  */
+/** Steps of linear learning-rate warm-up: `warmupFraction` of the run. */
+export function warmupSteps(cfg: Pick<ScheduleConfig, 'warmupFraction' | 'steps'>): number {
+  return Math.round(cfg.warmupFraction * cfg.steps);
+}
+
 export function stepScalars(cfg: ScheduleConfig, i: number): ScheduledScalars {
   const total = cfg.steps;
   const peakLr = (cfg.lr * cfg.batch) / 256;
-  const warmupSteps = Math.round(cfg.warmupFraction * cfg.steps);
+  const warmup = warmupSteps(cfg);
   return {
-    lr: cosineSchedule(i, total, peakLr, cfg.minLr, warmupSteps),
+    lr: cosineSchedule(i, total, peakLr, cfg.minLr, warmup),
     wd: cosineSchedule(i, total, cfg.weightDecay, cfg.weightDecayEnd),
     momentum: cosineSchedule(i, total, cfg.momentumTeacher, 1),
     teacher_temp: teacherTempSchedule(i, cfg.warmupTeacherTemp, cfg.teacherTemp, cfg.warmupTeacherTempSteps),

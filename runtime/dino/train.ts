@@ -20,6 +20,8 @@ import { type TrainConfig, stepConfig } from './config.ts';
 import { loadCheckpoint, restoreState, saveCheckpoint } from './checkpoint.ts';
 import { stepScalars } from './schedules.ts';
 import { dinoStepFeeds } from './step-feeds.ts';
+import { checkDataFits } from './data-fit.ts';
+import { stateToHost } from '../ep/device-state.ts';
 
 /** The training loop's activation recomputation unless told otherwise (see TrainOptions.recompute). */
 export const DEFAULT_RECOMPUTE: Recompute = 'mlp';
@@ -100,6 +102,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
   const cfg = opts.config;
   const stepsPerRun = opts.stepsPerRun ?? 1;
   if (!Number.isInteger(stepsPerRun) || stepsPerRun < 1) throw new Error(`stepsPerRun must be a positive integer, got ${stepsPerRun}`);
+  await checkDataFits(cfg, opts.data, opts.dataset); // before anything is compiled or written
   mkdirSync(opts.out, { recursive: true });
   const ckptPath = join(opts.out, 'checkpoint.safetensors');
   const metricsPath = join(opts.out, 'metrics.jsonl');
@@ -107,7 +110,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
   const built = buildDinoStep({ ...stepConfig(cfg), recompute: opts.recompute ?? DEFAULT_RECOMPUTE });
   if (E.isLeft(built)) throw new Error(`the model config is invalid:\n  ${built.left.map(formatError).join('\n  ')}`);
   const compileStart = performance.now();
-  const runner = await StepRunner.compile(built.right.graph, { ep: opts.ep ?? 'cpu', threads: opts.threads ?? 0 });
+  const runner = await StepRunner.compile(built.right.graph, { ep: opts.ep ?? 'cpu', threads: opts.threads ?? 0, keepStateOnDevice: true });
   log(`compiled the training step (${(runner.onnxBytes.length / 1e6).toFixed(1)} MB ONNX, ${built.right.graph.nodes.length} nodes) in ${((performance.now() - compileStart) / 1000).toFixed(1)} s`);
 
   let state: TrainState;
@@ -172,8 +175,12 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
       }
       step += chunk;
       if (progress) writeProgress(step, cfg.steps, startStep, t0, metrics[chunk - 1]!, b);
-      if (opts.checkpointEvery && step % opts.checkpointEvery === 0 && step < end) save(step);
+      if (opts.checkpointEvery && step % opts.checkpointEvery === 0 && step < end) {
+        await stateToHost(state); // a no-op unless the state lives on the device (WebGPU)
+        save(step);
+      }
     }
+    await stateToHost(state);
     save(step);
   } finally {
     process.removeListener('SIGINT', onSigint);
