@@ -1,7 +1,7 @@
 /** Ops that move data without arithmetic: reshape, transpose, concat, split, slice, expand, pad. */
 import type { Tensor } from '../graph.ts';
 import { defineOp } from '../op.ts';
-import { type Dim, type Shape, broadcastShapes, dimEq, divDims, formatShape, isStatic, mulDims, normAxis, numel, shapeEq } from '../shape.ts';
+import { type Dim, type Shape, broadcastShapes, dimEq, divDims, formatShape, isStatic, mulDims, normAxis, numel, shapeEq, sliceSymbolicDim } from '../shape.ts';
 import { unbroadcast } from './elementwise.ts';
 
 // ---- Reshape -------------------------------------------------------------------------------------
@@ -169,7 +169,13 @@ export const Slice = defineOp<SliceAttrs>({
       const a = normAxis(axes[k]!, shape.length);
       if (a === undefined) return `axis ${axes[k]} out of range for rank ${shape.length}`;
       const d = shape[a]!;
-      if (!isStatic(d)) return `cannot slice symbolic axis ${a}`;
+      if (!isStatic(d)) {
+        // A symbolic axis can be sliced where the result is known (a ViT's [CLS] row and patch tokens; shape.ts).
+        const r = sliceSymbolicDim(d, starts[k]!, ends[k]!);
+        if (r === undefined) return `cannot slice [${starts[k]}:${ends[k]}] of symbolic axis ${a} (${d})`;
+        shape[a] = r;
+        continue;
+      }
       const s = Math.max(0, Math.min(d, starts[k]! < 0 ? starts[k]! + d : starts[k]!));
       const e = Math.max(0, Math.min(d, ends[k]! < 0 ? ends[k]! + d : ends[k]!));
       if (e <= s) return `empty slice [${starts[k]}:${ends[k]}] of axis ${a} (size ${d})`;
