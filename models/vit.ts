@@ -153,6 +153,7 @@ export function patchEmbed(s: Scope, images: Tensor, cfg: ViTConfig): Tensor {
     return proj.run(() => {
       if (typeof h !== 'number' || typeof w !== 'number') {
         const grid = patchConv(images, weight, bias); // [B, D, H/p, W/p]
+        if (grid.poisoned) return grid; // the size error is reported; nothing to build on
         return transpose(reshape(grid, [b, d, mulDims(grid.shape[2]!, grid.shape[3]!)]), [0, 2, 1]);
       }
       const rows = h / p, cols = w / p;
