@@ -263,11 +263,11 @@ function positionTableResized(posEmbed: Tensor, cfg: ViTConfig, rows: Dim, cols:
   return concat([clsPos, reshape(transpose(resized, [0, 2, 3, 1]), [1, mulDims(rows, cols), d])], 1);
 }
 
-/** `token` [1, 1, D] for each image: [B, 1, D], with B read from the images at run time when it is symbolic. */
+/** `token` [1, 1, D] for each image: [B, 1, D], B (possibly symbolic) read from the images' shape at run time. */
 function perImage(token: Tensor, images: Tensor, b: Dim): Tensor {
-  const g = token.graph, d = token.shape[2]!;
+  const g = token.graph, d = token.dim(2);
   const batch = gather(shapeOf(images), g.constant([0], 'int64', [1]), 0);
-  return g.apply(ExpandToShapeOf, [token, concat([batch, g.constant([1, d as number], 'int64', [2])], 0)], { shape: [b, 1, d] })[0]!;
+  return g.apply(ExpandToShapeOf, [token, concat([batch, g.constant([1, d], 'int64', [2])], 0)], { shape: [b, 1, d] })[0]!;
 }
 
 /**
