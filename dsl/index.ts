@@ -16,3 +16,4 @@ export * from './train/multi-step.ts';
 export * from './ops/conv.ts';
 export * from './ops/gather.ts';
 export * from './ops/norm.ts';
+export * from './ops/resize.ts';

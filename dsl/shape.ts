@@ -89,3 +89,38 @@ export function normAxis(axis: number, rank: number): number | undefined {
   const a = axis < 0 ? axis + rank : axis;
   return a >= 0 && a < rank ? a : undefined;
 }
+
+// ---- symbolic image sizes ------------------------------------------------------------------------
+// An image of symbolic size H x W cut into p x p patches has a patch grid of `H/p` x `W/p` (a symbol of its
+// own: the op that makes it states that p divides H), and a ViT's token axis is `1+H/p*W/p` (Concat's name for
+// a static part followed by a symbolic one). These helpers keep such dims checkable without a general algebra.
+
+/** Slice end meaning "to the end of the axis" (ONNX clamps it), usable on symbolic axes. */
+export const TO_END = 2 ** 62;
+
+/**
+ * `d / k` for a patch count: exact for static dims (undefined if k does not divide d), an exact symbolic
+ * quotient where there is one (`8*x` / 4 = `2*x`), else the symbol `d/k` for a plain symbol d (`H` / 16 = `H/16`).
+ */
+export function quotientDim(d: Dim, k: number): Dim | undefined {
+  if (!Number.isInteger(k) || k < 1) return undefined;
+  if (typeof d === 'number') return d % k === 0 ? d / k : undefined;
+  if (k === 1) return d;
+  const exact = divDims(d, k);
+  if (exact !== undefined) return exact;
+  return /^[A-Za-z_][\w.]*$/.test(d) ? `${d}/${k}` : undefined;
+}
+
+/**
+ * The size of `[start:end]` of a symbolic axis named `c+rest` (static part c, as Concat names an axis whose
+ * first parts are static): `[0:j]` with j <= c is j; `[i:TO_END]` with i <= c is `(c-i)+rest`. Undefined otherwise
+ * (the size would depend on the runtime value).
+ */
+export function sliceSymbolicDim(d: string, start: number, end: number): Dim | undefined {
+  const plus = d.indexOf('+');
+  const head = plus > 0 ? Number(d.slice(0, plus)) : NaN;
+  if (!Number.isInteger(head) || head < 0 || start < 0) return undefined;
+  if (end >= TO_END && start <= head) return start === head ? d.slice(plus + 1) : `${head - start}+${d.slice(plus + 1)}`;
+  if (end <= head && start < end) return end - start;
+  return undefined;
+}

@@ -6,16 +6,17 @@
  *   normalisation (the run's `augment.mean` / `augment.std`) is the graph's first op.
  * - outputs `features` [N, D] (final-norm [CLS], DINO's feature), `patch_tokens` [N, P, D] (final-norm, patches
  *   row-major), `cls_attention` [N, heads, P] (last block's attention of the [CLS] query over the patch keys).
- * - H and W: by default dynamic, any multiples of the patch size (symbolic dims `H`, `W`), the position embedding
- *   interpolated inside the graph (see exports/dynamic-vit.ts); at the training crop size that is exactly the
- *   table (the in-graph resize runs at scale 1, the identity). With `imageSize` (or `dynamicSize: false`: the
- *   training global crop) H and W are fixed and the interpolation is a constant bicubic matrix, as in training.
+ * - H and W: by default dynamic, any multiples of the patch size (symbolic dims `H`, `W`): models/vit.ts builds the
+ *   graph for a symbolic patch grid, the position embedding interpolated inside the graph; at the training crop size
+ *   that is exactly the table (the in-graph resize runs at scale 1, the identity). With `imageSize` (or
+ *   `dynamicSize: false`: the training global crop) H and W are fixed and the interpolation is a constant bicubic
+ *   matrix, as in training.
  * - Weights are initializers; node names follow module paths (`blocks.3.attn/MatMul`).
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as E from 'fp-ts/lib/Either.js';
-import { Graph, type ParamSpec, Scope, emitOnnx, formatError, reshape, slice, specOf } from '../dsl/index.ts';
+import { Graph, type ParamSpec, Scope, emitOnnx, formatError, specOf } from '../dsl/index.ts';
 import { type ViTConfig, visionTransformer } from '../models/vit.ts';
 import { checkWeights, formatWeightProblems } from '../models/weights.ts';
 import { getPreset as getModelPreset } from '../models/presets.ts';
@@ -23,7 +24,6 @@ import { type TrainConfig, getPreset as getTrainPreset, presetNames as trainPres
 import { DINO_AUGMENT } from '../runtime/data/multicrop.ts';
 import { readSafetensors, type NamedTensor } from '../runtime/io/safetensors.ts';
 import { readDinoWeights } from '../runtime/io/weights.ts';
-import { buildDynamicTeacherGraph } from './dynamic-vit.ts';
 import { normalizeImages } from './normalize.ts';
 
 export { normalizeImages } from './normalize.ts';
@@ -85,25 +85,23 @@ export interface ExportTeacherResult {
 export interface TeacherGraphOptions {
   readonly mean: readonly number[];
   readonly std: readonly number[];
-  /** [H, W] for a fixed-size graph. */
-  readonly imageSize: readonly [number, number];
+  /** [H, W] for a fixed-size graph; null for symbolic H and W (any multiples of the patch size). */
+  readonly imageSize: readonly [number, number] | null;
 }
 
-/** The fixed-size inference graph (parameters named by their DINO keys, no prefix). */
+/** The inference graph, fixed-size or for any H and W (parameters named by their DINO keys, no prefix). */
 export function buildTeacherGraph(cfg: ViTConfig, opts: TeacherGraphOptions): Graph {
-  const [h, w] = opts.imageSize;
+  const [h, w] = opts.imageSize ?? ['H', 'W'];
   const p = cfg.patchSize;
-  if (!(Number.isInteger(h) && Number.isInteger(w) && h > 0 && w > 0 && h % p === 0 && w % p === 0)) {
+  if (typeof h === 'number' && typeof w === 'number' && !(Number.isInteger(h) && Number.isInteger(w) && h > 0 && w > 0 && h % p === 0 && w % p === 0)) {
     throw new Error(`image size ${h}x${w} must be positive multiples of the patch size ${p}`);
   }
   const g = new Graph('dino_teacher');
   const images = g.input('images', 'float32', ['N', cfg.inChans, h, w]);
   const out = visionTransformer(new Scope(g), normalizeImages(g, images, cfg.inChans, opts.mean, opts.std), cfg);
-  const patches = (h / p) * (w / p);
   g.output('features', out.cls);
   g.output('patch_tokens', out.patchTokens);
-  // [N, heads, 1 + P, 1 + P] -> the [CLS] query row over the patch keys: [N, heads, P].
-  g.output('cls_attention', g.within('cls_attention', () => reshape(slice(out.attention, [0, 1], [1, 1 + patches], [2, 3]), ['N', cfg.numHeads, patches])));
+  g.output('cls_attention', out.clsAttention);
   return g;
 }
 
@@ -207,9 +205,7 @@ export function backboneValues(cfg: ViTConfig, weights: ReadonlyMap<string, Name
 
 /** Emits the inference model (fixed or dynamic size) with `values` baked in. */
 export function teacherOnnx(backbone: ViTConfig, values: ReadonlyMap<string, Float32Array>, info: Omit<ExportInfo, 'format' | 'backbone'>): Uint8Array {
-  const g = info.imageSize
-    ? buildTeacherGraph(backbone, { mean: info.mean, std: info.std, imageSize: info.imageSize })
-    : buildDynamicTeacherGraph(backbone, { mean: info.mean, std: info.std });
+  const g = buildTeacherGraph(backbone, { mean: info.mean, std: info.std, imageSize: info.imageSize });
   const full: ExportInfo = { format: 'dino-ts-teacher/1', backbone, ...info };
   const bytes = emitOnnx(g, {
     params: { values },

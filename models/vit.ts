@@ -10,24 +10,40 @@
  * - Shapes are checked while the graph is built; a mistake is reported with its module path.
  * - Randomness (stochastic depth) is not drawn inside the graph: per-sample keep masks come in as a
  *   graph input, sampled in TS from the run's seeded PRNG (`sampleDropPathMasks`).
+ * - H and W may be symbolic (`['N', C, 'H', 'W']`: the inference export for any image size). The patch grid is then
+ *   `H/p` x `W/p` and the three size-dependent steps (patch embedding, position embedding, [CLS]) switch to forms
+ *   ONNX Runtime can run for sizes known only at run time; the blocks and outputs are the same code.
  */
 import {
   type Dim,
+  ExpandToShapeOf,
   type Prng,
   type Scope,
+  TO_END,
   type Tensor,
   add,
+  and,
+  cast,
   concat,
+  div,
+  equal,
+  gather,
   gelu,
   matmul,
   mul,
+  mulDims,
   pad,
+  patchConv,
+  quotientDim,
   reshape,
+  resizeCubic,
+  shapeOf,
   slice,
   softmax,
   split,
   transpose,
   transposeLast2,
+  where,
 } from '../dsl/index.ts';
 import { TRUNC_NORMAL_02, floatType, layerNorm, linear, torchDefaultInit } from './layers.ts';
 
@@ -105,6 +121,8 @@ export interface ViTOutputs {
   readonly tokens: Tensor;
   /** Attention probabilities of the last block, [B, heads, 1 + P, 1 + P] (DINO's `get_last_selfattention`). */
   readonly attention: Tensor;
+  /** The last block's attention of the [CLS] query over the patch keys, [B, heads, P] (DINO's attention maps). */
+  readonly clsAttention: Tensor;
 }
 
 export function headDim(cfg: ViTConfig): number {
@@ -121,17 +139,24 @@ export const tableGrid = (cfg: ViTConfig): number => Math.floor(cfg.imgSize / cf
  * `patch_embed`: a Conv2d with kernel = stride = patch, written as reshape/transpose + MatMul.
  * [B, C, H, W] -> [B, (H/p)(W/p), D], patches in row-major order. The weight keeps the Conv2d layout
  * [D, C, p, p] and PyTorch's default conv init (DINO's `_init_weights` only touches Linear and LayerNorm).
+ * With symbolic H or W it is the strided Conv itself (`patchConv`): ONNX's Reshape cannot split two dims whose
+ * sizes are known only at run time. Inference only: that form has no gradient.
  */
 export function patchEmbed(s: Scope, images: Tensor, cfg: ViTConfig): Tensor {
   return s.run(() => {
     const p = cfg.patchSize, c = cfg.inChans, d = cfg.embedDim;
-    const [b, , h, w] = images.shape as [Dim, Dim, number, number];
-    const rows = h / p, cols = w / p;
+    const [b, , h, w] = images.shape as [Dim, Dim, Dim, Dim];
     const fanIn = c * p * p;
     const proj = s.child('proj');
     const weight = proj.param('weight', [d, c, p, p], torchDefaultInit(fanIn), { dtype: floatType(images) });
     const bias = proj.param('bias', [d], torchDefaultInit(fanIn), { dtype: floatType(images) });
     return proj.run(() => {
+      if (typeof h !== 'number' || typeof w !== 'number') {
+        const grid = patchConv(images, weight, bias); // [B, D, H/p, W/p]
+        if (grid.poisoned) return grid; // the size error is reported; nothing to build on
+        return transpose(reshape(grid, [b, d, mulDims(grid.shape[2]!, grid.shape[3]!)]), [0, 2, 1]);
+      }
+      const rows = h / p, cols = w / p;
       // [B, C, rows, p, cols, p] -> [B, rows, cols, C, p, p]: each patch flattened in (c, i, j) order, as the conv's weight.
       const patches = transpose(reshape(images, [b, c, rows, p, cols, p]), [0, 2, 4, 1, 3, 5]);
       const flat = reshape(patches, [b, rows * cols, fanIn]);
@@ -199,10 +224,16 @@ export function block(
  * DINO's `interpolate_pos_encoding`: the stored table when the crop has the table's patch count and is
  * square; otherwise the table's patch grid resized bicubically (see `posEmbedInterpolation`), with the
  * [CLS] row unchanged. The resize is a constant matrix applied with MatMul, so it is differentiable.
+ * A symbolic grid is resized in the graph instead (`images` gives its size at run time; see
+ * `positionTableResized`).
  */
-export function positionEmbedding(posEmbed: Tensor, cfg: ViTConfig, rows: number, cols: number): Tensor {
+export function positionEmbedding(posEmbed: Tensor, cfg: ViTConfig, rows: Dim, cols: Dim, images?: Tensor): Tensor {
   const side = tableGrid(cfg);
-  if (rows * cols === side * side && rows === cols) return posEmbed;
+  if (rows === side && cols === side) return posEmbed;
+  if (typeof rows !== 'number' || typeof cols !== 'number') {
+    if (!images) throw new Error(`positionEmbedding: the ${rows} x ${cols} patch grid is symbolic; pass the images, whose runtime shape gives its size`);
+    return positionTableResized(posEmbed, cfg, rows, cols, images);
+  }
   const d = cfg.embedDim;
   const m = posEmbedInterpolation(side, rows, cols);
   const matrix = posEmbed.graph.constant(posEmbed.dtype === 'float64' ? m : Float32Array.from(m), posEmbed.dtype, [rows * cols, side * side]);
@@ -213,19 +244,48 @@ export function positionEmbedding(posEmbed: Tensor, cfg: ViTConfig, rows: number
 }
 
 /**
+ * The symbolic-grid case of {@link positionEmbedding}: DINO's `interpolate_pos_encoding` with the grid read from the
+ * images at run time. The table's S x S grid goes through `resizeCubic` (torch's bicubic, A = -0.75, half_pixel, no
+ * antialias) with DINO's scale factors (n + 0.1) / S, in float32 as the ONNX model computes them, and with exactly 1
+ * on both axes when the grid is the table's own (cubic at scale 1 is the identity: the table as it is, as DINO does).
+ * That is the formula of `posEmbedInterpolation`: half_pixel's src = (dst + 0.5) / scale - 0.5 and the output size
+ * floor(S * scale) are torch's for `scale_factor` without recompute_scale_factor.
+ */
+function positionTableResized(posEmbed: Tensor, cfg: ViTConfig, rows: Dim, cols: Dim, images: Tensor): Tensor {
+  const g = posEmbed.graph, side = tableGrid(cfg), d = cfg.embedDim;
+  const clsPos = slice(posEmbed, [0], [1], [1]);
+  const grid = transpose(reshape(slice(posEmbed, [1], [1 + side * side], [1]), [1, side, side, d]), [0, 3, 1, 2]); // [1, D, S, S]
+  const n = div(cast(gather(shapeOf(images), g.constant([2, 3], 'int64', [2]), 0), 'float32'), cfg.patchSize); // [rows, cols]
+  const native = equal(n, g.constant([side, side], 'float32', [2]));
+  const bothNative = and(slice(native, [0], [1], [0]), slice(native, [1], [2], [0]));
+  const scales = where(bothNative, g.constant([1, 1], 'float32', [2]), div(add(n, 0.1), side));
+  const resized = resizeCubic(grid, scales, { size: [rows, cols] }); // [1, D, rows, cols]
+  return concat([clsPos, reshape(transpose(resized, [0, 2, 3, 1]), [1, mulDims(rows, cols), d])], 1);
+}
+
+/** `token` [1, 1, D] for each image: [B, 1, D], B (possibly symbolic) read from the images' shape at run time. */
+function perImage(token: Tensor, images: Tensor, b: Dim): Tensor {
+  const g = token.graph, d = token.dim(2);
+  const batch = gather(shapeOf(images), g.constant([0], 'int64', [1]), 0);
+  return g.apply(ExpandToShapeOf, [token, concat([batch, g.constant([1, d], 'int64', [2])], 0)], { shape: [b, 1, d] })[0]!;
+}
+
+/**
  * Full ViT forward: patch embedding, [CLS] token, position embedding, blocks, final norm.
- * `images` is [B, C, H, W] with H and W multiples of the patch size (B may be symbolic).
+ * `images` is [B, C, H, W] with H and W multiples of the patch size, static or symbolic (B may be symbolic).
  */
 export function visionTransformer(s: Scope, images: Tensor, cfg: ViTConfig, opts: ViTOptions = {}): ViTOutputs {
   return s.run(() => {
     const d = cfg.embedDim, side = tableGrid(cfg);
     const [b, c, h, w] = images.shape as [Dim, Dim, Dim, Dim];
-    let rows = side, cols = side; // fallback after a reported shape error, so building can go on
-    if (images.rank !== 4 || c !== cfg.inChans || typeof h !== 'number' || typeof w !== 'number' || h % cfg.patchSize || w % cfg.patchSize || h === 0 || w === 0) {
-      images.graph.error('visionTransformer', `expects images [B, ${cfg.inChans}, H, W] with static H and W multiples of patch ${cfg.patchSize}`, [images]);
+    let rows: Dim = side, cols: Dim = side; // fallback after a reported shape error, so building can go on
+    const gridRows = images.rank === 4 ? quotientDim(h, cfg.patchSize) : undefined;
+    const gridCols = images.rank === 4 ? quotientDim(w, cfg.patchSize) : undefined;
+    if (c !== cfg.inChans || gridRows === undefined || gridCols === undefined || gridRows === 0 || gridCols === 0) {
+      images.graph.error('visionTransformer', `expects images [B, ${cfg.inChans}, H, W] with H and W multiples of patch ${cfg.patchSize} (numbers or symbols)`, [images]);
     } else {
-      rows = h / cfg.patchSize;
-      cols = w / cfg.patchSize;
+      rows = gridRows;
+      cols = gridCols;
     }
     if (cfg.depth < 1) throw new Error(`ViT depth must be at least 1, got ${cfg.depth}`);
     const masks = opts.dropPathMasks;
@@ -237,11 +297,18 @@ export function visionTransformer(s: Scope, images: Tensor, cfg: ViTConfig, opts
     const clsToken = s.param('cls_token', [1, 1, d], TRUNC_NORMAL_02, { dtype });
     const posEmbed = s.param('pos_embed', [1, side * side + 1, d], TRUNC_NORMAL_02, { dtype });
     const patches = patchEmbed(s.child('patch_embed'), images, cfg);
-    // tokens = [cls; patches] + pos. The batch may be symbolic, so rather than expanding cls_token to
-    // [B, 1, D] and concatenating, pad the patches with a zero row 0 and add [cls; 0...] to the position table.
-    const clsRow = pad(clsToken, [0, 0, 0, 0, rows * cols, 0]);
-    const pos = positionEmbedding(posEmbed, cfg, rows, cols);
-    let x = add(pad(patches, [0, 1, 0, 0, 0, 0]), add(pos, clsRow));
+    let x: Tensor;
+    if (typeof rows === 'number' && typeof cols === 'number') {
+      // tokens = [cls; patches] + pos. The batch may be symbolic, so rather than expanding cls_token to
+      // [B, 1, D] and concatenating, pad the patches with a zero row 0 and add [cls; 0...] to the position table.
+      const clsRow = pad(clsToken, [0, 0, 0, 0, rows * cols, 0]);
+      const pos = positionEmbedding(posEmbed, cfg, rows, cols);
+      x = add(pad(patches, [0, 1, 0, 0, 0, 0]), add(pos, clsRow));
+    } else {
+      // Pad cannot grow a symbolic axis: concatenate [CLS] (one per image) and the patches. The same sums as above.
+      const clsRows = s.child('cls_token').run(() => perImage(clsToken, images, b));
+      x = add(concat([clsRows, patches], 1), s.child('pos_embed').run(() => positionEmbedding(posEmbed, cfg, rows, cols, images)));
+    }
 
     let lastAttention = x;
     for (let i = 0; i < cfg.depth; i++) {
@@ -262,12 +329,13 @@ export function visionTransformer(s: Scope, images: Tensor, cfg: ViTConfig, opts
       }
     }
     const tokens = layerNorm(s.child('norm'), x, d, cfg.layerNormEps);
-    const t = rows * cols + 1;
+    // Slices to the end: the token count may be symbolic (`1+H/p*W/p`).
     return {
       tokens,
       cls: reshape(slice(tokens, [0], [1], [1]), [b, d]),
-      patchTokens: slice(tokens, [1], [t], [1]),
+      patchTokens: slice(tokens, [1], [TO_END], [1]),
       attention: lastAttention,
+      clsAttention: s.child('cls_attention').run(() => reshape(slice(lastAttention, [0, 1], [1, TO_END], [2, 3]), [b, cfg.numHeads, mulDims(rows, cols)])),
     };
   });
 }

@@ -4,7 +4,7 @@
  */
 import type { Tensor, TensorInfo } from '../graph.ts';
 import { cost, defineOp } from '../op.ts';
-import { type Dim, type Shape, broadcastShapes, dimEq, divDims, formatShape, isStatic, mulDims, normAxis, numel, shapeEq } from '../shape.ts';
+import { type Dim, type Shape, broadcastShapes, dimEq, divDims, formatShape, isStatic, mulDims, normAxis, numel, shapeEq, sliceSymbolicDim } from '../shape.ts';
 
 // ---- Reshape -------------------------------------------------------------------------------------
 
@@ -178,7 +178,13 @@ export const Slice = defineOp<SliceAttrs>({
       const a = normAxis(axes[k]!, shape.length);
       if (a === undefined) return `axis ${axes[k]} out of range for rank ${shape.length}`;
       const d = shape[a]!;
-      if (!isStatic(d)) return `cannot slice symbolic axis ${a}`;
+      if (!isStatic(d)) {
+        // A symbolic axis can be sliced where the result is known (a ViT's [CLS] row and patch tokens; shape.ts).
+        const r = sliceSymbolicDim(d, starts[k]!, ends[k]!);
+        if (r === undefined) return `cannot slice [${starts[k]}:${ends[k]}] of symbolic axis ${a} (${d})`;
+        shape[a] = r;
+        continue;
+      }
       const s = Math.max(0, Math.min(d, starts[k]! < 0 ? starts[k]! + d : starts[k]!));
       const e = Math.max(0, Math.min(d, ends[k]! < 0 ? ends[k]! + d : ends[k]!));
       if (e <= s) return `empty slice [${starts[k]}:${ends[k]}] of axis ${a} (size ${d})`;

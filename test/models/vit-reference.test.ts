@@ -2,16 +2,17 @@
  * The DSL ViT + DINO head against PyTorch: test/fixtures/ref/vit_tiny_ref.safetensors, made by
  * tools/make_vit_fixture.py (torch 1.13, float32; see tools/README.md). Checks the parameter names
  * (the fixture holds DINO's state_dict keys), the forward outputs on a native 16x16 crop, a smaller 8x8
- * crop and a 16x8 crop (both interpolate the position embedding), and the interpolated tables themselves.
+ * crop and a 16x8 crop (both interpolate the position embedding), and the interpolated tables themselves; also
+ * with symbolic H and W (the graph the any-size export runs), where the table is resized in the graph.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as E from 'fp-ts/lib/Either.js';
-import { Graph, Scope } from '../../dsl/index.ts';
+import { Graph, Scope, formatError } from '../../dsl/index.ts';
 import { readSafetensors } from '../../runtime/io/safetensors.ts';
 import { dinoNetwork, paramSpecs } from '../../models/network.ts';
 import type { DinoModelConfig } from '../../models/presets.ts';
-import { bicubicResizeMatrix, positionEmbedding, type ViTConfig } from '../../models/vit.ts';
+import { bicubicResizeMatrix, positionEmbedding, type ViTConfig, visionTransformer } from '../../models/vit.ts';
 import { checkWeights, formatWeightProblems } from '../../models/weights.ts';
 import { elementwiseRelativeError, relativeError, runGraph } from './run.ts';
 
@@ -109,6 +110,50 @@ for (const [name, rows, cols] of [['pos_embed_small', 2, 2], ['pos_embed_rect', 
     assert.ok(rel < 2e-6, `${name}: relative error ${rel}`);
   });
 }
+
+// ---- symbolic H and W (the inference export for any image size) ----------------------------------------
+
+test('symbolic H, W: one ViT graph (grid H/4 x W/4) matches PyTorch on all three inputs; pos-embed resize matches torch', async () => {
+  const g = new Graph('vit_dynamic');
+  const images = g.input('images', 'float32', ['N', vit.inChans, 'H', 'W']);
+  const out = visionTransformer(new Scope(g), images, vit);
+  assert.equal([...out.tokens.shape], ['N', '1+H/4*W/4', vit.embedDim]);
+  assert.equal([...out.patchTokens.shape], ['N', 'H/4*W/4', vit.embedDim]);
+  assert.equal([...out.clsAttention.shape], ['N', vit.numHeads, 'H/4*W/4']);
+  g.output('features', out.cls);
+  g.output('patch_tokens', out.patchTokens);
+  g.output('attention', out.attention);
+  const backbone = new Map([...values].filter(([k]) => !k.startsWith('head.')));
+  for (const input of ['images', 'images_small', 'images_rect']) {
+    const x = tensor(`input.${input}`);
+    const res = await runGraph(g, backbone, { images: { data: x.data, shape: x.shape } });
+    for (const name of ['features', 'patch_tokens', 'attention']) {
+      const rel = relativeError(res.get(name)!.data, tensor(`output.${input}.${name}`).data);
+      report.push(`symbolic H, W ${input}.${name}: ${rel.toExponential(2)}`);
+      assert.ok(rel < TOL, `symbolic ${input}.${name}: relative error ${rel}`);
+    }
+  }
+  // The table alone, resized in the graph at the sizes of the fixture's tables, and at its own grid (unchanged).
+  const gp = new Graph('pos_dynamic');
+  const img = gp.input('images', 'float32', [1, vit.inChans, 'H', 'W']);
+  const pos = new Scope(gp).param('pos_embed', [1, 17, vit.embedDim], { kind: 'zeros' });
+  gp.output('pos', positionEmbedding(pos, vit, 'H/4', 'W/4', img));
+  const table = new Map([['pos_embed', weights.get('pos_embed')!.data]]);
+  for (const [name, rows, cols] of [['pos_embed_small', 2, 2], ['pos_embed_rect', 4, 2], ['pos_embed', 4, 4]] as const) {
+    const zeros = new Float32Array(vit.inChans * 16 * rows * cols);
+    const res = await runGraph(gp, table, { images: { data: zeros, shape: [1, vit.inChans, 4 * rows, 4 * cols] } });
+    const expected = name === 'pos_embed' ? weights.get('pos_embed')!.data : tensor(`output.${name}`).data;
+    const rel = relativeError(res.get('pos')!.data, expected);
+    assert.ok(name === 'pos_embed' ? rel === 0 : rel < 2e-6, `${name} in the graph: relative error ${rel}`);
+  }
+});
+
+test('images whose size is not a multiple of the patch are reported with the module path', () => {
+  const g = new Graph('bad');
+  visionTransformer(new Scope(g).child('backbone'), g.input('images', 'float32', ['N', vit.inChans, 10, 'W']), vit);
+  assert.ok(g.errors.length > 0);
+  assert.match(formatError(g.errors[0]!), 'visionTransformer at backbone: expects images [B, 3, H, W] with H and W multiples of patch 4');
+});
 
 test("the +0.1 of DINO's scale factor matters: scale = out/in would miss the reference", () => {
   // 4x4 -> 2x2 along rows with scale 2/4 instead of 2.1/4; the table's patch rows, [16, D] row-major.
