@@ -17,7 +17,12 @@ interface BaseOption {
   readonly short?: string;
 }
 export interface FlagOption extends BaseOption { readonly kind: 'flag' }
-export interface StringOption extends BaseOption { readonly kind: 'string'; readonly default?: string }
+export interface StringOption extends BaseOption {
+  readonly kind: 'string';
+  readonly default?: string;
+  /** The flag may stand without a value (followed by another flag or nothing): it then parses as ''. */
+  readonly optionalValue?: boolean;
+}
 export interface IntOption extends BaseOption {
   readonly kind: 'int';
   readonly default?: number;
@@ -226,6 +231,11 @@ export function parseCommand<S extends OptionSpecs>(spec: CommandSpec<S>, argv: 
       if (raw === undefined) {
         const next = argv[i + 1];
         if (next === undefined || i + 1 === cut || (next.startsWith('--') && next.length > 2)) {
+          if (opt.kind === 'string' && opt.optionalValue) {
+            values[name] = '';
+            given.add(name);
+            continue;
+          }
           throw new UsageError(`${flag} needs a value${opt.placeholder ? ` (${opt.placeholder})` : ''}`, spec.name);
         }
         raw = next;
@@ -284,4 +294,22 @@ export function helpText(spec: CommandSpec<OptionSpecs>): string {
   const width = Math.min(30, Math.max(...rows.map(([l]) => l.length)) + 2);
   const lines = rows.map(([l, r]) => (l.length + 2 > width ? `  ${l}\n  ${' '.repeat(width)}${r}` : `  ${l.padEnd(width)}${r}`));
   return [usageLine(spec), '', spec.summary, '', ...lines, ...(spec.epilog ? ['', spec.epilog.trimEnd()] : []), ''].join('\n');
+}
+
+/** A command: its declaration and what it does with the parsed command line. */
+export interface Command<S extends OptionSpecs = OptionSpecs> {
+  readonly spec: CommandSpec<S>;
+  run(parsed: Parsed<S>): Promise<void>;
+}
+
+/** Declares a command; `S` is inferred from the option literal, so `run` sees typed values. */
+export function defineCommand<const S extends OptionSpecs>(spec: CommandSpec<S>, run: (parsed: Parsed<S>) => Promise<void>): Command<S> {
+  return { spec, run };
+}
+
+/** Parses `argv` for `cmd` and runs it, or prints its help. Usage mistakes throw `UsageError`. */
+export async function runCommand<S extends OptionSpecs>(cmd: Command<S>, argv: readonly string[]): Promise<void> {
+  const parsed = parseCommand(cmd.spec, argv);
+  if (parsed === 'help') return void process.stdout.write(helpText(cmd.spec));
+  await cmd.run(parsed);
 }

@@ -5,7 +5,9 @@
 import { BadImageError } from '../runtime/data/image-folder.ts';
 import { CheckpointError } from '../runtime/dino/checkpoint.ts';
 import { ConfigOverrideError } from '../runtime/dino/config.ts';
-import { InitWeightsError, NonFiniteLossError, RunFolderError } from '../runtime/dino/train.ts';
+import { InitWeightsError, NonFiniteLossError, RunFolderError, formatConfigChange } from '../runtime/dino/train.ts';
+import { DataFitError } from '../runtime/dino/data-fit.ts';
+import { dirname } from 'node:path';
 
 export function wordError(e: unknown): string {
   if (e instanceof ConfigOverrideError) return `invalid --set:\n  ${e.problems.join('\n  ')}`;
@@ -15,9 +17,17 @@ export function wordError(e: unknown): string {
   }
   if (e instanceof RunFolderError) {
     const p = e.problem;
-    return p.kind === 'exists'
-      ? `${p.checkpoint} exists: pass --resume to continue that run, or choose another --out folder (nothing was overwritten)`
-      : `${p.checkpoint}: the checkpoint was trained with a different config; resume with the run's own config (${p.config}) or start a new --out folder`;
+    if (p.kind === 'exists') return `${p.checkpoint} exists: continue that run with dino train --resume ${dirname(p.checkpoint)}, or choose another --out folder (nothing was overwritten)`;
+    if (p.kind === 'too-short') return `${p.checkpoint} has done ${p.done} steps already: a resumed run can only grow (--steps > ${p.done}, got ${p.steps})`;
+    return `${p.checkpoint}: the checkpoint was trained with another config (${p.changed.map(formatConfigChange).join('; ')}); resume with the run's own config (dino train --resume ${dirname(p.checkpoint)}) or start a new --out folder`;
+  }
+  if (e instanceof DataFitError) {
+    const p = e.problem;
+    const rgb = '--arch vit_small --patch-size 16 (or --preset vit_tiny|vit_small|vit_base)';
+    const gray = '--preset fmnist-quick (or fmnist-tiny6, fmnist-tiny12)';
+    if (p.kind === 'channels') return `preset ${p.preset} takes ${p.need}-channel images, but the data set ${p.dataset} has ${p.has} channel(s): use ${p.has === 1 ? gray : rgb}`;
+    if (p.kind === 'needs-folder') return `preset ${p.preset} takes ${p.need}-channel ${p.size} px images, but without --data it would train on Fashion-MNIST (1 channel, 28 px): pass --data FOLDER with your images, or use ${gray} for Fashion-MNIST`;
+    return `${p.folder} holds colour images (e.g. ${p.example}), but preset ${p.preset} takes 1-channel 28 px images (Fashion-MNIST's): train on RGB with ${rgb}`;
   }
   if (e instanceof NonFiniteLossError) {
     return new NonFiniteLossError(e.step, e.loss, e.checkpoint, 'Lower --set lr=..., raise --set clipGrad or --set freezeLastLayerSteps, or check the data.').message;

@@ -1,98 +1,153 @@
 /** The commands that take a trained model out: `dino export|knn|linear|attention|serve|report`. */
-import { join } from 'node:path';
-import { parseArgs } from 'node:util';
+import { extname, join } from 'node:path';
 import { attentionMaps, exportTeacher, knnEvaluate, linearProbe, serve, writeReport } from '../exports/index.ts';
 import { runModel } from '../exports/knn.ts';
-import { intArg, log } from './flags.ts';
+import { writeTeacherWeights, writeWeights } from '../exports/weights.ts';
+import { readDinoWeights } from '../runtime/io/weights.ts';
+import { UsageError, defineCommand } from './args.ts';
 
-export async function exportCommand(argv: string[]): Promise<void> {
-  const { values } = parseArgs({
-    args: argv,
+const log = (m: string) => process.stderr.write(m + '\n');
+
+/** `--run DIR` or `--model FILE.onnx`: exactly one names the model to evaluate. */
+function modelSource(name: string, o: { run?: string | undefined; model?: string | undefined }): { run: string } | { model: string } {
+  if (o.run !== undefined && o.model !== undefined) throw new UsageError('--run and --model both name the model: give one', name);
+  if (o.run !== undefined) return { run: o.run };
+  if (o.model !== undefined) return { model: o.model };
+  throw new UsageError('name the model: --run DIR (a training run) or --model FILE.onnx (an exported model)', name);
+}
+
+const MODEL_OPTIONS = {
+  run: { kind: 'string', placeholder: 'DIR', help: 'a training run (its teacher is exported to DIR/teacher.onnx when missing or stale)' },
+  model: { kind: 'string', placeholder: 'FILE.onnx', help: 'an exported model (dino export)' },
+} as const;
+
+const DATA_OPTIONS = {
+  dataset: { kind: 'choice', choices: ['fmnist'], default: 'fmnist', help: 'the embedded data set (Fashion-MNIST: test split vs train split)' },
+  data: { kind: 'string', placeholder: 'FOLDER', help: 'an image folder with one subfolder per class instead' },
+  'limit-train': { kind: 'int', min: 1, placeholder: 'N', help: 'evenly spaced N train images (default: all)' },
+  'limit-test': { kind: 'int', min: 1, placeholder: 'N', help: 'evenly spaced N test images (default: all)' },
+} as const;
+
+const FORMATS = ['onnx', 'safetensors', 'pth'] as const;
+
+export const exportCommand = defineCommand(
+  {
+    name: 'export',
+    summary: 'Export a teacher (a run\'s, or imported weights) as an inference ONNX model, or its backbone weights for PyTorch.',
     options: {
-      run: { type: 'string' }, student: { type: 'boolean' }, preset: { type: 'string' }, weights: { type: 'string' },
-      out: { type: 'string' }, 'image-size': { type: 'string' }, help: { type: 'boolean' },
+      run: { kind: 'string', placeholder: 'DIR', help: 'the run whose teacher to export' },
+      student: { kind: 'flag', help: 'export the student instead of the teacher' },
+      preset: { kind: 'string', placeholder: 'NAME', help: 'the architecture of --weights (vit_small, vit_base_p8, fmnist-tiny6, ...)' },
+      weights: { kind: 'string', placeholder: 'FILE', help: 'weights to export (.pth, .safetensors, .bin; DINO, timm or Hugging Face names)' },
+      out: { kind: 'string', placeholder: 'FILE', help: 'output file (default DIR/teacher.<format> for --run)' },
+      format: { kind: 'choice', choices: FORMATS, help: 'onnx (inference model), safetensors or pth (the backbone with DINO\'s keys, for torch.load + load_state_dict); default from --out\'s extension, else onnx' },
+      'image-size': { kind: 'int', min: 1, placeholder: 'N', help: 'a fixed input size (onnx); default any H, W multiple of the patch' },
     },
-  });
-  if (values.help) {
-    return void console.log(`usage: dino export (--run DIR [--student] | --preset NAME --weights FILE.safetensors|FILE.pth) [--out FILE.onnx] [--image-size N]
+    epilog: `The ONNX model takes images [N, C, H, W] in [0, 1] and returns features [N, D], patch_tokens [N, P, D] and
+cls_attention [N, heads, P]. The .pth / .safetensors files hold the backbone under DINO's vision_transformer.py keys:
+  model = vits.vit_small(patch_size=16); model.load_state_dict(torch.load('teacher.pth', weights_only=True))`,
+  },
+  async ({ options: o }) => {
+    if ((o.run === undefined) === (o.weights === undefined)) throw new UsageError('give --run DIR, or --preset NAME with --weights FILE', 'export');
+    const fromExt = o.out !== undefined ? FORMATS.find((f) => extname(o.out!) === `.${f}`) : undefined;
+    const format = o.format ?? fromExt ?? 'onnx';
+    if (o.format !== undefined && fromExt !== undefined && fromExt !== o.format) throw new UsageError(`--format ${o.format} but --out ${o.out} ends in .${fromExt}`, 'export');
+    const network = o.student ? 'student' : 'teacher';
+    const out = o.out ?? (o.run !== undefined ? join(o.run, `${network}.${format}`) : undefined);
+    if (!out) throw new UsageError('--out FILE is required with --weights', 'export');
+    if (format !== 'onnx') {
+      if (o['image-size'] !== undefined) throw new UsageError('--image-size applies to --format onnx', 'export');
+      const r = o.run !== undefined
+        ? writeTeacherWeights(o.run, out, format, { network })
+        : { path: out, bytes: writeWeights(out, readDinoWeights(o.weights!, network).backbone, format) };
+      return void console.log(`wrote ${r.path} (${(r.bytes / 1e6).toFixed(1)} MB, ${format})`);
+    }
+    if (o.weights !== undefined && o.preset === undefined) throw new UsageError('--weights needs --preset NAME (the architecture)', 'export');
+    const r = exportTeacher({
+      out,
+      ...(o.run !== undefined ? { run: o.run } : {}), ...(o.student ? { student: true } : {}),
+      ...(o.preset !== undefined ? { preset: o.preset } : {}), ...(o.weights !== undefined ? { weights: o.weights } : {}),
+      ...(o['image-size'] !== undefined ? { imageSize: o['image-size'] } : {}),
+    });
+    console.log(`wrote ${r.out} (${(r.bytes / 1e6).toFixed(1)} MB) in ${r.seconds.toFixed(1)} s`);
+  },
+);
 
-  The model takes images [N, C, H, W] in [0, 1] and returns features [N, D], patch_tokens [N, P, D] and
-  cls_attention [N, heads, P]. Without --image-size, H and W may be any multiple of the patch size.`);
-  }
-  const out = values.out ?? (values.run ? join(values.run, values.student ? 'student.onnx' : 'teacher.onnx') : undefined);
-  if (!out) throw new Error('--out FILE.onnx is required with --preset/--weights');
-  const r = exportTeacher({
-    out,
-    ...(values.run ? { run: values.run } : {}), ...(values.student ? { student: true } : {}),
-    ...(values.preset ? { preset: values.preset } : {}), ...(values.weights ? { weights: values.weights } : {}),
-    ...(values['image-size'] ? { imageSize: intArg('--image-size', values['image-size']) } : {}),
-  });
-  console.log(`wrote ${r.out} (${(r.bytes / 1e6).toFixed(1)} MB) in ${r.seconds.toFixed(1)} s`);
-}
+export const knnCommand = defineCommand(
+  {
+    name: 'knn',
+    summary: 'Weighted k-NN evaluation (DINO\'s eval_knn.py) of a run or an exported model: test images classified by their nearest train images.',
+    options: { ...MODEL_OPTIONS, ...DATA_OPTIONS, json: { kind: 'flag', help: 'print the result as JSON' } },
+  },
+  async ({ options: o }) => {
+    const r = await knnEvaluate({
+      ...modelSource('knn', o), dataset: o.data ?? o.dataset, log,
+      ...(o['limit-train'] !== undefined ? { limitTrain: o['limit-train'] } : {}),
+      ...(o['limit-test'] !== undefined ? { limitTest: o['limit-test'] } : {}),
+    });
+    console.log(o.json ? r.json : r.table);
+  },
+);
 
-export async function knnCommand(argv: string[]): Promise<void> {
-  const { values } = parseArgs({
-    args: argv,
+export const linearCommand = defineCommand(
+  {
+    name: 'linear',
+    summary: 'Linear probe on frozen features (trained with compiled step graphs).',
+    options: { ...MODEL_OPTIONS, ...DATA_OPTIONS, epochs: { kind: 'int', min: 1, help: 'passes over the train features' }, json: { kind: 'flag', help: 'print the result as JSON' } },
+  },
+  async ({ options: o }) => {
+    const r = await linearProbe({
+      ...modelSource('linear', o), dataset: o.data ?? o.dataset, log,
+      ...(o.epochs !== undefined ? { epochs: o.epochs } : {}),
+      ...(o['limit-train'] !== undefined ? { limitTrain: o['limit-train'] } : {}),
+      ...(o['limit-test'] !== undefined ? { limitTest: o['limit-test'] } : {}),
+    });
+    console.log(o.json ? r.json : r.summary);
+  },
+);
+
+export const attentionCommand = defineCommand(
+  {
+    name: 'attention',
+    summary: 'Per-head [CLS] attention maps of an image as PNGs, with the masks that keep a share of the attention mass.',
+    positionals: [{ name: 'IMAGE', help: 'a PNG, JPEG, WebP, ... image' }],
     options: {
-      run: { type: 'string' }, model: { type: 'string' }, dataset: { type: 'string', default: 'fmnist' }, data: { type: 'string' },
-      json: { type: 'boolean' }, 'limit-train': { type: 'string' }, 'limit-test': { type: 'string' }, help: { type: 'boolean' },
+      ...MODEL_OPTIONS,
+      out: { kind: 'string', default: 'attention', placeholder: 'DIR', help: 'output folder' },
+      threshold: { kind: 'number', min: 0, max: 1, default: 0.6, help: 'attention mass the masks keep' },
     },
-  });
-  if (values.help) return void console.log('usage: dino knn (--run DIR | --model FILE.onnx) [--dataset fmnist | --data FOLDER] [--limit-train N] [--limit-test N] [--json]');
-  const r = await knnEvaluate({
-    ...(values.run ? { run: values.run } : {}), ...(values.model ? { model: values.model } : {}),
-    dataset: values.data ?? values.dataset!, log,
-    ...(values['limit-train'] ? { limitTrain: intArg('--limit-train', values['limit-train']) } : {}),
-    ...(values['limit-test'] ? { limitTest: intArg('--limit-test', values['limit-test']) } : {}),
-  });
-  console.log(values.json ? r.json : r.table);
-}
+  },
+  async ({ options: o, positionals }) => {
+    const model = runModel({ ...modelSource('attention', o), log });
+    const r = await attentionMaps({ image: positionals[0]!, model, out: o.out, threshold: o.threshold });
+    console.log(r.files.join('\n'));
+  },
+);
 
-export async function linearCommand(argv: string[]): Promise<void> {
-  const { values } = parseArgs({
-    args: argv,
+export const serveCommand = defineCommand(
+  {
+    name: 'serve',
+    summary: 'Browser demo on 127.0.0.1: attention maps and nearest neighbours computed in the browser (onnxruntime-web).',
     options: {
-      run: { type: 'string' }, model: { type: 'string' }, dataset: { type: 'string', default: 'fmnist' }, data: { type: 'string' },
-      epochs: { type: 'string' }, json: { type: 'boolean' }, 'limit-train': { type: 'string' }, 'limit-test': { type: 'string' }, help: { type: 'boolean' },
+      ...MODEL_OPTIONS,
+      dataset: { kind: 'string', default: 'fmnist', placeholder: 'fmnist|FOLDER', help: 'images to search for neighbours' },
+      port: { kind: 'int', min: 0, max: 65535, placeholder: 'N', help: 'port (default: a free one)' },
     },
-  });
-  if (values.help) return void console.log('usage: dino linear (--run DIR | --model FILE.onnx) [--dataset fmnist | --data FOLDER] [--epochs N] [--json]');
-  const r = await linearProbe({
-    ...(values.run ? { run: values.run } : {}), ...(values.model ? { model: values.model } : {}),
-    dataset: values.data ?? values.dataset!, log,
-    ...(values.epochs ? { epochs: intArg('--epochs', values.epochs) } : {}),
-    ...(values['limit-train'] ? { limitTrain: intArg('--limit-train', values['limit-train']) } : {}),
-    ...(values['limit-test'] ? { limitTest: intArg('--limit-test', values['limit-test']) } : {}),
-  });
-  console.log(values.json ? r.json : r.summary);
-}
+  },
+  async ({ options: o }) => {
+    const s = await serve({ ...modelSource('serve', o), dataset: o.dataset, log, ...(o.port !== undefined ? { port: o.port } : {}) });
+    console.log(`serving on ${s.url} (Ctrl-C to stop)`);
+  },
+);
 
-export async function attentionCommand(argv: string[]): Promise<void> {
-  const { values, positionals } = parseArgs({
-    args: argv, allowPositionals: true,
-    options: { model: { type: 'string' }, run: { type: 'string' }, out: { type: 'string', default: 'attention' }, threshold: { type: 'string' }, help: { type: 'boolean' } },
-  });
-  if (values.help || positionals.length !== 1) return void console.log('usage: dino attention IMAGE (--model FILE.onnx | --run DIR) [--out DIR] [--threshold 0.6]');
-  const model = runModel({ ...(values.run ? { run: values.run } : {}), ...(values.model ? { model: values.model } : {}), log });
-  const r = await attentionMaps({ image: positionals[0]!, model, out: values.out!, ...(values.threshold ? { threshold: Number(values.threshold) } : {}) });
-  console.log(r.files.join('\n'));
-}
-
-export async function serveCommand(argv: string[]): Promise<void> {
-  const { values } = parseArgs({
-    args: argv,
-    options: { run: { type: 'string' }, model: { type: 'string' }, dataset: { type: 'string', default: 'fmnist' }, port: { type: 'string' }, help: { type: 'boolean' } },
-  });
-  if (values.help) return void console.log('usage: dino serve (--run DIR | --model FILE.onnx) [--dataset fmnist | FOLDER] [--port N]');
-  const s = await serve({
-    ...(values.run ? { run: values.run } : {}), ...(values.model ? { model: values.model } : {}),
-    dataset: values.dataset!, log, ...(values.port ? { port: intArg('--port', values.port) } : {}),
-  });
-  console.log(`serving on ${s.url} (Ctrl-C to stop)`);
-}
-
-export async function reportCommand(argv: string[]): Promise<void> {
-  const { values } = parseArgs({ args: argv, options: { run: { type: 'string' }, help: { type: 'boolean' } } });
-  if (values.help || !values.run) return void console.log('usage: dino report --run DIR');
-  console.log(await writeReport({ run: values.run, log }));
-}
+export const reportCommand = defineCommand(
+  {
+    name: 'report',
+    summary: 'Write DIR/report.html: training curves, the k-NN table, attention maps.',
+    options: { run: { kind: 'string', placeholder: 'DIR', help: 'the run folder (required)' } },
+  },
+  async ({ options: o }) => {
+    if (o.run === undefined) throw new UsageError('--run DIR is required', 'report');
+    console.log(await writeReport({ run: o.run, log }));
+  },
+);

@@ -1,34 +1,72 @@
 /** `dino bench`, `dino inspect` and `dino spirals`: measuring, describing and demonstrating the framework. */
-import { parseArgs } from 'node:util';
 import { runBench } from '../bench/index.ts';
 import { inspectPreset } from '../models/inspect.ts';
+import { RECOMPUTE_MODES } from '../models/vit.ts';
+import { presetNames as modelPresetNames } from '../models/presets.ts';
+import { getPreset as getTrainPreset, presetNames as trainPresetNames } from '../runtime/dino/config.ts';
 import { trainSpirals } from '../runtime/examples/spirals.ts';
-import { intArg, recomputeArg } from './flags.ts';
+import { UsageError, defineCommand, didYouMean } from './args.ts';
 
-export async function benchCommand(argv: string[]): Promise<void> {
-  const { values } = parseArgs({
-    args: argv,
+export const benchCommand = defineCommand(
+  {
+    name: 'bench',
+    summary: 'Training and inference throughput, FLOPs and memory of a preset, measured in one process (ratios compare like with like).',
     options: {
-      preset: { type: 'string', default: 'fmnist-tiny6' }, batch: { type: 'string' }, ep: { type: 'string', default: 'cpu' },
-      json: { type: 'boolean' }, steps: { type: 'string' }, reduced: { type: 'boolean' }, threads: { type: 'string' }, recompute: { type: 'string' }, help: { type: 'boolean' },
+      preset: { kind: 'string', default: 'fmnist-tiny6', placeholder: 'NAME', help: 'training preset to measure' },
+      batch: { kind: 'int', min: 1, help: 'images per step (default: the preset\'s)' },
+      ep: { kind: 'choice', choices: ['cpu', 'cuda', 'webgpu'], default: 'cpu', help: 'ONNX Runtime execution provider' },
+      steps: { kind: 'int', min: 1, help: 'timed training steps' },
+      threads: { kind: 'int', min: 0, help: 'intra-op threads (default: one per core)' },
+      recompute: { kind: 'choice', choices: RECOMPUTE_MODES, help: 'activations the backward pass recomputes, as dino train (default mlp)' },
+      reduced: { kind: 'flag', help: 'a shorter run (fewer rounds) for a quick look' },
+      json: { kind: 'flag', help: 'print one JSON object' },
     },
-  });
-  if (values.help) return void console.log('usage: dino bench [--preset fmnist-tiny6] [--batch 64] [--ep cpu|cuda|webgpu] [--steps N] [--threads N] [--recompute none|mlp|blocks] [--reduced] [--json]\n\n  --recompute  activations the backward pass recomputes instead of keeping, as dino train: none, mlp (default: each block\'s GELU output, ~2% more CPU) or blocks (whole blocks: least memory, ~17% more)');
-  await runBench({
-    preset: values.preset!, ep: values.ep as 'cpu' | 'cuda' | 'webgpu', json: values.json ?? false, reduced: values.reduced ?? false,
-    ...(values.recompute !== undefined ? { recompute: recomputeArg(values.recompute) } : {}),
-    ...(values.batch ? { batch: intArg('--batch', values.batch) } : {}), ...(values.steps ? { steps: intArg('--steps', values.steps) } : {}),
-    ...(values.threads ? { threads: intArg('--threads', values.threads) } : {}),
-  });
-}
+  },
+  async ({ options: o }) => {
+    await runBench({
+      preset: o.preset, ep: o.ep, json: o.json, reduced: o.reduced,
+      ...(o.recompute !== undefined ? { recompute: o.recompute } : {}),
+      ...(o.batch !== undefined ? { batch: o.batch } : {}), ...(o.steps !== undefined ? { steps: o.steps } : {}),
+      ...(o.threads !== undefined ? { threads: o.threads } : {}),
+    });
+  },
+);
 
-export async function inspectCommand(argv: string[]): Promise<void> {
-  const { values } = parseArgs({ args: argv, options: { preset: { type: 'string', default: 'fmnist-tiny6' }, json: { type: 'boolean' }, help: { type: 'boolean' } } });
-  if (values.help) return void console.log('usage: dino inspect --preset NAME [--json]');
-  console.log(inspectPreset(values.preset!, values.json ?? false));
-}
+export const inspectCommand = defineCommand(
+  {
+    name: 'inspect',
+    summary: 'Parameter table of a preset (training presets and model presets): shapes, counts, weight-decay flags.',
+    options: {
+      preset: { kind: 'string', default: 'fmnist-quick', placeholder: 'NAME', help: 'a training preset (dino train --preset) or a model preset (vit_small_p8, resnet50, ...)' },
+      json: { kind: 'flag', help: 'print one JSON object' },
+    },
+  },
+  async ({ options: o }) => {
+    const training = trainPresetNames();
+    if (training.includes(o.preset)) {
+      const t = getTrainPreset(o.preset);
+      return void console.log(inspectPreset({ name: t.preset, description: t.preset, backbone: t.backbone, head: t.head }, o.json));
+    }
+    try {
+      console.log(inspectPreset(o.preset, o.json));
+    } catch {
+      const known = [...new Set([...training, ...modelPresetNames()])];
+      throw new UsageError(`unknown preset "${o.preset}"${didYouMean(o.preset, known)}; known: ${known.join(', ')} (ViTs also as <name>_p<patch>, e.g. vit_small_p8)`, 'inspect');
+    }
+  },
+);
 
-export async function spiralsCommand(): Promise<void> {
-  const r = await trainSpirals({ steps: 600, seed: 0 });
-  console.log(`two spirals: loss ${r.losses[0]!.toFixed(3)} -> ${r.losses.at(-1)!.toFixed(3)}, accuracy ${(100 * r.accuracy).toFixed(1)}%`);
-}
+export const spiralsCommand = defineCommand(
+  {
+    name: 'spirals',
+    summary: 'The smallest end-to-end demo of the compiler: an MLP learns two spirals through compiled step graphs.',
+    options: {
+      steps: { kind: 'int', min: 1, default: 600, help: 'training steps' },
+      seed: { kind: 'int', min: 0, default: 0, help: 'seed' },
+    },
+  },
+  async ({ options: o }) => {
+    const r = await trainSpirals({ steps: o.steps, seed: o.seed });
+    console.log(`two spirals: loss ${r.losses[0]!.toFixed(3)} -> ${r.losses.at(-1)!.toFixed(3)}, accuracy ${(100 * r.accuracy).toFixed(1)}%`);
+  },
+);

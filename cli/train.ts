@@ -1,103 +1,193 @@
-/** `dino train`: flags -> a resolved TrainConfig (and initial weights) -> the training loop. */
-import { join } from 'node:path';
-import { parseArgs } from 'node:util';
-import { type TrainConfig, applyOverrides, getPreset } from '../runtime/dino/config.ts';
-import { train } from '../runtime/dino/train.ts';
+/**
+ * `dino train`: flags -> a resolved TrainConfig (and initial weights) -> the training loop; and `--resume`, which
+ * takes the config from the run folder and accepts only the flags a resumed run may change.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { type TrainConfig, RESUMABLE_KEYS, applyOverrides, configDifferences, getPreset, presetNames } from '../runtime/dino/config.ts';
+import { formatConfigChange as formatChange, train } from '../runtime/dino/train.ts';
+import { checkDataFits } from '../runtime/dino/data-fit.ts';
+import { loadTrainingData } from '../runtime/dino/train.ts';
+import { DINO_ARCHS, dinoVitConfig, withEpochs } from '../runtime/dino/vit-presets.ts';
+import { readCheckpointMeta } from '../runtime/dino/checkpoint.ts';
 import { readDinoWeights } from '../runtime/io/weights.ts';
-import { epArg, intArg, recomputeArg } from './flags.ts';
-import { dinoTrainFlags, dinoTrainSetup } from './gpu.ts';
+import { defaultStepsPerRun } from '../runtime/ep/steps-per-run.ts';
+import { RECOMPUTE_MODES } from '../models/vit.ts';
+import type { Dataset } from '../runtime/data/dataset.ts';
+import { type Parsed, UsageError, defineCommand, parseCommand } from './args.ts';
 
-export const TRAIN_HELP = `usage: dino train [options]
+const log = (m: string) => process.stderr.write(m + '\n');
 
-  --preset NAME          fmnist-quick (default), fmnist-tiny6, fmnist-tiny12
-  --steps N              length of the run; every schedule spans it
-  --batch N              images per step (lr scales with batch / 256)
-  --seed S               the run's seed (init, shuffling, augmentation, stochastic depth)
-  --out DIR              run folder (config.json, metrics.jsonl, checkpoint.safetensors); default runs/<preset>-<seed>
-  --data FOLDER          train on an image folder (class subfolders give labels for evaluation)
-  --skip-bad-images      skip unreadable images instead of stopping (they are counted in the log)
-  --resume               continue the run in --out from its checkpoint
-  --ep cpu|cuda|webgpu   ONNX Runtime execution provider (default cpu)
-  --threads N            intra-op threads (default: one per core)
-  --recompute MODE       activations the backward pass recomputes instead of keeping (same results):
-                         none, mlp (default: each block's GELU output, ~2% more CPU) or blocks (least memory, ~17% more)
-  --steps-per-run K      K steps per ONNX Runtime call through an ONNX Loop (same results): the state crosses
-                         host <-> device once per K steps (for --ep cuda); default 1
-  --checkpoint-every K   also save every K steps (the latest is always DIR/checkpoint.safetensors)
-  --init FILE            start student and teacher from weights (.safetensors or .pth with DINO names)
-  --augment dino|none    none: global crops = whole image, local crops = whole image resized
-  --local-crops N        number of local crops
-  --set key=value        override any config field, e.g. --set lr=0.002 --set head.outDim=1024 (repeatable)
-
-DINO's flags (main_dino.py names), for RGB image folders:
-  --arch NAME            vit_tiny, vit_small or vit_base with DINO's defaults (instead of --preset)
-  --patch-size N         ViT patch size (default 16; DINO also publishes 8)
-  --image-size N         global crop side and model input (default 224; local crops keep 96/224 of it)
-  --local-crops-number N local crops per image (DINO: 8)
-  --epochs N             length in passes over the data (steps = N x floor(images / batch)); DINO's warm-ups
-                         (lr 10 epochs, last layer frozen 1 epoch) are converted to steps. --arch defaults to 100.
-  With --ep cuda, --steps-per-run defaults to the largest K <= 8 dividing --checkpoint-every.
-`;
-
-export async function trainCommand(argv: string[]): Promise<void> {
-  const { values } = parseArgs({
-    args: argv,
+export const trainCommand = defineCommand(
+  {
+    name: 'train',
+    summary: 'Train DINO: a student on all crops, an EMA teacher on the global crops, in one compiled ONNX step graph.',
     options: {
-      preset: { type: 'string' }, steps: { type: 'string' }, batch: { type: 'string' }, seed: { type: 'string' },
-      out: { type: 'string' }, data: { type: 'string' }, 'skip-bad-images': { type: 'boolean' }, resume: { type: 'boolean' },
-      ep: { type: 'string', default: 'cpu' }, threads: { type: 'string' }, recompute: { type: 'string' }, 'steps-per-run': { type: 'string' }, 'checkpoint-every': { type: 'string' }, init: { type: 'string' },
-      augment: { type: 'string' }, 'local-crops': { type: 'string' }, set: { type: 'string', multiple: true }, help: { type: 'boolean' },
-      arch: { type: 'string' }, 'patch-size': { type: 'string' }, 'image-size': { type: 'string' }, 'local-crops-number': { type: 'string' }, epochs: { type: 'string' },
+      preset: { kind: 'choice', choices: presetNames(), help: 'model, crops and hyper-parameters (default: fmnist-quick)' },
+      arch: { kind: 'choice', choices: DINO_ARCHS, help: 'a DINO ViT with main_dino.py\'s defaults, for RGB image folders (instead of --preset)' },
+      'patch-size': { kind: 'int', min: 1, help: 'ViT patch size with --arch (default 16; DINO also publishes 8)' },
+      'image-size': { kind: 'int', min: 1, help: 'global crop side and model input (--arch default 224; local crops keep 96/224 of it)' },
+      steps: { kind: 'int', min: 1, help: 'length of the run in steps; every schedule spans it' },
+      epochs: { kind: 'int', min: 1, help: 'length in passes over the data (steps = N x floor(images / batch)); DINO\'s warm-ups are converted to steps. --arch defaults to 100' },
+      batch: { kind: 'int', min: 1, help: 'images per step (lr scales with batch / 256)' },
+      seed: { kind: 'int', min: 0, help: 'the run\'s seed (init, shuffling, augmentation, stochastic depth)' },
+      out: { kind: 'string', placeholder: 'DIR', help: 'run folder (config.json, metrics.jsonl, checkpoint.safetensors); default runs/<preset>-<seed>' },
+      resume: { kind: 'string', placeholder: '[DIR]', optionalValue: true, help: 'continue the run in DIR (or in --out) from its checkpoint, with its own config' },
+      data: { kind: 'string', placeholder: 'FOLDER', help: 'train on an image folder (class subfolders give labels for evaluation); default: Fashion-MNIST' },
+      'skip-bad-images': { kind: 'flag', help: 'skip unreadable images instead of stopping (they are counted in the log)' },
+      ep: { kind: 'choice', choices: ['cpu', 'cuda', 'webgpu'], default: 'cpu', help: 'ONNX Runtime execution provider' },
+      threads: { kind: 'int', min: 0, default: 0, help: 'intra-op threads (0: one per core)' },
+      recompute: { kind: 'choice', choices: RECOMPUTE_MODES, default: 'mlp', help: 'activations the backward pass recomputes instead of keeping (same results): mlp ~2% more CPU, blocks least memory ~17% more' },
+      'steps-per-run': { kind: 'int', min: 1, placeholder: 'K', help: 'K steps per ONNX Runtime call through an ONNX Loop (same results; the state crosses host <-> device once per K steps). Default 1; with --ep cuda the largest K <= 8 dividing --checkpoint-every' },
+      'checkpoint-every': { kind: 'int', min: 1, placeholder: 'K', help: 'also save every K steps (the latest is always DIR/checkpoint.safetensors)' },
+      init: { kind: 'string', placeholder: 'FILE', help: 'start student and teacher from weights (.safetensors, .pth, .bin; DINO, timm or Hugging Face names)' },
+      augment: { kind: 'choice', choices: ['dino', 'none'], help: 'none: global crops = whole image, local crops = whole image resized' },
+      'local-crops-number': { kind: 'int', min: 0, placeholder: 'N', help: 'local crops per image (DINO\'s name; --local-crops is the same)' },
+      'local-crops': { kind: 'int', min: 0, help: 'local crops per image' },
+      set: { kind: 'repeated', placeholder: 'KEY=VALUE', help: 'override any config field, e.g. --set lr=0.002 --set head.outDim=1024 (repeatable)' },
     },
-  });
-  if (values.help) return void process.stdout.write(TRAIN_HELP);
-  const recompute = values.recompute !== undefined ? recomputeArg(values.recompute) : undefined;
-  const dino = dinoTrainFlags(values);
-  const resolved = await resolveTrainConfig({ ...values, preset: dino.preset ?? 'fmnist-quick', set: dino.set });
-  const ep = epArg(values.ep!);
-  const { config, dataset, stepsPerRun } = await dinoTrainSetup(resolved.config, values, ep, (m) => process.stderr.write(m + '\n'));
-  const { out, initWeights } = resolved;
-  const r = await train({
-    config, out, ep, ...(dataset ? { dataset } : {}), ...(stepsPerRun ? { stepsPerRun } : {}),
-    ...(values.resume ? { resume: true } : {}),
-    ...(values.data ? { data: values.data } : {}),
-    ...(values['skip-bad-images'] ? { skipBadImages: true } : {}),
-    ...(values.threads ? { threads: intArg('--threads', values.threads) } : {}),
-    ...(recompute ? { recompute } : {}),
-    ...(values['steps-per-run'] ? { stepsPerRun: intArg('--steps-per-run', values['steps-per-run']) } : {}),
-    ...(values['checkpoint-every'] ? { checkpointEvery: intArg('--checkpoint-every', values['checkpoint-every']) } : {}),
-    ...(initWeights ? { initWeights } : {}),
-    progress: true,
-  });
-  console.log(`${r.interrupted ? 'interrupted' : 'done'} after ${r.steps} steps; checkpoint ${r.checkpoint}; metrics ${join(out, 'metrics.jsonl')}`);
+    epilog: `Resuming: \`dino train --resume DIR\` reads DIR/config.json and DIR/checkpoint.safetensors and continues; a run
+stopped with Ctrl-C and resumed equals the run not stopped, bit for bit on CPU with the same --threads (the default,
+one per core, is the same on the same machine). On resume only --steps or --epochs (to
+lengthen the run: the schedules are then recomputed over the new length, as DINO's --epochs), --ep, --threads,
+--recompute, --steps-per-run, --checkpoint-every and --skip-bad-images may be given; a flag that would change
+anything else is refused, naming the config key.`,
+  },
+  async (p) => {
+    const resumeDir = p.given.has('resume') ? resumeFolder(p) : undefined;
+    const ep = p.options.ep;
+    const { config, dataset } = resumeDir ? await resumedConfig(p, resumeDir) : await newRunConfig(p);
+    const out = resumeDir ?? p.options.out ?? join('runs', `${config.preset}-${config.seed}`);
+    const initWeights = p.options.init !== undefined ? readInitWeights(p.options.init) : undefined;
+    const stepsPerRun = p.options['steps-per-run'] ?? (ep === 'cuda' ? defaultStepsPerRun(ep, [p.options['checkpoint-every']]) : undefined);
+    const r = await train({
+      config, out, ep,
+      ...(resumeDir ? { resume: true } : {}),
+      ...(dataset ? { dataset } : {}),
+      ...(p.options['skip-bad-images'] ? { skipBadImages: true } : {}),
+      threads: p.options.threads,
+      recompute: p.options.recompute,
+      ...(stepsPerRun !== undefined ? { stepsPerRun } : {}),
+      ...(p.options['checkpoint-every'] !== undefined ? { checkpointEvery: p.options['checkpoint-every'] } : {}),
+      ...(initWeights ? { initWeights } : {}),
+    });
+    console.log(`${r.interrupted ? 'interrupted' : 'done'} after ${r.steps} steps; checkpoint ${r.checkpoint}; metrics ${join(out, 'metrics.jsonl')}`);
+    if (r.interrupted) {
+      console.log(`resume with: npx dino train --resume ${out}`);
+      process.exitCode = 130; // stopped by the user (the checkpoint is saved): not a finished run
+    }
+  },
+);
+
+type TrainParsed = Parsed<typeof trainCommand.spec.options>;
+
+/** Flags that may accompany --resume: they change how the run is executed or how long it is, not what it is. */
+const RESUMABLE_FLAGS = new Set(['resume', 'out', 'steps', 'epochs', 'ep', 'threads', 'recompute', 'steps-per-run', 'checkpoint-every', 'skip-bad-images']);
+
+function resumeFolder(p: TrainParsed): string {
+  const dir = p.options.resume || p.options.out;
+  if (!dir) throw new UsageError('--resume needs the run folder: dino train --resume DIR', 'train');
+  if (p.options.resume && p.options.out !== undefined && resolve(p.options.out) !== resolve(p.options.resume)) {
+    throw new UsageError(`--resume ${p.options.resume} and --out ${p.options.out} name different folders: give one`, 'train');
+  }
+  if (p.options.init !== undefined) throw new UsageError('--init starts a new run from weights; a resumed run continues from its checkpoint', 'train');
+  return dir;
 }
 
-export interface TrainFlags {
-  preset?: string | undefined;
-  steps?: string | undefined;
-  batch?: string | undefined;
-  seed?: string | undefined;
-  out?: string | undefined;
-  init?: string | undefined;
-  augment?: string | undefined;
-  'local-crops'?: string | undefined;
-  set?: string[] | undefined;
-}
-
-/** Flags become `--set` overrides, so one code path checks types and names. */
-export async function resolveTrainConfig(flags: TrainFlags): Promise<{ config: TrainConfig; out: string; initWeights?: Map<string, Float32Array> }> {
-  const base = getPreset(flags.preset ?? 'fmnist-quick');
+/** The config as the flags give it, on top of `base` (a preset, or a resumed run's own config). */
+function configFromFlags(p: TrainParsed, base: TrainConfig): TrainConfig {
+  const o = p.options;
+  let cfg = base;
+  if (o.arch !== undefined) {
+    if (o.preset !== undefined) throw new UsageError(`--arch ${o.arch} and --preset ${o.preset} both choose the model: give one`, 'train');
+    const imageSize = o['image-size'] ?? 224, patchSize = o['patch-size'] ?? 16;
+    if (imageSize % patchSize !== 0) throw new UsageError(`--patch-size ${patchSize} must divide --image-size ${imageSize}`, 'train');
+    cfg = dinoVitConfig(o.arch, { patchSize, imageSize });
+    if (imageSize !== 224) cfg = { ...cfg, preset: `${cfg.preset}_${imageSize}px` };
+  } else {
+    if (o['patch-size'] !== undefined) throw new UsageError('--patch-size applies to --arch vit_tiny|vit_small|vit_base; for a preset use --set backbone.patchSize=N', 'train');
+    if (o['image-size'] !== undefined) cfg = applyOverrides(cfg, [`backbone.imgSize=${o['image-size']}`, `augment.globalSize=${o['image-size']}`]);
+  }
+  if (o['local-crops'] !== undefined && o['local-crops-number'] !== undefined) throw new UsageError('--local-crops and --local-crops-number are the same option: give one', 'train');
   const sets: string[] = [];
-  if (flags.steps) sets.push(`steps=${flags.steps}`);
-  if (flags.batch) sets.push(`batch=${flags.batch}`);
-  if (flags.seed) sets.push(`seed=${flags.seed}`);
-  if (flags.augment) sets.push(`augment.augment="${flags.augment}"`);
-  if (flags['local-crops']) sets.push(`augment.localCrops=${flags['local-crops']}`);
-  sets.push(...(flags.set ?? []));
-  const config = applyOverrides(base, sets);
-  const out = flags.out ?? join('runs', `${config.preset}-${config.seed}`);
-  if (!flags.init) return { config, out };
-  return { config, out, initWeights: readInitWeights(flags.init) };
+  if (o.steps !== undefined) sets.push(`steps=${o.steps}`);
+  if (o.batch !== undefined) sets.push(`batch=${o.batch}`);
+  if (o.seed !== undefined) sets.push(`seed=${o.seed}`);
+  if (o.augment !== undefined) sets.push(`augment.augment="${o.augment}"`);
+  const localCrops = o['local-crops-number'] ?? o['local-crops'];
+  if (localCrops !== undefined) sets.push(`augment.localCrops=${localCrops}`);
+  cfg = applyOverrides(cfg, [...sets, ...o.set]);
+  if (o.data !== undefined) cfg = { ...cfg, data: resolve(o.data) };
+  return cfg;
+}
+
+/**
+ * The run's length in epochs (`--epochs`, or the epochs an --arch preset carries when no --steps is given) needs
+ * the data set's size: the data is then loaded here, once, and handed to the training loop.
+ */
+async function withLength(cfg: TrainConfig, p: TrainParsed, epochs: number | undefined): Promise<{ config: TrainConfig; dataset?: Dataset }> {
+  if (epochs === undefined) return { config: cfg };
+  await checkDataFits(cfg, cfg.data);
+  const dataset = await loadTrainingData(cfg, { skipBadImages: p.options['skip-bad-images'], log });
+  const config = withEpochs(cfg, epochs, dataset.train.count);
+  log(`${epochs} epochs of ${dataset.train.count} images at batch ${config.batch}: ${config.steps} steps`);
+  return { config, dataset };
+}
+
+async function newRunConfig(p: TrainParsed): Promise<{ config: TrainConfig; dataset?: Dataset }> {
+  if (p.options.steps !== undefined && p.options.epochs !== undefined) throw new UsageError('--epochs and --steps both set the length of the run: give one', 'train');
+  const base = getPreset(p.options.preset ?? 'fmnist-quick');
+  const cfg = configFromFlags(p, base);
+  const epochs = p.options.epochs ?? (p.options.steps === undefined && cfg.epochs !== undefined ? cfg.epochs : undefined);
+  return withLength(cfg, p, epochs);
+}
+
+/**
+ * A resumed run's config: the checkpoint's, with only a new length allowed. Every other flag that would change it
+ * is refused before anything is compiled, naming the config key and both values.
+ */
+async function resumedConfig(p: TrainParsed, dir: string): Promise<{ config: TrainConfig; dataset?: Dataset }> {
+  const ckptPath = join(dir, 'checkpoint.safetensors');
+  if (!existsSync(ckptPath)) {
+    const hint = existsSync(join(dir, 'config.json')) ? 'the run stopped before its first checkpoint; start it again without --resume' : `is ${dir} a run folder written by dino train?`;
+    throw new UsageError(`--resume ${dir}: no checkpoint.safetensors there (${hint})`, 'train');
+  }
+  const meta = readCheckpointMeta(ckptPath);
+  const recorded = meta.config;
+  const configJson = join(dir, 'config.json');
+  if (existsSync(configJson)) {
+    const onDisk = JSON.parse(readFileSync(configJson, 'utf8')) as TrainConfig;
+    const drift = configDifferences(recorded, onDisk);
+    if (drift.length) log(`note: ${configJson} differs from the checkpoint's config (${drift.map(formatChange).join('; ')}); the checkpoint's is used`);
+  }
+  const extra = [...p.given].filter((f) => !RESUMABLE_FLAGS.has(f));
+  if (p.options.steps !== undefined && p.options.epochs !== undefined) throw new UsageError('--epochs and --steps both set the length of the run: give one', 'train');
+  let cfg = recorded;
+  if (extra.length) {
+    // Flags given again with the run's own values are harmless; any real change is refused with its key.
+    const wanted = configFromFlags(p, p.options.preset !== undefined || p.options.arch !== undefined ? getPreset(p.options.preset ?? p.options.arch!) : recorded);
+    const changed = configDifferences(recorded, wanted).filter((d) => !RESUMABLE_KEYS.includes(d.key));
+    if (changed.length) {
+      throw new UsageError(
+        `a resumed run keeps its config, but ${extra.map((f) => `--${f}`).join(', ')} would change ${changed.map(formatChange).join('; ')}. ` +
+          `Resume without ${extra.length > 1 ? 'them' : 'it'}, or start a new run with another --out`,
+        'train',
+      );
+    }
+  }
+  if (p.options.steps !== undefined) cfg = { ...cfg, steps: p.options.steps };
+  const r = await withLength(cfg, p, p.options.epochs);
+  if (r.config.steps <= meta.step && r.config.steps !== recorded.steps) {
+    throw new UsageError(`--resume ${dir}: the run has done ${meta.step} steps already; a longer run needs --steps > ${meta.step} (got ${r.config.steps})`, 'train');
+  }
+  return r;
+}
+
+/** The config (and the data, when the length is given in epochs) that these `dino train` arguments give a new run. */
+export async function newRunFromArgs(argv: readonly string[]): Promise<{ config: TrainConfig; dataset?: Dataset }> {
+  const p = parseCommand(trainCommand.spec, argv);
+  if (p === 'help') throw new UsageError('--help is no run', 'train');
+  return newRunConfig(p);
 }
 
 /**

@@ -127,7 +127,7 @@ interface Resolved {
 /** The run's TrainConfig (config.json, else the checkpoint's metadata); errors name the path and what to do. */
 export function readRunConfig(run: string): TrainConfig {
   if (!fs.existsSync(run) || !fs.statSync(run).isDirectory()) {
-    throw new Error(`run folder ${run} does not exist: train one first (npx dino train --out ${run}), or export imported weights with --preset NAME --weights FILE`);
+    throw new Error(`run folder ${run} does not exist: train one first (npx dino train --out ${run})`);
   }
   const configPath = path.join(run, 'config.json');
   if (fs.existsSync(configPath)) {

@@ -4,7 +4,7 @@
  */
 import { type ParamSpec } from '../dsl/index.ts';
 import { buildNetworkGraph, isHeadParam, paramSpecs } from './network.ts';
-import { getPreset } from './presets.ts';
+import { type Preset, getPreset } from './presets.ts';
 
 export interface ParamRow {
   readonly name: string;
@@ -40,7 +40,11 @@ export function rowsOf(specs: readonly ParamSpec[]): ParamRow[] {
 
 /** The table of a named preset (throws for an unknown name, listing the known ones). */
 export function parameterTable(presetName: string): ParamTable {
-  const preset = getPreset(presetName);
+  return parameterTableOf(getPreset(presetName));
+}
+
+/** The table of a network given as a preset record (e.g. the model part of a training preset). */
+export function parameterTableOf(preset: Preset): ParamTable {
   const rows = rowsOf(paramSpecs(buildNetworkGraph(preset)));
   const total = (part: ParamRow['part']) => rows.filter((r) => r.part === part && r.kind === 'param').reduce((n, r) => n + r.count, 0);
   return { preset: preset.name, rows, backboneParams: total('backbone'), headParams: total('head') };
@@ -76,7 +80,7 @@ export function tableJson(t: ParamTable): string {
 }
 
 /** `dino inspect --preset NAME [--json]`: the parameter table as text, or as one JSON object. */
-export function inspectPreset(name: string, json: boolean): string {
-  const t = parameterTable(name);
+export function inspectPreset(preset: string | Preset, json: boolean): string {
+  const t = typeof preset === 'string' ? parameterTable(preset) : parameterTableOf(preset);
   return json ? tableJson(t) : formatTable(t);
 }

@@ -109,7 +109,7 @@ export const RECOMPUTE_MODES: readonly Recompute[] = ['none', 'mlp', 'blocks'];
 /** A `Recompute` from a command-line value; throws naming the choices. */
 export function parseRecompute(value: string): Recompute {
   if ((RECOMPUTE_MODES as readonly string[]).includes(value)) return value as Recompute;
-  throw new Error(`--recompute must be one of ${RECOMPUTE_MODES.join(', ')}, got "${value}"`);
+  throw new Error(`recompute must be one of ${RECOMPUTE_MODES.join(', ')}, got "${value}"`);
 }
 
 export interface ViTOutputs {

@@ -35,12 +35,12 @@ const evaluate = async (step: number, m: Record<string, number>) => {
 let done = 0;
 if (!existsSync(join(out, 'checkpoint.safetensors'))) {
   // step 0: the random-init teacher
-  await train({ config: cfg, out, dataset: data, stopAfter: 0, progress: false, log: () => {} });
+  await train({ config: cfg, out, dataset: data, stopAfter: 0, progress: 'none', log: () => {} });
   await evaluate(0, {});
 }
 else done = JSON.parse(readFileSync(join(out, 'curve.jsonl'), 'utf8').trim().split('\n').at(-1)!).step;
 while (done < cfg.steps) {
-  const r = await train({ config: cfg, out, dataset: data, resume: true, stopAfter: every, progress: false, log: () => {} });
+  const r = await train({ config: cfg, out, dataset: data, resume: true, stopAfter: every, progress: 'none', log: () => {} });
   done = r.steps;
   await evaluate(done, r.lastMetrics);
 }

@@ -6,7 +6,7 @@
 import { existsSync } from 'node:fs';
 import type { TrainState } from '../state.ts';
 import { ort } from '../backend.ts';
-import { readSafetensors, writeSafetensorsAtomic, type NamedTensor } from '../io/safetensors.ts';
+import { readSafetensors, readSafetensorsMetadata, writeSafetensorsAtomic, type NamedTensor } from '../io/safetensors.ts';
 import type { LoaderPosition } from '../data/loader.ts';
 import type { TrainConfig } from './config.ts';
 
@@ -56,19 +56,25 @@ export class CheckpointError extends Error {
   }
 }
 
-export function loadCheckpoint(path: string): LoadedCheckpoint {
+/** A checkpoint's metadata (config, step, seed, loader position), read from its header alone. */
+export function readCheckpointMeta(path: string): CheckpointMeta {
   if (!existsSync(path)) throw new CheckpointError({ kind: 'missing', path });
-  const { tensors, metadata } = readSafetensors(path);
-  const md = metadata ?? {};
+  return parseMeta(readSafetensorsMetadata(path), path);
+}
+
+function parseMeta(md: Record<string, string>, path: string): CheckpointMeta {
   if (md['format'] !== CHECKPOINT_FORMAT) throw new CheckpointError({ kind: 'format', path, format: md['format'] });
   try {
-    return {
-      tensors,
-      meta: { config: JSON.parse(md['config']!), step: Number(md['step']), seed: Number(md['seed']), loader: JSON.parse(md['loader']!) },
-    };
+    return { config: JSON.parse(md['config']!), step: Number(md['step']), seed: Number(md['seed']), loader: JSON.parse(md['loader']!) };
   } catch (e) {
     throw new Error(`${path}: checkpoint metadata is unreadable (${(e as Error).message}); resume from an earlier checkpoint`);
   }
+}
+
+export function loadCheckpoint(path: string): LoadedCheckpoint {
+  if (!existsSync(path)) throw new CheckpointError({ kind: 'missing', path });
+  const { tensors, metadata } = readSafetensors(path);
+  return { tensors, meta: parseMeta(metadata ?? {}, path) };
 }
 
 /** Restores every state tensor from a checkpoint; a missing or mis-shaped tensor is an error naming it. */

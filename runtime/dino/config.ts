@@ -20,6 +20,11 @@ export interface TrainConfig {
   readonly batch: number;
   /** Length of the run in steps; every schedule spans it. */
   readonly steps: number;
+  /**
+   * The image folder the run trains on (an absolute path); absent: the embedded Fashion-MNIST. Evaluation of a run
+   * (k-NN, linear probe, report, demo) uses the same data by default.
+   */
+  readonly data?: string;
   /** The epochs `steps` was derived from (`--epochs`, runtime/dino/vit-presets.ts `withEpochs`); absent when given in steps. */
   readonly epochs?: number;
   readonly seed: number;
@@ -170,4 +175,26 @@ export class ConfigOverrideError extends Error {
 function typeOf(v: unknown): string {
   if (Array.isArray(v)) return `array of ${v.length ? typeOf(v[0]) : 'any'}`;
   return typeof v;
+}
+
+/**
+ * Config keys a resumed run may change: its length (the schedules are then recomputed over the new length).
+ * `warmupFraction` belongs to it: a length given in epochs keeps DINO's 10 warm-up epochs as the run grows.
+ */
+export const RESUMABLE_KEYS: readonly string[] = ['steps', 'epochs', 'warmupFraction'];
+
+/**
+ * The dotted keys whose values differ between two configs (`backbone.depth`, `augment.localCrops`, ...), each with
+ * both values, in key order. A key absent from one side differs from any value on the other.
+ */
+export function configDifferences(a: TrainConfig, b: TrainConfig): { key: string; was: unknown; now: unknown }[] {
+  const out: { key: string; was: unknown; now: unknown }[] = [];
+  const walk = (x: unknown, y: unknown, key: string) => {
+    const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+    if (isObj(x) && isObj(y)) {
+      for (const k of [...new Set([...Object.keys(x), ...Object.keys(y)])].sort()) walk(x[k], y[k], key ? `${key}.${k}` : k);
+    } else if (JSON.stringify(x) !== JSON.stringify(y)) out.push({ key, was: x, now: y });
+  };
+  walk(a, b, '');
+  return out;
 }

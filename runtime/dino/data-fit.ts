@@ -14,35 +14,47 @@ const PROBE_FILES = 8;
 /** Largest |R - G|, |G - B| still counted as gray: JPEG's chroma subsampling leaves a few levels on gray images. */
 const GRAY_TOLERANCE = 12;
 
-/** What the user should pass instead, for a message. */
-const RGB_HINT = '--arch vit_small --patch-size 16 (or --preset vit_tiny|vit_small|vit_base)';
-const GRAY_HINT = '--preset fmnist-quick (or fmnist-tiny6, fmnist-tiny12)';
+/** What is wrong; the message says it with library words, the CLI with its flags (cli/errors.ts). */
+export type DataFitProblem =
+  /** The data's channel count differs from the preset's. */
+  | { readonly kind: 'channels'; readonly preset: string; readonly need: number; readonly dataset: string; readonly has: number }
+  /** An RGB or non-28 px preset without an image folder: it would train on Fashion-MNIST. */
+  | { readonly kind: 'needs-folder'; readonly preset: string; readonly need: number; readonly size: number }
+  /** A 1-channel preset on a folder of colour images. */
+  | { readonly kind: 'colour-folder'; readonly preset: string; readonly folder: string; readonly example: string };
+
+export class DataFitError extends Error {
+  constructor(readonly problem: DataFitProblem) {
+    const p = problem;
+    super(
+      p.kind === 'channels'
+        ? `preset ${p.preset} takes ${p.need}-channel images, but the data set ${p.dataset} has ${p.has} channel(s): choose a ${p.has === 1 ? '1-channel preset (fmnist-quick, fmnist-tiny6, fmnist-tiny12)' : 'ViT preset (vit_tiny, vit_small, vit_base)'}`
+        : p.kind === 'needs-folder'
+          ? `preset ${p.preset} takes ${p.need}-channel ${p.size} px images, but without an image folder (config.data) it would train on Fashion-MNIST (1 channel, 28 px)`
+          : `${p.folder} holds colour images (e.g. ${p.example}), but preset ${p.preset} takes 1-channel 28 px images (Fashion-MNIST's): choose a ViT preset (vit_tiny, vit_small, vit_base)`,
+    );
+    this.name = 'DataFitError';
+  }
+}
 
 /**
- * Throws an Error naming the right option when the data cannot train `cfg`: `dataset` when given (its channel
- * count), else the folder `data` (colour images for a 1-channel preset), else the built-in Fashion-MNIST
- * (1 channel, 28 px) for a preset that is not.
+ * Throws a DataFitError when the data cannot train `cfg`: `dataset` when given (its channel count), else the
+ * folder `data` (colour images for a 1-channel preset), else the built-in Fashion-MNIST (1 channel, 28 px) for a
+ * preset that is not.
  */
 export async function checkDataFits(cfg: TrainConfig, data: string | undefined, dataset?: Dataset): Promise<void> {
   const { inChans, imgSize } = cfg.backbone;
-  const what = `preset ${cfg.preset} takes ${inChans}-channel ${imgSize} px images`;
   if (dataset) {
-    if (dataset.channels !== inChans) {
-      throw new Error(`${what}, but the data set ${dataset.name} has ${dataset.channels} channel(s): use ${dataset.channels === 1 ? GRAY_HINT : RGB_HINT}`);
-    }
+    if (dataset.channels !== inChans) throw new DataFitError({ kind: 'channels', preset: cfg.preset, need: inChans, dataset: dataset.name, has: dataset.channels });
     return;
   }
   if (data === undefined) {
-    if (inChans !== 1 || imgSize !== 28) {
-      throw new Error(`${what}, but without --data it would train on Fashion-MNIST (1 channel, 28 px): pass --data FOLDER with your images, or use ${GRAY_HINT} for Fashion-MNIST`);
-    }
+    if (inChans !== 1 || imgSize !== 28) throw new DataFitError({ kind: 'needs-folder', preset: cfg.preset, need: inChans, size: imgSize });
     return;
   }
   if (inChans === 1) {
     const colour = await firstColourImage(data);
-    if (colour) {
-      throw new Error(`${data} holds colour images (e.g. ${colour}), but ${what} (Fashion-MNIST's): train on RGB with ${RGB_HINT}`);
-    }
+    if (colour) throw new DataFitError({ kind: 'colour-folder', preset: cfg.preset, folder: data, example: colour });
   }
 }
 

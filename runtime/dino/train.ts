@@ -16,7 +16,7 @@ import { MultiCropLoader } from '../data/loader.ts';
 import { derivePrng } from '../data/seeds.ts';
 import { loadFashionMnist } from '../data/fashion-mnist.ts';
 import { loadImageFolder } from '../data/image-folder.ts';
-import { type TrainConfig, stepConfig } from './config.ts';
+import { RESUMABLE_KEYS, type TrainConfig, configDifferences, stepConfig } from './config.ts';
 import { loadCheckpoint, restoreState, saveCheckpoint } from './checkpoint.ts';
 import { stepScalars } from './schedules.ts';
 import { dinoStepFeeds } from './step-feeds.ts';
@@ -33,10 +33,12 @@ export interface TrainOptions {
   readonly config: TrainConfig;
   /** Run folder: config.json, metrics.jsonl, checkpoint.safetensors. */
   readonly out: string;
-  /** Continue from `out/checkpoint.safetensors`. */
+  /**
+   * Continue from `out/checkpoint.safetensors`. The config must be the checkpoint's, except its length (`steps`,
+   * `epochs`: see RESUMABLE_KEYS), which may grow: the schedules then span the new length, as DINO's `--epochs` on
+   * resume. With the length unchanged the resumed run equals the uninterrupted one bit for bit on CPU.
+   */
   readonly resume?: boolean;
-  /** Image folder instead of the embedded Fashion-MNIST. */
-  readonly data?: string;
   readonly skipBadImages?: boolean;
   readonly ep?: ExecutionProvider;
   readonly threads?: number;
@@ -58,8 +60,11 @@ export interface TrainOptions {
   readonly initWeights?: ReadonlyMap<string, Float32Array>;
   /** Stop after this many steps of this invocation (for tests of resume); the schedules still span config.steps. */
   readonly stopAfter?: number;
-  /** Progress line on stderr (default true when stderr is a TTY). */
-  readonly progress?: boolean;
+  /**
+   * Progress on stderr: `bar` redraws one line (for a terminal), `lines` prints a plain line every 10% of the run
+   * or every 30 s (for logs), `none` is silent. Default: `bar` when stderr is a TTY, else `lines`.
+   */
+  readonly progress?: 'bar' | 'lines' | 'none';
   readonly log?: (line: string) => void;
   /** Data already loaded (tests and benches reuse it). */
   readonly dataset?: Dataset;
@@ -73,9 +78,9 @@ export interface TrainResult {
   readonly interrupted: boolean;
 }
 
-export async function loadTrainingData(cfg: TrainConfig, opts: Pick<TrainOptions, 'data' | 'skipBadImages' | 'log'>): Promise<Dataset> {
-  if (!opts.data) return loadFashionMnist();
-  const r = await loadImageFolder(opts.data, { imageSize: cfg.backbone.imgSize, channels: cfg.backbone.inChans === 1 ? 1 : 3, skipBadImages: opts.skipBadImages ?? false });
+export async function loadTrainingData(cfg: TrainConfig, opts: Pick<TrainOptions, 'skipBadImages' | 'log'>): Promise<Dataset> {
+  if (!cfg.data) return loadFashionMnist();
+  const r = await loadImageFolder(cfg.data, { imageSize: cfg.backbone.imgSize, channels: cfg.backbone.inChans === 1 ? 1 : 3, skipBadImages: opts.skipBadImages ?? false });
   if (r.skipped.length) opts.log?.(`skipped ${r.skipped.length} unreadable image(s), e.g. ${r.skipped[0]!.file}: ${r.skipped[0]!.reason}`);
   return r.dataset;
 }
@@ -102,7 +107,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
   const cfg = opts.config;
   const stepsPerRun = opts.stepsPerRun ?? 1;
   if (!Number.isInteger(stepsPerRun) || stepsPerRun < 1) throw new Error(`stepsPerRun must be a positive integer, got ${stepsPerRun}`);
-  await checkDataFits(cfg, opts.data, opts.dataset); // before anything is compiled or written
+  await checkDataFits(cfg, cfg.data, opts.dataset); // before anything is compiled or written
   mkdirSync(opts.out, { recursive: true });
   const ckptPath = join(opts.out, 'checkpoint.safetensors');
   const metricsPath = join(opts.out, 'metrics.jsonl');
@@ -118,7 +123,15 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
   let loaderStart = { epoch: 0, batch: 0 };
   if (opts.resume) {
     const ckpt = loadCheckpoint(ckptPath);
-    if (JSON.stringify(ckpt.meta.config) !== JSON.stringify(cfg)) throw new RunFolderError({ kind: 'config-mismatch', checkpoint: ckptPath, config: join(opts.out, 'config.json') });
+    const changed = configDifferences(ckpt.meta.config, cfg).filter((d) => !RESUMABLE_KEYS.includes(d.key));
+    if (changed.length) throw new RunFolderError({ kind: 'config-mismatch', checkpoint: ckptPath, config: join(opts.out, 'config.json'), changed });
+    if (cfg.steps <= ckpt.meta.step && cfg.steps !== ckpt.meta.config.steps) {
+      throw new RunFolderError({ kind: 'too-short', checkpoint: ckptPath, config: join(opts.out, 'config.json'), done: ckpt.meta.step, steps: cfg.steps });
+    }
+    if (cfg.steps !== ckpt.meta.config.steps) {
+      log(`extending the run from ${ckpt.meta.config.steps} to ${cfg.steps} steps: the schedules now span ${cfg.steps} steps`);
+      writeFileSync(join(opts.out, 'config.json'), JSON.stringify(cfg, null, 2) + '\n');
+    }
     state = initialState(runner.signature.state, cfg.seed);
     restoreState(state, ckpt, ckptPath);
     startStep = ckpt.meta.step;
@@ -146,7 +159,8 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
 
   const save = (step: number, position = loader.position()) => saveCheckpoint(ckptPath, state, { config: cfg, step, seed: cfg.seed, loader: position });
   const end = Math.min(cfg.steps, startStep + (opts.stopAfter ?? Infinity));
-  const progress = opts.progress ?? process.stderr.isTTY;
+  const progress = opts.progress ?? (process.stderr.isTTY ? 'bar' : 'lines');
+  let lastLine = { step: startStep, at: performance.now() };
   let last: Record<string, number> = {};
   let step = startStep;
   const t0 = performance.now();
@@ -174,7 +188,15 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
         appendFileSync(metricsPath, JSON.stringify(last) + '\n');
       }
       step += chunk;
-      if (progress) writeProgress(step, cfg.steps, startStep, t0, metrics[chunk - 1]!, b);
+      if (progress === 'bar') process.stderr.write(`\r${progressText(step, cfg.steps, startStep, t0, metrics[chunk - 1]!, b)}   `);
+      else if (progress === 'lines') {
+        // A plain line every tenth of the run or every 30 s, whichever comes first: log files get no \r redraws.
+        const now = performance.now();
+        if (step === end || step - lastLine.step >= Math.max(1, Math.ceil(cfg.steps / 10)) || now - lastLine.at >= 30_000) {
+          log(progressText(step, cfg.steps, startStep, t0, metrics[chunk - 1]!, b));
+          lastLine = { step, at: now };
+        }
+      }
       if (opts.checkpointEvery && step % opts.checkpointEvery === 0 && step < end) {
         await stateToHost(state); // a no-op unless the state lives on the device (WebGPU)
         save(step);
@@ -184,7 +206,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
     save(step);
   } finally {
     process.removeListener('SIGINT', onSigint);
-    if (progress) process.stderr.write('\n');
+    if (progress === 'bar') process.stderr.write('\n');
     await loader.close();
     await runner.release();
   }
@@ -208,13 +230,31 @@ export class NonFiniteLossError extends Error {
   }
 }
 
-/** `exists`: a fresh run would overwrite a checkpoint; `config-mismatch`: resuming with another config. */
+/** A config key whose value differs between a checkpoint and the config it is resumed with. */
+export interface ConfigChange {
+  readonly key: string;
+  readonly was: unknown;
+  readonly now: unknown;
+}
+
+export type RunFolderProblem =
+  /** A fresh run would overwrite this checkpoint. */
+  | { readonly kind: 'exists'; readonly checkpoint: string }
+  /** Resuming with a config that differs from the checkpoint's in keys that may not change. */
+  | { readonly kind: 'config-mismatch'; readonly checkpoint: string; readonly config: string; readonly changed: readonly ConfigChange[] }
+  /** Resuming with a new length that the run has already passed. */
+  | { readonly kind: 'too-short'; readonly checkpoint: string; readonly config: string; readonly done: number; readonly steps: number };
+
+export const formatConfigChange = (c: ConfigChange): string => `${c.key}: ${JSON.stringify(c.was) ?? 'absent'} -> ${JSON.stringify(c.now) ?? 'absent'}`;
+
 export class RunFolderError extends Error {
-  constructor(readonly problem: { readonly kind: 'exists'; readonly checkpoint: string } | { readonly kind: 'config-mismatch'; readonly checkpoint: string; readonly config: string }) {
+  constructor(readonly problem: RunFolderProblem) {
     super(
       problem.kind === 'exists'
         ? `${problem.checkpoint} exists: resume that run (resume: true), or choose another run folder (nothing was overwritten)`
-        : `${problem.checkpoint}: the checkpoint was trained with a different config; resume with the run's own config (${problem.config}) or start a new run folder`,
+        : problem.kind === 'too-short'
+          ? `${problem.checkpoint} has done ${problem.done} steps already; a resumed run can only grow (steps > ${problem.done}, got ${problem.steps})`
+          : `${problem.checkpoint}: the checkpoint was trained with another config (${problem.changed.map(formatConfigChange).join('; ')}); resume with the run's own config (${problem.config}) or start a new run folder`,
     );
     this.name = 'RunFolderError';
   }
@@ -232,15 +272,13 @@ export class InitWeightsError extends Error {
   }
 }
 
-function writeProgress(step: number, total: number, start: number, t0: number, m: DinoMetrics, batch: number): void {
+function progressText(step: number, total: number, start: number, t0: number, m: DinoMetrics, batch: number): string {
   const elapsed = (performance.now() - t0) / 1000;
   const rate = (step - start) / elapsed;
   const eta = (total - step) / rate;
   const width = 24, filled = Math.round((width * step) / total);
   const bar = '#'.repeat(filled) + '-'.repeat(width - filled);
-  process.stderr.write(
-    `\r[${bar}] ${step}/${total}  loss ${m.loss.toFixed(4)}  H(t) ${m.teacher_entropy.toFixed(2)}  ${(rate * batch).toFixed(0)} img/s  ETA ${formatSeconds(eta)}   `,
-  );
+  return `[${bar}] ${step}/${total}  loss ${m.loss.toFixed(4)}  H(t) ${m.teacher_entropy.toFixed(2)}  ${(rate * batch).toFixed(0)} img/s  ETA ${formatSeconds(eta)}`;
 }
 
 function formatSeconds(s: number): string {

@@ -38,12 +38,6 @@ const SIZES: Record<DinoArch, (o: { patchSize: number; imgSize: number }) => ViT
   vit_tiny: vitTiny, vit_small: vitSmall, vit_base: vitBase,
 };
 
-/** Throws an Error naming the choices when `name` is not a DINO ViT. */
-export function parseArch(name: string): DinoArch {
-  if ((DINO_ARCHS as readonly string[]).includes(name)) return name as DinoArch;
-  throw new Error(`--arch must be one of ${DINO_ARCHS.join(', ')}, got "${name}"`);
-}
-
 /**
  * The training config of `arch` with DINO's defaults. `steps` is for 100 epochs of ImageNet-1k at batch 64;
  * {@link withEpochs} recomputes it (and the warm-ups) from the real data.
@@ -52,7 +46,7 @@ export function dinoVitConfig(arch: DinoArch, o: DinoVitOptions = {}): TrainConf
   const patchSize = o.patchSize ?? 16;
   const imageSize = o.imageSize ?? 224;
   if (!(Number.isInteger(patchSize) && patchSize > 0 && imageSize % patchSize === 0)) {
-    throw new Error(`--patch-size must be a positive integer dividing --image-size ${imageSize}, got ${patchSize}`);
+    throw new Error(`patchSize must be a positive integer dividing imageSize ${imageSize}, got ${patchSize}`);
   }
   const backbone = SIZES[arch]({ patchSize, imgSize: imageSize });
   // Local crops keep DINO's 96/224 ratio, rounded to whole patches so the student sees whole tokens.
@@ -90,10 +84,10 @@ export function withEpochs(
   trainImages: number,
   schedule: { warmupEpochs?: number; freezeLastLayerEpochs?: number; warmupTeacherTempEpochs?: number } = {},
 ): TrainConfig {
-  if (!(Number.isInteger(epochs) && epochs > 0)) throw new Error(`--epochs must be a positive integer, got ${epochs}`);
+  if (!(Number.isInteger(epochs) && epochs > 0)) throw new Error(`epochs must be a positive integer, got ${epochs}`);
   const perEpoch = Math.floor(trainImages / cfg.batch);
   if (perEpoch < 1) {
-    throw new Error(`the training split has ${trainImages} images, fewer than one batch of ${cfg.batch}: lower --batch, or give --steps instead of --epochs`);
+    throw new Error(`the training split has ${trainImages} images, fewer than one batch of ${cfg.batch}: lower the batch, or give the length in steps instead of epochs`);
   }
   const warmupEpochs = schedule.warmupEpochs ?? DINO_EPOCHS.warmupEpochs;
   return {

@@ -304,6 +304,30 @@ export function decodeSafetensors(bytes: Uint8Array, fileName: string): Safetens
   return { tensors, metadata };
 }
 
+/**
+ * The `__metadata__` block of a safetensors file, reading only its header (a training checkpoint's config and step
+ * can be checked before its hundreds of megabytes of tensors are read).
+ */
+export function readSafetensorsMetadata(path: string): Record<string, string> {
+  const fd = fs.openSync(path, 'r');
+  try {
+    const lengthBytes = new Uint8Array(8);
+    if (fs.readSync(fd, lengthBytes, 0, 8, 0) !== 8) throw new Error(`${path}: too short to hold the 8-byte header length; ${CORRUPT_REMEDY}`);
+    const headerLength = new DataView(lengthBytes.buffer).getBigUint64(0, true);
+    if (headerLength > BigInt(MAX_HEADER_BYTES)) throw new Error(`${path}: the header length field says ${headerLength} bytes, above the ${MAX_HEADER_BYTES}-byte limit; ${CORRUPT_REMEDY}`);
+    const header = new Uint8Array(Number(headerLength));
+    if (fs.readSync(fd, header, 0, header.length, 8) !== header.length) throw new Error(`${path}: the header is cut short; ${CORRUPT_REMEDY}`);
+    const parsed = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(header)) as Record<string, unknown>;
+    const md = parsed['__metadata__'];
+    return isPlainObject(md) ? Object.fromEntries(Object.entries(md).filter(([, v]) => typeof v === 'string')) as Record<string, string> : {};
+  } catch (e) {
+    if (e instanceof SyntaxError) throw new Error(`${path}: the header is not valid JSON (${e.message}); ${CORRUPT_REMEDY}`);
+    throw e;
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
 /** Reads a whole safetensors file; tensors are views over one file buffer where aligned. */
 export function readSafetensors(path: string): SafetensorsContents {
   return decodeSafetensors(readFileBytes(path, 'safetensors file'), path);

@@ -11,7 +11,9 @@ import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { wordError } from '../../cli/errors.ts';
-import { readInitWeights, resolveTrainConfig } from '../../cli/train.ts';
+import { newRunFromArgs, readInitWeights } from '../../cli/train.ts';
+import { UsageError } from '../../cli/args.ts';
+import { DataFitError } from '../../runtime/dino/data-fit.ts';
 import { encodeSafetensors } from '../../runtime/io/safetensors.ts';
 import { CheckpointError, loadCheckpoint } from '../../runtime/dino/checkpoint.ts';
 import { ConfigOverrideError, getPreset } from '../../runtime/dino/config.ts';
@@ -25,13 +27,14 @@ const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dino-cli-'));
 test.after(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 test('config overrides: typed problems below, worded as --set by the CLI', async () => {
-  const e = await resolveTrainConfig({ set: ['nope=1', 'lr=abc'] }).catch((x: unknown) => x);
+  const e = await newRunFromArgs(['--set', 'nope=1', '--set', 'lr=abc']).catch((x: unknown) => x);
   assert.instance(e, ConfigOverrideError);
   assert.equal((e as ConfigOverrideError).problems, ['unknown config key "nope"', '"lr": cannot parse "abc" as number']);
   assert.not.match((e as Error).message, /--/);
   assert.is(wordError(e), 'invalid --set:\n  unknown config key "nope"\n  "lr": cannot parse "abc" as number');
-  const steps = await resolveTrainConfig({ steps: 'x' }).catch((x: unknown) => x);
-  assert.match(wordError(steps), /^invalid --set:\n  "steps": cannot parse "x" as number/);
+  const steps = await newRunFromArgs(['--steps', 'x']).catch((x: unknown) => x);
+  assert.instance(steps, UsageError);
+  assert.is((steps as Error).message, '--steps must be an integer >= 1, got "x"');
 });
 
 test('initial weights that do not fit: typed below, worded as --init by the CLI', () => {
@@ -50,8 +53,9 @@ test('checkpoints: a missing file and plain weights, worded with the commands an
   const plain = path.join(dir, 'plain.safetensors');
   fs.writeFileSync(plain, encodeSafetensors(new Map([['w', { dtype: 'float32', shape: [1], data: Float32Array.of(1) }]])));
   assert.match(wordError(errorOf(() => loadCheckpoint(plain))), /not a dino-ts training checkpoint \(format "missing"\); to start from plain weights use --init FILE/);
-  const mismatch = new RunFolderError({ kind: 'config-mismatch', checkpoint: 'c.safetensors', config: 'config.json' });
-  assert.match(wordError(mismatch), /resume with the run's own config \(config\.json\) or start a new --out folder/);
+  const mismatch = new RunFolderError({ kind: 'config-mismatch', checkpoint: 'runs/a/checkpoint.safetensors', config: 'runs/a/config.json', changed: [{ key: 'backbone.depth', was: 6, now: 4 }] });
+  assert.not.match(mismatch.message, /--/);
+  assert.match(wordError(mismatch), /another config \(backbone\.depth: 6 -> 4\); resume with the run's own config \(dino train --resume runs\/a\) or start a new --out folder/);
 });
 
 test('--init reads every weights format through the one reader, prefixed as the step names them', () => {
@@ -62,6 +66,31 @@ test('--init reads every weights format through the one reader, prefixed as the 
   assert.is(getPreset('fmnist-quick').preset, 'fmnist-quick');
 });
 
+test('DINO flag names: --arch/--patch-size/--image-size/--local-crops-number become a preset and --set overrides', async () => {
+  const { config: c } = await newRunFromArgs(['--arch', 'vit_small', '--patch-size', '8', '--local-crops-number', '10', '--steps', '5']);
+  assert.equal([c.preset, c.backbone.patchSize, c.backbone.imgSize, c.augment.localCrops, c.augment.localSize], ['vit_small_p8', 8, 224, 10, 96]);
+  const { config: d } = await newRunFromArgs(['--arch', 'vit_tiny', '--image-size', '160', '--set', 'batch=8', '--steps', '5']);
+  assert.equal([d.preset, d.backbone.imgSize, d.augment.globalSize, d.augment.localSize, d.batch], ['vit_tiny_160px', 160, 160, 64, 8]);
+  const usage = async (argv: string[]) => {
+    const e = await newRunFromArgs(argv).catch((x: unknown) => x);
+    assert.instance(e, UsageError, argv.join(' '));
+    return (e as Error).message;
+  };
+  assert.match(await usage(['--arch', 'vit_huge']), '--arch must be one of vit_tiny, vit_small, vit_base, got "vit_huge"');
+  assert.match(await usage(['--arch', 'vit_small', '--preset', 'fmnist-quick']), 'give one');
+  assert.match(await usage(['--arch', 'vit_small', '--patch-size', '15']), '--patch-size 15 must divide --image-size 224');
+  assert.match(await usage(['--preset', 'fmnist-quick', '--patch-size', '8']), '--arch');
+  assert.match(await usage(['--steps', '5', '--epochs', '2']), 'give one');
+});
+
+test('data that does not fit the preset: typed below, worded with the flags by the CLI', () => {
+  const e = new DataFitError({ kind: 'needs-folder', preset: 'vit_small', need: 3, size: 224 });
+  assert.not.match(e.message, /--/);
+  assert.match(wordError(e), /without --data it would train on Fashion-MNIST.*--data FOLDER.*--preset fmnist-quick/);
+  const c = new DataFitError({ kind: 'colour-folder', preset: 'fmnist-quick', folder: 'imgs', example: 'imgs/a.png' });
+  assert.match(wordError(c), /imgs holds colour images \(e\.g\. imgs\/a\.png\).*--arch vit_small --patch-size 16/);
+});
+
 test('bin/dino.ts dispatches to cli/ and words errors with the flag', async () => {
   const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
   const run = (...args: string[]) => promisify(execFile)(process.execPath, ['--import', 'tsx', path.join(root, 'bin/dino.ts'), ...args], { cwd: root }).catch((e: { stdout: string; stderr: string; code: number }) => e);
@@ -69,7 +98,7 @@ test('bin/dino.ts dispatches to cli/ and words errors with the flag', async () =
   assert.match(help.stdout, /^usage: dino train \[options\]/);
   const bad = await run('train', '--recompute', 'gelu');
   assert.match(bad.stderr, /error: --recompute must be one of none, mlp, blocks, got "gelu"/);
-  assert.is((bad as { code?: number }).code, 1);
+  assert.is((bad as { code?: number }).code, 2);
 });
 
 test.run();

@@ -34,7 +34,7 @@ const config: TrainConfig = {
 test('a 2-step training run: export = checkpoint teacher as trained; k-NN and report on the folder', async () => {
   const dir = tempDir('real-run');
   const run = path.join(dir, 'run');
-  await train({ config, out: run, progress: false, log: () => {} });
+  await train({ config, out: run, progress: 'none', log: () => {} });
   const out = exportTeacher({ run, out: path.join(dir, 'teacher.onnx') });
   assert.is(out.info.backbone.embedDim, 48);
 

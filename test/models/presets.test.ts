@@ -118,7 +118,7 @@ test('inspect: text table with totals, and JSON', () => {
 
 test('--recompute values: the three modes parse, anything else is an error naming the choices', () => {
   for (const mode of RECOMPUTE_MODES) assert.is(parseRecompute(mode), mode);
-  assert.throws(() => parseRecompute('gelu'), /--recompute must be one of none, mlp, blocks, got "gelu"/);
+  assert.throws(() => parseRecompute('gelu'), /recompute must be one of none, mlp, blocks, got "gelu"/);
 });
 
 test('the network graph emits to ONNX with a symbolic batch', async () => {

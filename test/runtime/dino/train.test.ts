@@ -30,7 +30,7 @@ const tiny: TrainConfig = applyOverrides(getPreset('fmnist-tiny6'), [
 let data: Dataset;
 const dirs: string[] = [];
 const tmp = () => { const d = mkdtempSync(join(tmpdir(), 'dino-train-')); dirs.push(d); return d; };
-const quiet = { progress: false, log: () => {}, threads: 1 } as const;
+const quiet = { progress: 'none', log: () => {}, threads: 1 } as const;
 
 test.before(async () => { data = await loadFashionMnist({ limitPerClass: 40 }); });
 test.after(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
@@ -182,7 +182,7 @@ test('an existing run folder is never overwritten without --resume', async () =>
     assert.is((e as RunFolderError).problem.kind, 'exists');
     assert.match((e as Error).message, /exists: resume that run/);
     // the CLI names its flags
-    assert.match(wordError(e), /exists: pass --resume to continue that run, or choose another --out folder/);
+    assert.match(wordError(e), /exists: continue that run with dino train --resume .*, or choose another --out folder/);
   }
 });
 

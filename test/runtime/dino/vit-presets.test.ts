@@ -10,7 +10,7 @@ import { applyOverrides, getPreset, presetNames } from '../../../runtime/dino/co
 import { warmupSteps } from '../../../runtime/dino/schedules.ts';
 import { DINO_AUGMENT } from '../../../runtime/data/multicrop.ts';
 import { dinoVitConfig, withEpochs } from '../../../runtime/dino/vit-presets.ts';
-import { dinoFlagsToSets } from '../../../runtime/dino/dino-flags.ts';
+import { newRunFromArgs } from '../../../cli/train.ts';
 import { checkDataFits } from '../../../runtime/dino/data-fit.ts';
 import { train } from '../../../runtime/dino/train.ts';
 import { parameterTable } from '../../../models/inspect.ts';
@@ -57,22 +57,8 @@ test('withEpochs: steps = epochs x floor(images / batch), warm-ups converted fro
   assert.is(warmupSteps(c), 150);
   assert.is(warmupSteps(withEpochs(base, 5, 1000)), 75); // warm-up capped at the whole run
   assert.is(withEpochs(base, 2, 1000, { warmupTeacherTempEpochs: 1 }).warmupTeacherTempSteps, 15);
-  assert.throws(() => withEpochs(base, 10, 63), /fewer than one batch of 64.*--batch/);
-  assert.throws(() => withEpochs(base, 0, 1000), /--epochs must be a positive integer/);
-});
-
-test('DINO flag names: --arch/--patch-size/--image-size/--local-crops-number become a preset and --set overrides', () => {
-  const f = dinoFlagsToSets({ arch: 'vit_small', 'patch-size': '8', 'local-crops-number': '10' });
-  const c = applyOverrides(getPreset(f.preset!), f.set);
-  assert.equal([c.preset, c.backbone.patchSize, c.backbone.imgSize, c.augment.localCrops, c.augment.localSize], ['vit_small_p8', 8, 224, 10, 96]);
-  const g = dinoFlagsToSets({ arch: 'vit_tiny', 'image-size': '160', set: ['batch=8'] });
-  const d = applyOverrides(getPreset(g.preset!), g.set);
-  assert.equal([d.preset, d.backbone.imgSize, d.augment.globalSize, d.augment.localSize, d.batch], ['vit_tiny_160px', 160, 160, 64, 8]);
-  assert.throws(() => dinoFlagsToSets({ arch: 'vit_huge' }), /--arch must be one of vit_tiny, vit_small, vit_base/);
-  assert.throws(() => dinoFlagsToSets({ arch: 'vit_small', preset: 'fmnist-quick' }), /give one/);
-  assert.throws(() => dinoFlagsToSets({ arch: 'vit_small', 'patch-size': '15' }), /--patch-size must be a positive integer dividing --image-size 224/);
-  assert.throws(() => dinoFlagsToSets({ preset: 'fmnist-quick', 'patch-size': '8' }), /--arch/);
-  assert.is(dinoVitConfig('vit_base', { patchSize: 8 }).preset, 'vit_base_p8');
+  assert.throws(() => withEpochs(base, 10, 63), /fewer than one batch of 64: lower the batch/);
+  assert.throws(() => withEpochs(base, 0, 1000), /epochs must be a positive integer/);
 });
 
 async function writeFolder(root: string, colour: (i: number) => [number, number, number]): Promise<void> {
@@ -88,16 +74,16 @@ test('a 1-channel 28 px preset on colour images, or an RGB preset on Fashion-MNI
   await writeFolder(rgb, (i) => (i < 3 ? [90, 90, 90] : [200, 30, 40])); // one colour image among gray ones is enough
   await writeFolder(gray, (i) => [40 * i, 40 * i, 40 * i]);
   const fm = getPreset('fmnist-quick');
-  await rejects(() => checkDataFits(fm, rgb), /holds colour images.*preset fmnist-quick takes 1-channel 28 px.*--arch vit_small --patch-size 16/);
+  await rejects(() => checkDataFits(fm, rgb), /holds colour images.*preset fmnist-quick takes 1-channel 28 px.*choose a ViT preset/);
   await checkDataFits(fm, gray); // gray images train the 1-channel preset
   await checkDataFits(getPreset('vit_tiny'), gray); // and an RGB preset (gray replicated, as PIL's convert('RGB'))
   await checkDataFits(getPreset('vit_tiny'), rgb);
-  await rejects(() => checkDataFits(getPreset('vit_small'), undefined), /without --data it would train on Fashion-MNIST.*--data FOLDER.*--preset fmnist-quick/);
+  await rejects(() => checkDataFits(getPreset('vit_small'), undefined), /without an image folder \(config\.data\) it would train on Fashion-MNIST/);
   const oneChannel = { name: 'fmnist', channels: 1, height: 28, width: 28, classes: [], train: { count: 0, pixels: new Uint8Array(0), labels: new Int32Array(0) }, test: { count: 0, pixels: new Uint8Array(0), labels: new Int32Array(0) } };
-  await rejects(() => checkDataFits(getPreset('vit_small'), undefined, oneChannel), /has 1 channel\(s\): use --preset fmnist-quick/);
+  await rejects(() => checkDataFits(getPreset('vit_small'), undefined, oneChannel), /has 1 channel\(s\): choose a 1-channel preset/);
   // train() refuses before it compiles or writes anything
   const out = join(tmp(), 'run');
-  await rejects(() => train({ config: fm, out, data: rgb, progress: false, log: () => {} }), /--arch vit_small/);
+  await rejects(() => train({ config: { ...fm, data: rgb }, out, progress: 'none', log: () => {} }), /holds colour images/);
   assert.not.ok(existsSync(out));
 });
 
@@ -110,16 +96,13 @@ test('a reduced RGB run trains end to end on an image folder, its length given i
     const background = cls === 'red' ? { r: 180 + v / 4, g: v, b: 30 } : { r: 30, g: v, b: 180 + v / 4 };
     await sharp({ create: { width: 24, height: 24, channels: 3, background } }).png().toFile(join(root, cls, `${i}.png`));
   }
-  const f = dinoFlagsToSets({
-    arch: 'vit_tiny', 'patch-size': '8', 'image-size': '32', 'local-crops-number': '2',
-    set: ['backbone.embedDim=32', 'backbone.depth=2', 'backbone.numHeads=2', 'head.outDim=64', 'head.hiddenDim=64', 'head.bottleneckDim=16', 'batch=4', 'augment.blurSigma=[0.01,0.3]'],
-  });
-  const base = applyOverrides(getPreset(f.preset!), f.set);
-  const { applyEpochs } = await import('../../../runtime/dino/dino-flags.ts');
-  const { config, dataset } = await applyEpochs(base, '2', { data: root });
+  const sets = ['backbone.embedDim=32', 'backbone.depth=2', 'backbone.numHeads=2', 'head.outDim=64', 'head.hiddenDim=64', 'head.bottleneckDim=16', 'batch=4', 'augment.blurSigma=[0.01,0.3]'];
+  const { config, dataset } = await newRunFromArgs(['--arch', 'vit_tiny', '--patch-size', '8', '--image-size', '32', '--local-crops-number', '2', '--data', root, '--epochs', '2', ...sets.flatMap((x) => ['--set', x])]);
+  if (!dataset) throw new Error('a length in epochs loads the data');
+  assert.is(config.data, root);
   assert.equal([dataset.channels, dataset.train.count, config.steps, config.freezeLastLayerSteps], [3, 10, 4, 2]); // 10 train images (5 per class: none is a 10th): 2 full batches of 4 per epoch
   const out = join(tmp(), 'run');
-  const r = await train({ config, out, dataset, data: root, progress: false, log: () => {}, threads: 1 });
+  const r = await train({ config, out, dataset, progress: 'none', log: () => {}, threads: 1 });
   assert.is(r.steps, 4);
   assert.ok(Number.isFinite(r.lastMetrics['loss']), JSON.stringify(r.lastMetrics));
   assert.ok(existsSync(join(out, 'checkpoint.safetensors')));
