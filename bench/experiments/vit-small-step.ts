@@ -6,7 +6,7 @@
  * and on a GPU (after `npx dino setup cuda`; DINO_EP=cuda loads that build, docs/ARCHITECTURE.md "GPU"):
  *   DINO_EP=cuda node --import tsx bench/experiments/vit-small-step.ts --ep cuda
  *   node --import tsx bench/experiments/vit-small-step.ts --ep webgpu
- * Measured on a shared 2-core CPU: build 0.5 s, compile 2.4 s, one step 5.2 s, peak RSS 2.2 GiB; so
+ * On a 2-core CPU the whole check takes seconds, not minutes (figures in bench/RESULTS.md, summary table), so
  * test/runtime/dino/vit-small-step.test.ts runs it too.
  */
 import * as E from 'fp-ts/lib/Either.js';
