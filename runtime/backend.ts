@@ -6,7 +6,6 @@ import { createRequire } from 'node:module';
 import type * as Ort from 'onnxruntime-node';
 import type { DType } from '../dsl/graph.ts';
 import { chooseOrt } from './ep/ort-select.ts';
-import { deviceOutputLocations } from './ep/device-state.ts';
 
 /** The onnxruntime-node this process runs: the project's, or `dino setup cuda`'s for DINO_EP=cuda (ep/ort-select.ts). */
 export const ortChoice = chooseOrt();
@@ -58,6 +57,15 @@ export async function createSession(model: Uint8Array | string, opts: SessionOpt
     if (ep !== 'cpu') throw new Error(`could not start the ${ep} execution provider: ${epRemedy(ep)} (ORT said: ${msg})`);
     throw new Error(`ONNX Runtime could not load the model${typeof model === 'string' ? ` ${model}` : ''}: ${msg}`);
   }
+}
+
+/**
+ * ORT's per-output location map for keeping `outputs` on the device (the training state between steps:
+ * ep/device-state.ts), or undefined where the EP cannot: only WebGPU has a device tensor location in onnxruntime-node.
+ */
+export function deviceOutputLocations(ep: ExecutionProvider, outputs: readonly string[]): Record<string, 'gpu-buffer'> | undefined {
+  if (ep !== 'webgpu' || outputs.length === 0) return undefined;
+  return Object.fromEntries(outputs.map((name) => [name, 'gpu-buffer' as const]));
 }
 
 /** ORT's session options for ours. */

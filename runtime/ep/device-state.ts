@@ -4,15 +4,8 @@
  * the host only when a checkpoint needs the bytes. CUDA reaches the same end with K steps per run
  * (ep/steps-per-run.ts), since onnxruntime-node has no CUDA tensor location.
  */
-import type { ExecutionProvider } from '../backend.ts';
 import { ort } from '../backend.ts';
 import type { TrainState } from '../state.ts';
-
-/** ORT's per-output location map for keeping `outputs` on the device, or undefined where the EP cannot. */
-export function deviceOutputLocations(ep: ExecutionProvider, outputs: readonly string[]): Record<string, 'gpu-buffer'> | undefined {
-  if (ep !== 'webgpu' || outputs.length === 0) return undefined;
-  return Object.fromEntries(outputs.map((name) => [name, 'gpu-buffer' as const]));
-}
 
 /** Copies every state tensor that lives on the device to the host, in place; a host-only state is left as is. */
 export async function stateToHost(state: TrainState): Promise<void> {

@@ -13,7 +13,8 @@ import {
 } from '../../../runtime/ep/cuda-setup.ts';
 import { chooseOrt, epFromArgv, preselectOrt } from '../../../runtime/ep/ort-select.ts';
 import { defaultStepsPerRun } from '../../../runtime/ep/steps-per-run.ts';
-import { deviceOutputLocations, stateToHost } from '../../../runtime/ep/device-state.ts';
+import { stateToHost } from '../../../runtime/ep/device-state.ts';
+import { deviceOutputLocations } from '../../../runtime/backend.ts';
 import { doctor, remedyFor } from '../../../runtime/ep/doctor.ts';
 import { epRemedy, ort, ortSessionOptions } from '../../../runtime/backend.ts';
 import type { TrainState } from '../../../runtime/state.ts';
