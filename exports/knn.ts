@@ -446,7 +446,12 @@ function linearRows(spec: LinearFeatureSpec, d: number, out: Record<string, ort.
       // A model without patch_mean (the default export): average patch_tokens [n, P, D] here.
       const tokens = out['patch_tokens']!, p = tokens.dims[1]!, t = tokens.data as Float32Array;
       avg = new Float32Array(n * d);
-      for (let i = 0; i < n; i++) for (let q = 0; q < p; q++) for (let j = 0; j < d; j++) avg[i * d + j]! += t[(i * p + q) * d + j]! / p;
+      const sum = new Float64Array(d);
+      for (let i = 0; i < n; i++) {
+        sum.fill(0);
+        for (let q = 0; q < p; q++) for (let j = 0; j < d; j++) sum[j]! += t[(i * p + q) * d + j]!;
+        for (let j = 0; j < d; j++) avg[i * d + j] = sum[j]! / p;
+      }
     }
   }
   for (let i = 0; i < n; i++) {
