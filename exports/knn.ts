@@ -2,8 +2,8 @@
  * Weighted k-NN evaluation of frozen features (DINO's `eval_knn.py`): L2-normalised features, cosine similarity
  * of each test image to every train image, the k most similar train images vote for their class with weight
  * exp(sim / T), per-class votes summed; top-1 / top-5 accuracy for each k. DINO's defaults: k = 10, 20, 100, 200
- * (`--nb_knn`, option `ks`) and T = 0.07 (`--temperature`, option `temperature`). A k above the number of train
- * images uses them all (DINO's `topk` would fail).
+ * (`--nb_knn`, option `ks`) and T = 0.07 (`--temperature`, option `temperature`). As in DINO, top-5 counts the
+ * first min(5, k) classes. A k above the number of train images uses them all (DINO's `topk` would fail).
  *
  * Similarities are computed block by block (a block of test rows against a chunk of train rows), never as the
  * whole n_test x n_train matrix, and the k nearest of each row are kept with a bounded min-heap (no sort of the
@@ -280,7 +280,7 @@ export async function knnClassify(train: FeatureSet, test: FeatureSet, opts: Knn
           let rank = 0;
           for (let c = 0; c < numClasses; c++) if (votes[c]! > mine || (votes[c] === mine && c < label)) rank++;
           if (rank === 0) correct1[ki]!++;
-          if (rank < 5) correct5[ki]!++;
+          if (rank < Math.min(5, k)) correct5[ki]!++; // DINO's rule: with k < 5 neighbours, top-5 means top-k
         });
       }
     }

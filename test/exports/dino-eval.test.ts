@@ -206,6 +206,13 @@ test('k-NN options: ks and temperature checked with the option named; results ke
   const def = await knnClassify(train, q, { ks: [3, 1] });
   assert.equal(Object.keys(def), ['top1', 'top5', 'n_train', 'n_test']);
   assert.equal(Object.keys(def.top1), ['1', '3']);
+  // Top-5 with k < 5 is top-k, as DINO's knn_classifier: the query (class 0) is nearest to two class-1 images, then a
+  // class-0 one. At k = 3 its class is second (counted); at k = 1 top-5 means top-1 (not counted).
+  const three = { count: 5, dim: 2, data: Float32Array.of(1, 0, 0.95, 0.05, 0.9, 0.1, 0, 1, 0.2, 0.8), labels: Int32Array.of(1, 1, 0, 2, 2) };
+  const q0 = { count: 1, dim: 2, data: Float32Array.of(1, 0.01), labels: Int32Array.of(0) };
+  const small = await knnClassify(three, q0, { ks: [1, 3] });
+  assert.equal(small.top1, { '1': 0, '3': 0 });
+  assert.equal(small.top5, { '1': 0, '3': 100 });
   const hot = await knnClassify(train, q, { ks: [1], temperature: 0.5 });
   assert.is(hot.temperature, 0.5);
   try {
