@@ -1,6 +1,7 @@
 /** What leaves the framework: the entry points the CLI (cli/) calls, and the pieces behind them. */
-export { exportTeacher, readExportInfo, buildTeacherGraph, backboneSpecs, type ExportInfo, type ExportTeacherOptions, type ExportTeacherResult } from './teacher.ts';
-export { knnEvaluate, knnClassify, rawPixelKnn, extractFeatures, formatKnnTable, KNN_KS, type KnnResult, type KnnEvaluateOptions, type KnnEvaluation, type FeatureSet } from './knn.ts';
+export { exportTeacher, readExportInfo, buildTeacherGraph, backboneSpecs, preprocessorConfig, PREPROCESSOR_CONFIG, type ExportInfo, type ExportTeacherOptions, type ExportTeacherResult, type PreprocessorConfig } from './teacher.ts';
+export { knnEvaluate, knnClassify, checkKnnOptions, rawPixelKnn, extractFeatures, formatKnnTable, KNN_KS, KNN_TEMPERATURE, type KnnResult, type KnnEvaluateOptions, type KnnEvaluation, type FeatureSet, type LinearFeatureSpec } from './knn.ts';
+export { runDataSource, evalDataSource, loadEvalData, EvalOptionError, EvalDataError, type DataSource, type EvalDataOptions } from './eval.ts';
 export { linearProbe, trainLinearProbe, type LinearProbeOptions, type LinearProbeEvaluation } from './linear.ts';
 export { attentionMaps, attentionMask, type AttentionMapsOptions, type AttentionMapsResult } from './attention.ts';
 export { serve, prepareDemo, startStaticServer, type ServeOptions } from './serve.ts';

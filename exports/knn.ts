@@ -1,7 +1,9 @@
 /**
  * Weighted k-NN evaluation of frozen features (DINO's `eval_knn.py`): L2-normalised features, cosine similarity
  * of each test image to every train image, the k most similar train images vote for their class with weight
- * exp(sim / T) (T = 0.07), per-class votes summed; top-1 / top-5 accuracy for k = 10, 20, 100, 200.
+ * exp(sim / T), per-class votes summed; top-1 / top-5 accuracy for each k. DINO's defaults: k = 10, 20, 100, 200
+ * (`--nb_knn`, option `ks`) and T = 0.07 (`--temperature`, option `temperature`). As in DINO, top-5 counts the
+ * first min(5, k) classes. A k above the number of train images uses them all (DINO's `topk` would fail).
  *
  * Similarities are computed block by block (a block of test rows against a chunk of train rows), never as the
  * whole n_test x n_train matrix, and the k nearest of each row are kept with a bounded min-heap (no sort of the
@@ -15,14 +17,28 @@ import * as E from 'fp-ts/lib/Either.js';
 import { Graph, emitOnnx, formatError, matmul, transposeLast2 } from '../dsl/index.ts';
 import { createSession, ort } from '../runtime/backend.ts';
 import { type Dataset, gatherImages, type ImageSet } from '../runtime/data/dataset.ts';
-import { loadFashionMnist } from '../runtime/data/fashion-mnist.ts';
-import { loadImageFolder } from '../runtime/data/image-folder.ts';
 import { resizeBicubic } from '../runtime/data/image-ops.ts';
+import { type EvalDataOptions, EvalOptionError, loadEvalData } from './eval.ts';
 import { type ExportInfo, checkpointPath, exportTeacher, readExportInfo } from './teacher.ts';
 
+export { loadEvalDataset } from './eval.ts';
+
+/** DINO's `--nb_knn` default. */
 export const KNN_KS = [10, 20, 100, 200] as const;
-/** DINO's vote temperature. */
+/** DINO's vote temperature (`--temperature`). */
 export const KNN_TEMPERATURE = 0.07;
+
+/**
+ * The k values (sorted, duplicates dropped) and the temperature, checked: every k an integer >= 1, the temperature a
+ * finite number > 0. Errors are {@link EvalOptionError}s naming the option (`ks`, `temperature`).
+ */
+export function checkKnnOptions(ks: readonly number[] = KNN_KS, temperature: number = KNN_TEMPERATURE): { ks: number[]; temperature: number } {
+  if (!Array.isArray(ks) || ks.length === 0) throw new EvalOptionError('ks', ks, 'a non-empty list of integers >= 1');
+  const bad = ks.find((k) => !(Number.isInteger(k) && k >= 1));
+  if (bad !== undefined) throw new EvalOptionError('ks', ks, `integers >= 1 (${JSON.stringify(bad)} is not)`);
+  if (!(typeof temperature === 'number' && Number.isFinite(temperature) && temperature > 0)) throw new EvalOptionError('temperature', temperature, 'a number > 0');
+  return { ks: [...new Set(ks)].sort((a, b) => a - b), temperature };
+}
 
 /** `count` feature vectors of `dim` floats, row-major, with their labels. */
 export interface FeatureSet {
@@ -38,10 +54,14 @@ export interface KnnResult {
   readonly top5: Record<string, number>;
   readonly n_train: number;
   readonly n_test: number;
+  /** The vote temperature, present only when it is not DINO's 0.07 (so default results keep their shape). */
+  readonly temperature?: number;
 }
 
 export interface KnnOptions {
+  /** The k values (DINO's `--nb_knn`); default 10, 20, 100, 200. */
   readonly ks?: readonly number[];
+  /** Vote weight exp(similarity / temperature) (DINO's `--temperature`); default 0.07. */
   readonly temperature?: number;
   /** Number of classes (default: the largest label + 1). */
   readonly numClasses?: number;
@@ -211,8 +231,7 @@ export async function knnClassify(train: FeatureSet, test: FeatureSet, opts: Knn
   if (train.dim !== test.dim) throw new Error(`train features have ${train.dim} dims, test features ${test.dim}`);
   if (train.count === 0) throw new Error('k-NN needs at least one train image');
   if (train.labels.some((l) => l < 0)) throw new Error('k-NN needs a label for every train image (found unlabelled images: give the folder class sub-folders)');
-  const ks = [...(opts.ks ?? KNN_KS)].sort((a, b) => a - b);
-  const temperature = opts.temperature ?? KNN_TEMPERATURE;
+  const { ks, temperature } = checkKnnOptions(opts.ks, opts.temperature);
   const numClasses = opts.numClasses ?? Math.max(...train.labels, ...test.labels) + 1;
   const d = train.dim;
   const kmax = Math.min(ks[ks.length - 1]!, train.count);
@@ -261,7 +280,7 @@ export async function knnClassify(train: FeatureSet, test: FeatureSet, opts: Knn
           let rank = 0;
           for (let c = 0; c < numClasses; c++) if (votes[c]! > mine || (votes[c] === mine && c < label)) rank++;
           if (rank === 0) correct1[ki]!++;
-          if (rank < 5) correct5[ki]!++;
+          if (rank < Math.min(5, k)) correct5[ki]!++; // DINO's rule: with k < 5 neighbours, top-5 means top-k
         });
       }
     }
@@ -274,6 +293,7 @@ export async function knnClassify(train: FeatureSet, test: FeatureSet, opts: Knn
     top5: Object.fromEntries(ks.map((k, i) => [String(k), pct(correct5[i]!)])),
     n_train: train.count,
     n_test: labelled,
+    ...(temperature !== KNN_TEMPERATURE ? { temperature } : {}),
   };
 }
 
@@ -309,17 +329,59 @@ function inputSize(info: ExportInfo, h: number, w: number): [number, number] {
 }
 
 /**
+ * DINO's linear-evaluation feature (`eval_linear.py`): the final-norm [CLS] of the last `nLastBlocks` blocks,
+ * concatenated oldest first, and with `avgpoolPatchtokens` the mean of the last block's final-norm patch tokens.
+ */
+export interface LinearFeatureSpec {
+  readonly nLastBlocks: number;
+  readonly avgpoolPatchtokens: boolean;
+}
+
+/** Feature width of `spec` for a backbone of width `d`. */
+export const linearFeatureDim = (spec: LinearFeatureSpec, d: number): number => d * (spec.nLastBlocks + (spec.avgpoolPatchtokens ? 1 : 0));
+
+/**
+ * Writes image i's linear-evaluation feature into `out` (row of {@link linearFeatureDim}) from the model's outputs.
+ * With one block and the average, the layout is DINO's exactly: its code stacks [CLS] and the mean on a last axis and
+ * flattens, interleaving them (cls_0, avg_0, cls_1, avg_1, ...), so a classifier trained by DINO applies unchanged.
+ * DINO's code cannot combine more blocks with the average (the stacked sizes differ); here the mean then follows the
+ * n [CLS] tokens.
+ */
+function linearFeatureRow(spec: LinearFeatureSpec, d: number, cls: Float32Array, avg: Float32Array | undefined, out: Float32Array): void {
+  const n = spec.nLastBlocks;
+  if (avg && n === 1) {
+    for (let j = 0; j < d; j++) {
+      out[2 * j] = cls[j]!;
+      out[2 * j + 1] = avg[j]!;
+    }
+    return;
+  }
+  out.set(cls.subarray(0, n * d));
+  if (avg) out.set(avg.subarray(0, d), n * d);
+}
+
+/**
  * `features` of the exported model for the chosen images, in batches (onnxruntime-node). Images whose size
- * differs from the model's input are resized (antialiased bicubic, as training crops are).
+ * differs from the model's input are resized (antialiased bicubic, as training crops are). With `linear`, the
+ * linear-evaluation feature instead ({@link LinearFeatureSpec}): more than one block needs a model exported with
+ * `intermediate` >= nLastBlocks (its `block_cls` output); the average comes from `patch_mean` (or `patch_tokens`).
  */
 export async function extractFeatures(
   model: string | Uint8Array,
   src: ImageSource,
-  opts: { batch?: number; threads?: number; log?: (msg: string) => void; session?: ort.InferenceSession } = {},
+  opts: { batch?: number; threads?: number; log?: (msg: string) => void; session?: ort.InferenceSession; linear?: LinearFeatureSpec } = {},
 ): Promise<Extracted> {
   const info = readExportInfo(model);
   if (info.backbone.inChans !== src.channels) {
     throw new Error(`the model takes ${info.backbone.inChans}-channel images, the dataset has ${src.channels} channels`);
+  }
+  const linear = opts.linear;
+  if (linear) {
+    checkLinearFeature(linear, info.backbone.depth);
+    const have = info.intermediate ?? 1;
+    if (linear.nLastBlocks > have) {
+      throw new Error(`${typeof model === 'string' ? model : 'the model'} holds the [CLS] of its last ${have} block(s) only; nLastBlocks ${linear.nLastBlocks} needs a model exported with intermediate >= ${linear.nLastBlocks} (or evaluate the run, which exports it)`);
+    }
   }
   const [h, w] = inputSize(info, src.height, src.width);
   const session = opts.session ?? (await createSession(model, opts.threads !== undefined ? { threads: opts.threads } : {}));
@@ -327,7 +389,8 @@ export async function extractFeatures(
   const count = indices.length, batch = opts.batch ?? 256, c = src.channels;
   const per = c * src.height * src.width, perIn = c * h * w;
   const d = info.backbone.embedDim;
-  const features = new Float32Array(count * d);
+  const dim = linear ? linearFeatureDim(linear, d) : d;
+  const features = new Float32Array(count * dim);
   const labels = new Int32Array(count);
   const input = new Float32Array(batch * perIn);
   const scratch = new Float32Array(per); // one source image before resizing
@@ -345,7 +408,8 @@ export async function extractFeatures(
       });
     }
     const out = await session.run({ images: new ort.Tensor('float32', input.subarray(0, n * perIn), [n, c, h, w]) });
-    features.set(out['features']!.data as Float32Array, b0 * d);
+    if (!linear) features.set(out['features']!.data as Float32Array, b0 * d);
+    else linearRows(linear, d, out, n, features.subarray(b0 * dim, (b0 + n) * dim));
     const now = performance.now();
     if (opts.log && now - lastLog > 2000) {
       lastLog = now;
@@ -354,7 +418,46 @@ export async function extractFeatures(
   }
   const seconds = (performance.now() - t0) / 1000;
   if (!opts.session) await session.release();
-  return { count, dim: d, data: features, labels, imagesPerSecond: count / Math.max(seconds, 1e-9) };
+  return { count, dim, data: features, labels, imagesPerSecond: count / Math.max(seconds, 1e-9) };
+}
+
+/** `nLastBlocks` an integer in 1..depth; errors name the option. */
+export function checkLinearFeature(spec: LinearFeatureSpec, depth: number): void {
+  if (!(Number.isInteger(spec.nLastBlocks) && spec.nLastBlocks >= 1 && spec.nLastBlocks <= depth)) {
+    throw new EvalOptionError('nLastBlocks', spec.nLastBlocks, `an integer from 1 to ${depth} (the backbone's depth)`);
+  }
+}
+
+/** The linear-evaluation features of a batch of `n` images from the model's outputs, into `out` (n rows). */
+function linearRows(spec: LinearFeatureSpec, d: number, out: Record<string, ort.Tensor>, n: number, rows: Float32Array): void {
+  const k = spec.nLastBlocks, dim = linearFeatureDim(spec, d);
+  let cls: Float32Array, stride: number, skip: number;
+  if (k === 1) {
+    [cls, stride, skip] = [out['features']!.data as Float32Array, d, 0];
+  } else {
+    const blocks = out['block_cls']!; // [n, m, D], oldest first: the last k are the last k rows
+    const m = blocks.dims[1]!;
+    [cls, stride, skip] = [blocks.data as Float32Array, m * d, (m - k) * d];
+  }
+  let avg: Float32Array | undefined;
+  if (spec.avgpoolPatchtokens) {
+    if (out['patch_mean']) avg = out['patch_mean'].data as Float32Array;
+    else {
+      // A model without patch_mean (the default export): average patch_tokens [n, P, D] here.
+      const tokens = out['patch_tokens']!, p = tokens.dims[1]!, t = tokens.data as Float32Array;
+      avg = new Float32Array(n * d);
+      const sum = new Float64Array(d);
+      for (let i = 0; i < n; i++) {
+        sum.fill(0);
+        for (let q = 0; q < p; q++) for (let j = 0; j < d; j++) sum[j]! += t[(i * p + q) * d + j]!;
+        for (let j = 0; j < d; j++) avg[i * d + j] = sum[j]! / p;
+      }
+    }
+  }
+  for (let i = 0; i < n; i++) {
+    const start = i * stride + skip;
+    linearFeatureRow(spec, d, cls.subarray(start, start + k * d), avg?.subarray(i * d, (i + 1) * d), rows.subarray(i * dim, (i + 1) * dim));
+  }
 }
 
 /** `limit` indices spread evenly over [0, count) (class-balanced for class-major datasets like Fashion-MNIST). */
@@ -365,17 +468,20 @@ export function evenlySpaced(count: number, limit?: number): Uint32Array {
 
 // ---- the command ----------------------------------------------------------------------------------------
 
-export interface KnnEvaluateOptions {
+export interface KnnEvaluateOptions extends EvalDataOptions {
   /** A run folder: its teacher is exported to DIR/teacher.onnx (when missing or older than the checkpoint). */
   readonly run?: string;
   /** An exported model (.onnx); takes precedence over the run's. */
   readonly model?: string;
-  /** 'fmnist' (default) or an image folder. */
+  /** 'fmnist' or an image folder; default the run's own data (see exports/eval.ts), 'fmnist' without a run. */
   readonly dataset?: string;
   /** Use at most this many train / test images (evenly spaced, so every class keeps its share). */
   readonly limitTrain?: number;
   readonly limitTest?: number;
+  /** DINO's `--nb_knn`; default 10, 20, 100, 200. */
   readonly ks?: readonly number[];
+  /** DINO's `--temperature`; default 0.07. */
+  readonly temperature?: number;
   readonly batch?: number;
   readonly engine?: KnnOptions['engine'];
   /** Write DIR/knn.json when evaluating a run (default true). */
@@ -393,36 +499,34 @@ export interface KnnEvaluation {
   readonly seconds: { readonly features: number; readonly knn: number };
 }
 
-/** The model to evaluate: `model`, or the run's teacher, exported when missing or stale. */
-export function runModel(opts: { run?: string; model?: string; log?: (msg: string) => void }): string {
+/**
+ * The model to evaluate: `model`, or the run's teacher, exported when missing or older than the checkpoint: to
+ * DIR/teacher.onnx, or with `intermediate: n` (the `block_cls` / `patch_mean` outputs the linear probe reads) to
+ * DIR/teacher.linear-n<n>.onnx, so the default export stays as it is.
+ */
+export function runModel(opts: { run?: string; model?: string; intermediate?: number; log?: (msg: string) => void }): string {
   if (opts.model) {
     if (!fs.existsSync(opts.model)) throw new Error(`${opts.model}: no such model file; export one with npx dino export --run DIR --out FILE.onnx`);
     return opts.model;
   }
   if (!opts.run) throw new Error('pass a run folder (--run DIR) or an exported model (--model FILE.onnx)');
-  const out = path.join(opts.run, 'teacher.onnx');
+  const n = opts.intermediate;
+  const out = path.join(opts.run, n === undefined ? 'teacher.onnx' : `teacher.linear-n${n}.onnx`);
   const ckpt = checkpointPath(opts.run);
   if (!fs.existsSync(out) || fs.statSync(out).mtimeMs < fs.statSync(ckpt).mtimeMs) {
     opts.log?.(`exporting the teacher of ${opts.run} to ${out}`);
-    exportTeacher({ run: opts.run, out });
+    exportTeacher({ run: opts.run, out, ...(n !== undefined ? { intermediate: n } : {}) });
   }
   return out;
 }
 
-/** Loads `dataset` ('fmnist' or a folder) at the size and channel count the model needs. */
-export async function loadEvalDataset(dataset: string, info: ExportInfo): Promise<Dataset> {
-  if (dataset === 'fmnist' || dataset === 'fashion-mnist') return loadFashionMnist();
-  const size = info.imageSize ? info.imageSize[0] : info.backbone.imgSize;
-  const channels = info.backbone.inChans === 1 ? 1 : 3;
-  return (await loadImageFolder(dataset, { imageSize: size, channels })).dataset;
-}
-
 /** `npx dino knn`: features of the train and test splits through the exported model, then weighted k-NN. */
 export async function knnEvaluate(opts: KnnEvaluateOptions): Promise<KnnEvaluation> {
+  const { temperature } = checkKnnOptions(opts.ks, opts.temperature); // before any export or loading
   const model = runModel(opts);
   const bytes = fs.readFileSync(model);
   const info = readExportInfo(bytes);
-  const data = await loadEvalDataset(opts.dataset ?? 'fmnist', info);
+  const data = await loadEvalData(opts, info);
   const t0 = performance.now();
   const session = await createSession(bytes);
   const extract = (set: ImageSet, limit: number | undefined) =>
@@ -433,14 +537,16 @@ export async function knnEvaluate(opts: KnnEvaluateOptions): Promise<KnnEvaluati
   const test = await extract(data.test, opts.limitTest);
   await session.release();
   const t1 = performance.now();
-  const result = await knnClassify(train, test, { numClasses: data.classes.length || undefined, ...(opts.ks ? { ks: opts.ks } : {}), ...(opts.engine ? { engine: opts.engine } : {}) } as KnnOptions);
+  const result = await knnClassify(train, test, {
+    numClasses: data.classes.length || undefined, temperature, ...(opts.ks ? { ks: opts.ks } : {}), ...(opts.engine ? { engine: opts.engine } : {}),
+  } as KnnOptions);
   const t2 = performance.now();
   const json = JSON.stringify(result);
   if (opts.run && opts.save !== false) fs.writeFileSync(path.join(opts.run, 'knn.json'), json + '\n');
   const imagesPerSecond = (train.count + test.count) / ((t1 - t0) / 1000);
   return {
     result,
-    table: formatKnnTable(result, `weighted k-NN (cosine, T=${KNN_TEMPERATURE}) on ${data.name}`),
+    table: formatKnnTable(result, `weighted k-NN (cosine, T=${temperature}) on ${data.name}`),
     json,
     model,
     imagesPerSecond,

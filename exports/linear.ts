@@ -1,12 +1,21 @@
 /**
- * Linear probe on frozen features (DINO's `eval_linear.py`, on the exported model's [CLS] features): a single
- * Linear(D, classes) trained with softmax cross-entropy by the framework's own compiled step graph
- * (`addOptimizerStep` + `StepRunner`: SGD with momentum or AdamW, cosine learning-rate decay to 0), then
- * top-1 accuracy on the test split. No other ML library.
+ * Linear probe on frozen features (DINO's `eval_linear.py`): a single Linear(F, classes) trained with softmax
+ * cross-entropy by the framework's own compiled step graph (`addOptimizerStep` + `StepRunner`: SGD with momentum or
+ * AdamW, cosine learning-rate decay to 0), then top-1 accuracy on the test split. No other ML library.
  *
- * Departures from DINO, both because only the final [CLS] feature is exported and the probe is short:
- * features are standardised per dimension with the train split's mean and std (DINO feeds raw features and
- * trains 100 epochs), and the defaults are 20 epochs of SGD (lr 0.1 at batch 256, momentum 0.9, no decay).
+ * Features as DINO's: the final-norm [CLS] of the last `nLastBlocks` blocks, concatenated (DINO's `--n_last_blocks`;
+ * its paper uses 4 for ViT-S, 1 for ViT-B), and with `avgpoolPatchtokens` the mean of the last block's final-norm
+ * patch tokens (DINO's `--avgpool_patchtokens`; true for ViT-B). Defaults here: 1 block, no average (the exported
+ * `features`, as before). More blocks or the average use a second export of the run's teacher,
+ * DIR/teacher.linear-n<n>.onnx (exports/teacher.ts, `intermediate`).
+ *
+ * Departures from DINO, because features are computed once and the probe is short: no augmentation (DINO trains on
+ * RandomResizedCrop + flip of each image every epoch, and evaluates Resize(256) + CenterCrop(224); here every image is
+ * the loader's cover-resize and centre crop at the model's size, once); features are standardised per dimension with
+ * the train split's mean and std (`standardize`, default true; DINO feeds raw features); the defaults are 20 epochs of
+ * SGD at lr 0.1 for batch 256 (DINO: 100 epochs, lr 0.001 per 256, batch 128 per GPU, momentum 0.9, no weight decay
+ * as here), with the cosine decay per step rather than per epoch; one seed, no validation every epoch, no best-epoch
+ * pick (DINO reports the best test accuracy over its epochs).
  */
 import * as E from 'fp-ts/lib/Either.js';
 import * as fs from 'node:fs';
@@ -17,8 +26,9 @@ import { StepRunner } from '../runtime/step-runner.ts';
 import { TrainState } from '../runtime/state.ts';
 import { cosineSchedule } from '../runtime/dino/schedules.ts';
 import { createSession } from '../runtime/backend.ts';
-import { type FeatureSet, evenlySpaced, extractFeatures, loadEvalDataset, runModel } from './knn.ts';
-import { readExportInfo } from './teacher.ts';
+import { type EvalDataOptions, EvalOptionError, loadEvalData } from './eval.ts';
+import { type FeatureSet, type LinearFeatureSpec, checkLinearFeature, evenlySpaced, extractFeatures, runModel } from './knn.ts';
+import { readExportInfo, readRunConfig } from './teacher.ts';
 
 export interface ProbeOptions {
   readonly epochs?: number;
@@ -31,6 +41,8 @@ export interface ProbeOptions {
   readonly momentum?: number;
   readonly seed?: number;
   readonly numClasses?: number;
+  /** Standardise each feature dimension with the train split's mean and std (default true; DINO does not). */
+  readonly standardize?: boolean;
   readonly log?: (msg: string) => void;
 }
 
@@ -89,8 +101,11 @@ export async function trainLinearProbe(train: FeatureSet, test: FeatureSet, opts
   const kind = opts.optimizer ?? 'sgd';
   const peakLr = (opts.lr ?? (kind === 'sgd' ? 0.1 : 1e-3)) * (kind === 'sgd' ? batch / 256 : 1);
   const prng = Prng.seeded(opts.seed ?? 0);
-  const { mean, std } = statistics(train);
-  const trainX = standardize(train, mean, std), testX = standardize(test, mean, std);
+  let trainX = train.data, testX = test.data;
+  if (opts.standardize !== false) {
+    const { mean, std } = statistics(train);
+    [trainX, testX] = [standardize(train, mean, std), standardize(test, mean, std)];
+  }
 
   // The step graph: loss, backward, optimizer update; metrics loss and accuracy.
   const g = new Graph('linear_probe_step');
@@ -161,11 +176,15 @@ export async function trainLinearProbe(train: FeatureSet, test: FeatureSet, opts
   return { top1: testAcc.pct, trainTop1: trainAcc.pct, epochLosses, n_train: train.count, n_test: testAcc.labelled, steps: total };
 }
 
-export interface LinearProbeOptions extends ProbeOptions {
+export interface LinearProbeOptions extends ProbeOptions, EvalDataOptions {
   readonly run?: string;
   readonly model?: string;
-  /** 'fmnist' (default) or an image folder. */
+  /** 'fmnist' or an image folder; default the run's own data (see exports/eval.ts), 'fmnist' without a run. */
   readonly dataset?: string;
+  /** DINO's `--n_last_blocks`: concatenate the final-norm [CLS] of this many last blocks. Default 1. */
+  readonly nLastBlocks?: number;
+  /** DINO's `--avgpool_patchtokens`: append the mean of the last block's final-norm patch tokens. Default false. */
+  readonly avgpoolPatchtokens?: boolean;
   readonly limitTrain?: number;
   readonly limitTest?: number;
   /** Feature-extraction batch. */
@@ -181,24 +200,33 @@ export interface LinearProbeEvaluation extends ProbeResult {
 
 /** `npx dino linear`: features through the exported model, then the probe. */
 export async function linearProbe(opts: LinearProbeOptions): Promise<LinearProbeEvaluation> {
-  const model = runModel(opts);
+  const spec: LinearFeatureSpec = { nLastBlocks: opts.nLastBlocks ?? 1, avgpoolPatchtokens: opts.avgpoolPatchtokens ?? false };
+  if (!(Number.isInteger(spec.nLastBlocks) && spec.nLastBlocks >= 1)) throw new EvalOptionError('nLastBlocks', spec.nLastBlocks, 'an integer >= 1');
+  if (typeof spec.avgpoolPatchtokens !== 'boolean') throw new EvalOptionError('avgpoolPatchtokens', spec.avgpoolPatchtokens, 'true or false');
+  // The plain case reads `features` of the default export, exactly as before; the others need DINO's feature.
+  const plain = spec.nLastBlocks === 1 && !spec.avgpoolPatchtokens;
+  if (!plain && opts.run && !opts.model) checkLinearFeature(spec, readRunConfig(opts.run).backbone.depth); // before exporting
+  const model = runModel({ ...opts, ...(plain || opts.model ? {} : { intermediate: spec.nLastBlocks }) });
   const bytes = fs.readFileSync(model);
   const info = readExportInfo(bytes);
-  const data = await loadEvalDataset(opts.dataset ?? 'fmnist', info);
+  const data = await loadEvalData(opts, info);
   const session = await createSession(bytes);
   const extract = (set: typeof data.train, limit: number | undefined) =>
     extractFeatures(bytes, { channels: data.channels, height: data.height, width: data.width, set, indices: evenlySpaced(set.count, limit) }, {
-      session, ...(opts.featureBatch ? { batch: opts.featureBatch } : {}), ...(opts.log ? { log: opts.log } : {}),
+      session, ...(opts.featureBatch ? { batch: opts.featureBatch } : {}), ...(opts.log ? { log: opts.log } : {}), ...(plain ? {} : { linear: spec }),
     });
   const train = await extract(data.train, opts.limitTrain);
   const test = await extract(data.test, opts.limitTest);
   await session.release();
   const result = await trainLinearProbe(train, test, { ...opts, ...(data.classes.length ? { numClasses: data.classes.length } : {}) });
   const epochs = result.epochLosses.length;
+  // DINO's feature settings are reported only when they are not the default, so default results keep their shape.
+  const feature = plain ? {} : { n_last_blocks: spec.nLastBlocks, avgpool_patchtokens: spec.avgpoolPatchtokens };
+  const featureText = plain ? '' : `, [CLS] of the last ${spec.nLastBlocks} block(s)${spec.avgpoolPatchtokens ? ' + mean patch token' : ''}, ${train.dim} dims`;
   return {
     ...result,
     model,
-    json: JSON.stringify({ top1: result.top1, train_top1: result.trainTop1, n_train: result.n_train, n_test: result.n_test, epochs }),
-    summary: `linear probe on ${data.name} (${epochs} epochs, ${result.steps} steps): top-1 ${result.top1.toFixed(2)}% test, ${result.trainTop1.toFixed(2)}% train (${result.n_train} train / ${result.n_test} test images)`,
+    json: JSON.stringify({ top1: result.top1, train_top1: result.trainTop1, n_train: result.n_train, n_test: result.n_test, epochs, ...feature }),
+    summary: `linear probe on ${data.name} (${epochs} epochs, ${result.steps} steps${featureText}): top-1 ${result.top1.toFixed(2)}% test, ${result.trainTop1.toFixed(2)}% train (${result.n_train} train / ${result.n_test} test images)`,
   };
 }

@@ -8,7 +8,8 @@ import * as path from 'node:path';
 import { createSession } from '../runtime/backend.ts';
 import { gatherImages } from '../runtime/data/dataset.ts';
 import { computeAttention, writeAttentionPngs } from './attention.ts';
-import { type KnnResult, loadEvalDataset, runModel } from './knn.ts';
+import { type EvalDataOptions, loadEvalData } from './eval.ts';
+import { KNN_TEMPERATURE, type KnnResult, runModel } from './knn.ts';
 import { readExportInfo, readRunConfig } from './teacher.ts';
 
 export interface MetricsRow {
@@ -90,16 +91,16 @@ function thin<T>(rows: T[], target = 800): T[] {
 export function knnTableHtml(knn: KnnResult): string {
   const rows = Object.keys(knn.top1).map((k) => `<tr><td>${escapeHtml(k)}</td><td>${knn.top1[k]!.toFixed(2)}%</td><td>${knn.top5[k]!.toFixed(2)}%</td></tr>`);
   return `<table class="knn"><thead><tr><th>k</th><th>top-1</th><th>top-5</th></tr></thead><tbody>${rows.join('')}</tbody></table>` +
-    `<p class="note">weighted k-NN on L2-normalised teacher [CLS] features, votes exp(cos / 0.07); ${knn.n_train} train / ${knn.n_test} test images</p>`;
+    `<p class="note">weighted k-NN on L2-normalised teacher [CLS] features, votes exp(cos / ${knn.temperature ?? KNN_TEMPERATURE}); ${knn.n_train} train / ${knn.n_test} test images</p>`;
 }
 
-export interface ReportOptions {
+export interface ReportOptions extends EvalDataOptions {
   readonly run: string;
   /** k-NN result to show (default: DIR/knn.json when present). */
   readonly knn?: KnnResult;
   /** Test images for the attention maps (default 4; 0 to leave them out). */
   readonly attentionImages?: number;
-  /** Dataset of the attention images: 'fmnist' (default) or an image folder. */
+  /** Dataset of the attention images: 'fmnist' or an image folder; default the run's own data (exports/eval.ts). */
   readonly dataset?: string;
   readonly log?: (msg: string) => void;
 }
@@ -149,7 +150,7 @@ export async function writeReport(opts: ReportOptions): Promise<string> {
 async function attentionSection(opts: ReportOptions, count: number): Promise<string> {
   const model = runModel({ run: opts.run, ...(opts.log ? { log: opts.log } : {}) });
   const info = readExportInfo(model);
-  const data = await loadEvalDataset(opts.dataset ?? 'fmnist', info);
+  const data = await loadEvalData(opts, info);
   const picks: number[] = [];
   const seen = new Set<number>();
   for (let i = 0; i < data.test.count && picks.length < count; i++) {

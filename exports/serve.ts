@@ -18,6 +18,7 @@ import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import type { AddressInfo } from 'node:net';
 import { type Dataset } from '../runtime/data/dataset.ts';
+import { type EvalDataOptions, loadEvalData } from './eval.ts';
 import { evenlySpaced, extractFeatures, l2NormalizeRows, loadEvalDataset, runModel } from './knn.ts';
 import { readExportInfo } from './teacher.ts';
 
@@ -173,10 +174,13 @@ export async function prepareDemo(opts: { model: string; dataset?: string | Data
   return meta;
 }
 
-export interface ServeOptions {
+export interface ServeOptions extends EvalDataOptions {
   readonly run?: string;
   readonly model?: string;
-  /** 'fmnist' (default) or an image folder: where the gallery comes from. */
+  /**
+   * 'fmnist' or an image folder: where the gallery comes from (its train split: the memory bank of exports/eval.ts);
+   * default the run's own data, 'fmnist' without a run.
+   */
   readonly dataset?: string;
   /** Number of gallery images (default 2000). */
   readonly gallerySize?: number;
@@ -193,7 +197,8 @@ export async function serve(opts: ServeOptions): Promise<StaticServer & { readon
   const dataDir = opts.dataDir ?? (opts.run ? path.join(opts.run, 'demo') : path.join(path.dirname(model), `${path.basename(model, '.onnx')}-demo`));
   const stamp = path.join(dataDir, 'gallery.json');
   if (!fs.existsSync(stamp) || fs.statSync(stamp).mtimeMs < fs.statSync(model).mtimeMs) {
-    await prepareDemo({ model, dir: dataDir, dataset: opts.dataset ?? 'fmnist', gallerySize: opts.gallerySize ?? 2000, ...(opts.log ? { log: opts.log } : {}) });
+    const dataset = await loadEvalData(opts, readExportInfo(model), { needTest: false }); // the gallery is the bank
+    await prepareDemo({ model, dir: dataDir, dataset, gallerySize: opts.gallerySize ?? 2000, ...(opts.log ? { log: opts.log } : {}) });
   }
   const server = await startStaticServer({ mounts: { '/': WEB_ROOT, '/ort/': ortWebDist(), '/data/': dataDir }, port: opts.port ?? 8080, ...(opts.log ? { log: opts.log } : {}) });
   return { ...server, dataDir };

@@ -6,6 +6,9 @@
  *   normalisation (the run's `augment.mean` / `augment.std`) is the graph's first op.
  * - outputs `features` [N, D] (final-norm [CLS], DINO's feature), `patch_tokens` [N, P, D] (final-norm, patches
  *   row-major), `cls_attention` [N, heads, P] (last block's attention of the [CLS] query over the patch keys).
+ * - with `intermediate: n` (the linear probe's export) two more outputs: `block_cls` [N, n, D], the final-norm [CLS]
+ *   of each of the last n blocks, oldest first (DINO's `get_intermediate_layers(x, n)`, `[:, 0]` of each), and
+ *   `patch_mean` [N, D], the mean of `patch_tokens` over the patches (DINO's `avgpool_patchtokens` feature).
  * - H and W: by default dynamic, any multiples of the patch size (symbolic dims `H`, `W`): models/vit.ts builds the
  *   graph for a symbolic patch grid, the position embedding interpolated inside the graph; at the training crop size
  *   that is exactly the table (the in-graph resize runs at scale 1, the identity). With `imageSize` (or
@@ -16,8 +19,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as E from 'fp-ts/lib/Either.js';
-import { Graph, type ParamSpec, Scope, emitOnnx, formatError, specOf } from '../dsl/index.ts';
-import { type ViTConfig, visionTransformer } from '../models/vit.ts';
+import { Graph, type ParamSpec, Scope, emitOnnx, formatError, reduceMean, specOf } from '../dsl/index.ts';
+import { type ViTConfig, lastBlocksCls, visionTransformer } from '../models/vit.ts';
 import { checkWeights, formatWeightProblems } from '../models/weights.ts';
 import { getPreset as getModelPreset } from '../models/presets.ts';
 import { type TrainConfig, getPreset as getTrainPreset, presetNames as trainPresetNames } from '../runtime/dino/config.ts';
@@ -42,6 +45,8 @@ export interface ExportInfo {
   readonly imageSize: readonly [number, number] | null;
   /** Where the weights came from (run folder or weights file, and which network). */
   readonly source: string;
+  /** Blocks whose [CLS] the `block_cls` output holds; absent when the model has no such output. */
+  readonly intermediate?: number;
 }
 
 export interface ExportTeacherOptions {
@@ -70,12 +75,24 @@ export interface ExportTeacherOptions {
    * run's global crop size, or the preset's `imgSize`.
    */
   readonly dynamicSize?: boolean;
+  /**
+   * Also output `block_cls` [N, n, D] (final-norm [CLS] of the last n blocks) and `patch_mean` [N, D], what DINO's
+   * linear evaluation reads (`n_last_blocks`, `avgpool_patchtokens`). Default: neither output.
+   */
+  readonly intermediate?: number;
+  /**
+   * Write `preprocessor_config.json` (a Hugging Face `ViTImageProcessor` config, see {@link preprocessorConfig}) in
+   * the folder of `out`. Default false.
+   */
+  readonly preprocessorConfig?: boolean;
 }
 
 export interface ExportTeacherResult {
   readonly out: string;
   readonly bytes: number;
   readonly info: ExportInfo;
+  /** The `preprocessor_config.json` written beside the model, when asked for. */
+  readonly preprocessorConfig?: string;
   /** Seconds spent building and writing the model. */
   readonly seconds: number;
 }
@@ -87,6 +104,8 @@ export interface TeacherGraphOptions {
   readonly std: readonly number[];
   /** [H, W] for a fixed-size graph; null for symbolic H and W (any multiples of the patch size). */
   readonly imageSize: readonly [number, number] | null;
+  /** Add the `block_cls` ([CLS] of the last n blocks) and `patch_mean` outputs; default none. */
+  readonly intermediate?: number;
 }
 
 /** The inference graph, fixed-size or for any H and W (parameters named by their DINO keys, no prefix). */
@@ -98,10 +117,15 @@ export function buildTeacherGraph(cfg: ViTConfig, opts: TeacherGraphOptions): Gr
   }
   const g = new Graph('dino_teacher');
   const images = g.input('images', 'float32', ['N', cfg.inChans, h, w]);
-  const out = visionTransformer(new Scope(g), normalizeImages(g, images, cfg.inChans, opts.mean, opts.std), cfg);
+  const scope = new Scope(g);
+  const out = visionTransformer(scope, normalizeImages(g, images, cfg.inChans, opts.mean, opts.std), cfg);
   g.output('features', out.cls);
   g.output('patch_tokens', out.patchTokens);
   g.output('cls_attention', out.clsAttention);
+  if (opts.intermediate !== undefined) {
+    g.output('block_cls', lastBlocksCls(scope, out, cfg, opts.intermediate));
+    g.output('patch_mean', g.within('patch_mean', () => reduceMean(out.patchTokens, 1)));
+  }
   return g;
 }
 
@@ -205,11 +229,12 @@ export function backboneValues(cfg: ViTConfig, weights: ReadonlyMap<string, Name
 
 /** Emits the inference model (fixed or dynamic size) with `values` baked in. */
 export function teacherOnnx(backbone: ViTConfig, values: ReadonlyMap<string, Float32Array>, info: Omit<ExportInfo, 'format' | 'backbone'>): Uint8Array {
-  const g = buildTeacherGraph(backbone, { mean: info.mean, std: info.std, imageSize: info.imageSize });
+  const g = buildTeacherGraph(backbone, { mean: info.mean, std: info.std, imageSize: info.imageSize, ...(info.intermediate !== undefined ? { intermediate: info.intermediate } : {}) });
   const full: ExportInfo = { format: 'dino-ts-teacher/1', backbone, ...info };
+  const outputs = `features, patch_tokens, cls_attention${info.intermediate !== undefined ? ', block_cls, patch_mean' : ''}`;
   const bytes = emitOnnx(g, {
     params: { values },
-    docString: `DINO ViT backbone (${info.source}): images [N, C, H, W] in [0, 1] -> features, patch_tokens, cls_attention`,
+    docString: `DINO ViT backbone (${info.source}): images [N, C, H, W] in [0, 1] -> ${outputs}`,
     metadata: { [EXPORT_INFO_KEY]: JSON.stringify(full) },
   });
   if (E.isLeft(bytes)) throw new Error(`could not build the export graph:\n  ${bytes.left.map(formatError).join('\n  ')}`);
@@ -229,16 +254,78 @@ export function exportTeacher(opts: ExportTeacherOptions): ExportTeacherResult {
     imageSize = typeof s === 'number' ? [s, s] : [s[0], s[1]];
   }
   const mean = opts.mean ?? src.mean, std = opts.std ?? src.std;
-  const bytes = teacherOnnx(src.backbone, values, { mean, std, imageSize, source: src.source });
-  fs.mkdirSync(path.dirname(path.resolve(opts.out)), { recursive: true });
-  const tmp = `${opts.out}.${process.pid}.tmp`;
-  fs.writeFileSync(tmp, bytes);
-  fs.renameSync(tmp, opts.out);
+  const n = opts.intermediate;
+  if (n !== undefined && !(Number.isInteger(n) && n >= 1 && n <= src.backbone.depth)) {
+    throw new Error(`intermediate must be an integer from 1 to ${src.backbone.depth} (the backbone's depth), got ${n}`);
+  }
+  const partial = { mean, std, imageSize, source: src.source, ...(n !== undefined ? { intermediate: n } : {}) };
+  const bytes = teacherOnnx(src.backbone, values, partial);
+  writeAtomic(opts.out, bytes);
+  const info: ExportInfo = { format: 'dino-ts-teacher/1', backbone: src.backbone, ...partial };
+  let sidecar: string | undefined;
+  if (opts.preprocessorConfig) {
+    sidecar = path.join(path.dirname(path.resolve(opts.out)), PREPROCESSOR_CONFIG);
+    writeAtomic(sidecar, JSON.stringify(preprocessorConfig(info, src.defaultSize), null, 2) + '\n');
+  }
   return {
     out: opts.out,
     bytes: bytes.length,
-    info: { format: 'dino-ts-teacher/1', backbone: src.backbone, mean, std, imageSize, source: src.source },
+    info,
+    ...(sidecar ? { preprocessorConfig: sidecar } : {}),
     seconds: (performance.now() - t0) / 1000,
+  };
+}
+
+function writeAtomic(file: string, data: Uint8Array | string): void {
+  fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
+  const tmp = `${file}.${process.pid}.tmp`;
+  fs.writeFileSync(tmp, data);
+  fs.renameSync(tmp, file);
+}
+
+// ---- preprocessor_config.json ------------------------------------------------------------------------
+
+/** The file name Hugging Face loaders (transformers, transformers.js) look for next to a model. */
+export const PREPROCESSOR_CONFIG = 'preprocessor_config.json';
+
+/** The keys of a `ViTImageProcessor` config that {@link preprocessorConfig} writes. */
+export interface PreprocessorConfig {
+  readonly image_processor_type: 'ViTImageProcessor';
+  readonly do_resize: true;
+  readonly size: { readonly height: number; readonly width: number };
+  /** PIL's resampling filter: 3 = bicubic, as DINO's evaluation transforms. */
+  readonly resample: 3;
+  readonly do_rescale: true;
+  readonly rescale_factor: number;
+  readonly do_normalize: false;
+  readonly image_mean: readonly number[];
+  readonly image_std: readonly number[];
+  readonly do_convert_rgb: boolean;
+}
+
+/**
+ * What a Hugging Face image processor must do to an 8-bit image so that the exported graph gets what it expects:
+ * resize to the model's size (the fixed size, or for an any-size model the size it was trained at), scale the bytes
+ * to [0, 1] (`rescale_factor` 1/255) and nothing else, because the dataset normalisation is the graph's own first
+ * op. `do_normalize` is false, and the mean and std written are the identity (0 and 1 per channel) rather than the
+ * graph's values, so that even a runtime that normalises regardless of `do_normalize` (the Python
+ * `ViTImageProcessor` defaults it to true when absent) cannot normalise twice. `do_convert_rgb` is false for
+ * single-channel models: the caller passes grayscale images.
+ */
+export function preprocessorConfig(info: Pick<ExportInfo, 'backbone' | 'imageSize'>, trainedSize: number = info.backbone.imgSize): PreprocessorConfig {
+  const [height, width] = info.imageSize ?? [trainedSize, trainedSize];
+  const c = info.backbone.inChans;
+  return {
+    image_processor_type: 'ViTImageProcessor',
+    do_resize: true,
+    size: { height, width },
+    resample: 3,
+    do_rescale: true,
+    rescale_factor: 1 / 255,
+    do_normalize: false,
+    image_mean: Array<number>(c).fill(0),
+    image_std: Array<number>(c).fill(1),
+    do_convert_rgb: c === 3,
   };
 }
 

@@ -123,6 +123,11 @@ export interface ViTOutputs {
   readonly attention: Tensor;
   /** The last block's attention of the [CLS] query over the patch keys, [B, heads, P] (DINO's attention maps). */
   readonly clsAttention: Tensor;
+  /**
+   * Every block's output tokens before the final norm, [B, 1 + P, D] each, in block order (the last one is what
+   * `tokens` normalises). Unused ones cost nothing: emission keeps only nodes that outputs depend on.
+   */
+  readonly blocks: readonly Tensor[];
 }
 
 export function headDim(cfg: ViTConfig): number {
@@ -311,6 +316,7 @@ export function visionTransformer(s: Scope, images: Tensor, cfg: ViTConfig, opts
     }
 
     let lastAttention = x;
+    const blockOutputs: Tensor[] = [];
     for (let i = 0; i < cfg.depth; i++) {
       const blockMask = masks && dropPathRates(cfg)[i]! > 0 ? blockMasks(masks, i) : undefined;
       if (opts.recompute === 'blocks') {
@@ -327,6 +333,7 @@ export function visionTransformer(s: Scope, images: Tensor, cfg: ViTConfig, opts
         x = out.x;
         lastAttention = out.attention;
       }
+      blockOutputs.push(x);
     }
     const tokens = layerNorm(s.child('norm'), x, d, cfg.layerNormEps);
     // Slices to the end: the token count may be symbolic (`1+H/p*W/p`).
@@ -336,7 +343,24 @@ export function visionTransformer(s: Scope, images: Tensor, cfg: ViTConfig, opts
       patchTokens: slice(tokens, [1], [TO_END], [1]),
       attention: lastAttention,
       clsAttention: s.child('cls_attention').run(() => reshape(slice(lastAttention, [0, 1], [1, TO_END], [2, 3]), [b, cfg.numHeads, mulDims(rows, cols)])),
+      blocks: blockOutputs,
     };
+  });
+}
+
+/**
+ * The final-norm [CLS] token of each of the last `n` blocks, [B, n, D], oldest block first: DINO's
+ * `get_intermediate_layers(x, n)` followed by `x[:, 0]` of each (what `eval_linear.py` concatenates). `s` must be
+ * the scope `visionTransformer` ran in, so the final norm's parameters are the same ones. LayerNorm acts on each
+ * token alone, so normalising only the [CLS] rows gives the [CLS] rows of the normalised tokens; for the last
+ * block that is `cls`.
+ */
+export function lastBlocksCls(s: Scope, out: Pick<ViTOutputs, 'blocks'>, cfg: ViTConfig, n: number): Tensor {
+  if (!(Number.isInteger(n) && n >= 1 && n <= cfg.depth)) throw new Error(`lastBlocksCls: n must be an integer in 1..${cfg.depth} (the ViT's depth), got ${n}`);
+  return s.run(() => {
+    const rows = out.blocks.slice(cfg.depth - n).map((x) => slice(x, [0], [1], [1])); // [B, 1, D] each
+    const stacked = rows.length === 1 ? rows[0]! : concat(rows, 1);
+    return layerNorm(s.child('norm'), stacked, cfg.embedDim, cfg.layerNormEps);
   });
 }
 
