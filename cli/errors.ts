@@ -7,6 +7,7 @@ import { CheckpointError } from '../runtime/dino/checkpoint.ts';
 import { ConfigOverrideError } from '../runtime/dino/config.ts';
 import { InitWeightsError, NonFiniteLossError, RunFolderError, formatConfigChange } from '../runtime/dino/train.ts';
 import { DataFitError } from '../runtime/dino/data-fit.ts';
+import { EvalDataError, EvalOptionError } from '../exports/eval.ts';
 import { dirname } from 'node:path';
 
 export function wordError(e: unknown): string {
@@ -37,6 +38,27 @@ export function wordError(e: unknown): string {
     return p.kind === 'missing'
       ? `${p.path}: no checkpoint there; train first (npx dino train --out DIR), or pass the run folder that holds checkpoint.safetensors`
       : `${p.path}: not a dino-ts training checkpoint (format "${p.format ?? 'missing'}"); to start from plain weights use --init FILE`;
+  }
+  if (e instanceof EvalOptionError) {
+    const flag = { ks: '--nb-knn', temperature: '--temperature', nLastBlocks: '--n-last-blocks', avgpoolPatchtokens: '--avgpool-patchtokens', val: '--val' }[e.option] ?? e.option;
+    return `${flag} must be ${e.requirement}, got ${JSON.stringify(e.value)}`;
+  }
+  if (e instanceof EvalDataError) {
+    const p = e.problem;
+    switch (p.kind) {
+      case 'missing':
+        return p.run
+          ? `${p.folder} not found: run ${p.run} was trained on it (its config.json records it as the ${p.role === 'val' ? 'validation folder' : 'data folder'}); restore it there, or pass the images to evaluate with ${p.role === 'val' ? '--val FOLDER' : '--data FOLDER'}`
+          : `${p.role === 'val' ? 'validation' : 'image'} folder ${p.folder} not found: check the path`;
+      case 'no-held-out':
+        return `${p.folder} has no held-out images (a class needs at least 10 images for every 10th to be held out, or the folder train/ and test/ sub-folders): pass --val FOLDER`;
+      case 'channels':
+        return p.run
+          ? `run ${p.run} records no data folder in its config.json and its model takes ${p.channels}-channel images, so the Fashion-MNIST default cannot apply: pass the image folder it was trained on with --data FOLDER`
+          : `the model takes ${p.channels}-channel images and Fashion-MNIST is grayscale: pass an image folder with --data FOLDER`;
+      case 'record':
+        return e.message;
+    }
   }
   if (e instanceof BadImageError) return `cannot load image ${e.file}: ${e.reason}. Fix or remove the file, or pass --skip-bad-images to skip unreadable files`;
   return e instanceof Error ? e.message : String(e);

@@ -21,12 +21,27 @@ const MODEL_OPTIONS = {
   model: { kind: 'string', placeholder: 'FILE.onnx', help: 'an exported model (dino export)' },
 } as const;
 
+/** Which images an evaluation uses; by default the run's own data (its config.json records it). */
 const DATA_OPTIONS = {
-  dataset: { kind: 'choice', choices: ['fmnist'], default: 'fmnist', help: 'the embedded data set (Fashion-MNIST: test split vs train split)' },
-  data: { kind: 'string', placeholder: 'FOLDER', help: 'an image folder with one subfolder per class instead' },
+  dataset: { kind: 'choice', choices: ['fmnist'], help: 'evaluate on Fashion-MNIST (test split against train split) instead of the run\'s own data' },
+  data: { kind: 'string', placeholder: 'FOLDER', help: 'evaluate on this image folder (one subfolder per class) instead of the run\'s own data' },
+  val: { kind: 'string', placeholder: 'FOLDER', help: 'images to evaluate, against the whole data folder as the memory / training set (default: the folder\'s held-out split: its test/ or val/ beside train/, else every 10th image of each class)' },
+  'skip-bad-images': { kind: 'flag', help: 'leave out images that cannot be decoded instead of stopping' },
   'limit-train': { kind: 'int', min: 1, placeholder: 'N', help: 'evenly spaced N train images (default: all)' },
   'limit-test': { kind: 'int', min: 1, placeholder: 'N', help: 'evenly spaced N test images (default: all)' },
 } as const;
+
+/** The evaluation-data options of the library for these flags. */
+function dataOptions(command: string, o: { dataset?: string | undefined; data?: string | undefined; val?: string | undefined; 'skip-bad-images': boolean; 'limit-train'?: number | undefined; 'limit-test'?: number | undefined }) {
+  if (o.dataset !== undefined && o.data !== undefined) throw new UsageError('--dataset and --data both choose the data: give one', command);
+  const dataset = o.data ?? o.dataset;
+  return {
+    ...(dataset !== undefined ? { dataset } : {}), ...(o.val !== undefined ? { val: o.val } : {}),
+    skipBadImages: o['skip-bad-images'], log,
+    ...(o['limit-train'] !== undefined ? { limitTrain: o['limit-train'] } : {}),
+    ...(o['limit-test'] !== undefined ? { limitTest: o['limit-test'] } : {}),
+  };
+}
 
 const FORMATS = ['onnx', 'safetensors', 'pth'] as const;
 
@@ -42,6 +57,7 @@ export const exportCommand = defineCommand(
       out: { kind: 'string', placeholder: 'FILE', help: 'output file (default DIR/teacher.<format> for --run)' },
       format: { kind: 'choice', choices: FORMATS, help: 'onnx (inference model), safetensors or pth (the backbone with DINO\'s keys, for torch.load + load_state_dict); default from --out\'s extension, else onnx' },
       'image-size': { kind: 'int', min: 1, placeholder: 'N', help: 'a fixed input size (onnx); default any H, W multiple of the patch' },
+      'preprocessor-config': { kind: 'flag', help: 'also write a Hugging Face preprocessor_config.json beside the .onnx (resize + rescale to [0, 1]; the graph normalises)' },
     },
     epilog: `The ONNX model takes images [N, C, H, W] in [0, 1] and returns features [N, D], patch_tokens [N, P, D] and
 cls_attention [N, heads, P]. The .pth / .safetensors files hold the backbone under DINO's vision_transformer.py keys:
@@ -56,7 +72,7 @@ cls_attention [N, heads, P]. The .pth / .safetensors files hold the backbone und
     const out = o.out ?? (o.run !== undefined ? join(o.run, `${network}.${format}`) : undefined);
     if (!out) throw new UsageError('--out FILE is required with --weights', 'export');
     if (format !== 'onnx') {
-      if (o['image-size'] !== undefined) throw new UsageError('--image-size applies to --format onnx', 'export');
+      if (o['image-size'] !== undefined || o['preprocessor-config']) throw new UsageError(`--${o['image-size'] !== undefined ? 'image-size' : 'preprocessor-config'} applies to --format onnx`, 'export');
       const r = o.run !== undefined
         ? writeTeacherWeights(o.run, out, format, { network })
         : { path: out, bytes: writeWeights(out, readDinoWeights(o.weights!, network).backbone, format) };
@@ -68,8 +84,9 @@ cls_attention [N, heads, P]. The .pth / .safetensors files hold the backbone und
       ...(o.run !== undefined ? { run: o.run } : {}), ...(o.student ? { student: true } : {}),
       ...(o.preset !== undefined ? { preset: o.preset } : {}), ...(o.weights !== undefined ? { weights: o.weights } : {}),
       ...(o['image-size'] !== undefined ? { imageSize: o['image-size'] } : {}),
+      ...(o['preprocessor-config'] ? { preprocessorConfig: true } : {}),
     });
-    console.log(`wrote ${r.out} (${(r.bytes / 1e6).toFixed(1)} MB) in ${r.seconds.toFixed(1)} s`);
+    console.log(`wrote ${r.out} (${(r.bytes / 1e6).toFixed(1)} MB) in ${r.seconds.toFixed(1)} s${r.preprocessorConfig ? `; ${r.preprocessorConfig}` : ''}`);
   },
 );
 
@@ -77,14 +94,15 @@ export const knnCommand = defineCommand(
   {
     name: 'knn',
     summary: 'Weighted k-NN evaluation (DINO\'s eval_knn.py) of a run or an exported model: test images classified by their nearest train images.',
-    options: { ...MODEL_OPTIONS, ...DATA_OPTIONS, json: { kind: 'flag', help: 'print the result as JSON' } },
+    options: {
+      ...MODEL_OPTIONS, ...DATA_OPTIONS,
+      'nb-knn': { kind: 'ints', min: 1, default: [10, 20, 100, 200], placeholder: 'K,K,...', help: 'numbers of nearest neighbours (DINO\'s --nb_knn)' },
+      temperature: { kind: 'number', min: 0, exclusiveMin: true, default: 0.07, help: 'temperature of the exp(similarity / T) vote weights' },
+      json: { kind: 'flag', help: 'print the result as JSON' },
+    },
   },
   async ({ options: o }) => {
-    const r = await knnEvaluate({
-      ...modelSource('knn', o), dataset: o.data ?? o.dataset, log,
-      ...(o['limit-train'] !== undefined ? { limitTrain: o['limit-train'] } : {}),
-      ...(o['limit-test'] !== undefined ? { limitTest: o['limit-test'] } : {}),
-    });
+    const r = await knnEvaluate({ ...modelSource('knn', o), ...dataOptions('knn', o), ks: o['nb-knn'], temperature: o.temperature });
     console.log(o.json ? r.json : r.table);
   },
 );
@@ -93,14 +111,22 @@ export const linearCommand = defineCommand(
   {
     name: 'linear',
     summary: 'Linear probe on frozen features (trained with compiled step graphs).',
-    options: { ...MODEL_OPTIONS, ...DATA_OPTIONS, epochs: { kind: 'int', min: 1, help: 'passes over the train features' }, json: { kind: 'flag', help: 'print the result as JSON' } },
+    options: {
+      ...MODEL_OPTIONS, ...DATA_OPTIONS,
+      'n-last-blocks': { kind: 'int', min: 1, default: 1, placeholder: 'N', help: 'concatenate the final-norm [CLS] of the last N blocks (DINO\'s --n_last_blocks; the paper: 4 for ViT-S)' },
+      'avgpool-patchtokens': { kind: 'flag', help: 'append the mean patch token of the last block (the paper\'s ViT-B setting, with --n-last-blocks 1)' },
+      epochs: { kind: 'int', min: 1, help: 'passes over the train features (default 20)' },
+      json: { kind: 'flag', help: 'print the result as JSON' },
+    },
+    epilog: `Departures from DINO's eval_linear.py: features are computed once, without augmentation (DINO re-crops every
+epoch), and standardised per dimension; 20 epochs of SGD (momentum 0.9, lr 0.1 per 256, cosine per step) instead of
+100 at lr 0.001; one seed, the final accuracy reported (DINO reports the best epoch).`,
   },
   async ({ options: o }) => {
     const r = await linearProbe({
-      ...modelSource('linear', o), dataset: o.data ?? o.dataset, log,
+      ...modelSource('linear', o), ...dataOptions('linear', o),
+      nLastBlocks: o['n-last-blocks'], avgpoolPatchtokens: o['avgpool-patchtokens'],
       ...(o.epochs !== undefined ? { epochs: o.epochs } : {}),
-      ...(o['limit-train'] !== undefined ? { limitTrain: o['limit-train'] } : {}),
-      ...(o['limit-test'] !== undefined ? { limitTest: o['limit-test'] } : {}),
     });
     console.log(o.json ? r.json : r.summary);
   },
@@ -130,12 +156,12 @@ export const serveCommand = defineCommand(
     summary: 'Browser demo on 127.0.0.1: attention maps and nearest neighbours computed in the browser (onnxruntime-web).',
     options: {
       ...MODEL_OPTIONS,
-      dataset: { kind: 'string', default: 'fmnist', placeholder: 'fmnist|FOLDER', help: 'images to search for neighbours' },
+      dataset: { kind: 'string', placeholder: 'fmnist|FOLDER', help: 'images to search for neighbours (default: the run\'s own data)' },
       port: { kind: 'int', min: 0, max: 65535, placeholder: 'N', help: 'port (default: a free one)' },
     },
   },
   async ({ options: o }) => {
-    const s = await serve({ ...modelSource('serve', o), dataset: o.dataset, log, ...(o.port !== undefined ? { port: o.port } : {}) });
+    const s = await serve({ ...modelSource('serve', o), ...(o.dataset !== undefined ? { dataset: o.dataset } : {}), log, ...(o.port !== undefined ? { port: o.port } : {}) });
     console.log(`serving on ${s.url} (Ctrl-C to stop)`);
   },
 );
@@ -144,10 +170,13 @@ export const reportCommand = defineCommand(
   {
     name: 'report',
     summary: 'Write DIR/report.html: training curves, the k-NN table, attention maps.',
-    options: { run: { kind: 'string', placeholder: 'DIR', help: 'the run folder (required)' } },
+    options: {
+      run: { kind: 'string', placeholder: 'DIR', help: 'the run folder (required)' },
+      data: { kind: 'string', placeholder: 'FOLDER', help: 'images for the attention maps (default: the run\'s own data)' },
+    },
   },
   async ({ options: o }) => {
     if (o.run === undefined) throw new UsageError('--run DIR is required', 'report');
-    console.log(await writeReport({ run: o.run, log }));
+    console.log(await writeReport({ run: o.run, log, ...(o.data !== undefined ? { dataset: o.data } : {}) }));
   },
 );

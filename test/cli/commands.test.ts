@@ -81,6 +81,10 @@ test('usage mistakes exit 2 naming the flag, with a suggestion for a typo', asyn
     [['inspect', '--preset', 'fmnist-quik'], /unknown preset "fmnist-quik" \(did you mean fmnist-quick\?\)/],
     [['setup', 'cdua'], /dino setup knows one target, "cuda"/],
     [['train', '--resume'], /--resume needs the run folder/],
+    [['knn', '--run', 'r', '--nb-knn', '10,0'], /--nb-knn must be a comma-separated list of integers >= 1/],
+    [['knn', '--run', 'r', '--temperature', '0'], /--temperature must be a number > 0, got "0"/],
+    [['linear', '--run', 'r', '--n-last-blocks', '0'], /--n-last-blocks must be an integer >= 1/],
+    [['knn', '--run', 'r', '--model', 'm.onnx'], /--run and --model both name the model/],
   ];
   for (const [args, message] of cases) {
     const r = await dino(...args);
@@ -176,6 +180,11 @@ test('export --format pth|safetensors: the teacher backbone under DINO keys, rea
     assert.ok(Buffer.from(p.data.buffer, p.data.byteOffset, p.data.byteLength).equals(want), `${key} (.pth)`);
     assert.ok(Buffer.from(s.data.buffer, s.data.byteOffset, s.data.byteLength).equals(want), `${key} (.safetensors)`);
   }
+  const knn = await dino('knn', '--run', run, '--nb-knn', '5,10', '--temperature', '0.1', '--limit-train', '300', '--limit-test', '100', '--json');
+  assert.is(knn.code, 0, knn.stderr);
+  const result = JSON.parse(knn.stdout) as { top1: Record<string, number>; n_train: number; n_test: number };
+  assert.equal(Object.keys(result.top1).sort(), ['10', '5']);
+  assert.equal([result.n_train, result.n_test], [300, 100]);
   const clash = await dino('export', '--run', run, '--format', 'pth', '--out', path.join(run, 'x.safetensors'));
   assert.is(clash.code, 2);
   assert.match(clash.stderr, /--format pth but --out .*x\.safetensors ends in \.safetensors/);
