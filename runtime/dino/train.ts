@@ -278,7 +278,11 @@ function progressText(step: number, total: number, start: number, t0: number, m:
   const eta = (total - step) / rate;
   const width = 24, filled = Math.round((width * step) / total);
   const bar = '#'.repeat(filled) + '-'.repeat(width - filled);
-  return `[${bar}] ${step}/${total}  loss ${m.loss.toFixed(4)}  H(t) ${m.teacher_entropy.toFixed(2)}  ${(rate * batch).toFixed(0)} img/s  ETA ${formatSeconds(eta)}`;
+  return `[${bar}] ${step}/${total}  loss ${m.loss.toFixed(4)}  H(t) ${m.teacher_entropy.toFixed(2)}  ${formatRate(rate * batch)} img/s  ETA ${formatSeconds(eta)}`;
+}
+
+function formatRate(imagesPerSecond: number): string {
+  return imagesPerSecond >= 10 ? imagesPerSecond.toFixed(0) : imagesPerSecond.toFixed(2);
 }
 
 function formatSeconds(s: number): string {

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# The GPU checks the project still owes: none of the sessions that built the CUDA / WebGPU paths had a GPU. One
+# command on a machine with an NVIDIA GPU, after `npx dino setup cuda` and with the CUDA 13 libraries on
+# LD_LIBRARY_PATH (README "GPU"); for WebGPU in Node, a Vulkan driver (VK_DRIVER_FILES). Each check prints what it
+# measured; a failing check says so and the next one still runs. Record the figures in bench/RESULTS.md.
+#
+#   bash bench/gpu-check.sh [OUT_DIR]        # NODE=/path/to/node to use another node binary
+set -uo pipefail
+cd "$(dirname "$0")/.."
+NODE=${NODE:-node}
+OUT=${1:-/tmp/dino-gpu-check}
+rm -rf "$OUT" && mkdir -p "$OUT"
+status=0
+check() { # NAME CMD...: runs CMD, keeps its output in OUT/NAME.log
+  local name=$1; shift
+  echo "== $name: $*"
+  if "$@" >"$OUT/$name.log" 2>&1; then tail -n 3 "$OUT/$name.log"; else echo "FAILED (rc $?): see $OUT/$name.log"; tail -n 15 "$OUT/$name.log"; status=1; fi
+}
+losses() { "$NODE" -e 'const fs=require("fs");console.log(fs.readFileSync(process.argv[1],"utf8").trim().split("\n").map(l=>JSON.parse(l).loss).join(" "))' "$1/metrics.jsonl"; }
+
+# 1. Which execution providers start, and why not.
+check doctor "$NODE" bin/dino.mjs doctor
+
+# 2. Correctness: the same 3 steps of fmnist-tiny6 (batch 8) on each EP. CUDA runs them as one ONNX Loop (K = 3:
+#    --ep cuda defaults to several steps per run); WebGPU keeps the state on the device between steps.
+for ep in cpu cuda webgpu; do
+  check "parity-$ep" "$NODE" bin/dino.mjs train --preset fmnist-tiny6 --batch 8 --steps 3 --ep "$ep" --out "$OUT/parity-$ep"
+done
+for ep in cpu cuda webgpu; do [ -f "$OUT/parity-$ep/metrics.jsonl" ] && echo "losses $ep: $(losses "$OUT/parity-$ep")"; done
+
+# 3. DINO's real graph: vit_small/16, 224 px, K = 65536, one step (build, compile, run, peak RSS).
+check vit-small-cuda env DINO_EP=cuda "$NODE" --import tsx bench/experiments/vit-small-step.ts --ep cuda
+check vit-small-webgpu "$NODE" --import tsx bench/experiments/vit-small-step.ts --ep webgpu
+
+# 4. Throughput of the training step with the state kept near the device (K steps per run on CUDA).
+for k in 1 8; do
+  check "train-tiny6-cuda-k$k" "$NODE" bin/dino.mjs train --preset fmnist-tiny6 --batch 64 --steps 48 --ep cuda --steps-per-run "$k" --out "$OUT/tiny6-k$k"
+done
+# vit_small/16 at DINO's setting (2 x 224 + 8 x 96 crops, batch 64) on an RGB folder: DINO_GPU_CHECK_DATA, or 2 classes
+# of 128 generated 256 px images (throughput only: the images carry no meaning).
+DATA=${DINO_GPU_CHECK_DATA:-$OUT/images}
+if [ ! -d "$DATA" ]; then
+  "$NODE" --input-type=module -e '
+    import sharp from "sharp"; import fs from "node:fs";
+    const root = process.argv[1];
+    for (const c of ["a", "b"]) { fs.mkdirSync(`${root}/${c}`, { recursive: true });
+      for (let i = 0; i < 128; i++) await sharp({ create: { width: 256, height: 256, channels: 3, background: { r: (i * 37) % 256, g: (i * 91) % 256, b: c === "a" ? 40 : 200 } } })
+        .png().toFile(`${root}/${c}/${i}.png`); }' "$DATA"
+fi
+check train-vits16-cuda-k8 "$NODE" bin/dino.mjs train --preset vit_small --batch 64 --steps 16 --ep cuda --steps-per-run 8 --data "$DATA" --out "$OUT/vits16-k8"
+for d in tiny6-k1 tiny6-k8 vits16-k8; do
+  # The median over the steps after the first run of 8 (compile and warm-up excluded).
+  [ -f "$OUT/$d/metrics.jsonl" ] && "$NODE" -e '
+    const fs = require("fs"); const m = fs.readFileSync(process.argv[1], "utf8").trim().split("\n").map(JSON.parse).slice(8);
+    const med = (k) => m.map((x) => x[k]).sort((a, b) => a - b)[m.length >> 1];
+    console.log(process.argv[2], "median step ms", med("step_ms").toFixed(1), "images/s", med("images_per_s").toFixed(0));' "$OUT/$d/metrics.jsonl" "$d"
+done
+exit $status
