@@ -213,7 +213,8 @@ export function parseCommand<S extends OptionSpecs>(spec: CommandSpec<S>, argv: 
     let inline: string | undefined;
     if (arg.startsWith('--')) {
       const eq = arg.indexOf('=');
-      name = eq >= 0 ? arg.slice(2, eq) : arg.slice(2);
+      // DINO's scripts spell flags with underscores (--local_crops_number): the same options here.
+      name = (eq >= 0 ? arg.slice(2, eq) : arg.slice(2)).replaceAll('_', '-');
       inline = eq >= 0 ? arg.slice(eq + 1) : undefined;
     } else {
       const n = shortToName.get(arg.slice(1));

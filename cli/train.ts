@@ -18,6 +18,27 @@ import { type Parsed, UsageError, defineCommand, parseCommand } from './args.ts'
 
 const log = (m: string) => process.stderr.write(m + '\n');
 
+/** main_dino.py's hyper-parameter flags (defaults are the preset's: DINO's own for --arch). */
+const DINO_FLAGS = {
+  lr: { kind: 'number', min: 0, help: 'peak learning rate for a batch of 256 (scaled by batch / 256), after warm-up' },
+  'min-lr': { kind: 'number', min: 0, help: 'final learning rate of the cosine' },
+  'warmup-epochs': { kind: 'int', min: 0, help: 'epochs of linear lr warm-up (with --epochs)' },
+  'weight-decay': { kind: 'number', min: 0, help: 'weight decay at the start (cosine schedule)' },
+  'weight-decay-end': { kind: 'number', min: 0, help: 'weight decay at the end' },
+  'momentum-teacher': { kind: 'number', min: 0, max: 1, help: 'teacher EMA momentum at the start, cosine to 1 (DINO: 0.996; higher for small batches)' },
+  'teacher-temp': { kind: 'number', min: 0, exclusiveMin: true, help: 'final teacher temperature (DINO: 0.04; above 0.07 is unstable)' },
+  'warmup-teacher-temp': { kind: 'number', min: 0, exclusiveMin: true, help: 'teacher temperature at the start of its warm-up' },
+  'warmup-teacher-temp-epochs': { kind: 'int', min: 0, help: 'epochs of teacher-temperature warm-up (with --epochs)' },
+  'freeze-last-layer': { kind: 'int', min: 0, help: 'epochs during which the head\'s last layer is not updated (with --epochs)' },
+  'clip-grad': { kind: 'number', min: 0, help: 'per-parameter gradient-norm clipping (0: off)' },
+  'drop-path-rate': { kind: 'number', min: 0, max: 1, help: 'stochastic depth rate' },
+  'out-dim': { kind: 'int', min: 1, help: 'K, the head\'s output dimension' },
+  'norm-last-layer': { kind: 'choice', choices: ['true', 'false'], help: 'weight-normalised last layer with weight_g fixed to 1' },
+  'batch-size-per-gpu': { kind: 'int', min: 1, help: 'the same as --batch (one device)' },
+  'output-dir': { kind: 'string', placeholder: 'DIR', help: 'the same as --out' },
+  'data-path': { kind: 'string', placeholder: 'FOLDER', help: 'the same as --data' },
+} as const;
+
 export const trainCommand = defineCommand(
   {
     name: 'train',
@@ -45,6 +66,8 @@ export const trainCommand = defineCommand(
       'local-crops-number': { kind: 'int', min: 0, placeholder: 'N', help: 'local crops per image (DINO\'s name; --local-crops is the same)' },
       'local-crops': { kind: 'int', min: 0, help: 'local crops per image' },
       set: { kind: 'repeated', placeholder: 'KEY=VALUE', help: 'override any config field, e.g. --set lr=0.002 --set head.outDim=1024 (repeatable)' },
+      // main_dino.py's hyper-parameters under its own names (written with dashes; its underscores work too).
+      ...DINO_FLAGS,
     },
     epilog: `Resuming: \`dino train --resume DIR\` reads DIR/config.json and DIR/checkpoint.safetensors and continues; a run
 stopped with Ctrl-C and resumed equals the run not stopped, bit for bit on CPU with the same --threads (the default,
@@ -57,7 +80,7 @@ anything else is refused, naming the config key.`,
     const resumeDir = p.given.has('resume') ? resumeFolder(p) : undefined;
     const ep = p.options.ep;
     const { config, dataset } = resumeDir ? await resumedConfig(p, resumeDir) : await newRunConfig(p);
-    const out = resumeDir ?? p.options.out ?? join('runs', `${config.preset}-${config.seed}`);
+    const out = resumeDir ?? alias(p.options.out, p.options['output-dir'], 'out', 'output-dir') ?? join('runs', `${config.preset}-${config.seed}`);
     const initWeights = p.options.init !== undefined ? readInitWeights(p.options.init) : undefined;
     const stepsPerRun = p.options['steps-per-run'] ?? (ep === 'cuda' ? defaultStepsPerRun(ep, [p.options['checkpoint-every']]) : undefined);
     const r = await train({
@@ -81,11 +104,18 @@ anything else is refused, naming the config key.`,
 
 type TrainParsed = Parsed<typeof trainCommand.spec.options>;
 
+/** The config key each of main_dino.py's numeric flags sets (DINO's advice is in TrainConfig's TSDoc). */
+const DINO_KEYS = {
+  lr: 'lr', 'min-lr': 'minLr', 'weight-decay': 'weightDecay', 'weight-decay-end': 'weightDecayEnd',
+  'momentum-teacher': 'momentumTeacher', 'teacher-temp': 'teacherTemp', 'warmup-teacher-temp': 'warmupTeacherTemp',
+  'clip-grad': 'clipGrad', 'drop-path-rate': 'backbone.dropPathRate', 'out-dim': 'head.outDim',
+} as const;
+
 /** Flags that may accompany --resume: they change how the run is executed or how long it is, not what it is. */
-const RESUMABLE_FLAGS = new Set(['resume', 'out', 'steps', 'epochs', 'ep', 'threads', 'recompute', 'steps-per-run', 'checkpoint-every', 'skip-bad-images']);
+const RESUMABLE_FLAGS = new Set(['resume', 'out', 'output-dir', 'steps', 'epochs', 'ep', 'threads', 'recompute', 'steps-per-run', 'checkpoint-every', 'skip-bad-images']);
 
 function resumeFolder(p: TrainParsed): string {
-  const dir = p.options.resume || p.options.out;
+  const dir = p.options.resume || p.options.out || p.options['output-dir'];
   if (!dir) throw new UsageError('--resume needs the run folder: dino train --resume DIR', 'train');
   if (p.options.resume && p.options.out !== undefined && resolve(p.options.out) !== resolve(p.options.resume)) {
     throw new UsageError(`--resume ${p.options.resume} and --out ${p.options.out} name different folders: give one`, 'train');
@@ -111,14 +141,41 @@ function configFromFlags(p: TrainParsed, base: TrainConfig): TrainConfig {
   if (o['local-crops'] !== undefined && o['local-crops-number'] !== undefined) throw new UsageError('--local-crops and --local-crops-number are the same option: give one', 'train');
   const sets: string[] = [];
   if (o.steps !== undefined) sets.push(`steps=${o.steps}`);
-  if (o.batch !== undefined) sets.push(`batch=${o.batch}`);
+  const batch = alias(o.batch, o['batch-size-per-gpu'], 'batch', 'batch-size-per-gpu');
+  if (batch !== undefined) sets.push(`batch=${batch}`);
+  for (const [flag, key] of Object.entries(DINO_KEYS)) {
+    const v = o[flag as keyof typeof DINO_KEYS];
+    if (v !== undefined) sets.push(`${key}=${v}`);
+  }
+  if (o['norm-last-layer'] !== undefined) sets.push(`head.normLastLayer=${o['norm-last-layer']}`);
   if (o.seed !== undefined) sets.push(`seed=${o.seed}`);
   if (o.augment !== undefined) sets.push(`augment.augment="${o.augment}"`);
   const localCrops = o['local-crops-number'] ?? o['local-crops'];
   if (localCrops !== undefined) sets.push(`augment.localCrops=${localCrops}`);
   cfg = applyOverrides(cfg, [...sets, ...o.set]);
-  if (o.data !== undefined) cfg = { ...cfg, data: resolve(o.data) };
+  const data = alias(o.data, o['data-path'], 'data', 'data-path');
+  if (data !== undefined) cfg = { ...cfg, data: resolve(data) };
   return cfg;
+}
+
+/** The value of a flag given under either of its two names (refused when both are given). */
+function alias<T>(a: T | undefined, b: T | undefined, nameA: string, nameB: string): T | undefined {
+  if (a !== undefined && b !== undefined) throw new UsageError(`--${nameA} and --${nameB} are the same option: give one`, 'train');
+  return a ?? b;
+}
+
+/** DINO's epoch-based schedule flags, for withEpochs; they need the length in epochs. */
+function epochSchedule(p: TrainParsed, epochs: number | undefined): { warmupEpochs?: number; freezeLastLayerEpochs?: number; warmupTeacherTempEpochs?: number } {
+  const o = p.options;
+  const given = (['warmup-epochs', 'freeze-last-layer', 'warmup-teacher-temp-epochs'] as const).filter((f) => o[f] !== undefined);
+  if (given.length && epochs === undefined) {
+    throw new UsageError(`--${given[0]} counts epochs: give the length with --epochs N (with --steps, use --set warmupFraction=F, freezeLastLayerSteps=N or warmupTeacherTempSteps=N)`, 'train');
+  }
+  return {
+    ...(o['warmup-epochs'] !== undefined ? { warmupEpochs: o['warmup-epochs'] } : {}),
+    ...(o['freeze-last-layer'] !== undefined ? { freezeLastLayerEpochs: o['freeze-last-layer'] } : {}),
+    ...(o['warmup-teacher-temp-epochs'] !== undefined ? { warmupTeacherTempEpochs: o['warmup-teacher-temp-epochs'] } : {}),
+  };
 }
 
 /**
@@ -126,10 +183,13 @@ function configFromFlags(p: TrainParsed, base: TrainConfig): TrainConfig {
  * the data set's size: the data is then loaded here, once, and handed to the training loop.
  */
 async function withLength(cfg: TrainConfig, p: TrainParsed, epochs: number | undefined): Promise<{ config: TrainConfig; dataset?: Dataset }> {
-  if (epochs === undefined) return { config: cfg };
+  if (epochs === undefined) {
+    epochSchedule(p, undefined); // refuses epoch-based flags without a length in epochs
+    return { config: cfg };
+  }
   await checkDataFits(cfg, cfg.data);
   const dataset = await loadTrainingData(cfg, { skipBadImages: p.options['skip-bad-images'], log });
-  const config = withEpochs(cfg, epochs, dataset.train.count);
+  const config = withEpochs(cfg, epochs, dataset.train.count, epochSchedule(p, epochs));
   log(`${epochs} epochs of ${dataset.train.count} images at batch ${config.batch}: ${config.steps} steps`);
   return { config, dataset };
 }

@@ -81,6 +81,13 @@ test('DINO flag names: --arch/--patch-size/--image-size/--local-crops-number bec
   assert.match(await usage(['--arch', 'vit_small', '--patch-size', '15']), '--patch-size 15 must divide --image-size 224');
   assert.match(await usage(['--preset', 'fmnist-quick', '--patch-size', '8']), '--arch');
   assert.match(await usage(['--steps', '5', '--epochs', '2']), 'give one');
+  // main_dino.py's hyper-parameter flags, with its underscores too
+  const { config: h } = await newRunFromArgs(['--arch', 'vit_small', '--steps', '5', '--lr', '0.001', '--momentum_teacher', '0.9995', '--out_dim', '1024',
+    '--teacher-temp', '0.07', '--norm_last_layer', 'false', '--batch_size_per_gpu', '32', '--local_crops_number', '6', '--clip-grad', '0.3']);
+  assert.equal([h.lr, h.momentumTeacher, h.head.outDim, h.teacherTemp, h.head.normLastLayer, h.batch, h.augment.localCrops, h.clipGrad], [0.001, 0.9995, 1024, 0.07, false, 32, 6, 0.3]);
+  assert.match(await usage(['--steps', '5', '--warmup-epochs', '5']), '--warmup-epochs counts epochs: give the length with --epochs N');
+  assert.match(await usage(['--batch', '8', '--batch-size-per-gpu', '16']), '--batch and --batch-size-per-gpu are the same option');
+  assert.match(await usage(['--teacher-temp', '0']), '--teacher-temp must be a number > 0');
 });
 
 test('data that does not fit the preset: typed below, worded with the flags by the CLI', () => {
