@@ -6,12 +6,12 @@
 // `.format_version` and `.storage_alignment` (torch >= 2.5). With `.format_version` >= 1 a loader may compute
 // storage offsets from torch's own header layout instead of reading them, and our headers differ from it.
 
-import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
 import * as zlib from 'node:zlib';
 import { pickleStateDict, type PickledTensor, type TorchStorageType } from './pickle-write.ts';
 import { ARRAY_OF_DTYPE, BYTES_PER_ELEMENT, assertLittleEndianHost, numel, type NamedTensor, type TensorDType } from './tensor.ts';
 import { concatChunks, zipChunks, type ZipWriteOptions } from './zip-write.ts';
+import { writeFileAtomic } from './atomic.ts';
 
 const STORAGE_OF: Record<TensorDType, TorchStorageType> = {
   float32: 'FloatStorage',
@@ -106,32 +106,10 @@ export function encodePth(tensors: ReadonlyMap<string, NamedTensor>, options: Pt
   return concatChunks(pthChunks(tensors, options));
 }
 
-function writeAll(fd: number, bytes: Uint8Array): void {
-  let written = 0;
-  while (written < bytes.length) written += fs.writeSync(fd, bytes, written, bytes.length - written);
-}
-
 /**
- * Writes `tensors` to `path` as torch.save would (archive named after the file), atomically: a temp file in
- * the same folder, fsynced, then renamed over `path`, so a failure leaves any previous file as it was.
+ * Writes `tensors` to `path` as torch.save would (archive named after the file), atomically (runtime/io/atomic.ts):
+ * a failure leaves any previous file as it was.
  */
 export function writePth(path: string, tensors: ReadonlyMap<string, NamedTensor>, options: PthWriteOptions = {}): void {
-  const folder = nodePath.dirname(nodePath.resolve(path));
-  const tempPath = nodePath.join(folder, `.${nodePath.basename(path)}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`);
-  let fd: number | undefined;
-  try {
-    const chunks = pthChunks(tensors, { archiveName: archiveNameFor(path), ...options });
-    fs.mkdirSync(folder, { recursive: true });
-    fd = fs.openSync(tempPath, 'wx');
-    for (const chunk of chunks) writeAll(fd, chunk);
-    fs.fsyncSync(fd);
-    fs.closeSync(fd);
-    fd = undefined;
-    fs.renameSync(tempPath, path);
-  } catch (error) {
-    if (fd !== undefined) fs.closeSync(fd);
-    fs.rmSync(tempPath, { force: true });
-    const reason = error instanceof Error ? error.message : String(error);
-    throw new Error(`${path}: weights not written (any previous file is left as it was): ${reason}`, { cause: error });
-  }
+  writeFileAtomic(path, () => pthChunks(tensors, { archiveName: archiveNameFor(path), ...options }), 'weights');
 }

@@ -7,7 +7,7 @@
 // hundreds of MB is not copied a second time. Writing is atomic: temp file, fsync, rename, fsync folder.
 
 import * as fs from 'node:fs';
-import * as nodePath from 'node:path';
+import { writeFileAtomic } from './atomic.ts';
 import {
   assertLittleEndianHost,
   bfloat16ToFloat32,
@@ -146,53 +146,16 @@ export function encodeSafetensors(tensors: Map<string, NamedTensor>, metadata?: 
   return out;
 }
 
-function writeAll(fd: number, bytes: Uint8Array): void {
-  let written = 0;
-  while (written < bytes.length) written += fs.writeSync(fd, bytes, written, bytes.length - written);
-}
-
 /**
- * Writes `path` so that a crash or error at any point leaves either the previous file or the new
- * one, never a mix: the data goes to a temp file in the same folder, which is fsynced, renamed over
- * `path`, and the folder is fsynced so the rename itself is durable. Tensors are streamed one by one
- * (no second copy of a large state in memory).
+ * Writes `path` atomically (runtime/io/atomic.ts): a crash or error at any point leaves either the previous file or
+ * the new one. Tensors are streamed one by one (no second copy of a large state in memory).
  */
 export function writeSafetensorsAtomic(path: string, tensors: Map<string, NamedTensor>, metadata?: Record<string, string>): void {
-  const folder = nodePath.dirname(nodePath.resolve(path));
-  const tempPath = nodePath.join(folder, `.${nodePath.basename(path)}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`);
-  let fd: number | undefined;
-  try {
+  writeFileAtomic(path, function* () {
     const plan = planLayout(tensors, metadata);
-    fd = fs.openSync(tempPath, 'wx');
-    writeAll(fd, plan.header);
-    for (const planned of plan.tensors) writeAll(fd, tensorBytes(planned));
-    fs.fsyncSync(fd);
-    fs.closeSync(fd);
-    fd = undefined;
-    fs.renameSync(tempPath, path);
-  } catch (error) {
-    if (fd !== undefined) fs.closeSync(fd);
-    fs.rmSync(tempPath, { force: true });
-    const reason = error instanceof Error ? error.message : String(error);
-    throw new Error(`${path}: checkpoint not written (any previous file is left as it was): ${reason}`, { cause: error });
-  }
-  fsyncFolder(folder);
-}
-
-function fsyncFolder(folder: string): void {
-  let fd: number | undefined;
-  try {
-    fd = fs.openSync(folder, 'r');
-    fs.fsyncSync(fd);
-  } catch (error) {
-    // Some platforms (Windows) and file systems cannot fsync a folder; the rename has still happened.
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code !== 'EISDIR' && code !== 'EINVAL' && code !== 'EPERM' && code !== 'EBADF') {
-      throw new Error(`${folder}: checkpoint renamed into place but the folder could not be synced (${(error as Error).message}); check the disk`, { cause: error });
-    }
-  } finally {
-    if (fd !== undefined) fs.closeSync(fd);
-  }
+    yield plan.header;
+    for (const planned of plan.tensors) yield tensorBytes(planned);
+  }, 'checkpoint');
 }
 
 // ---------------------------------------------------------------------------------------------
