@@ -10,7 +10,8 @@ import {
   div,
   log,
   maximum,
-  logSoftmax,
+  logSoftmax as logSoftmaxOp,
+  logSoftmaxComposite,
   meanAll,
   mul,
   neg,
@@ -38,6 +39,11 @@ export interface DinoLossInputs {
   readonly centerMomentum: number;
   readonly batch: number;
   readonly views: number;
+  /**
+   * `op`: ONNX LogSoftmax (one kernel; default). `composite`: the same from ops every execution provider has, for
+   * ONNX Runtime's WebGPU EP, which has no LogSoftmax kernel and would run it on the CPU (dsl/ops/nn.ts).
+   */
+  readonly logSoftmax?: 'op' | 'composite';
 }
 
 export interface DinoLossOutputs {
@@ -55,6 +61,7 @@ export function dinoLoss(a: DinoLossInputs): DinoLossOutputs {
   const { batch: b, views: v } = a;
   const k = a.teacher.dim(-1);
   const teacher = stopGradient(a.teacher);
+  const logSoftmax = a.logSoftmax === 'composite' ? logSoftmaxComposite : logSoftmaxOp;
   const teacherLogits = div(sub(teacher, a.center), a.teacherTemp);
   const pt = softmax(teacherLogits, -1); // [2B, K]
   const logPs = logSoftmax(div(a.student, a.studentTemp), -1); // [V B, K]

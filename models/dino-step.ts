@@ -36,6 +36,8 @@ export interface DinoStepConfig {
    * default `none`): less memory for more compute, the same numbers (measured in bench/RESULTS.md).
    */
   readonly recompute?: Recompute;
+  /** How the loss computes log softmax (`DinoLossInputs.logSoftmax`): `composite` for the WebGPU EP. */
+  readonly logSoftmax?: 'op' | 'composite';
 }
 
 export const STUDENT = 'student.';
@@ -130,6 +132,7 @@ export function buildDinoStep(cfg: DinoStepConfig): E.Either<DslError[], DinoSte
     dinoLoss({
       student: studentLogits, teacher: teacherLogits, center, teacherTemp,
       studentTemp: cfg.studentTemp, centerMomentum: cfg.centerMomentum, batch: b, views: 2 + cfg.localCrops,
+      ...(cfg.logSoftmax ? { logSoftmax: cfg.logSoftmax } : {}),
     }),
   );
 

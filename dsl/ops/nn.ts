@@ -10,9 +10,9 @@ import type { Tensor, TensorInfo } from '../graph.ts';
 import { isFloat } from '../graph.ts';
 import { cost, defineOp } from '../op.ts';
 import { broadcastShapes, dimEq, formatShape, normAxis, shapeEq } from '../shape.ts';
-import { exp, mul, sub } from './elementwise.ts';
+import { exp, log, mul, stopGradient, sub } from './elementwise.ts';
 import { reshape, transposeLast2 } from './layout.ts';
-import { reduceSum } from './reduce.ts';
+import { reduceMax, reduceSum } from './reduce.ts';
 
 // ---- MatMul ----------------------------------------------------------------------------------------
 
@@ -125,3 +125,14 @@ export const LogSoftmax = defineOp<{ axis: number }>({
 });
 export const softmax = (x: Tensor, axis = -1): Tensor => x.graph.apply(Softmax, [x], { axis })[0]!;
 export const logSoftmax = (x: Tensor, axis = -1): Tensor => x.graph.apply(LogSoftmax, [x], { axis })[0]!;
+
+/**
+ * log softmax built from ops every execution provider has (ReduceMax, Sub, Exp, ReduceSum, Log): ONNX Runtime's
+ * WebGPU EP has no LogSoftmax kernel and runs that op on the CPU, moving its input and output across the bus both
+ * ways. The same values to rounding; the gradient flows through the composite (the max is a constant shift, cut with
+ * stopGradient), at the cost of keeping exp(z) for the backward pass where LogSoftmax keeps only its output.
+ */
+export function logSoftmaxComposite(x: Tensor, axis = -1): Tensor {
+  const z = sub(x, stopGradient(reduceMax(x, axis, true)));
+  return sub(z, log(reduceSum(exp(z), axis, true)));
+}

@@ -112,7 +112,8 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
   const ckptPath = join(opts.out, 'checkpoint.safetensors');
   const metricsPath = join(opts.out, 'metrics.jsonl');
 
-  const built = buildDinoStep({ ...stepConfig(cfg), recompute: opts.recompute ?? DEFAULT_RECOMPUTE });
+  // WebGPU has no LogSoftmax kernel: the loss then uses a composite that stays on the device (same values).
+  const built = buildDinoStep({ ...stepConfig(cfg), recompute: opts.recompute ?? DEFAULT_RECOMPUTE, ...(opts.ep === 'webgpu' ? { logSoftmax: 'composite' } : {}) });
   if (E.isLeft(built)) throw new Error(`the model config is invalid:\n  ${built.left.map(formatError).join('\n  ')}`);
   const compileStart = performance.now();
   const runner = await StepRunner.compile(built.right.graph, { ep: opts.ep ?? 'cpu', threads: opts.threads ?? 0, keepStateOnDevice: true });

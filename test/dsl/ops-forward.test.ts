@@ -91,6 +91,30 @@ function poolRef(kind: 'max' | 'avg', x: number[], [n, c, h, w]: Quad, [kh, kw]:
 
 // ---- tests -------------------------------------------------------------------------------------------
 
+test('logSoftmaxComposite equals LogSoftmax in value and gradient (float64; large logits, both axes)', async () => {
+  const x = randn(4 * 7, 3).map((v, i) => 30 * v + (i % 7 === 0 ? 200 : 0)); // sharp rows: the max shift matters
+  const w = randn(4 * 7, 4);
+  const feeds: Feed[] = [{ name: 'x', dtype: 'float64', shape: [4, 7], data: x }, { name: 'w', dtype: 'float64', shape: [4, 7], data: w }];
+  const out = await runGraph(feeds, ([xt, wt]) => {
+    const result: Record<string, D.Tensor> = {};
+    for (const axis of [-1, 0]) {
+      const op = D.logSoftmax(xt!, axis), composite = D.logSoftmaxComposite(xt!, axis);
+      // A loss that weights every output differently, so the gradient checks each entry.
+      const grads = [op, composite].map((y) => {
+        const g = D.gradients(D.sumAll(D.mul(y, wt!)), [xt!]);
+        if (E.isLeft(g)) throw new Error(g.left.map(D.formatError).join('\n'));
+        return g.right[0]!;
+      });
+      Object.assign(result, { [`op${axis}`]: op, [`composite${axis}`]: composite, [`dop${axis}`]: grads[0]!, [`dcomposite${axis}`]: grads[1]! });
+    }
+    return result;
+  });
+  for (const axis of [-1, 0]) {
+    assertClose(out[`composite${axis}`]!, out[`op${axis}`]!, 1e-12, `value, axis ${axis}`);
+    assertClose(out[`dcomposite${axis}`]!, out[`dop${axis}`]!, 1e-12, `gradient, axis ${axis}`);
+  }
+});
+
 test('conv2d matches a direct loop (groups, stride, asymmetric pads, dilation, bias)', async () => {
   const xs = [2, 4, 7, 6] as const, ws = [6, 2, 3, 2] as const;
   const x = randn(2 * 4 * 7 * 6, 1), w = randn(6 * 2 * 3 * 2, 2), b = randn(6, 3);
