@@ -16,9 +16,10 @@ export const isFloat = (d: DType): d is FloatDType | 'float16' => d === 'float32
 
 /**
  * Where the matrix products of a module run (dsl/autocast.ts): `fp32` as written, `fp16` as PyTorch's autocast
- * on CUDA (float16 operands, float32 everywhere else).
+ * on CUDA (float16 operands, float32 everywhere else), `fp16-emulated` the numbers of `fp16` computed in float32
+ * (for CPU checks: ONNX Runtime's CPU provider runs float16 MatMul in float32 and may drop the roundings).
  */
-export type Precision = 'fp32' | 'fp16';
+export type Precision = 'fp32' | 'fp16' | 'fp16-emulated';
 
 /** What a shape rule sees of a tensor: dtype, shape and, for constants, the values. */
 export interface TensorInfo {

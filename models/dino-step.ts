@@ -39,10 +39,11 @@ export interface DinoStepConfig {
   /**
    * `fp16`: mixed precision as DINO's `--use_fp16 true` (PyTorch autocast + GradScaler): the matrix products of
    * student and teacher run in float16 (dsl/autocast.ts), the rest and the weights stay float32, and the loss is
-   * scaled dynamically (dsl/train/loss-scale.ts). Default `fp32`: the graph is the one built before this option.
+   * scaled dynamically (dsl/train/loss-scale.ts). `fp16-emulated`: the same numbers computed in float32, for CPU
+   * tests. Default `fp32`: the graph is the one built before this option.
    */
   readonly precision?: Precision;
-  /** With `fp16`: the scaler's settings over GradScaler's defaults (tests shorten `growthInterval`). */
+  /** With `fp16` (or emulated): the scaler's settings over GradScaler's defaults (tests shorten `growthInterval`). */
   readonly lossScaling?: Partial<LossScaling>;
 }
 
@@ -154,7 +155,7 @@ export function buildDinoStep(cfg: DinoStepConfig): E.Either<DslError[], DinoSte
     ...(cfg.clipGrad > 0 ? { clipGrad: cfg.clipGrad } : {}),
     select: (name, spec) => name.startsWith(STUDENT) && spec.kind === 'param' && spec.trainable,
     gateOf: (_, spec) => (spec.tags.includes(LAST_LAYER_TAG) ? LAST_LAYER_TAG : undefined),
-    ...(precision === 'fp16' ? { lossScaling: { ...GRAD_SCALER_DEFAULTS, ...cfg.lossScaling } } : {}),
+    ...(precision !== 'fp32' ? { lossScaling: { ...GRAD_SCALER_DEFAULTS, ...cfg.lossScaling } } : {}),
   });
   if (E.isLeft(opt)) return opt;
   const scalarInputs = new Map<string, Tensor>([...opt.right.scalars, ['momentum', momentum], ['teacher_temp', teacherTemp]]);
