@@ -10,7 +10,7 @@
  * or NaN, and `Less(x, +Inf)` is false for both. Less has a kernel on every execution provider, where IsInf/IsNaN
  * are not assured to. (A false alarm would need a global gradient norm above 1.8e19.)
  */
-import { type Graph, type Tensor, specOf } from '../graph.ts';
+import type { Graph, Tensor } from '../graph.ts';
 import { add, greaterOrEqual, less, mul, reciprocal, where } from '../ops/elementwise.ts';
 
 export interface LossScaling {
@@ -31,11 +31,14 @@ export const LOSS_SCALE = 'optim.loss_scale';
 export const GROWTH_TRACKER = 'optim.growth_tracker';
 
 export interface LossScaler {
+  readonly cfg: LossScaling;
   /** The scale this step multiplies the loss by (the state's value). */
   readonly scale: Tensor;
+  /** Finite steps in a row so far (state). */
+  readonly tracker: Tensor;
   /** The loss to differentiate: `loss * scale`. */
   scaleLoss(loss: Tensor): Tensor;
-  /** A gradient of the scaled loss, divided by the scale (times its reciprocal: exact for powers of two). */
+  /** A gradient of the scaled loss, divided by the scale (times its reciprocal, as GradScaler: exact for powers of two). */
   unscale(grad: Tensor): Tensor;
 }
 
@@ -53,10 +56,12 @@ export function lossScaler(graph: Graph, cfg: LossScaling): LossScaler {
   const state = (name: string, value: number) =>
     graph.param({ name, shape: [], dtype: 'float32', init: { kind: 'constant', value }, decay: false, trainable: false, tags: [], kind: 'optim' });
   const scale = state(LOSS_SCALE, cfg.initScale);
-  state(GROWTH_TRACKER, 0);
+  const tracker = state(GROWTH_TRACKER, 0);
   const inverse = graph.within('loss_scaling', () => reciprocal(scale));
   return {
+    cfg,
     scale,
+    tracker,
     scaleLoss: (loss) => graph.within('loss_scaling', () => mul(loss, scale)),
     unscale: (grad) => mul(grad, inverse),
   };
@@ -67,7 +72,8 @@ export function lossScaler(graph: Graph, cfg: LossScaling): LossScaler {
  * value when `sumSquares` (the sum of the squared unscaled gradient norms) is not finite, and the scaler's own
  * state gets its next value (GradScaler.update). `nextPrefix` is the step's output prefix for new state.
  */
-export function finishLossScaling(graph: Graph, scaler: LossScaler, cfg: LossScaling, sumSquares: Tensor, nextPrefix: string): LossScalingResult {
+export function finishLossScaling(graph: Graph, scaler: LossScaler, sumSquares: Tensor, nextPrefix: string): LossScalingResult {
+  const { cfg, scale, tracker } = scaler;
   return graph.within('loss_scaling', () => {
     const finite = less(sumSquares, Infinity);
     const keep = (next: Tensor, previous: Tensor) => where(finite, next, previous);
@@ -77,14 +83,12 @@ export function finishLossScaling(graph: Graph, scaler: LossScaler, cfg: LossSca
       if (!previous) throw new Error(`finishLossScaling: output ${name} has no state input`);
       graph.outputs.set(name, keep(next, previous));
     }
-    const tracker = graph.params.get(GROWTH_TRACKER)!;
-    if (specOf(tracker).kind !== 'optim') throw new Error(`${GROWTH_TRACKER} is not the scaler's state`);
     const successes = add(tracker, 1);
     const grow = greaterOrEqual(successes, cfg.growthInterval);
-    const nextScale = where(finite, where(grow, mul(scaler.scale, cfg.growthFactor), scaler.scale), mul(scaler.scale, cfg.backoffFactor));
+    const nextScale = where(finite, where(grow, mul(scale, cfg.growthFactor), scale), mul(scale, cfg.backoffFactor));
     const nextTracker = where(finite, where(grow, 0, successes), 0);
     graph.output(nextPrefix + LOSS_SCALE, nextScale);
     graph.output(nextPrefix + GROWTH_TRACKER, nextTracker);
-    return { scale: scaler.scale, skipped: where(finite, graph.scalar(0), graph.scalar(1)), keep };
+    return { scale, skipped: where(finite, graph.scalar(0), graph.scalar(1)), keep };
   });
 }

@@ -119,8 +119,9 @@ export function addOptimizerStep(graph: Graph, opts: OptimizerStepOptions): E.Ei
   });
   for (const [name, value] of graph.bufferUpdates) graph.output(NEXT + name, value);
   const gradNorm = sqrt(sumSq!);
-  if (!scaler || !opts.lossScaling) return E.right({ scalars, gradNorm, updated });
-  const lossScaling = finishLossScaling(graph, scaler, opts.lossScaling, sumSq!, NEXT);
+  if (!scaler) return E.right({ scalars, gradNorm, updated });
+  const lossScaling = finishLossScaling(graph, scaler, sumSq!, NEXT);
+  // Later state (DINO's teacher EMA) reads the kept student, so no Inf of a skipped step reaches it.
   for (const [name, next] of updated) updated.set(name, graph.outputs.get(NEXT + name) ?? next);
   return E.right({ scalars, gradNorm, updated, lossScaling });
 }
