@@ -48,7 +48,9 @@ if [ ! -d "$DATA" ]; then
         .png().toFile(`${root}/${c}/${i}.png`); }' "$DATA"
 fi
 check train-vits16-cuda-k8 "$NODE" bin/dino.mjs train --preset vit_small --batch 64 --steps 16 --ep cuda --steps-per-run 8 --data "$DATA" --out "$OUT/vits16-k8"
-for d in tiny6-k1 tiny6-k8 vits16-k8; do
+# The same in mixed precision (float16 MatMuls, dynamic loss scaling); PyTorch AMP: 100 ms/step. metrics.jsonl has loss_scale, skipped.
+check train-vits16-cuda-k8-fp16 "$NODE" bin/dino.mjs train --preset vit_small --batch 64 --steps 16 --ep cuda --steps-per-run 8 --precision fp16 --data "$DATA" --out "$OUT/vits16-k8-fp16"
+for d in tiny6-k1 tiny6-k8 vits16-k8 vits16-k8-fp16; do
   # The median over the steps after the first run of 8 (compile and warm-up excluded).
   [ -f "$OUT/$d/metrics.jsonl" ] && "$NODE" -e '
     const fs = require("fs"); const m = fs.readFileSync(process.argv[1], "utf8").trim().split("\n").map(JSON.parse).slice(8);

@@ -4,7 +4,8 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { type TrainConfig, RESUMABLE_KEYS, applyOverrides, configDifferences, getPreset, presetNames } from '../runtime/dino/config.ts';
+import { type TrainConfig, RESUMABLE_KEYS, applyOverrides, configDifferences, getPreset, presetNames, withPrecision } from '../runtime/dino/config.ts';
+import { PRECISIONS } from '../dsl/autocast.ts';
 import { formatConfigChange as formatChange, train } from '../runtime/dino/train.ts';
 import { checkDataFits } from '../runtime/dino/data-fit.ts';
 import { loadTrainingData } from '../runtime/dino/train.ts';
@@ -58,6 +59,8 @@ export const trainCommand = defineCommand(
       'skip-bad-images': { kind: 'flag', help: 'skip unreadable images instead of stopping (they are counted in the log)' },
       ep: { kind: 'choice', choices: ['cpu', 'cuda', 'webgpu'], default: 'cpu', help: 'ONNX Runtime execution provider' },
       threads: { kind: 'int', min: 0, default: 0, help: 'intra-op threads (0: one per core)' },
+      precision: { kind: 'choice', choices: PRECISIONS, help: 'fp16: mixed precision as DINO\'s --use_fp16 (float16 matrix products, dynamic loss scaling; for GPUs). Default fp32' },
+      'use-fp16': { kind: 'choice', choices: ['true', 'false'], help: 'DINO\'s name: true is --precision fp16' },
       recompute: { kind: 'choice', choices: RECOMPUTE_MODES, default: 'mlp', help: 'activations the backward pass recomputes instead of keeping (same results): mlp ~2% more CPU, blocks least memory ~17% more' },
       'steps-per-run': { kind: 'int', min: 1, placeholder: 'K', help: 'K steps per ONNX Runtime call through an ONNX Loop (same results; the state crosses host <-> device once per K steps). Default 1; with --ep cuda the largest K <= 8 dividing --checkpoint-every' },
       'checkpoint-every': { kind: 'int', min: 1, placeholder: 'K', help: 'also save every K steps (the latest is always DIR/checkpoint.safetensors)' },
@@ -153,6 +156,9 @@ function configFromFlags(p: TrainParsed, base: TrainConfig): TrainConfig {
   const localCrops = o['local-crops-number'] ?? o['local-crops'];
   if (localCrops !== undefined) sets.push(`augment.localCrops=${localCrops}`);
   cfg = applyOverrides(cfg, [...sets, ...o.set]);
+  const fp16 = o['use-fp16'] === undefined ? undefined : o['use-fp16'] === 'true' ? 'fp16' : 'fp32';
+  const precision = alias(o.precision, fp16, 'precision', 'use-fp16');
+  if (precision !== undefined) cfg = withPrecision(cfg, precision);
   const data = alias(o.data, o['data-path'], 'data', 'data-path');
   if (data !== undefined) cfg = { ...cfg, data: resolve(data) };
   return cfg;

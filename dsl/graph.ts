@@ -9,9 +9,17 @@ import * as E from 'fp-ts/lib/Either.js';
 import { type Dim, type Shape, formatShape, shapeEq } from './shape.ts';
 import type { OpDef } from './op.ts';
 
-export type DType = 'float32' | 'float64' | 'int64' | 'int32' | 'bool';
+export type DType = 'float32' | 'float64' | 'float16' | 'int64' | 'int32' | 'bool';
+/** Dtypes of parameters and state (master weights): float16 exists only inside graphs (see dsl/autocast.ts). */
 export type FloatDType = 'float32' | 'float64';
-export const isFloat = (d: DType): d is FloatDType => d === 'float32' || d === 'float64';
+export const isFloat = (d: DType): d is FloatDType | 'float16' => d === 'float32' || d === 'float64' || d === 'float16';
+
+/**
+ * Where the matrix products of a module run (dsl/autocast.ts): `fp32` as written, `fp16` as PyTorch's autocast
+ * on CUDA (float16 operands, float32 everywhere else), `fp16-emulated` the numbers of `fp16` computed in float32
+ * (for CPU checks: ONNX Runtime's CPU provider runs float16 MatMul in float32 and may drop the roundings).
+ */
+export type Precision = 'fp32' | 'fp16' | 'fp16-emulated';
 
 /** What a shape rule sees of a tensor: dtype, shape and, for constants, the values. */
 export interface TensorInfo {
@@ -299,10 +307,12 @@ export class Scope {
     readonly path = '',
     /** Graph-input namespace for parameters (e.g. `teacher.`), not part of the parameter name. */
     readonly paramPrefix = '',
+    /** Autocast of the module and its children (dsl/autocast.ts); a scope keeps it in closures, so recomputed regions match. */
+    readonly precision: Precision = 'fp32',
   ) {}
 
   child(name: string | number): Scope {
-    return new Scope(this.graph, this.path ? `${this.path}.${name}` : String(name), this.paramPrefix);
+    return new Scope(this.graph, this.path ? `${this.path}.${name}` : String(name), this.paramPrefix, this.precision);
   }
 
   /** Runs `fn` with this scope's path naming the nodes it creates. */

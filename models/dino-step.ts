@@ -10,7 +10,7 @@
  * bench and the schedules use these types, so a new input or metric is one edit here that `tsc` follows.
  */
 import * as E from 'fp-ts/lib/Either.js';
-import { type DslError, Graph, METRIC, NEXT, Scope, type Tensor, addOptimizerStep, concat, ema } from '../dsl/index.ts';
+import { type DslError, GRAD_SCALER_DEFAULTS, Graph, type LossScaling, METRIC, NEXT, type Precision, Scope, type Tensor, addOptimizerStep, concat, ema } from '../dsl/index.ts';
 import { dinoLoss } from './dino-loss.ts';
 import { type DinoHeadConfig, LAST_LAYER_TAG, dinoHead } from './head.ts';
 import { backbone as backboneFeatures } from './network.ts';
@@ -38,6 +38,15 @@ export interface DinoStepConfig {
   readonly recompute?: Recompute;
   /** How the loss computes log softmax (`DinoLossInputs.logSoftmax`): `composite` for the WebGPU EP. */
   readonly logSoftmax?: 'op' | 'composite';
+  /**
+   * `fp16`: mixed precision as DINO's `--use_fp16 true` (PyTorch autocast + GradScaler): the matrix products of
+   * student and teacher run in float16 (dsl/autocast.ts), the rest and the weights stay float32, and the loss is
+   * scaled dynamically (dsl/train/loss-scale.ts). `fp16-emulated`: the same numbers computed in float32, for CPU
+   * tests. Default `fp32`: the graph is the one built before this option.
+   */
+  readonly precision?: Precision;
+  /** With `fp16` (or emulated): the scaler's settings over GradScaler's defaults (tests shorten `growthInterval`). */
+  readonly lossScaling?: Partial<LossScaling>;
 }
 
 export const STUDENT = 'student.';
@@ -70,7 +79,13 @@ export type DinoStepInputs<T> = {
 /** The metrics each step returns, as outputs `metric.<name>` (dsl/train/step.ts `METRIC`). */
 export const DINO_METRICS = ['loss', 'teacher_entropy', 'teacher_kl', 'grad_norm'] as const;
 export type DinoMetric = (typeof DINO_METRICS)[number];
-export type DinoMetrics = { readonly [K in DinoMetric]: number };
+/**
+ * Metrics of `fp16` steps only: the loss scale the step used, and 1 when its update was skipped (an Inf or NaN
+ * gradient: student, moments, step counts, teacher and center kept their values; the scale halved).
+ */
+export const AMP_METRICS = ['loss_scale', 'skipped'] as const;
+export type AmpMetric = (typeof AMP_METRICS)[number];
+export type DinoMetrics = { readonly [K in DinoMetric]: number } & { readonly [K in AmpMetric]?: number };
 
 /** Shapes of the batch inputs of the step `cfg` describes (the graph and the feed builder both use them). */
 export function dinoStepInputShapes(cfg: DinoStepConfig): DinoStepInputs<readonly number[]> {
@@ -117,14 +132,15 @@ export function buildDinoStep(cfg: DinoStepConfig): E.Either<DslError[], DinoSte
   const momentum = g.input('momentum', 'float32', []);
 
   // Student: the backbone once per resolution (DINO's MultiCropWrapper), the head once on all features.
-  const student = new Scope(g, '', STUDENT);
+  const precision = cfg.precision ?? 'fp32';
+  const student = new Scope(g, '', STUDENT, precision);
   const recompute = cfg.recompute ?? 'none';
   const studentFeats = [network(student, globals, cfg, dropGlobal, recompute)];
   if (locals) studentFeats.push(network(student, locals, cfg, dropLocal, recompute));
   const studentLogits = dinoHead(student.child('head'), concat(studentFeats, 0), featureDim(bb), cfg.head, { train: true }).logits;
 
   // Teacher: same architecture, its own state, global crops only, no stochastic depth, never differentiated.
-  const teacher = new Scope(g, '', TEACHER);
+  const teacher = new Scope(g, '', TEACHER, precision);
   const teacherLogits = dinoHead(teacher.child('head'), network(teacher, globals, cfg), featureDim(bb), cfg.head, { train: true }).logits;
 
   const center = g.param({ name: CENTER, shape: [1, cfg.head.outDim], dtype: 'float32', init: { kind: 'zeros' }, decay: false, trainable: false, tags: [], kind: 'buffer' });
@@ -142,6 +158,7 @@ export function buildDinoStep(cfg: DinoStepConfig): E.Either<DslError[], DinoSte
     ...(cfg.clipGrad > 0 ? { clipGrad: cfg.clipGrad } : {}),
     select: (name, spec) => name.startsWith(STUDENT) && spec.kind === 'param' && spec.trainable,
     gateOf: (_, spec) => (spec.tags.includes(LAST_LAYER_TAG) ? LAST_LAYER_TAG : undefined),
+    ...(precision !== 'fp32' ? { lossScaling: { ...GRAD_SCALER_DEFAULTS, ...cfg.lossScaling } } : {}),
   });
   if (E.isLeft(opt)) return opt;
   const scalarInputs = new Map<string, Tensor>([...opt.right.scalars, ['momentum', momentum], ['teacher_temp', teacherTemp]]);
@@ -153,21 +170,28 @@ export function buildDinoStep(cfg: DinoStepConfig): E.Either<DslError[], DinoSte
   }
   const scalars = Object.fromEntries(SCHEDULED_SCALARS.map((n) => [n, scalarInputs.get(n)!])) as DinoStepGraph['scalars'];
 
-  // Teacher EMA from the *updated* student (DINO updates the teacher after optimizer.step()).
+  // Teacher EMA from the *updated* student (DINO updates the teacher after optimizer.step()). A step skipped by
+  // the loss scaler keeps the teacher and the center as well, so an overflow leaves the whole state as it was.
+  const scaling = opt.right.lossScaling;
+  const keep = (next: Tensor, previous: Tensor) => (scaling ? scaling.keep(next, previous) : next);
   g.within('teacher_ema', () => {
     for (const [name, next] of opt.right.updated) {
       const teacherName = TEACHER + name.slice(STUDENT.length);
       const t = g.params.get(teacherName);
       if (!t) continue; // a student-only parameter (none in DINO)
-      g.output(NEXT + teacherName, ema(t, next, momentum));
+      g.output(NEXT + teacherName, keep(ema(t, next, momentum), t));
     }
   });
   // Student-side buffers (BatchNorm running stats) are emitted by addOptimizerStep via bufferUpdates.
-  g.output(NEXT + CENTER, dino.nextCenter);
+  g.output(NEXT + CENTER, keep(dino.nextCenter, center));
   const metrics: { readonly [K in DinoMetric]: Tensor } = {
     loss: dino.loss, teacher_entropy: dino.teacherEntropy, teacher_kl: dino.teacherKl, grad_norm: opt.right.gradNorm,
   };
   for (const name of DINO_METRICS) g.output(METRIC + name, metrics[name]);
+  if (scaling) {
+    const amp: { readonly [K in AmpMetric]: Tensor } = { loss_scale: scaling.scale, skipped: scaling.skipped };
+    for (const name of AMP_METRICS) g.output(METRIC + name, amp[name]);
+  }
 
   const inputs: DinoStepInputs<Tensor> = {
     globals, ...(locals ? { locals } : {}), ...(dropGlobal ? { 'drop_path.globals': dropGlobal } : {}), ...(dropLocal ? { 'drop_path.locals': dropLocal } : {}),

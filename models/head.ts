@@ -5,7 +5,7 @@
  * state_dict has: `mlp.0.weight`, `mlp.2.weight`, `mlp.4.weight` (with BatchNorm: `mlp.0`, `mlp.1`
  * (BN), `mlp.3`, `mlp.4` (BN), `mlp.6`), `last_layer.weight_g`, `last_layer.weight_v`.
  */
-import { type Scope, type Tensor, div, gelu, l2Normalize, matmul, mul, reduceSum, sqrt, transposeLast2 } from '../dsl/index.ts';
+import { type Scope, type Tensor, autocastMatmul, div, gelu, l2Normalize, mul, reduceSum, sqrt, transposeLast2 } from '../dsl/index.ts';
 import { batchNorm } from './batchnorm.ts';
 import { ONES, floatType, linear, torchDefaultInit } from './layers.ts';
 
@@ -86,6 +86,6 @@ function weightNormLinear(s: Scope, x: Tensor, cfg: DinoHeadConfig): Tensor {
     const g = s.param('weight_g', [k, 1], ONES, { trainable: !cfg.normLastLayer, tags, dtype });
     const v = s.param('weight_v', [k, n], torchDefaultInit(n), { tags, dtype });
     const weight = mul(v, div(g, sqrt(reduceSum(mul(v, v), 1, true))));
-    return matmul(x, transposeLast2(weight));
+    return autocastMatmul(s, x, transposeLast2(weight));
   });
 }

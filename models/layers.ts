@@ -4,7 +4,7 @@
  * the caller passes the child scope (`s.child('fc1')`), so parameter names are the module path
  * plus `weight` / `bias`, exactly as in a PyTorch `state_dict`.
  */
-import { type Init, type Scope, type Tensor, add, layerNorm as layerNormOp, matmul, mul, transposeLast2 } from '../dsl/index.ts';
+import { type Init, type Scope, type Tensor, add, autocastMatmul, layerNorm as layerNormOp, mul, transposeLast2 } from '../dsl/index.ts';
 
 /** DINO's `trunc_normal_(std=.02)` (absolute bounds -2..2, i.e. practically untruncated). */
 export const TRUNC_NORMAL_02: Init = { kind: 'truncnormal', std: 0.02, lo: -2, hi: 2 };
@@ -38,7 +38,7 @@ export function linear(s: Scope, x: Tensor, inFeatures: number, outFeatures: num
   return s.run(() => {
     const tags = opts.tags ?? [];
     const weight = s.param('weight', [outFeatures, inFeatures], opts.weightInit ?? TRUNC_NORMAL_02, { tags, dtype: floatType(x) });
-    const y = matmul(x, transposeLast2(weight));
+    const y = autocastMatmul(s, x, transposeLast2(weight));
     if (opts.bias === false) return y;
     const bias = s.param('bias', [outFeatures], opts.biasInit ?? ZEROS, { tags, dtype: floatType(x) });
     return add(y, bias);

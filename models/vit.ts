@@ -23,6 +23,7 @@ import {
   type Tensor,
   add,
   and,
+  autocastMatmul,
   cast,
   concat,
   div,
@@ -165,7 +166,7 @@ export function patchEmbed(s: Scope, images: Tensor, cfg: ViTConfig): Tensor {
       // [B, C, rows, p, cols, p] -> [B, rows, cols, C, p, p]: each patch flattened in (c, i, j) order, as the conv's weight.
       const patches = transpose(reshape(images, [b, c, rows, p, cols, p]), [0, 2, 4, 1, 3, 5]);
       const flat = reshape(patches, [b, rows * cols, fanIn]);
-      return add(matmul(flat, transposeLast2(reshape(weight, [d, fanIn]))), bias);
+      return add(autocastMatmul(proj, flat, transposeLast2(reshape(weight, [d, fanIn]))), bias);
     });
   });
 }
@@ -184,8 +185,8 @@ export function attention(s: Scope, x: Tensor, cfg: ViTConfig): { out: Tensor; p
     const q4 = transpose(reshape(q, [b, t, heads, hd]), [0, 2, 1, 3]);
     const kT = transpose(reshape(k, [b, t, heads, hd]), [0, 2, 3, 1]);
     const v4 = transpose(reshape(v, [b, t, heads, hd]), [0, 2, 1, 3]);
-    const probs = softmax(mul(matmul(q4, kT), hd ** -0.5), -1);
-    const merged = reshape(transpose(matmul(probs, v4), [0, 2, 1, 3]), [b, t, d]);
+    const probs = softmax(mul(autocastMatmul(s, q4, kT), hd ** -0.5), -1);
+    const merged = reshape(transpose(autocastMatmul(s, probs, v4), [0, 2, 1, 3]), [b, t, d]);
     return { out: linear(s.child('proj'), merged, d, d), probs };
   });
 }

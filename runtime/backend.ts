@@ -5,6 +5,7 @@
 import { createRequire } from 'node:module';
 import type * as Ort from 'onnxruntime-node';
 import type { DType } from '../dsl/graph.ts';
+import { fromFloat16, toFloat16 } from '../dsl/float16.ts';
 import { chooseOrt } from './ep/ort-select.ts';
 
 /** The onnxruntime-node this process runs: the project's, or `dino setup cuda`'s for DINO_EP=cuda (ep/ort-select.ts). */
@@ -37,7 +38,8 @@ export interface SessionOptions {
   readonly keepStateOnDevice?: boolean;
 }
 
-export type HostArray = Float32Array | Float64Array | BigInt64Array | Int32Array | Uint8Array;
+/** Host data of a tensor; float16 tensors hold their bits in a Uint16Array (dsl/float16.ts). */
+export type HostArray = Float32Array | Float64Array | Uint16Array | BigInt64Array | Int32Array | Uint8Array;
 
 const REMEDY: Record<ExecutionProvider, string> = {
   cpu: '',
@@ -96,7 +98,7 @@ export function epRemedy(ep: ExecutionProvider, choice = ortChoice): string {
   return REMEDY[ep];
 }
 
-const ORT_TYPE: Record<DType, ort.Tensor.Type> = { float32: 'float32', float64: 'float64', int64: 'int64', int32: 'int32', bool: 'bool' };
+const ORT_TYPE: Record<DType, ort.Tensor.Type> = { float32: 'float32', float64: 'float64', float16: 'float16', int64: 'int64', int32: 'int32', bool: 'bool' };
 
 export function hostTensor(dtype: DType, data: HostArray, dims: readonly number[]): ort.Tensor {
   return new ort.Tensor(ORT_TYPE[dtype], data as any, dims);
@@ -104,6 +106,23 @@ export function hostTensor(dtype: DType, data: HostArray, dims: readonly number[
 
 export function float32(data: Float32Array | number[], dims: readonly number[]): ort.Tensor {
   return new ort.Tensor('float32', data instanceof Float32Array ? data : Float32Array.from(data), dims);
+}
+
+/** A float16 tensor of `values` (rounded to nearest even), held as bits as ONNX Runtime wants them. */
+export function float16(values: ArrayLike<number>, dims: readonly number[]): ort.Tensor {
+  return new ort.Tensor('float16', toFloat16(values), dims);
+}
+
+/**
+ * The values of a float tensor as float32: float16 bits are decoded (exactly), float32 data is returned as it is
+ * (a view), float64 is rounded.
+ */
+export function floatValues(t: ort.Tensor): Float32Array {
+  const data = t.data;
+  if (t.type === 'float16') return fromFloat16(data as Uint16Array);
+  if (t.type === 'float32') return data as Float32Array;
+  if (t.type === 'float64') return Float32Array.from(data as Float64Array);
+  throw new Error(`floatValues: a ${t.type} tensor is not float`);
 }
 
 export function scalarTensor(value: number, dtype: 'float32' | 'float64' = 'float32'): ort.Tensor {

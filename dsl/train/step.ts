@@ -12,6 +12,7 @@ import { gradients } from '../autodiff.ts';
 import { add, mul, sqrt } from '../ops/elementwise.ts';
 import { zerosLike } from '../ops/layout.ts';
 import { ADAMW_DEFAULTS, type AdamWHyper, adamw, clipGradNorm, gated, norm, sgd } from './optim.ts';
+import { type LossScaling, type LossScalingResult, finishLossScaling, lossScaler } from './loss-scale.ts';
 
 export const NEXT = 'next.';
 export const METRIC = 'metric.';
@@ -32,6 +33,12 @@ export interface OptimizerStepOptions {
    * moments and its step count stay as they are (PyTorch skips parameters whose grad is None).
    */
   readonly gateOf?: (inputName: string, spec: ParamSpec) => string | undefined;
+  /**
+   * Dynamic loss scaling (dsl/train/loss-scale.ts), for float16 products: the gradients are of `loss * scale`, divided
+   * by the scale before clipping; a step with an Inf or NaN gradient leaves every `next.` output of this function at
+   * its old value. State emitted after this function must go through the result's `lossScaling.keep`.
+   */
+  readonly lossScaling?: LossScaling;
 }
 
 export interface OptimizerStepResult {
@@ -41,6 +48,8 @@ export interface OptimizerStepResult {
   readonly gradNorm: Tensor;
   /** The updated value of each trained parameter, by graph-input name (also emitted as `next.<name>`). */
   readonly updated: ReadonlyMap<string, Tensor>;
+  /** With `lossScaling`: the scale used, whether the step was skipped, and the gate for later state. */
+  readonly lossScaling?: LossScalingResult;
 }
 
 /** Adds the backward pass and the optimizer update to `graph`, emitting `next.*` outputs for the trained state. */
@@ -49,7 +58,8 @@ export function addOptimizerStep(graph: Graph, opts: OptimizerStepOptions): E.Ei
   const trained = [...graph.params].filter(([name, t]) => select(name, specOf(t)));
   if (trained.length === 0) return E.left([{ op: 'optimizer', path: '', message: 'no trainable parameters selected', shapes: [] }]);
 
-  const grads = gradients(opts.loss, trained.map(([, t]) => t));
+  const scaler = opts.lossScaling ? lossScaler(graph, opts.lossScaling) : undefined;
+  const grads = gradients(scaler ? scaler.scaleLoss(opts.loss) : opts.loss, trained.map(([, t]) => t));
   if (E.isLeft(grads)) return grads;
 
   const scalars = new Map<string, Tensor>();
@@ -84,6 +94,7 @@ export function addOptimizerStep(graph: Graph, opts: OptimizerStepOptions): E.Ei
     trained.forEach(([name, p], i) => {
       const spec = specOf(p);
       let g = grads.right[i] ?? zerosLike(p);
+      if (scaler) g = scaler.unscale(g);
       const n = norm(g);
       sumSq = sumSq ? add(sumSq, mul(n, n)) : mul(n, n);
       if (opts.clipGrad !== undefined) g = clipGradNorm(g, opts.clipGrad).grad;
@@ -107,7 +118,12 @@ export function addOptimizerStep(graph: Graph, opts: OptimizerStepOptions): E.Ei
     });
   });
   for (const [name, value] of graph.bufferUpdates) graph.output(NEXT + name, value);
-  return E.right({ scalars, gradNorm: sqrt(sumSq!), updated });
+  const gradNorm = sqrt(sumSq!);
+  if (!scaler) return E.right({ scalars, gradNorm, updated });
+  const lossScaling = finishLossScaling(graph, scaler, sumSq!, NEXT);
+  // Later state (DINO's teacher EMA) reads the kept student, so no Inf of a skipped step reaches it.
+  for (const [name, next] of updated) updated.set(name, graph.outputs.get(NEXT + name) ?? next);
+  return E.right({ scalars, gradNorm, updated, lossScaling });
 }
 
 /** Description of a step graph's interface, what the runtime needs to drive it. */

@@ -6,6 +6,7 @@ import type { DinoHeadConfig } from '../../models/head.ts';
 import { getPreset as getModelPreset } from '../../models/presets.ts';
 import type { ViTConfig } from '../../models/vit.ts';
 import type { DinoStepConfig } from '../../models/dino-step.ts';
+import type { TrainPrecision } from '../../dsl/autocast.ts';
 import { type AugmentConfig, augmentConfig } from '../data/multicrop.ts';
 import { FASHION_MNIST_MEAN, FASHION_MNIST_STD } from '../data/fashion-mnist.ts';
 import { dinoVitPresets } from './vit-presets.ts';
@@ -62,6 +63,13 @@ export interface TrainConfig {
    * first epoch helps training. Try increasing this value if the loss does not decrease".
    */
   readonly freezeLastLayerSteps: number;
+  /**
+   * `fp16`: mixed precision, DINO's `--use_fp16 true` (PyTorch autocast + GradScaler): the matrix products in
+   * float16, dynamic loss scaling, weights and everything else in float32. Absent: fp32 (this key is only written
+   * for fp16, so runs from before it resume). A speed option for GPUs; DINO: "We recommend to disable mixed-precision
+   * training if the loss is unstable, if reducing the patch size or if training with bigger ViTs".
+   */
+  readonly precision?: TrainPrecision;
 }
 
 function vitPreset(name: string): { backbone: ViTConfig; head: DinoHeadConfig } {
@@ -132,7 +140,14 @@ export function stepConfig(cfg: TrainConfig): DinoStepConfig {
     backbone: cfg.backbone, head: cfg.head, batch: cfg.batch,
     globalSize: cfg.augment.globalSize, localSize: cfg.augment.localSize, localCrops: cfg.augment.localCrops,
     studentTemp: cfg.studentTemp, centerMomentum: cfg.centerMomentum, clipGrad: cfg.clipGrad,
+    ...(cfg.precision === 'fp16' ? { precision: cfg.precision } : {}),
   };
+}
+
+/** `cfg` training in `precision`; fp32 leaves the key out, as configs from before the option have it. */
+export function withPrecision(cfg: TrainConfig, precision: TrainPrecision): TrainConfig {
+  const { precision: _, ...rest } = cfg;
+  return precision === 'fp32' ? rest : { ...rest, precision };
 }
 
 /**

@@ -118,6 +118,9 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
   const compileStart = performance.now();
   const runner = await StepRunner.compile(built.right.graph, { ep: opts.ep ?? 'cpu', threads: opts.threads ?? 0, keepStateOnDevice: true });
   log(`compiled the training step (${(runner.onnxBytes.length / 1e6).toFixed(1)} MB ONNX, ${built.right.graph.nodes.length} nodes) in ${((performance.now() - compileStart) / 1000).toFixed(1)} s`);
+  if (cfg.precision === 'fp16' && (opts.ep ?? 'cpu') === 'cpu') {
+    log('note: precision fp16 on the CPU provider: ONNX Runtime runs float16 MatMul in float32 there (no gain); fp16 is meant for --ep cuda');
+  }
 
   let state: TrainState;
   let startStep = 0;

@@ -8,7 +8,7 @@
  *  - element by element for inputs of at most `elementwiseLimit` entries.
  */
 import * as E from 'fp-ts/lib/Either.js';
-import { type DType, type FloatDType, Graph, type Tensor, formatError, gradients, mul, sumAll, emitOnnx, Prng } from '../../dsl/index.ts';
+import { type DType, type FloatDType, Graph, toFloat16, type Tensor, formatError, gradients, mul, sumAll, emitOnnx, Prng } from '../../dsl/index.ts';
 import { createSession, hostTensor, ort } from '../../runtime/backend.ts';
 
 export interface GradInput {
@@ -47,6 +47,7 @@ function typed(dtype: DType, values: ArrayLike<number>) {
     case 'int64': return BigInt64Array.from(Array.from(values, (v) => BigInt(v)));
     case 'int32': return Int32Array.from(values);
     case 'bool': return Uint8Array.from(values);
+    case 'float16': return toFloat16(values);
   }
 }
 
