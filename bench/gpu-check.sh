@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The GPU checks the project still owes: none of the sessions that built the CUDA / WebGPU paths had a GPU. One
 # command on a machine with an NVIDIA GPU, after `npx dino setup cuda` and with the CUDA 13 libraries on
-# LD_LIBRARY_PATH (README "GPU"); for WebGPU in Node, a Vulkan driver (VK_DRIVER_FILES). Each check prints what it
-# measured; a failing check says so and the next one still runs. Record the figures in bench/RESULTS.md.
+# LD_LIBRARY_PATH (README "GPU"); for WebGPU in Node, a Vulkan driver (VK_DRIVER_FILES). Each figure is one JSON
+# line (`{"figure": ...}`; vit-small-step prints its own); a failing check says so and the next one still runs.
+# Record the figures in bench/RESULTS.md.
 #
 #   bash bench/gpu-check.sh [OUT_DIR]        # NODE=/path/to/node to use another node binary
 set -uo pipefail
@@ -16,7 +17,14 @@ check() { # NAME CMD...: runs CMD, keeps its output in OUT/NAME.log
   echo "== $name: $*"
   if "$@" >"$OUT/$name.log" 2>&1; then tail -n 3 "$OUT/$name.log"; else echo "FAILED (rc $?): see $OUT/$name.log"; tail -n 15 "$OUT/$name.log"; status=1; fi
 }
-losses() { "$NODE" -e 'const fs=require("fs");console.log(fs.readFileSync(process.argv[1],"utf8").trim().split("\n").map(l=>JSON.parse(l).loss).join(" "))' "$1/metrics.jsonl"; }
+# figure RUN_DIR NAME: one JSON line per figure from a run's metrics.jsonl: its losses, and the median step time and
+# images/s over the steps after the first 8 (compile and warm-up excluded).
+figure() { "$NODE" -e '
+  const fs = require("fs"); const m = fs.readFileSync(process.argv[1], "utf8").trim().split("\n").map(JSON.parse);
+  const t = m.length > 8 ? m.slice(8) : m; const med = (k) => t.map((x) => x[k]).sort((a, b) => a - b)[t.length >> 1];
+  console.log(JSON.stringify({ figure: process.argv[2], steps: m.length, losses: m.map((x) => x.loss), median_step_ms: med("step_ms"),
+    images_per_s: med("images_per_s"), ...(m[0].loss_scale !== undefined ? { loss_scale: m.at(-1).loss_scale, skipped: m.filter((x) => x.skipped).length } : {}) }));' \
+  "$1/metrics.jsonl" "$2"; }
 
 # 1. Which execution providers start, and why not.
 check doctor "$NODE" bin/dino.mjs doctor
@@ -26,7 +34,7 @@ check doctor "$NODE" bin/dino.mjs doctor
 for ep in cpu cuda webgpu; do
   check "parity-$ep" "$NODE" bin/dino.mjs train --preset fmnist-tiny6 --batch 8 --steps 3 --ep "$ep" --out "$OUT/parity-$ep"
 done
-for ep in cpu cuda webgpu; do [ -f "$OUT/parity-$ep/metrics.jsonl" ] && echo "losses $ep: $(losses "$OUT/parity-$ep")"; done
+for ep in cpu cuda webgpu; do [ -f "$OUT/parity-$ep/metrics.jsonl" ] && figure "$OUT/parity-$ep" "parity-$ep"; done
 
 # 3. DINO's real graph: vit_small/16, 224 px, K = 65536, one step (build, compile, run, peak RSS).
 check vit-small-cuda env DINO_EP=cuda "$NODE" --import tsx bench/experiments/vit-small-step.ts --ep cuda
@@ -50,11 +58,5 @@ fi
 check train-vits16-cuda-k8 "$NODE" bin/dino.mjs train --preset vit_small --batch 64 --steps 16 --ep cuda --steps-per-run 8 --data "$DATA" --out "$OUT/vits16-k8"
 # The same in mixed precision (float16 MatMuls, dynamic loss scaling); PyTorch AMP: 100 ms/step. metrics.jsonl has loss_scale, skipped.
 check train-vits16-cuda-k8-fp16 "$NODE" bin/dino.mjs train --preset vit_small --batch 64 --steps 16 --ep cuda --steps-per-run 8 --precision fp16 --data "$DATA" --out "$OUT/vits16-k8-fp16"
-for d in tiny6-k1 tiny6-k8 vits16-k8 vits16-k8-fp16; do
-  # The median over the steps after the first run of 8 (compile and warm-up excluded).
-  [ -f "$OUT/$d/metrics.jsonl" ] && "$NODE" -e '
-    const fs = require("fs"); const m = fs.readFileSync(process.argv[1], "utf8").trim().split("\n").map(JSON.parse).slice(8);
-    const med = (k) => m.map((x) => x[k]).sort((a, b) => a - b)[m.length >> 1];
-    console.log(process.argv[2], "median step ms", med("step_ms").toFixed(1), "images/s", med("images_per_s").toFixed(0));' "$OUT/$d/metrics.jsonl" "$d"
-done
+for d in tiny6-k1 tiny6-k8 vits16-k8 vits16-k8-fp16; do [ -f "$OUT/$d/metrics.jsonl" ] && figure "$OUT/$d" "$d"; done
 exit $status
