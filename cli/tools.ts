@@ -1,5 +1,6 @@
 /** `dino bench`, `dino inspect` and `dino spirals`: measuring, describing and demonstrating the framework. */
 import { runBench } from '../bench/index.ts';
+import { formatScaleBench, runScaleBench } from '../bench/scale.ts';
 import { inspectPreset } from '../models/inspect.ts';
 import { RECOMPUTE_MODES } from '../models/vit.ts';
 import { presetNames as modelPresetNames } from '../models/presets.ts';
@@ -20,9 +21,30 @@ export const benchCommand = defineCommand(
       recompute: { kind: 'choice', choices: RECOMPUTE_MODES, help: 'activations the backward pass recomputes, as dino train (default mlp)' },
       reduced: { kind: 'flag', help: 'a shorter run (fewer rounds) for a quick look' },
       json: { kind: 'flag', help: 'print one JSON object' },
+      'train-only': { kind: 'flag', help: 'only the training step, on synthetic crops (the default for presets other than Fashion-MNIST\'s)' },
+      'steps-per-run': { kind: 'int', min: 1, placeholder: 'K', help: 'with --train-only: K steps per ONNX Runtime run (default 1)' },
+      precision: { kind: 'choice', choices: ['fp32', 'fp16'], default: 'fp32', help: 'with --train-only: mixed precision as dino train --precision' },
+      set: { kind: 'repeated', placeholder: 'KEY=VALUE', help: 'with --train-only: config overrides, as dino train --set' },
     },
+    epilog: `Fashion-MNIST presets get the whole report (MatMul ceiling, training step, state I/O, augmentation, memory,
+inference in onnxruntime-node and WASM). Other presets (and --train-only) time the training step alone on
+synthetic crops, e.g. DINO's setting on a GPU: dino bench --preset vit_small --ep cuda --batch 64 --steps-per-run 8.`,
   },
   async ({ options: o }) => {
+    const preset = getTrainPreset(o.preset);
+    if (o['train-only'] || preset.backbone.inChans !== 1 || preset.backbone.imgSize !== 28) {
+      const r = await runScaleBench({
+        preset: o.preset, ep: o.ep, precision: o.precision, set: o.set,
+        ...(o.batch !== undefined ? { batch: o.batch } : {}), ...(o.threads !== undefined ? { threads: o.threads } : {}),
+        ...(o['steps-per-run'] !== undefined ? { stepsPerRun: o['steps-per-run'] } : {}),
+        ...(o.recompute !== undefined ? { recompute: o.recompute } : {}),
+        ...(o.steps !== undefined ? { runs: o.steps } : {}), ...(o.reduced ? { runs: 1, ceilingN: 256 } : {}),
+      });
+      return void console.log(o.json ? JSON.stringify(r) : formatScaleBench(r));
+    }
+    if (o['steps-per-run'] !== undefined || o.set.length || o.precision !== 'fp32') {
+      throw new UsageError('--steps-per-run, --precision and --set apply to --train-only (the full report benches the preset as it is)', 'bench');
+    }
     await runBench({
       preset: o.preset, ep: o.ep, json: o.json, reduced: o.reduced,
       ...(o.recompute !== undefined ? { recompute: o.recompute } : {}),

@@ -16,6 +16,7 @@ import { type BenchResult, runBench } from '../../bench/index.ts';
 import { estimateActivations } from '../../bench/memory.ts';
 import { summarizeProfile } from '../../bench/profile.ts';
 import { passThroughGraph } from '../../bench/state-io.ts';
+import { formatScaleBench, runScaleBench } from '../../bench/scale.ts';
 
 test('ViT forward MatMul FLOPs equal the closed form', () => {
   const cfg = getPreset('fmnist-tiny6').backbone; // 28 px, patch 4: 49 patches + CLS, D 192, depth 6, MLP 768
@@ -103,6 +104,17 @@ test('reduced bench runs end to end and prints one JSON line with every figure',
   assert.ok(Math.abs(parsed.train_gflops_per_s - parsed.train_flops_per_step / (parsed.train_step_ms * 1e6)) < 1e-9 * parsed.train_gflops_per_s + 1e-12);
   assert.is(parsed.batch, 2);
   assert.is(result.reduced, true);
+});
+
+test('the scale bench (training step alone, K steps per run, a precision) runs and reports every figure', async () => {
+  const set = ['backbone.depth=2', 'head.outDim=256', 'augment.localCrops=2'];
+  const r = await runScaleBench({ preset: 'fmnist-tiny6', batch: 4, ep: 'cpu', threads: 1, stepsPerRun: 2, runs: 1, ceilingN: 128, set, precision: 'fp16' });
+  assert.equal([r.batch, r.steps_per_run, r.steps_timed, r.precision], [4, 2, 2, 'fp16']);
+  for (const k of ['step_ms', 'images_per_s', 'tflop_per_step', 'tflops_per_s', 'ceiling_fp32_tflops_per_s', 'state_mib', 'state_round_trip_share'] as const) {
+    assert.ok(Number.isFinite(r[k]) && r[k] > 0, `${k} = ${r[k]}`);
+  }
+  assert.ok(Number.isFinite(r.last_loss));
+  assert.match(formatScaleBench(r), /fmnist-tiny6, batch 4, ep cpu, fp16, 2 step\(s\) per run/);
 });
 
 test.run();
