@@ -44,8 +44,18 @@ function matmulGradRhs(g: Tensor, a: Tensor, b: Tensor): Tensor {
     // instead of a batched product followed by a reduction over the batch.
     const a2 = reshape(a, [-1, a.shape[a.rank - 1]!]);
     const g2 = reshape(g, [-1, g.shape[g.rank - 1]!]);
-    return matmul(transposeLast2(a2), g2);
+    return gradOfRhs(g2, a2, b);
   }
+  return b.rank === 2 && a.rank === 2 ? gradOfRhs(g, a, b) : matmul(transposeLast2(a), g);
+}
+
+/**
+ * aᵀ g for a 2-D right operand b. When b is itself a transpose (a Linear's `transposeLast2(weight)`), the product is
+ * formed as (gᵀ a)ᵀ: the Transpose's own VJP then cancels the outer transpose (`transpose` folds pairs), so the
+ * weight's gradient comes out of one MatMul in the weight's layout, with no materialised Transpose of it.
+ */
+function gradOfRhs(g: Tensor, a: Tensor, b: Tensor): Tensor {
+  if (b.source.kind === 'node' && b.source.node.op.name === 'Transpose') return transposeLast2(matmul(transposeLast2(g), a));
   return matmul(transposeLast2(a), g);
 }
 
