@@ -50,13 +50,16 @@ function matmulGradRhs(g: Tensor, a: Tensor, b: Tensor): Tensor {
 }
 
 /**
- * aᵀ g for a 2-D right operand b. When b is itself a transpose (a Linear's `transposeLast2(weight)`), the product is
- * formed as (gᵀ a)ᵀ: the Transpose's own VJP then cancels the outer transpose (`transpose` folds pairs), so the
- * weight's gradient comes out of one MatMul in the weight's layout, with no materialised Transpose of it.
+ * aᵀ g for 2-D a and b, as a Gemm with transA: ONNX Runtime folds a Transpose into MatMul (FusedMatMul) but not
+ * into the Gemm it makes of MatMul + Add, and a weight used twice (the student's two crop resolutions) gets its
+ * gradients summed, so a MatMul here left one activation-sized Transpose per weight. When b is itself a transpose
+ * (a Linear's `transposeLast2(weight)`) the product is formed as (gᵀ a)ᵀ: the Transpose's own VJP then cancels the
+ * outer transpose (`transpose` folds pairs), and the weight's gradient comes out of one Gemm in the weight's layout.
  */
 function gradOfRhs(g: Tensor, a: Tensor, b: Tensor): Tensor {
-  if (b.source.kind === 'node' && b.source.node.op.name === 'Transpose') return transposeLast2(matmul(transposeLast2(g), a));
-  return matmul(transposeLast2(a), g);
+  if (!isFloat(a.dtype)) return matmul(transposeLast2(a), g);
+  if (b.source.kind === 'node' && b.source.node.op.name === 'Transpose') return transposeLast2(gemm(g, a, null, { transA: true }));
+  return gemm(a, g, null, { transA: true });
 }
 
 export const matmul = (a: Tensor, b: Tensor): Tensor => a.graph.apply(MatMul, [a, b])[0]!;
