@@ -41,6 +41,7 @@ import {
   slice,
   softmax,
   split,
+  squeeze,
   transpose,
   transposeLast2,
   where,
@@ -179,12 +180,11 @@ export function attention(s: Scope, x: Tensor, cfg: ViTConfig): { out: Tensor; p
     const d = cfg.embedDim, heads = cfg.numHeads, hd = headDim(cfg);
     const [b, t] = x.shape as [Dim, Dim];
     const qkv = linear(s.child('qkv'), x, d, 3 * d, { bias: cfg.qkvBias });
-    const [q, k, v] = split(qkv, [d, d, d], -1) as [Tensor, Tensor, Tensor];
-    // [B, T, D] -> [B, heads, T, hd]; k goes straight to [B, heads, hd, T].
-    const q4 = transpose(reshape(q, [b, t, heads, hd]), [0, 2, 1, 3]);
-    const kT = transpose(reshape(k, [b, t, heads, hd]), [0, 2, 3, 1]);
-    const v4 = transpose(reshape(v, [b, t, heads, hd]), [0, 2, 1, 3]);
-    const probs = softmax(mul(matmul(q4, kT), hd ** -0.5), -1);
+    // [B, T, 3D] -> [3, B, heads, T, hd] in one Transpose, then q, k, v are contiguous slices of it (one Concat and
+    // one Transpose in the backward pass); k's transpose is left to the MatMul, which ONNX Runtime folds into it.
+    const heads5 = transpose(reshape(qkv, [b, t, 3, heads, hd]), [2, 0, 3, 1, 4]);
+    const [q4, k4, v4] = split(heads5, [1, 1, 1], 0).map((p) => squeeze(p, 0)) as [Tensor, Tensor, Tensor];
+    const probs = softmax(mul(matmul(q4, transposeLast2(k4)), hd ** -0.5), -1);
     const merged = reshape(transpose(matmul(probs, v4), [0, 2, 1, 3]), [b, t, d]);
     return { out: linear(s.child('proj'), merged, d, d), probs };
   });
