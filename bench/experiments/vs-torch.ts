@@ -6,7 +6,11 @@
  * median step and images/s, and the median over rounds of (PyTorch step time / dino-ts step time), the paired speed-up.
  *
  *   node --import tsx bench/experiments/vs-torch.ts [--batch 64] [--threads 2] [--rounds 8] [--warmup 2]
- *        [--recompute mlp] [--blas DIR] [--python /usr/bin/python3]
+ *        [--recompute mlp] [--blas DIR] [--python /usr/bin/python3] [--alt DIR[,DIR]]
+ *
+ * `--alt DIR[,DIR]` adds a dino-ts variant per directory, whose step graph is built by the code in DIR (a copy of this
+ * repository at another commit, e.g. `git archive <commit> | tar -x -C DIR` plus a node_modules link): before and
+ * after a change, against the same PyTorch process, in one run. The order within a round rotates.
  *
  * `--threads T` applies to both: ORT's intra-op threads, and torch.set_num_threads(T) with OPENBLAS_NUM_THREADS and
  * OMP_NUM_THREADS = T for the child. `--blas DIR` puts DIR first on the child's LD_LIBRARY_PATH: a directory holding
@@ -37,6 +41,7 @@ const { values } = parseArgs({
     recompute: { type: 'string', default: 'mlp' },
     blas: { type: 'string' },
     python: { type: 'string', default: '/usr/bin/python3' },
+    alt: { type: 'string' },
   },
 });
 const batch = Number(values.batch), threads = Number(values.threads), rounds = Number(values.rounds), warmup = Number(values.warmup);
@@ -60,20 +65,25 @@ async function torchSteps(n: number): Promise<{ ms: number[]; cpu_ms: number[]; 
 const ready = await reply();
 log(`PyTorch ${ready.torch}, ${ready.threads} threads${values.blas ? `, BLAS from ${values.blas}` : ''}`);
 
-// The dino-ts side, as bench/train.ts times it.
+// The dino-ts side, as bench/train.ts times it: this tree, and one variant per `--alt` directory.
 const config = { ...getPreset('fmnist-tiny6'), batch };
 const recompute = parseRecompute(values.recompute!);
-const runner = await StepRunner.compile(buildStepGraph(config, { recompute }).graph, { ep: 'cpu', threads });
-const state = TrainState.init(runner.signature.state, Prng.seeded(config.seed));
 const dataset = await loadFashionMnist({ limitPerClass: Math.max(10, Math.ceil(batch / 5)) });
 const { crops } = await benchAugment(dataset, config.augment, batch, { reps: 1, warmup: 0 });
 const inputs = stepInputs(config, crops, Prng.seeded(1));
 const scalars = midRunScalars(config);
-async function oursStep(): Promise<{ ms: number; cpuMs: number }> {
+interface Ours { readonly name: string; readonly runner: StepRunner; readonly state: TrainState }
+const ours: Ours[] = [];
+for (const dir of ['', ...(values.alt ?? '').split(',').filter(Boolean).map((d) => d.replace(/\/$/, ''))]) {
+  const build = dir ? ((await import(`${dir}/bench/train.ts`)) as typeof import('../train.ts')).buildStepGraph : buildStepGraph;
+  const runner = await StepRunner.compile(build(config, { recompute }).graph, { ep: 'cpu', threads });
+  ours.push({ name: dir ? `dino-ts(${path.basename(dir)})` : 'dino-ts', runner, state: TrainState.init(runner.signature.state, Prng.seeded(config.seed)) });
+}
+async function oursStep(o: Ours): Promise<{ ms: number; cpuMs: number }> {
   const c0 = process.cpuUsage();
   const t0 = performance.now();
-  const m = await runner.run(state, inputs, scalars);
-  if (!Number.isFinite(m['loss'])) throw new Error(`dino-ts step gave loss ${m['loss']}`);
+  const m = await o.runner.run(o.state, inputs, scalars);
+  if (!Number.isFinite(m['loss'])) throw new Error(`${o.name} step gave loss ${m['loss']}`);
   const c = process.cpuUsage(c0);
   return { ms: performance.now() - t0, cpuMs: (c.user + c.system) / 1000 };
 }
@@ -81,28 +91,33 @@ async function oursStep(): Promise<{ ms: number; cpuMs: number }> {
 const m0 = machineInfo();
 log(`${m0.nproc} cores ${m0.cpuModel}, node ${m0.node}, ORT ${m0.onnxruntimeNode}; load ${m0.loadAverage.toFixed(2)}; batch ${batch}, threads ${threads}, recompute ${recompute}`);
 await torchSteps(warmup);
-for (let i = 0; i < warmup; i++) await oursStep();
-const torchMs: number[] = [], oursMs: number[] = [], torchCpu: number[] = [], oursCpu: number[] = [];
+for (let i = 0; i < warmup; i++) for (const o of ours) await oursStep(o);
+// Column 0 is PyTorch, then the dino-ts variants.
+const names = ['PyTorch', ...ours.map((o) => o.name)];
+const ms: number[][] = names.map(() => []), cpu: number[][] = names.map(() => []);
 for (let r = 0; r < rounds; r++) {
-  const runTorch = async () => {
-    const t = await torchSteps(1);
-    torchMs.push(t.ms[0]!);
-    torchCpu.push(t.cpu_ms[0]!);
-  };
-  const runOurs = async () => {
-    const o = await oursStep();
-    oursMs.push(o.ms);
-    oursCpu.push(o.cpuMs);
-  };
-  if (r % 2 === 0) { await runTorch(); await runOurs(); } else { await runOurs(); await runTorch(); }
-  log(`  round ${r + 1}/${rounds}: PyTorch ${torchMs[r]!.toFixed(0)} ms, dino-ts ${oursMs[r]!.toFixed(0)} ms, speed-up ${(torchMs[r]! / oursMs[r]!).toFixed(3)}`);
+  for (let k = 0; k < names.length; k++) {
+    const i = (k + r) % names.length;
+    if (i === 0) {
+      const t = await torchSteps(1);
+      ms[0]!.push(t.ms[0]!);
+      cpu[0]!.push(t.cpu_ms[0]!);
+    } else {
+      const o = await oursStep(ours[i - 1]!);
+      ms[i]!.push(o.ms);
+      cpu[i]!.push(o.cpuMs);
+    }
+  }
+  log(`  round ${r + 1}/${rounds}: ${names.map((n, i) => `${n} ${ms[i]![r]!.toFixed(0)} ms`).join(', ')}`);
 }
 child.stdin!.write('quit\n');
-await runner.release();
+for (const o of ours) await o.runner.release();
 const m1 = machineInfo();
-const ips = (ms: number) => (batch * 1000) / ms;
-const speedups = torchMs.map((t, r) => t / oursMs[r]!);
-console.log(`${m0.date} ${m0.nproc} cores ${m0.cpuModel}; load ${m0.loadAverage.toFixed(2)} -> ${m1.loadAverage.toFixed(2)}; batch ${batch}, threads ${threads}, ${rounds} interleaved rounds, recompute ${recompute}`);
-console.log(`PyTorch ${ready.torch}: median ${median(torchMs).toFixed(1)} ms (min ${Math.min(...torchMs).toFixed(1)}) = ${ips(median(torchMs)).toFixed(1)} images/s; CPU/wall ${(median(torchCpu) / median(torchMs)).toFixed(2)}`);
-console.log(`dino-ts:       median ${median(oursMs).toFixed(1)} ms (min ${Math.min(...oursMs).toFixed(1)}) = ${ips(median(oursMs)).toFixed(1)} images/s; CPU/wall ${(median(oursCpu) / median(oursMs)).toFixed(2)}`);
-console.log(`speed-up dino-ts / PyTorch (images/s): paired median ${median(speedups).toFixed(3)} (rounds ${Math.min(...speedups).toFixed(3)}–${Math.max(...speedups).toFixed(3)}); of medians ${(median(torchMs) / median(oursMs)).toFixed(3)}`);
+const ips = (t: number) => (batch * 1000) / t;
+console.log(`${m0.date} ${m0.nproc} cores ${m0.cpuModel}; load ${m0.loadAverage.toFixed(2)} -> ${m1.loadAverage.toFixed(2)}; batch ${batch}, threads ${threads}, ${rounds} interleaved rounds, recompute ${recompute}; PyTorch ${ready.torch}${values.blas ? ' with the BLAS of --blas' : ''}`);
+for (const [i, n] of names.entries()) {
+  const speedups = ms[0]!.map((t, r) => t / ms[i]![r]!);
+  const cpuSpeedups = cpu[0]!.map((t, r) => t / cpu[i]![r]!);
+  console.log(`${n.padEnd(22)} median ${median(ms[i]!).toFixed(1).padStart(8)} ms (min ${Math.min(...ms[i]!).toFixed(1)}) = ${ips(median(ms[i]!)).toFixed(1).padStart(5)} images/s; CPU/wall ${(median(cpu[i]!) / median(ms[i]!)).toFixed(2)}` +
+    (i === 0 ? '' : `; speed-up over PyTorch: paired median ${median(speedups).toFixed(3)} (rounds ${Math.min(...speedups).toFixed(3)}-${Math.max(...speedups).toFixed(3)}), CPU time ${median(cpuSpeedups).toFixed(3)}`));
+}
