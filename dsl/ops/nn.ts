@@ -3,8 +3,8 @@
  *
  * - `matmul`: ONNX MatMul with numpy batch broadcasting; what the models use for every Linear layer.
  * - `gemm`: ONNX Gemm on 2-D operands (alpha op(A) op(B) + beta C); its backward is Gemms with the transposes
- *   folded into transA/transB. No model uses it today: bench/experiments/micro.ts measures Linear as one Gemm
- *   against MatMul, and bench/proposals/05-linear-gemm.patch switches models/layers.ts to it.
+ *   folded into transA/transB. MatMul's VJP uses it for 2-D weight gradients (`gradOfRhs`); no model layer
+ *   calls it (bench/proposals/05-linear-gemm.patch, Linear as one Gemm, measured within noise).
  */
 import type { Tensor, TensorInfo } from '../graph.ts';
 import { isFloat } from '../graph.ts';
