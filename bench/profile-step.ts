@@ -61,7 +61,7 @@ export function formatStepProfile(p: StepProfile): string {
     `matrix products (MatMul, Gemm, FusedMatMul): ${products.toFixed(1)} ms = ${((100 * products) / s.nodeMs).toFixed(1)}% of kernel time, ${(productFlops / 1e6 / products).toFixed(1)} GFLOP/s`,
     `everything else: ${(s.nodeMs - products).toFixed(1)} ms = ${((100 * (s.nodeMs - products)) / s.nodeMs).toFixed(1)}% of kernel time`,
   );
-  lines.push('', 'by phase:', formatProfileRows(s.byPhase, 10), '', 'top nodes:', formatProfileRows(s.byNode, 30));
+  lines.push('', 'by phase:', formatProfileRows(s.byPhase, 10), '', 'by region:', formatProfileRows(s.byRegion, 20), '', 'top nodes:', formatProfileRows(s.byNode, 30));
   return lines.join('\n');
 }
 

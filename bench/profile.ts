@@ -34,6 +34,8 @@ export interface ProfileSummary {
   readonly byNode: readonly ProfileRow[];
   /** Node time by training-step phase: `grad/...` backward, `optimizer/...` update, `teacher_ema/...`, the rest forward. */
   readonly byPhase: readonly ProfileRow[];
+  /** Node time by region of a ViT DINO step (see {@link regionOfNode}), forward and backward together. */
+  readonly byRegion: readonly ProfileRow[];
 }
 
 /** The profile file ORT wrote for `prefix` (`<prefix>_<date>.json`), the newest one if several. */
@@ -52,6 +54,33 @@ export function phaseOfNodeName(name: string): string {
   return 'forward';
 }
 
+/**
+ * Region of a ViT DINO step a node belongs to, from its module path (ORT keeps the DSL's name as a prefix of the nodes
+ * it fuses) and op type: the Linear layers of the blocks, attention's own products and layout ops, GELU, LayerNorm,
+ * the head, the loss, the optimizer. For ranking where time goes beyond op types.
+ */
+export function regionOfNode(name: string, op: string): string {
+  const s = name.startsWith('grad/') ? name.slice(5) : name;
+  if (name.startsWith('optimizer')) return 'AdamW + clipping';
+  if (name.startsWith('teacher_ema')) return 'teacher EMA';
+  if (/attn\.(qkv|proj)\//.test(s)) return 'attention qkv/proj Linear';
+  if (/\.attn\//.test(s)) {
+    if (/MatMul|Gemm/.test(op)) return 'attention q·kᵀ and p·v products';
+    return /Softmax|Exp|Mul|Sub|ReduceSum/.test(op) ? 'attention softmax' : 'attention layout (Split/Transpose/Concat)';
+  }
+  if (/blocks\.\d+\.mlp\.fc[12]\//.test(s)) return 'block MLP Linear (fc1, fc2)';
+  if (/blocks\.\d+\.mlp\//.test(s)) return 'block GELU';
+  if (/norm[12]?\//.test(s) && !s.startsWith('head')) return 'LayerNorm';
+  if (/blocks\.\d+\//.test(s)) return 'residual + drop path';
+  if (/head\.mlp\.\d+\//.test(s)) return 'head MLP Linear (2048 wide)';
+  if (/head\.mlp\//.test(s)) return 'head GELU';
+  if (/head\.last_layer/.test(s)) return 'head last layer (K)';
+  if (/^head\//.test(s)) return 'head L2 normalisation';
+  if (/dino_loss/.test(s)) return 'DINO loss';
+  if (/patch_embed|pos_embed|cls_token/.test(s)) return 'patch + position embedding';
+  return 'other';
+}
+
 /** Summarises a profile file, skipping the first `skipRuns` runs (warm-up). */
 export function summarizeProfile(file: string, skipRuns = 0): ProfileSummary {
   const events = JSON.parse(readFileSync(file, 'utf8')) as TraceEvent[];
@@ -64,6 +93,7 @@ export function summarizeProfile(file: string, skipRuns = 0): ProfileSummary {
   const byOp = new Map<string, { us: number; nodes: Set<string> }>();
   const byNode = new Map<string, number>();
   const byPhase = new Map<string, { us: number; nodes: Set<string> }>();
+  const byRegion = new Map<string, { us: number; nodes: Set<string> }>();
   let total = 0;
   for (const e of nodes) {
     const node = e.name.slice(0, -'_kernel_time'.length);
@@ -75,6 +105,9 @@ export function summarizeProfile(file: string, skipRuns = 0): ProfileSummary {
     const ph = phaseOfNodeName(node);
     const p = byPhase.get(ph) ?? { us: 0, nodes: new Set() };
     p.us += e.dur; p.nodes.add(node); byPhase.set(ph, p);
+    const rg = regionOfNode(node, op);
+    const q = byRegion.get(rg) ?? { us: 0, nodes: new Set() };
+    q.us += e.dur; q.nodes.add(node); byRegion.set(rg, q);
   }
   const rows = (m: Map<string, { us: number; nodes: Set<string> }>) =>
     [...m].map(([name, v]) => ({ name, ms: v.us / 1000 / n, share: v.us / total, count: v.nodes.size })).sort((a, b) => b.ms - a.ms);
@@ -85,6 +118,7 @@ export function summarizeProfile(file: string, skipRuns = 0): ProfileSummary {
     byOp: rows(byOp),
     byNode: [...byNode].map(([name, us]) => ({ name, ms: us / 1000 / n, share: us / total, count: 1 })).sort((a, b) => b.ms - a.ms),
     byPhase: rows(byPhase),
+    byRegion: rows(byRegion),
   };
 }
 

@@ -4,7 +4,7 @@
  * the caller passes the child scope (`s.child('fc1')`), so parameter names are the module path
  * plus `weight` / `bias`, exactly as in a PyTorch `state_dict`.
  */
-import { type Init, type Scope, type Tensor, add, autocastMatmul, layerNorm as layerNormOp, mul, transposeLast2 } from '../dsl/index.ts';
+import { type Init, type Scope, type Tensor, add, autocastMatmul, layerNorm as layerNormOp, mul, reshape, transposeLast2 } from '../dsl/index.ts';
 
 /** DINO's `trunc_normal_(std=.02)` (absolute bounds -2..2, i.e. practically untruncated). */
 export const TRUNC_NORMAL_02: Init = { kind: 'truncnormal', std: 0.02, lo: -2, hi: 2 };
@@ -42,6 +42,21 @@ export function linear(s: Scope, x: Tensor, inFeatures: number, outFeatures: num
     if (opts.bias === false) return y;
     const bias = s.param('bias', [outFeatures], opts.biasInit ?? ZEROS, { tags, dtype: floatType(x) });
     return add(y, bias);
+  });
+}
+
+/**
+ * The same `nn.Linear` (same parameters) on features-major input: xT [inFeatures, N] -> W xT + b [outFeatures, N].
+ * Small M and large N suit ONNX Runtime's CPU GEMM better at K = 192 than x Wᵀ's large M and small N (bench/RESULTS.md).
+ */
+export function linearFeatureMajor(s: Scope, xT: Tensor, inFeatures: number, outFeatures: number, opts: LinearOptions = {}): Tensor {
+  return s.run(() => {
+    const tags = opts.tags ?? [];
+    const weight = s.param('weight', [outFeatures, inFeatures], opts.weightInit ?? TRUNC_NORMAL_02, { tags, dtype: floatType(xT) });
+    const y = autocastMatmul(s, weight, xT);
+    if (opts.bias === false) return y;
+    const bias = s.param('bias', [outFeatures], opts.biasInit ?? ZEROS, { tags, dtype: floatType(xT) });
+    return add(y, reshape(bias, [outFeatures, 1]));
   });
 }
 

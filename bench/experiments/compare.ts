@@ -2,7 +2,8 @@
  * Compares variants of the fmnist-tiny6 training step (see step-variants.ts), interleaved in one process.
  *
  *   node --import tsx bench/experiments/compare.ts --set session|threads|executor|spinning|memory|prealloc|passthrough|recompute|alt
- *        [--batch 64] [--rounds 8] [--warmup 2] [--threads 0] [--alt DIR[,DIR]] [--alt-session JSON] [--variants name,name]
+ *        [--batch 64] [--rounds 8] [--warmup 2] [--threads 0] [--recompute none|mlp|blocks] [--alt DIR[,DIR]] [--alt-session JSON]
+ *        [--variants name,name]
  *
  * `--alt DIR[,DIR]` adds a variant per directory whose step graph is built and emitted by the code in DIR (a scratch
  * copy of this repository with a proposed change to dsl/ or models/), with the same state and inputs;
@@ -18,6 +19,7 @@ import { benchAugment } from '../augment.ts';
 import { machineInfo } from '../measure.ts';
 import { buildStepGraph, midRunScalars, stepInputs } from '../train.ts';
 import { passThroughGraph } from '../state-io.ts';
+import { parseRecompute } from '../../models/vit.ts';
 import { type Variant, compareVariants } from './step-variants.ts';
 
 const { values } = parseArgs({
@@ -30,6 +32,8 @@ const { values } = parseArgs({
     alt: { type: 'string' },
     variants: { type: 'string' },
     'alt-session': { type: 'string', default: '{}' },
+    // The baseline's and the alt variants' recomputation (training's default is mlp; `--set recompute` ignores it).
+    recompute: { type: 'string', default: 'none' },
   },
 });
 const batch = Number(values.batch);
@@ -37,7 +41,8 @@ const threads = Number(values.threads);
 const config = { ...getPreset('fmnist-tiny6'), batch };
 const log = (s: string) => process.stderr.write(`${s}\n`);
 
-const graph = buildStepGraph(config).graph;
+const recompute = parseRecompute(values.recompute!);
+const graph = buildStepGraph(config, { recompute }).graph;
 const bytes = emitOnnx(graph, { params: 'inputs' });
 if (E.isLeft(bytes)) throw new Error(bytes.left.map(formatError).join('\n'));
 const signature = stepSignature(graph);
@@ -80,7 +85,7 @@ if (!variants) throw new Error(`unknown --set ${values.set}; one of ${Object.key
 for (const dir of (values.alt ?? '').split(',').filter(Boolean).map((d) => d.replace(/\/$/, ''))) {
   const altTrain = (await import(`${dir}/bench/train.ts`)) as typeof import('../train.ts');
   const altDsl = (await import(`${dir}/dsl/index.ts`)) as typeof import('../../dsl/index.ts');
-  const altGraph = altTrain.buildStepGraph(config).graph;
+  const altGraph = altTrain.buildStepGraph(config, { recompute }).graph;
   const altBytes = altDsl.emitOnnx(altGraph, { params: 'inputs' });
   if (E.isLeft(altBytes)) throw new Error(altBytes.left.map(altDsl.formatError).join('\n'));
   const altSig = altDsl.stepSignature(altGraph);
@@ -99,11 +104,11 @@ const { crops } = await benchAugment(dataset, config.augment, batch, { reps: 1, 
 const inputs = stepInputs(config, crops, Prng.seeded(1));
 const scalars = midRunScalars(config);
 const m = machineInfo();
-log(`${m.nproc} cores ${m.cpuModel}, node ${m.node}, ORT ${m.onnxruntimeNode}; load ${m.loadAverage.toFixed(2)}; batch ${batch}, threads ${threads}`);
+log(`${m.nproc} cores ${m.cpuModel}, node ${m.node}, ORT ${m.onnxruntimeNode}; load ${m.loadAverage.toFixed(2)}; batch ${batch}, threads ${threads}, recompute ${recompute}`);
 const results = await compareVariants(variants, { bytes: bytes.right, signature, threads, seed: config.seed }, inputs, scalars, {
   warmup: Number(values.warmup), rounds: Number(values.rounds), log,
 });
-console.log(`batch ${batch}, ${values.rounds} interleaved rounds, load ${m.loadAverage.toFixed(2)} -> ${machineInfo().loadAverage.toFixed(2)}`);
+console.log(`${m.date} batch ${batch}, threads ${threads}, recompute ${recompute}, ${values.rounds} interleaved rounds, load ${m.loadAverage.toFixed(2)} -> ${machineInfo().loadAverage.toFixed(2)}`);
 for (const r of results) {
   console.log(`${r.name.padEnd(28)} median ${r.medianMs.toFixed(1).padStart(8)} ms  min ${r.minMs.toFixed(1).padStart(8)} ms  paired ratio ${r.pairedRatio.toFixed(3)}  cpu ${r.cpuMedianMs.toFixed(0).padStart(6)} ms (ratio ${r.cpuPairedRatio.toFixed(3)})  loss ${r.loss.toFixed(5)}`);
 }

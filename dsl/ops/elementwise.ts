@@ -258,10 +258,12 @@ export const Gelu = defineOp({
   name: 'Gelu',
   flops: cost.elementwise,
   infer: unaryInfer,
+  // With t = x/√2: 2(Φ(x) + xφ(x)) = 1 + erf(t) + x √(2/π) / exp(t²), ten element-wise passes over x's size where the
+  // direct form took eleven (ONNX Runtime's CPU EP runs each op as its own pass; exp(t²) = inf gives the 0 of the tail).
   vjp: ({ inputs: [x], grads: [g] }) => {
-    const cdf = mul(add(erf(div(x!, Math.SQRT2)), 1), 0.5);
-    const xPdf = mul(x!, exp(add(mul(mul(x!, x!), -0.5), -0.5 * Math.log(2 * Math.PI)))); // x exp(-x²/2) / sqrt(2π)
-    return [mul(g!, add(cdf, xPdf))];
+    const t = div(x!, Math.SQRT2);
+    const twiceXPdf = div(mul(x!, Math.sqrt(2 / Math.PI)), exp(mul(t, t)));
+    return [mul(g!, mul(add(add(erf(t), 1), twiceXPdf), 0.5))];
   },
 });
 export const gelu = (x: Tensor): Tensor => x.graph.apply(Gelu, [x])[0]!;

@@ -96,6 +96,13 @@ export const Transpose = defineOp<{ perm: readonly number[] }>({
 });
 export function transpose(x: Tensor, perm: readonly number[]): Tensor {
   if (perm.every((p, i) => p === i)) return x;
+  // A transpose of a transpose is one transpose (or none): the backward pass of `matmul(x, transposeLast2(W))`
+  // then yields W's gradient in W's layout directly instead of materialising a transposed copy (nn.ts).
+  const src = x.source;
+  if (src.kind === 'node' && src.node.op === Transpose && perm.length === src.node.inputs[0]!.rank) {
+    const inner = (src.node.attrs as { perm: readonly number[] }).perm;
+    return transpose(src.node.inputs[0]!, perm.map((p) => inner[p]!));
+  }
   return x.graph.apply(Transpose, [x], { perm })[0]!;
 }
 /** Swaps the last two axes. */

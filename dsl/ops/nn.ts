@@ -3,8 +3,8 @@
  *
  * - `matmul`: ONNX MatMul with numpy batch broadcasting; what the models use for every Linear layer.
  * - `gemm`: ONNX Gemm on 2-D operands (alpha op(A) op(B) + beta C); its backward is Gemms with the transposes
- *   folded into transA/transB. No model uses it today: bench/experiments/micro.ts measures Linear as one Gemm
- *   against MatMul, and bench/proposals/05-linear-gemm.patch switches models/layers.ts to it.
+ *   folded into transA/transB. MatMul's VJP uses it for 2-D weight gradients (`gradOfRhs`); no model layer
+ *   calls it (bench/proposals/05-linear-gemm.patch, Linear as one Gemm, measured within noise).
  */
 import type { Tensor, TensorInfo } from '../graph.ts';
 import { isFloat } from '../graph.ts';
@@ -44,9 +44,22 @@ function matmulGradRhs(g: Tensor, a: Tensor, b: Tensor): Tensor {
     // instead of a batched product followed by a reduction over the batch.
     const a2 = reshape(a, [-1, a.shape[a.rank - 1]!]);
     const g2 = reshape(g, [-1, g.shape[g.rank - 1]!]);
-    return matmul(transposeLast2(a2), g2);
+    return gradOfRhs(g2, a2, b);
   }
-  return matmul(transposeLast2(a), g);
+  return b.rank === 2 && a.rank === 2 ? gradOfRhs(g, a, b) : matmul(transposeLast2(a), g);
+}
+
+/**
+ * aᵀ g for 2-D a and b, as a Gemm with transA: ONNX Runtime folds a Transpose into MatMul (FusedMatMul) but not
+ * into the Gemm it makes of MatMul + Add, and a weight used twice (the student's two crop resolutions) gets its
+ * gradients summed, so a MatMul here left one activation-sized Transpose per weight. When b is itself a transpose
+ * (a Linear's `transposeLast2(weight)`) the product is formed as (gᵀ a)ᵀ: the Transpose's own VJP then cancels the
+ * outer transpose (`transpose` folds pairs), and the weight's gradient comes out of one Gemm in the weight's layout.
+ */
+function gradOfRhs(g: Tensor, a: Tensor, b: Tensor): Tensor {
+  if (!isFloat(a.dtype)) return matmul(transposeLast2(a), g);
+  if (b.source.kind === 'node' && b.source.node.op.name === 'Transpose') return transposeLast2(gemm(g, a, null, { transA: true }));
+  return gemm(a, g, null, { transA: true });
 }
 
 export const matmul = (a: Tensor, b: Tensor): Tensor => a.graph.apply(MatMul, [a, b])[0]!;

@@ -22,16 +22,24 @@ export interface AdamWState {
 
 /**
  * One AdamW step (decoupled weight decay, bias correction). `step` is the step count *after* this
- * update (1 on the first update), a float scalar; `wd` is 0 for parameters without decay.
+ * update (1 on the first update), a float scalar; `wd` is 0 for parameters without decay. `gradScale` (a scalar,
+ * e.g. the clipping coefficient) multiplies the gradient: it is folded into the moments' scalar factors, so the
+ * scaled gradient is never written out.
+ *
+ * Element-wise passes over the parameter's size are what this costs on a CPU (each ONNX op is one pass), so the
+ * scalars are combined first: m / (√v / √bc2 + ε) · lr/bc1 is computed as m / (√v + ε√bc2) · (lr √bc2 / bc1), the
+ * same value up to rounding; and g·g is the node the gradient's norm (`norm`) squares as well, so the two share it.
  */
-export function adamw(s: AdamWState, grad: Tensor, lr: Tensor, wd: Tensor | number, step: Tensor, h: AdamWHyper = ADAMW_DEFAULTS): AdamWState {
+export function adamw(s: AdamWState, grad: Tensor, lr: Tensor, wd: Tensor | number, step: Tensor, h: AdamWHyper = ADAMW_DEFAULTS, gradScale?: Tensor): AdamWState {
   const decayed = typeof wd === 'number' && wd === 0 ? s.param : mul(s.param, sub(1, mul(lr, wd)));
-  const m = add(mul(s.m, h.beta1), mul(grad, 1 - h.beta1));
-  const v = add(mul(s.v, h.beta2), mul(mul(grad, grad), 1 - h.beta2));
+  const scale1 = gradScale ? mul(gradScale, 1 - h.beta1) : 1 - h.beta1;
+  const scale2 = gradScale ? mul(mul(gradScale, gradScale), 1 - h.beta2) : 1 - h.beta2;
+  const m = add(mul(s.m, h.beta1), mul(grad, scale1));
+  const v = add(mul(s.v, h.beta2), mul(mul(grad, grad), scale2));
   const biasCorrection1 = sub(1, pow(s.param.graph.scalar(h.beta1, step.dtype), step));
-  const biasCorrection2 = sub(1, pow(s.param.graph.scalar(h.beta2, step.dtype), step));
-  const denom = add(div(sqrt(v), sqrt(biasCorrection2)), h.eps);
-  const param = sub(decayed, mul(div(lr, biasCorrection1), div(m, denom)));
+  const rootBc2 = sqrt(sub(1, pow(s.param.graph.scalar(h.beta2, step.dtype), step)));
+  const stepSize = div(mul(lr, rootBc2), biasCorrection1);
+  const param = sub(decayed, mul(div(m, add(sqrt(v), mul(rootBc2, h.eps))), stepSize));
   return { param, m, v };
 }
 
@@ -53,8 +61,12 @@ export function norm(t: Tensor): Tensor {
  */
 export function clipGradNorm(grad: Tensor, maxNorm: number): { grad: Tensor; norm: Tensor } {
   const n = norm(grad);
-  const coef = div(maxNorm, add(n, 1e-6));
-  return { grad: mul(grad, minimum(coef, 1)), norm: n };
+  return { grad: mul(grad, clipCoefficient(n, maxNorm)), norm: n };
+}
+
+/** The factor clipGradNorm multiplies a gradient of norm `n` by: min(c / (n + 1e-6), 1). */
+export function clipCoefficient(n: Tensor, maxNorm: number): Tensor {
+  return minimum(div(maxNorm, add(n, 1e-6)), 1);
 }
 
 /** target <- momentum * target + (1 - momentum) * source (DINO's teacher update). */

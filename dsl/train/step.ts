@@ -11,7 +11,7 @@ import { type DslError, type Graph, type ParamSpec, type Tensor, specOf } from '
 import { gradients } from '../autodiff.ts';
 import { add, mul, sqrt } from '../ops/elementwise.ts';
 import { zerosLike } from '../ops/layout.ts';
-import { ADAMW_DEFAULTS, type AdamWHyper, adamw, clipGradNorm, gated, norm, sgd } from './optim.ts';
+import { ADAMW_DEFAULTS, type AdamWHyper, adamw, clipCoefficient, gated, norm, sgd } from './optim.ts';
 import { type LossScaling, type LossScalingResult, finishLossScaling, lossScaler } from './loss-scale.ts';
 
 export const NEXT = 'next.';
@@ -97,14 +97,16 @@ export function addOptimizerStep(graph: Graph, opts: OptimizerStepOptions): E.Ei
       if (scaler) g = scaler.unscale(g);
       const n = norm(g);
       sumSq = sumSq ? add(sumSq, mul(n, n)) : mul(n, n);
-      if (opts.clipGrad !== undefined) g = clipGradNorm(g, opts.clipGrad).grad;
+      // AdamW takes the clipping as a scalar factor (folded into its moment updates); SGD gets the clipped gradient.
+      const clip = opts.clipGrad !== undefined ? clipCoefficient(n, opts.clipGrad) : undefined;
+      if (clip && opts.optimizer.kind !== 'adamw') g = mul(g, clip);
       const gate = opts.gateOf?.(name, spec);
       const gateInput = gate ? scalarInput(`gate.${gate}`) : undefined;
       const keepIfGated = (next: Tensor, prev: Tensor) => (gateInput ? gated(gateInput, next, prev) : next);
       const decay = spec.decay && wd ? wd : 0;
       if (opts.optimizer.kind === 'adamw') {
         const m = optimState(`optim.m.${name}`, p), v = optimState(`optim.v.${name}`, p);
-        const next = adamw({ param: p, m, v }, g, lr, decay, stepFor(gate), opts.optimizer.hyper ?? ADAMW_DEFAULTS);
+        const next = adamw({ param: p, m, v }, g, lr, decay, stepFor(gate), opts.optimizer.hyper ?? ADAMW_DEFAULTS, clip);
         graph.output(NEXT + `optim.m.${name}`, keepIfGated(next.m, m));
         graph.output(NEXT + `optim.v.${name}`, keepIfGated(next.v, v));
         updated.set(name, keepIfGated(next.param, p));
