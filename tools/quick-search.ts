@@ -11,6 +11,8 @@
  *
  *   npx tsx tools/quick-search.ts --out runs/learn/a --eval-at 0,150,300 --set steps=300 --set lr=0.004 ...
  *
+ * `--init-only` evaluates the random-init teacher and stops; `--skip-init-eval` does not evaluate it.
+ *
  * Appends one JSON line per evaluation to DIR/curve.jsonl: {step, knn20, n_train, n_test, loss, teacher_entropy,
  * teacher_kl, train_seconds (training wall time so far, compile excluded), eval_seconds, seconds (total)}.
  */
@@ -27,7 +29,7 @@ import { createSession } from '../runtime/backend.ts';
 const { values } = parseArgs({
   options: {
     out: { type: 'string' }, preset: { type: 'string', default: 'fmnist-quick' }, every: { type: 'string', default: '100' },
-    'eval-at': { type: 'string' }, split: { type: 'string', default: 'val' }, 'skip-init-eval': { type: 'boolean', default: false },
+    'eval-at': { type: 'string' }, split: { type: 'string', default: 'val' }, 'skip-init-eval': { type: 'boolean', default: false }, 'init-only': { type: 'boolean', default: false },
     'limit-train': { type: 'string' }, 'limit-test': { type: 'string' }, 'limit-train-final': { type: 'string' }, set: { type: 'string', multiple: true },
   },
 });
@@ -74,6 +76,7 @@ let done = 0;
 if (!existsSync(join(out, 'checkpoint.safetensors'))) {
   await train({ config: cfg, out, dataset: data, stopAfter: 0, progress: 'none', log: () => {} });
   if (!values['skip-init-eval']) await evaluate(0, {}); // the random-init teacher
+  if (values['init-only']) process.exit(0);
 } else {
   const metrics = readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').filter(Boolean);
   done = metrics.length ? (JSON.parse(metrics.at(-1)!) as { step: number }).step : 0;

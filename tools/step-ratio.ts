@@ -6,7 +6,8 @@
  *
  *   npx tsx tools/step-ratio.ts --rounds 12 --cand 'lr=0.004' --cand 'backbone.patchSize=7;augment.localSize=14'
  *
- * Each `--cand` is a `;`-separated list of `key=value` overrides of the reference preset. Prints one JSON line per
+ * `--set key=value` (repeatable) overrides the reference preset; each `--cand` is a `;`-separated list of `key=value`
+ * overrides of that reference. Prints one JSON line per
  * candidate: {cand, median_ms, ref_median_ms, ratio}. Training uses the recompute mode the training loop uses.
  */
 import { parseArgs } from 'node:util';
@@ -23,10 +24,10 @@ import { median } from '../bench/measure.ts';
 const { values } = parseArgs({
   options: {
     preset: { type: 'string', default: 'fmnist-quick' }, rounds: { type: 'string', default: '10' },
-    cand: { type: 'string', multiple: true }, warmup: { type: 'string', default: '2' },
+    cand: { type: 'string', multiple: true }, warmup: { type: 'string', default: '2' }, set: { type: 'string', multiple: true },
   },
 });
-const ref = getPreset(values.preset!);
+const ref = applyOverrides(getPreset(values.preset!), values.set ?? []);
 const cands = (values.cand ?? []).map((c) => ({ name: c, cfg: applyOverrides(ref, c.split(';').filter(Boolean)) }));
 const data = await loadFashionMnist({ split: 'val' });
 
