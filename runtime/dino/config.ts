@@ -103,10 +103,11 @@ const FMNIST_TINY6: TrainConfig = {
  *   sharper (temperature 0.02, no warm-up), and the last layer trained from the second step: a run this short
  *   has no epoch to spend warming up or frozen (docs/fmnist-quick.md).
  * - Batch 32 for more updates per CPU-minute; blur sigmas scaled by 28/224 (DINO's are meant for 224 px crops).
- * Val k-NN (5,000 val vs 55,000 train images): 73.6% after the 1,119 steps, 71.9% at random init; the previous
- * preset's architecture starts at 60.2%.
  * - 1,119 steps: 450 steps of the previous preset (patch 4, large head; ~10 min on a quiet 2-core CPU) times its
  *   measured step-time ratio 1 / 0.402 (tools/step-ratio.ts).
+ *
+ * Val k-NN (5,000 val vs 55,000 train images): 73.6% after the 1,119 steps, 71.9% at random init; the previous
+ * preset's architecture starts at 60.2%.
  */
 const FMNIST_QUICK: TrainConfig = {
   ...FMNIST_TINY6,
