@@ -99,3 +99,45 @@ export function checkDataset(dataset: Dataset): Dataset {
   }
   return dataset;
 }
+
+/**
+ * A validation split carved from a training split, for model selection that never sees the test split: the last
+ * `perClass` images of each class (in the set's order) are held out, the rest stay. Both parts keep the set's order
+ * and live in shared memory (loader workers read them). Unlabelled images (-1) stay in `rest`.
+ * @throws Error when some class has `perClass` images or fewer (nothing would be left to train on).
+ */
+export function holdOutPerClass(
+  dataset: Pick<Dataset, 'channels' | 'height' | 'width' | 'classes'>,
+  set: ImageSet,
+  perClass: number,
+): { rest: ImageSet; heldOut: ImageSet } {
+  if (!(Number.isInteger(perClass) && perClass > 0)) throw new Error(`perClass must be a positive integer, got ${perClass}`);
+  const classes = dataset.classes.length;
+  const seen = new Array<number>(classes).fill(0);
+  for (const l of set.labels) if (l >= 0) seen[l]!++;
+  for (let c = 0; c < classes; c++) {
+    if (seen[c]! <= perClass) throw new Error(`class ${c} has ${seen[c]} images, cannot hold out ${perClass}`);
+  }
+  // Walk backwards so "the last perClass of each class" needs one pass.
+  const held = new Uint8Array(set.count);
+  const taken = new Array<number>(classes).fill(0);
+  for (let i = set.count - 1; i >= 0; i--) {
+    const l = set.labels[i]!;
+    if (l >= 0 && taken[l]! < perClass) { held[i] = 1; taken[l]!++; }
+  }
+  const size = imageSize(dataset);
+  const pick = (keep: 0 | 1): ImageSet => {
+    let count = 0;
+    for (let i = 0; i < set.count; i++) if (held[i] === keep) count++;
+    const pixels = new Uint8Array(new SharedArrayBuffer(count * size));
+    const labels = new Int32Array(count);
+    let dst = 0;
+    for (let i = 0; i < set.count; i++) {
+      if (held[i] !== keep) continue;
+      pixels.set(set.pixels.subarray(i * size, (i + 1) * size), dst * size);
+      labels[dst++] = set.labels[i]!;
+    }
+    return { count, pixels, labels };
+  };
+  return { rest: pick(0), heldOut: pick(1) };
+}

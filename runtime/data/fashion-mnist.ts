@@ -15,7 +15,7 @@
 import { createRequire } from 'node:module';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import type { Dataset, ImageSet } from './dataset.ts';
+import { type Dataset, type ImageSet, holdOutPerClass } from './dataset.ts';
 
 /** Mean of Fashion-MNIST pixels in [0, 1] (the usual constant). */
 export const FASHION_MNIST_MEAN = 0.286;
@@ -32,6 +32,8 @@ const PIXELS_PER_IMAGE = SIDE * SIDE;
 const CLASS_COUNT = 10;
 /** The first 6,000 valid rows of each class are train (docs/ARCHITECTURE.md, "DINO reference"). */
 const TRAIN_PER_CLASS = 6000;
+/** Train images per class held out as the validation split (`split: 'val'`): 5,000 of the 60,000. */
+export const FASHION_MNIST_VAL_PER_CLASS = 500;
 
 export interface FashionMnistOptions {
   /**
@@ -47,6 +49,13 @@ export interface FashionMnistOptions {
   cache?: boolean;
   /** Valid rows per class that go to train, the rest to test. Default 6,000; only tests change it. */
   trainPerClass?: number;
+  /**
+   * `'test'` (default): train = the 60,000 train images, test = the 10,000 test images. `'val'`: for choosing
+   * settings without touching the test split: test = the last {@link FASHION_MNIST_VAL_PER_CLASS} train images of
+   * each class in file order (5,000), train = the other 55,000; the test images are not returned at all.
+   * `limitPerClass` applies afterwards, to both parts.
+   */
+  split?: 'test' | 'val';
 }
 
 /** Parsed Fashion-MNIST as uint8, both splits class-major. This is exactly what the cache file stores. */
@@ -75,7 +84,16 @@ export async function loadFashionMnist(options: FashionMnistOptions = {}): Promi
     raw = await parseSource(sourceDir, trainPerClass);
     if (useCache) await writeCache(cacheFile, fingerprint, raw);
   }
+  if (options.split === 'val') raw = validationSplit(raw);
+  else if (options.split !== undefined && options.split !== 'test') throw new Error(`split must be 'test' or 'val', got ${String(options.split)}`);
   return toDataset(raw, options.limitPerClass);
+}
+
+/** The train split divided into train (first rows of each class) and validation (last 500 of each class). */
+function validationSplit(raw: RawFashionMnist): RawFashionMnist {
+  const shape = { channels: 1, height: SIDE, width: SIDE, classes: FASHION_MNIST_CLASSES };
+  const { rest, heldOut } = holdOutPerClass(shape, { count: raw.trainLabels.length, pixels: raw.trainPixels, labels: Int32Array.from(raw.trainLabels) }, FASHION_MNIST_VAL_PER_CLASS);
+  return { trainLabels: Uint8Array.from(rest.labels), trainPixels: rest.pixels, testLabels: Uint8Array.from(heldOut.labels), testPixels: heldOut.pixels };
 }
 
 /** Where {@link loadFashionMnist} keeps its cache for these options. */
