@@ -10,20 +10,18 @@ import { execFileSync } from 'node:child_process';
 import { Prng } from '../dsl/index.ts';
 import { countFlops } from '../dsl/flops.ts';
 import type { Precision } from '../dsl/graph.ts';
-import { buildDinoStep, dinoStepInputShapes } from '../models/dino-step.ts';
+import { dinoStepInputShapes } from '../models/dino-step.ts';
 import type { Recompute } from '../models/vit.ts';
 import type { ExecutionProvider } from '../runtime/backend.ts';
-import { applyOverrides, getPreset, stepConfig } from '../runtime/dino/config.ts';
+import { applyOverrides, getPreset, stepConfig, withPrecision } from '../runtime/dino/config.ts';
 import { dinoStepFeeds } from '../runtime/dino/step-feeds.ts';
-import { initialState } from '../runtime/dino/train.ts';
+import { initialState, trainingStepGraph } from '../runtime/dino/train.ts';
 import { StepRunner, stackSteps } from '../runtime/step-runner.ts';
 import { stateToHost } from '../runtime/ep/device-state.ts';
 import { matmulCeiling } from './ceiling.ts';
 import { benchStateIo } from './state-io.ts';
 import { dinoPhase, midRunScalars } from './train.ts';
 import { median, peakRssMb } from './measure.ts';
-import * as E from 'fp-ts/lib/Either.js';
-import { formatError } from '../dsl/index.ts';
 
 export interface ScaleBenchOptions {
   readonly preset: string;
@@ -83,14 +81,10 @@ export async function runScaleBench(opts: ScaleBenchOptions): Promise<ScaleBench
   const runs = opts.runs ?? 5;
   const precision = opts.precision ?? 'fp32';
   const threads = opts.threads ?? 0;
-  const built = buildDinoStep({
-    ...stepConfig(config), recompute: opts.recompute ?? 'mlp', precision,
-    ...(opts.ep === 'webgpu' ? { logSoftmax: 'composite' as const } : {}),
-  });
-  if (E.isLeft(built)) throw new Error(built.left.map(formatError).join('\n'));
-  const flops = countFlops(built.right.graph, { phaseOf: dinoPhase });
+  const built = trainingStepGraph(withPrecision(config, precision), { ep: opts.ep, ...(opts.recompute ? { recompute: opts.recompute } : {}) });
+  const flops = countFlops(built.graph, { phaseOf: dinoPhase });
   const t0 = performance.now();
-  const runner = await StepRunner.compile(built.right.graph, { ep: opts.ep, threads, keepStateOnDevice: true });
+  const runner = await StepRunner.compile(built.graph, { ep: opts.ep, threads, keepStateOnDevice: true });
   const compileS = (performance.now() - t0) / 1000;
   const state = initialState(runner.signature.state, config.seed);
 

@@ -3,6 +3,7 @@ import { runBench } from '../bench/index.ts';
 import { formatScaleBench, runScaleBench } from '../bench/scale.ts';
 import { inspectPreset } from '../models/inspect.ts';
 import { RECOMPUTE_MODES } from '../models/vit.ts';
+import { EXECUTION_PROVIDERS } from '../runtime/ep/ort-select.ts';
 import { presetNames as modelPresetNames } from '../models/presets.ts';
 import { getPreset as getTrainPreset, presetNames as trainPresetNames } from '../runtime/dino/config.ts';
 import { trainSpirals } from '../runtime/examples/spirals.ts';
@@ -15,7 +16,7 @@ export const benchCommand = defineCommand(
     options: {
       preset: { kind: 'string', default: 'fmnist-tiny6', placeholder: 'NAME', help: 'training preset to measure' },
       batch: { kind: 'int', min: 1, help: 'images per step (default: the preset\'s)' },
-      ep: { kind: 'choice', choices: ['cpu', 'cuda', 'webgpu'], default: 'cpu', help: 'ONNX Runtime execution provider' },
+      ep: { kind: 'choice', choices: EXECUTION_PROVIDERS, default: 'cpu', help: 'ONNX Runtime execution provider' },
       steps: { kind: 'int', min: 1, help: 'timed training steps' },
       threads: { kind: 'int', min: 0, help: 'intra-op threads (default: one per core)' },
       recompute: { kind: 'choice', choices: RECOMPUTE_MODES, help: 'activations the backward pass recomputes, as dino train (default mlp)' },

@@ -6,14 +6,14 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { type TrainConfig, RESUMABLE_KEYS, applyOverrides, configDifferences, getPreset, presetNames, withPrecision } from '../runtime/dino/config.ts';
 import { PRECISIONS } from '../dsl/autocast.ts';
-import { formatConfigChange as formatChange, train } from '../runtime/dino/train.ts';
+import { formatConfigChange as formatChange, loadTrainingData, train } from '../runtime/dino/train.ts';
 import { checkDataFits } from '../runtime/dino/data-fit.ts';
-import { loadTrainingData } from '../runtime/dino/train.ts';
 import { DINO_ARCHS, dinoVitConfig, withEpochs } from '../runtime/dino/vit-presets.ts';
 import { readCheckpointMeta } from '../runtime/dino/checkpoint.ts';
 import { readDinoWeights } from '../runtime/io/weights.ts';
 import { defaultStepsPerRun } from '../runtime/ep/steps-per-run.ts';
 import { RECOMPUTE_MODES } from '../models/vit.ts';
+import { EXECUTION_PROVIDERS } from '../runtime/ep/ort-select.ts';
 import type { Dataset } from '../runtime/data/dataset.ts';
 import { type Parsed, UsageError, defineCommand, parseCommand } from './args.ts';
 
@@ -57,7 +57,7 @@ export const trainCommand = defineCommand(
       resume: { kind: 'string', placeholder: '[DIR]', optionalValue: true, help: 'continue the run in DIR (or in --out) from its checkpoint, with its own config' },
       data: { kind: 'string', placeholder: 'FOLDER', help: 'train on an image folder (class subfolders give labels for evaluation); default: Fashion-MNIST' },
       'skip-bad-images': { kind: 'flag', help: 'skip unreadable images instead of stopping (they are counted in the log)' },
-      ep: { kind: 'choice', choices: ['cpu', 'cuda', 'webgpu'], default: 'cpu', help: 'ONNX Runtime execution provider' },
+      ep: { kind: 'choice', choices: EXECUTION_PROVIDERS, default: 'cpu', help: 'ONNX Runtime execution provider' },
       threads: { kind: 'int', min: 0, default: 0, help: 'intra-op threads (0: one per core)' },
       precision: { kind: 'choice', choices: PRECISIONS, help: 'fp16: mixed precision as DINO\'s --use_fp16 (float16 matrix products, dynamic loss scaling; for GPUs). Default fp32' },
       'use-fp16': { kind: 'choice', choices: ['true', 'false'], help: 'DINO\'s name: true is --precision fp16' },

@@ -6,7 +6,7 @@ import { createRequire } from 'node:module';
 import type * as Ort from 'onnxruntime-node';
 import type { DType } from '../dsl/graph.ts';
 import { fromFloat16, toFloat16 } from '../dsl/float16.ts';
-import { chooseOrt } from './ep/ort-select.ts';
+import { type ExecutionProvider, chooseOrt } from './ep/ort-select.ts';
 
 /** The onnxruntime-node this process runs: the project's, or `dino setup cuda`'s for DINO_EP=cuda (ep/ort-select.ts). */
 export const ortChoice = chooseOrt();
@@ -19,7 +19,7 @@ declare namespace ort {
   namespace InferenceSession { type SessionOptions = Ort.InferenceSession.SessionOptions; type ReturnType = Ort.InferenceSession.ReturnType }
 }
 
-export type ExecutionProvider = 'cpu' | 'cuda' | 'webgpu';
+export { EXECUTION_PROVIDERS, type ExecutionProvider } from './ep/ort-select.ts';
 
 export interface SessionOptions {
   readonly ep?: ExecutionProvider;

@@ -1,5 +1,5 @@
 /**
- * Compile time and ONNX size of training-step graphs (issue 3's closing-note figures):
+ * Compile time and ONNX size of training-step graphs (the compile-time figures of bench/RESULTS.md):
  *   npx tsx tools/compile-probe.ts
  */
 import * as E from 'fp-ts/lib/Either.js';

@@ -25,9 +25,7 @@ import { StepRunner } from '../runtime/step-runner.ts';
 import { ort } from '../runtime/backend.ts';
 import { ortWebDist, startStaticServer } from '../exports/serve.ts';
 
-const CHROMIUM = '/usr/bin/chromium';
-const FLAGS = ['--no-sandbox', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run',
-  '--enable-unsafe-webgpu', '--enable-unsafe-swiftshader', '--use-webgpu-adapter=swiftshader'];
+import { CHROMIUM, CHROMIUM_FLAGS } from './chromium.ts';
 
 export interface ProbeOptions {
   readonly depth: number;
@@ -92,7 +90,7 @@ export async function probeWebgpuStep(o: ProbeOptions): Promise<ProbeResult> {
   };
   </script>`);
   const server = await startStaticServer({ mounts: { '/ort/': ortWebDist(), '/step/': dir, '/': dir }, port: 0 });
-  const browser = await chromium.launch({ executablePath: CHROMIUM, args: FLAGS });
+  const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_FLAGS });
   const lines: string[] = [];
   try {
     const page = await browser.newPage();

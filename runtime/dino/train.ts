@@ -6,7 +6,7 @@ import { appendFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as E from 'fp-ts/lib/Either.js';
 import { Prng, formatError, initialValues, type ParamSpec } from '../../dsl/index.ts';
-import { type DinoMetrics, type DinoStepInputs, type ScheduledScalars, STUDENT, buildDinoStep, teacherFromStudent } from '../../models/dino-step.ts';
+import { type DinoMetrics, type DinoStepGraph, type DinoStepInputs, type ScheduledScalars, STUDENT, buildDinoStep, teacherFromStudent } from '../../models/dino-step.ts';
 import type { Recompute } from '../../models/vit.ts';
 import type { ExecutionProvider, ort } from '../backend.ts';
 import { StepRunner, stackSteps } from '../step-runner.ts';
@@ -102,6 +102,16 @@ export function initialState(specs: readonly ParamSpec[], seed: number, initWeig
   return TrainState.init(specs, Prng.seeded(seed), values);
 }
 
+/**
+ * The compiled-to-be step graph of a training run on `ep`: the one place the execution provider shapes the graph
+ * (WebGPU has no LogSoftmax kernel, so the loss uses a composite that stays on the device: same values).
+ */
+export function trainingStepGraph(cfg: TrainConfig, opts: Pick<TrainOptions, 'recompute' | 'ep'> = {}): DinoStepGraph {
+  const built = buildDinoStep({ ...stepConfig(cfg), recompute: opts.recompute ?? DEFAULT_RECOMPUTE, ...(opts.ep === 'webgpu' ? { logSoftmax: 'composite' } : {}) });
+  if (E.isLeft(built)) throw new Error(`the model config is invalid:\n  ${built.left.map(formatError).join('\n  ')}`);
+  return built.right;
+}
+
 export async function train(opts: TrainOptions): Promise<TrainResult> {
   const log = opts.log ?? ((l: string) => process.stderr.write(l + '\n'));
   const cfg = opts.config;
@@ -112,12 +122,10 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
   const ckptPath = join(opts.out, 'checkpoint.safetensors');
   const metricsPath = join(opts.out, 'metrics.jsonl');
 
-  // WebGPU has no LogSoftmax kernel: the loss then uses a composite that stays on the device (same values).
-  const built = buildDinoStep({ ...stepConfig(cfg), recompute: opts.recompute ?? DEFAULT_RECOMPUTE, ...(opts.ep === 'webgpu' ? { logSoftmax: 'composite' } : {}) });
-  if (E.isLeft(built)) throw new Error(`the model config is invalid:\n  ${built.left.map(formatError).join('\n  ')}`);
+  const built = trainingStepGraph(cfg, opts);
   const compileStart = performance.now();
-  const runner = await StepRunner.compile(built.right.graph, { ep: opts.ep ?? 'cpu', threads: opts.threads ?? 0, keepStateOnDevice: true });
-  log(`compiled the training step (${(runner.onnxBytes.length / 1e6).toFixed(1)} MB ONNX, ${built.right.graph.nodes.length} nodes) in ${((performance.now() - compileStart) / 1000).toFixed(1)} s`);
+  const runner = await StepRunner.compile(built.graph, { ep: opts.ep ?? 'cpu', threads: opts.threads ?? 0, keepStateOnDevice: true });
+  log(`compiled the training step (${(runner.onnxBytes.length / 1e6).toFixed(1)} MB ONNX, ${built.graph.nodes.length} nodes) in ${((performance.now() - compileStart) / 1000).toFixed(1)} s`);
   if (cfg.precision === 'fp16' && (opts.ep ?? 'cpu') === 'cpu') {
     log('note: precision fp16 on the CPU provider: ONNX Runtime runs float16 MatMul in float32 there (no gain); fp16 is meant for --ep cuda');
   }

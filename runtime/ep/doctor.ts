@@ -10,10 +10,9 @@ import * as E from 'fp-ts/lib/Either.js';
 import { Graph } from '../../dsl/graph.ts';
 import { add } from '../../dsl/ops/elementwise.ts';
 import { emitOnnx } from '../../dsl/onnx/emit.ts';
-import { type ExecutionProvider } from '../backend.ts';
+import { EXECUTION_PROVIDERS, type ExecutionProvider } from './ort-select.ts';
 import { checkCudaLayout, cudaDir, cudaLibraryAdvice } from './cuda-setup.ts';
 
-export const EPS: readonly ExecutionProvider[] = ['cpu', 'cuda', 'webgpu'];
 
 /** What one probe found. */
 export interface ProbeResult {
@@ -112,7 +111,7 @@ export interface DoctorReport {
 export async function doctor(opts: { eps?: readonly ExecutionProvider[]; probe?: (ep: ExecutionProvider) => Promise<ProbeResult> } = {}): Promise<DoctorReport> {
   const probe = opts.probe ?? probeInChild;
   const results: ProbeResult[] = [];
-  for (const ep of opts.eps ?? EPS) results.push(await probe(ep)); // one at a time: GPU drivers dislike concurrent first opens
+  for (const ep of opts.eps ?? EXECUTION_PROVIDERS) results.push(await probe(ep)); // one at a time: GPU drivers dislike concurrent first opens
   const cuda = await checkCudaLayout(cudaDir());
   const lines: string[] = [];
   for (const r of results) {

@@ -12,11 +12,9 @@ import { type GalleryMeta, WEB_ROOT, ortWebDist, prepareDemo, startStaticServer,
 import { createSession, ort } from '../../runtime/backend.ts';
 import { makeRun, randomImages, relativeError, tempDir } from './helpers.ts';
 
-export const CHROMIUM = '/usr/bin/chromium';
-export const CHROMIUM_FLAGS = [
-  '--no-sandbox', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run',
-  '--enable-unsafe-webgpu', '--enable-unsafe-swiftshader', '--use-webgpu-adapter=swiftshader',
-];
+import { CHROMIUM, CHROMIUM_FLAGS } from '../../tools/chromium.ts';
+
+export { CHROMIUM, CHROMIUM_FLAGS };
 export const SKIP_MESSAGE = `SKIPPED: ${CHROMIUM} not found; install Debian's chromium (apt-get install -y chromium) to run the browser tests`;
 
 export class BrowserHarness {
