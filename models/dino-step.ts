@@ -10,8 +10,9 @@
  * bench and the schedules use these types, so a new input or metric is one edit here that `tsc` follows.
  */
 import * as E from 'fp-ts/lib/Either.js';
-import { type DslError, GRAD_SCALER_DEFAULTS, Graph, type LossScaling, METRIC, NEXT, type Precision, Scope, type Tensor, addOptimizerStep, concat, ema } from '../dsl/index.ts';
+import { type DslError, GRAD_SCALER_DEFAULTS, Graph, type LossScaling, METRIC, NEXT, type Precision, Scope, type Tensor, add, addOptimizerStep, concat, ema, mul, slice } from '../dsl/index.ts';
 import { dinoLoss } from './dino-loss.ts';
+import { koleoLoss } from './koleo.ts';
 import { type DinoHeadConfig, LAST_LAYER_TAG, dinoHead } from './head.ts';
 import { backbone as backboneFeatures } from './network.ts';
 import { type BackboneConfig, featureDim } from './presets.ts';
@@ -47,6 +48,11 @@ export interface DinoStepConfig {
   readonly precision?: Precision;
   /** With `fp16` (or emulated): the scaler's settings over GradScaler's defaults (tests shorten `growthInterval`). */
   readonly lossScaling?: Partial<LossScaling>;
+  /**
+   * Weight of the KoLeo regulariser (models/koleo.ts) on the student's backbone features of each global view,
+   * added to the DINO loss as in DINOv2 (weight 0.1 there). Default 0: not in the graph.
+   */
+  readonly koleoWeight?: number;
 }
 
 export const STUDENT = 'student.';
@@ -85,7 +91,10 @@ export type DinoMetric = (typeof DINO_METRICS)[number];
  */
 export const AMP_METRICS = ['loss_scale', 'skipped'] as const;
 export type AmpMetric = (typeof AMP_METRICS)[number];
-export type DinoMetrics = { readonly [K in DinoMetric]: number } & { readonly [K in AmpMetric]?: number };
+/** Metrics of steps with a KoLeo term: its value (unweighted, summed over the two global views); `loss` stays DINO's. */
+export const KOLEO_METRICS = ['koleo'] as const;
+export type KoleoMetric = (typeof KOLEO_METRICS)[number];
+export type DinoMetrics = { readonly [K in DinoMetric]: number } & { readonly [K in AmpMetric | KoleoMetric]?: number };
 
 /** Shapes of the batch inputs of the step `cfg` describes (the graph and the feed builder both use them). */
 export function dinoStepInputShapes(cfg: DinoStepConfig): DinoStepInputs<readonly number[]> {
@@ -152,8 +161,14 @@ export function buildDinoStep(cfg: DinoStepConfig): E.Either<DslError[], DinoSte
     }),
   );
 
+  // KoLeo per global view (the two crops of one image must not be each other's neighbour), as DINOv2.
+  const koleoWeight = cfg.koleoWeight ?? 0;
+  const koleo = koleoWeight > 0
+    ? g.within('koleo_loss', () => add(koleoLoss(slice(studentFeats[0]!, [0], [b], [0])), koleoLoss(slice(studentFeats[0]!, [b], [2 * b], [0]))))
+    : undefined;
+
   const opt = addOptimizerStep(g, {
-    loss: dino.loss,
+    loss: koleo ? add(dino.loss, mul(koleo, koleoWeight)) : dino.loss,
     optimizer: { kind: 'adamw' },
     ...(cfg.clipGrad > 0 ? { clipGrad: cfg.clipGrad } : {}),
     select: (name, spec) => name.startsWith(STUDENT) && spec.kind === 'param' && spec.trainable,
@@ -188,6 +203,10 @@ export function buildDinoStep(cfg: DinoStepConfig): E.Either<DslError[], DinoSte
     loss: dino.loss, teacher_entropy: dino.teacherEntropy, teacher_kl: dino.teacherKl, grad_norm: opt.right.gradNorm,
   };
   for (const name of DINO_METRICS) g.output(METRIC + name, metrics[name]);
+  if (koleo) {
+    const values: { readonly [K in KoleoMetric]: Tensor } = { koleo };
+    for (const name of KOLEO_METRICS) g.output(METRIC + name, values[name]);
+  }
   if (scaling) {
     const amp: { readonly [K in AmpMetric]: Tensor } = { loss_scale: scaling.scale, skipped: scaling.skipped };
     for (const name of AMP_METRICS) g.output(METRIC + name, amp[name]);

@@ -70,7 +70,18 @@ export interface TrainConfig {
    * training if the loss is unstable, if reducing the patch size or if training with bigger ViTs".
    */
   readonly precision?: TrainPrecision;
+  /**
+   * Weight of the KoLeo regulariser on the student's [CLS] features of each global crop (models/koleo.ts; DINOv2's
+   * addition, weight 0.1 there): spreads the features over the sphere. Absent: 0, not in the graph.
+   */
+  readonly koleoWeight?: number;
 }
+
+/**
+ * Optional keys with the value their absence means. They are written only when set to another value, so configs
+ * from before a key existed resume unchanged; `--set key=value` may add them.
+ */
+const OPTIONAL_KEYS: { readonly [K in 'koleoWeight']-?: NonNullable<TrainConfig[K]> } = { koleoWeight: 0 };
 
 function vitPreset(name: string): { backbone: ViTConfig; head: DinoHeadConfig } {
   const p = getModelPreset(name);
@@ -157,6 +168,7 @@ export function stepConfig(cfg: TrainConfig): DinoStepConfig {
     globalSize: cfg.augment.globalSize, localSize: cfg.augment.localSize, localCrops: cfg.augment.localCrops,
     studentTemp: cfg.studentTemp, centerMomentum: cfg.centerMomentum, clipGrad: cfg.clipGrad,
     ...(cfg.precision === 'fp16' ? { precision: cfg.precision } : {}),
+    ...(cfg.koleoWeight ? { koleoWeight: cfg.koleoWeight } : {}),
   };
 }
 
@@ -182,13 +194,15 @@ export function applyOverrides(cfg: TrainConfig, sets: readonly string[]): Train
     let obj = out;
     for (const part of path.slice(0, -1)) obj = obj && typeof obj === 'object' ? obj[part] : undefined;
     const leaf = path[path.length - 1]!;
-    if (!obj || typeof obj !== 'object' || !(leaf in obj)) { problems.push(`unknown config key "${key}"`); continue; }
-    const current = obj[leaf];
+    const optional = path.length === 1 && Object.hasOwn(OPTIONAL_KEYS, leaf) ? (OPTIONAL_KEYS as Record<string, unknown>)[leaf] : undefined;
+    if (!obj || typeof obj !== 'object' || !(leaf in obj || optional !== undefined)) { problems.push(`unknown config key "${key}"`); continue; }
+    const current = leaf in obj ? obj[leaf] : optional;
     let value: unknown;
     try { value = typeof current === 'string' ? (raw.startsWith('"') ? JSON.parse(raw) : raw) : JSON.parse(raw); }
     catch { problems.push(`"${key}": cannot parse "${raw}" as ${typeOf(current)}`); continue; }
     if (typeOf(value) !== typeOf(current)) { problems.push(`"${key}" must be ${typeOf(current)}, got ${typeOf(value)} (${raw})`); continue; }
-    obj[leaf] = value;
+    if (optional !== undefined && value === optional) delete obj[leaf];
+    else obj[leaf] = value;
   }
   if (problems.length) throw new ConfigOverrideError(problems);
   out.augment = augmentConfig(out.augment);

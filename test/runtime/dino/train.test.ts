@@ -186,4 +186,17 @@ test('an existing run folder is never overwritten without --resume', async () =>
   }
 });
 
+test('an optional key (koleoWeight) is added by an override, left out at its default, and reaches the step', async () => {
+  assert.not.ok('koleoWeight' in tiny, 'absent from the presets: their configs and graphs are as before the key');
+  const cfg = applyOverrides(tiny, ['koleoWeight=0.1', 'steps=2']);
+  assert.is(cfg.koleoWeight, 0.1);
+  assert.is(stepConfig(cfg).koleoWeight, 0.1);
+  assert.not.ok('koleoWeight' in applyOverrides(cfg, ['koleoWeight=0']), 'the default value removes the key');
+  assert.throws(() => applyOverrides(tiny, ['koleoWeight=true']), /"koleoWeight" must be number/);
+  const out = tmp();
+  const r = await train({ config: cfg, out, dataset: data, ...quiet });
+  assert.ok(Number.isFinite(r.lastMetrics['koleo']), 'the step reports the regulariser');
+  assert.is(JSON.parse(readFileSync(join(out, 'config.json'), 'utf8')).koleoWeight, 0.1);
+});
+
 test.run();
