@@ -58,10 +58,12 @@ fi
 check train-vits16-cuda-k8 "$NODE" bin/dino.mjs train --preset vit_small --batch 64 --steps 16 --ep cuda --steps-per-run 8 --data "$DATA" --out "$OUT/vits16-k8"
 # The same in mixed precision (float16 MatMuls, dynamic loss scaling); PyTorch AMP: 100 ms/step. metrics.jsonl has loss_scale, skipped.
 check train-vits16-cuda-k8-fp16 "$NODE" bin/dino.mjs train --preset vit_small --batch 64 --steps 16 --ep cuda --steps-per-run 8 --precision fp16 --data "$DATA" --out "$OUT/vits16-k8-fp16"
+# bfloat16 MatMuls, no loss scaling (PyTorch autocast with dtype=torch.bfloat16): metrics.jsonl has no loss_scale.
+check train-vits16-cuda-k8-bf16 "$NODE" bin/dino.mjs train --preset vit_small --batch 64 --steps 16 --ep cuda --steps-per-run 8 --precision bf16 --data "$DATA" --out "$OUT/vits16-k8-bf16"
 # 5. The step alone at scale, as `dino bench` reports it (TFLOP/s, fraction of the EP's fp32 MatMul ceiling, state
 #    round-trip share, GPU memory in use): one JSON line each.
 for k in 1 8; do
-  for p in fp32 fp16; do
+  for p in fp32 fp16 bf16; do
     check "bench-vits16-k$k-$p" "$NODE" bin/dino.mjs bench --preset vit_small --ep cuda --batch 64 --steps-per-run "$k" --precision "$p" --json
     [ -f "$OUT/bench-vits16-k$k-$p.log" ] && grep '^{' "$OUT/bench-vits16-k$k-$p.log"
   done
@@ -71,5 +73,5 @@ check bench-tiny6-cuda-k16 "$NODE" bin/dino.mjs bench --preset fmnist-tiny6 --tr
 check bench-vits16-webgpu "$NODE" bin/dino.mjs bench --preset vit_small --ep webgpu --batch 64 --json
 [ -f "$OUT/bench-vits16-webgpu.log" ] && grep '^{' "$OUT/bench-vits16-webgpu.log"
 
-for d in tiny6-k1 tiny6-k8 vits16-k8 vits16-k8-fp16; do [ -f "$OUT/$d/metrics.jsonl" ] && figure "$OUT/$d" "$d"; done
+for d in tiny6-k1 tiny6-k8 vits16-k8 vits16-k8-fp16 vits16-k8-bf16; do [ -f "$OUT/$d/metrics.jsonl" ] && figure "$OUT/$d" "$d"; done
 exit $status

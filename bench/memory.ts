@@ -8,7 +8,7 @@
 import type { DType, Graph, Node, Tensor } from '../dsl/graph.ts';
 import { dimValue } from '../dsl/flops.ts';
 
-const BYTES: Record<DType, number> = { float32: 4, float64: 8, float16: 2, int64: 8, int32: 4, bool: 1 };
+const BYTES: Record<DType, number> = { float32: 4, float64: 8, float16: 2, bfloat16: 2, int64: 8, int32: 4, bool: 1 };
 
 export interface ActivationEstimate {
   /** Peak bytes of intermediate tensors alive at once (graph outputs included once produced). */

@@ -1,7 +1,7 @@
 /**
  * The training step at scale: any preset (DINO's vit_small/16 at 224 px above all), synthetic crops of the preset's
  * shapes, K steps per ONNX Runtime run (the state crosses host <-> device once per K steps) and a precision. What a
- * GPU session measures with `dino bench --preset vit_small --ep cuda --batch 64 --steps-per-run 8 [--precision fp16]`;
+ * GPU session measures with `dino bench --preset vit_small --ep cuda --batch 64 --steps-per-run 8 [--precision fp16|bf16]`;
  * on the CPU only as a smoke run (a vit_small/16 step is ~8 TFLOP). Reports images/s, TFLOP/s, the fraction of the
  * same EP's fp32 MatMul ceiling, the state and its round-trip share, and the GPU's memory in use when nvidia-smi
  * answers.
@@ -9,7 +9,7 @@
 import { execFileSync } from 'node:child_process';
 import { Prng } from '../dsl/index.ts';
 import { countFlops } from '../dsl/flops.ts';
-import type { Precision } from '../dsl/graph.ts';
+import type { TrainPrecision } from '../dsl/autocast.ts';
 import { dinoStepInputShapes } from '../models/dino-step.ts';
 import type { Recompute } from '../models/vit.ts';
 import type { ExecutionProvider } from '../runtime/backend.ts';
@@ -28,7 +28,7 @@ export interface ScaleBenchOptions {
   readonly batch?: number;
   readonly ep: ExecutionProvider;
   readonly threads?: number;
-  readonly precision?: Exclude<Precision, 'fp16-emulated'>;
+  readonly precision?: TrainPrecision;
   /** K: steps per ONNX Runtime run (1: `StepRunner.run`, more: the ONNX Loop of `runSteps`). */
   readonly stepsPerRun?: number;
   /** Timed runs (of K steps each) after one warm-up run. */
@@ -51,7 +51,7 @@ export interface ScaleBenchResult {
   readonly images_per_s: number;
   readonly tflop_per_step: number;
   readonly tflops_per_s: number;
-  /** The same EP's fp32 MatMul ceiling (an fp16 step can pass it: then the fraction is over 1). */
+  /** The same EP's fp32 MatMul ceiling (an fp16 or bf16 step can pass it: then the fraction is over 1). */
   readonly ceiling_fp32_tflops_per_s: number;
   readonly fraction_of_fp32_ceiling: number;
   readonly state_mib: number;

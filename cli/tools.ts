@@ -1,5 +1,6 @@
 /** `dino bench`, `dino inspect` and `dino spirals`: measuring, describing and demonstrating the framework. */
 import { runBench } from '../bench/index.ts';
+import { PRECISIONS } from '../dsl/autocast.ts';
 import { formatScaleBench, runScaleBench } from '../bench/scale.ts';
 import { inspectPreset } from '../models/inspect.ts';
 import { RECOMPUTE_MODES } from '../models/vit.ts';
@@ -24,7 +25,7 @@ export const benchCommand = defineCommand(
       json: { kind: 'flag', help: 'print one JSON object' },
       'train-only': { kind: 'flag', help: 'only the training step, on synthetic crops (the default for presets other than Fashion-MNIST\'s)' },
       'steps-per-run': { kind: 'int', min: 1, placeholder: 'K', help: 'with --train-only: K steps per ONNX Runtime run (default 1)' },
-      precision: { kind: 'choice', choices: ['fp32', 'fp16'], default: 'fp32', help: 'with --train-only: mixed precision as dino train --precision' },
+      precision: { kind: 'choice', choices: PRECISIONS, default: 'fp32', help: 'with --train-only: mixed precision as dino train --precision' },
       set: { kind: 'repeated', placeholder: 'KEY=VALUE', help: 'with --train-only: config overrides, as dino train --set' },
     },
     epilog: `Fashion-MNIST presets get the whole report (MatMul ceiling, training step, state I/O, augmentation, memory,

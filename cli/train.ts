@@ -59,7 +59,7 @@ export const trainCommand = defineCommand(
       'skip-bad-images': { kind: 'flag', help: 'skip unreadable images instead of stopping (they are counted in the log)' },
       ep: { kind: 'choice', choices: EXECUTION_PROVIDERS, default: 'cpu', help: 'ONNX Runtime execution provider' },
       threads: { kind: 'int', min: 0, default: 0, help: 'intra-op threads (0: one per core)' },
-      precision: { kind: 'choice', choices: PRECISIONS, help: 'fp16: mixed precision as DINO\'s --use_fp16 (float16 matrix products, dynamic loss scaling; for GPUs). Default fp32' },
+      precision: { kind: 'choice', choices: PRECISIONS, help: 'fp16: mixed precision as DINO\'s --use_fp16 (float16 matrix products, dynamic loss scaling); bf16: bfloat16 matrix products, no loss scaling. Both for GPUs (bf16 on a CPU is emulated, slower). Default fp32' },
       'use-fp16': { kind: 'choice', choices: ['true', 'false'], help: 'DINO\'s name: true is --precision fp16' },
       recompute: { kind: 'choice', choices: RECOMPUTE_MODES, default: 'mlp', help: 'activations the backward pass recomputes instead of keeping (same results): mlp ~2% more CPU, blocks least memory ~17% more' },
       'steps-per-run': { kind: 'int', min: 1, placeholder: 'K', help: 'K steps per ONNX Runtime call through an ONNX Loop (same results; the state crosses host <-> device once per K steps). Default 1; with --ep cuda the largest K <= 8 dividing --checkpoint-every' },

@@ -1,6 +1,8 @@
 /**
  * IEEE 754 binary16 (ONNX float16) as bits, for constants in graphs and for ONNX Runtime tensors, which hold
- * float16 data as a Uint16Array of bits where the JS engine has no Float16Array (Node 20).
+ * float16 data as a Uint16Array of bits where the JS engine has no Float16Array (Node 20); and bfloat16 (the upper
+ * half of a float32: its 8 exponent bits, 7 stored significand bits), for constants and as the reference that
+ * bfloat16 rounding in graphs is checked against.
  */
 
 const f32 = new Float32Array(1);
@@ -47,5 +49,31 @@ export function toFloat16(values: ArrayLike<number>): Uint16Array {
 export function fromFloat16(bits: ArrayLike<number>): Float32Array {
   const out = new Float32Array(bits.length);
   for (let i = 0; i < bits.length; i++) out[i] = float16Value(bits[i]!);
+  return out;
+}
+
+/**
+ * The bfloat16 bits of `x`, rounded to nearest, ties to even on the 16 dropped bits of its float32 (as ONNX's
+ * reference Cast, PyTorch and numpy's ml_dtypes). bfloat16 has float32's exponent range, so the subnormals of
+ * float32 round the same way and overflow happens only past the largest finite value (to ±Inf by carry).
+ */
+export function bfloat16Bits(x: number): number {
+  f32[0] = x; // first rounded to float32, as a float32 tensor cast to bfloat16 would be
+  const b = u32[0]!;
+  if ((b & 0x7f800000) === 0x7f800000 && b & 0x7fffff) return ((b >>> 16) & 0x8000) | 0x7fc0; // a quiet NaN
+  const kept = b >>> 16, dropped = b & 0xffff;
+  return (kept + (dropped > 0x8000 || (dropped === 0x8000 && kept & 1) ? 1 : 0)) & 0xffff;
+}
+
+/** The number that bfloat16 bits `h` stand for (exactly: a bfloat16 is a float32 with 16 zero low bits). */
+export function bfloat16Value(h: number): number {
+  u32[0] = (h & 0xffff) << 16;
+  return f32[0]!;
+}
+
+/** bfloat16 bits of each value. */
+export function toBfloat16(values: ArrayLike<number>): Uint16Array {
+  const out = new Uint16Array(values.length);
+  for (let i = 0; i < values.length; i++) out[i] = bfloat16Bits(values[i]!);
   return out;
 }

@@ -9,17 +9,22 @@ import * as E from 'fp-ts/lib/Either.js';
 import { type Dim, type Shape, formatShape, shapeEq } from './shape.ts';
 import type { OpDef } from './op.ts';
 
-export type DType = 'float32' | 'float64' | 'float16' | 'int64' | 'int32' | 'bool';
-/** Dtypes of parameters and state (master weights): float16 exists only inside graphs (see dsl/autocast.ts). */
+export type DType = 'float32' | 'float64' | 'float16' | 'bfloat16' | 'int64' | 'int32' | 'bool';
+/**
+ * Dtypes of parameters and state (master weights): float16 and bfloat16 exist only inside graphs (see
+ * dsl/autocast.ts; onnxruntime-node cannot even hold a bfloat16 tensor).
+ */
 export type FloatDType = 'float32' | 'float64';
-export const isFloat = (d: DType): d is FloatDType | 'float16' => d === 'float32' || d === 'float64' || d === 'float16';
+export type HalfDType = 'float16' | 'bfloat16';
+export const isFloat = (d: DType): d is FloatDType | HalfDType => d === 'float32' || d === 'float64' || d === 'float16' || d === 'bfloat16';
 
 /**
- * Where the matrix products of a module run (dsl/autocast.ts): `fp32` as written, `fp16` as PyTorch's autocast
- * on CUDA (float16 operands, float32 everywhere else), `fp16-emulated` the numbers of `fp16` computed in float32
- * (for CPU checks: ONNX Runtime's CPU provider runs float16 MatMul in float32 and may drop the roundings).
+ * Where the matrix products of a module run (dsl/autocast.ts): `fp32` as written, `fp16` / `bf16` as PyTorch's
+ * autocast on CUDA with dtype float16 / bfloat16 (16-bit operands, float32 everywhere else), `fp16-emulated` /
+ * `bf16-emulated` their numbers computed in float32 (for CPU checks: ONNX Runtime's CPU provider runs float16
+ * MatMul in float32 and may drop the roundings, and has no bfloat16 MatMul at all).
  */
-export type Precision = 'fp32' | 'fp16' | 'fp16-emulated';
+export type Precision = 'fp32' | 'fp16' | 'fp16-emulated' | 'bf16' | 'bf16-emulated';
 
 /** What a shape rule sees of a tensor: dtype, shape and, for constants, the values. */
 export interface TensorInfo {

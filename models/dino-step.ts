@@ -10,7 +10,7 @@
  * bench and the schedules use these types, so a new input or metric is one edit here that `tsc` follows.
  */
 import * as E from 'fp-ts/lib/Either.js';
-import { type DslError, GRAD_SCALER_DEFAULTS, Graph, type LossScaling, METRIC, NEXT, type Precision, Scope, type Tensor, add, addOptimizerStep, concat, ema, mul, slice } from '../dsl/index.ts';
+import { type DslError, GRAD_SCALER_DEFAULTS, Graph, type LossScaling, METRIC, NEXT, type Precision, Scope, type Tensor, add, addOptimizerStep, concat, ema, mul, slice, usesLossScaling } from '../dsl/index.ts';
 import { dinoLoss } from './dino-loss.ts';
 import { koleoLoss } from './koleo.ts';
 import { type DinoHeadConfig, LAST_LAYER_TAG, dinoHead } from './head.ts';
@@ -42,11 +42,15 @@ export interface DinoStepConfig {
   /**
    * `fp16`: mixed precision as DINO's `--use_fp16 true` (PyTorch autocast + GradScaler): the matrix products of
    * student and teacher run in float16 (dsl/autocast.ts), the rest and the weights stay float32, and the loss is
-   * scaled dynamically (dsl/train/loss-scale.ts). `fp16-emulated`: the same numbers computed in float32, for CPU
-   * tests. Default `fp32`: the graph is the one built before this option.
+   * scaled dynamically (dsl/train/loss-scale.ts). `bf16`: the products in bfloat16 as PyTorch's autocast with
+   * dtype=torch.bfloat16, without loss scaling (bfloat16 has float32's range). `fp16-emulated`, `bf16-emulated`:
+   * the same numbers computed in float32, for CPU tests. Default `fp32`: the graph is the one built before this option.
    */
   readonly precision?: Precision;
-  /** With `fp16` (or emulated): the scaler's settings over GradScaler's defaults (tests shorten `growthInterval`). */
+  /**
+   * With `fp16` (or emulated): the scaler's settings over GradScaler's defaults (tests shorten `growthInterval`).
+   * Ignored by precisions without loss scaling (`usesLossScaling`), as fp32 ignores it.
+   */
   readonly lossScaling?: Partial<LossScaling>;
   /**
    * Weight of the KoLeo regulariser (models/koleo.ts) on the student's backbone features of each global view,
@@ -86,8 +90,10 @@ export type DinoStepInputs<T> = {
 export const DINO_METRICS = ['loss', 'teacher_entropy', 'teacher_kl', 'grad_norm'] as const;
 export type DinoMetric = (typeof DINO_METRICS)[number];
 /**
- * Metrics of `fp16` steps only: the loss scale the step used, and 1 when its update was skipped (an Inf or NaN
- * gradient: student, moments, step counts, teacher and center kept their values; the scale halved).
+ * Metrics of loss-scaled steps only (`fp16`, `usesLossScaling`): the loss scale the step used, and 1 when its update
+ * was skipped (an Inf or NaN gradient: student, moments, step counts, teacher and center kept their values; the
+ * scale halved). fp32 and bf16 steps have no scaler, so no such outputs: a `metrics.jsonl` row has them exactly
+ * when the step could skip.
  */
 export const AMP_METRICS = ['loss_scale', 'skipped'] as const;
 export type AmpMetric = (typeof AMP_METRICS)[number];
@@ -95,6 +101,14 @@ export type AmpMetric = (typeof AMP_METRICS)[number];
 export const KOLEO_METRICS = ['koleo'] as const;
 export type KoleoMetric = (typeof KOLEO_METRICS)[number];
 export type DinoMetrics = { readonly [K in DinoMetric]: number } & { readonly [K in AmpMetric | KoleoMetric]?: number };
+
+/**
+ * The metric outputs of a step in `precision`, with or without a KoLeo term, in output order: what `buildDinoStep`
+ * emits and a run records.
+ */
+export function dinoMetricNames(precision: Precision = 'fp32', koleo = false): readonly (DinoMetric | AmpMetric | KoleoMetric)[] {
+  return [...DINO_METRICS, ...(usesLossScaling(precision) ? AMP_METRICS : []), ...(koleo ? KOLEO_METRICS : [])];
+}
 
 /** Shapes of the batch inputs of the step `cfg` describes (the graph and the feed builder both use them). */
 export function dinoStepInputShapes(cfg: DinoStepConfig): DinoStepInputs<readonly number[]> {
@@ -173,7 +187,7 @@ export function buildDinoStep(cfg: DinoStepConfig): E.Either<DslError[], DinoSte
     ...(cfg.clipGrad > 0 ? { clipGrad: cfg.clipGrad } : {}),
     select: (name, spec) => name.startsWith(STUDENT) && spec.kind === 'param' && spec.trainable,
     gateOf: (_, spec) => (spec.tags.includes(LAST_LAYER_TAG) ? LAST_LAYER_TAG : undefined),
-    ...(precision !== 'fp32' ? { lossScaling: { ...GRAD_SCALER_DEFAULTS, ...cfg.lossScaling } } : {}),
+    ...(usesLossScaling(precision) ? { lossScaling: { ...GRAD_SCALER_DEFAULTS, ...cfg.lossScaling } } : {}),
   });
   if (E.isLeft(opt)) return opt;
   const scalarInputs = new Map<string, Tensor>([...opt.right.scalars, ['momentum', momentum], ['teacher_temp', teacherTemp]]);
@@ -199,17 +213,15 @@ export function buildDinoStep(cfg: DinoStepConfig): E.Either<DslError[], DinoSte
   });
   // Student-side buffers (BatchNorm running stats) are emitted by addOptimizerStep via bufferUpdates.
   g.output(NEXT + CENTER, keep(dino.nextCenter, center));
-  const metrics: { readonly [K in DinoMetric]: Tensor } = {
-    loss: dino.loss, teacher_entropy: dino.teacherEntropy, teacher_kl: dino.teacherKl, grad_norm: opt.right.gradNorm,
+  const amp: { readonly [K in AmpMetric]: Tensor } | undefined = scaling && { loss_scale: scaling.scale, skipped: scaling.skipped };
+  const metrics: { readonly [K in DinoMetric]: Tensor } & { readonly [K in AmpMetric | KoleoMetric]?: Tensor } = {
+    loss: dino.loss, teacher_entropy: dino.teacherEntropy, teacher_kl: dino.teacherKl, grad_norm: opt.right.gradNorm, ...amp, ...(koleo ? { koleo } : {}),
   };
-  for (const name of DINO_METRICS) g.output(METRIC + name, metrics[name]);
-  if (koleo) {
-    const values: { readonly [K in KoleoMetric]: Tensor } = { koleo };
-    for (const name of KOLEO_METRICS) g.output(METRIC + name, values[name]);
-  }
-  if (scaling) {
-    const amp: { readonly [K in AmpMetric]: Tensor } = { loss_scale: scaling.scale, skipped: scaling.skipped };
-    for (const name of AMP_METRICS) g.output(METRIC + name, amp[name]);
+  for (const name of dinoMetricNames(precision, koleo !== undefined)) {
+    const t = metrics[name];
+    // The names and the tensors derive from the same two facts (usesLossScaling, a KoLeo weight).
+    if (!t) throw new Error(`buildDinoStep: no tensor for metric ${name} in precision ${precision}`);
+    g.output(METRIC + name, t);
   }
 
   const inputs: DinoStepInputs<Tensor> = {

@@ -98,10 +98,15 @@ export function epRemedy(ep: ExecutionProvider, choice = ortChoice): string {
   return REMEDY[ep];
 }
 
-const ORT_TYPE: Record<DType, ort.Tensor.Type> = { float32: 'float32', float64: 'float64', float16: 'float16', int64: 'int64', int32: 'int32', bool: 'bool' };
+/** onnxruntime-node has no bfloat16 tensor type (its binding maps no ONNX type 16): bfloat16 lives inside graphs only. */
+const ORT_TYPE: Record<DType, ort.Tensor.Type | undefined> = {
+  float32: 'float32', float64: 'float64', float16: 'float16', bfloat16: undefined, int64: 'int64', int32: 'int32', bool: 'bool',
+};
 
 export function hostTensor(dtype: DType, data: HostArray, dims: readonly number[]): ort.Tensor {
-  return new ort.Tensor(ORT_TYPE[dtype], data as any, dims);
+  const type = ORT_TYPE[dtype];
+  if (!type) throw new Error(`hostTensor: onnxruntime-node has no ${dtype} tensors; cast to float32 inside the graph`);
+  return new ort.Tensor(type, data as any, dims);
 }
 
 export function float32(data: Float32Array | number[], dims: readonly number[]): ort.Tensor {

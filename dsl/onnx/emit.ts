@@ -11,7 +11,7 @@ import { type DType, type DslError, type Graph, type Node, type Tensor } from '.
 import type { ConstInput } from '../op.ts';
 import type { Shape } from '../shape.ts';
 import { ATTRIBUTE_TYPE as ATTR, TENSOR_TYPE } from './enums.ts';
-import { toFloat16 } from '../float16.ts';
+import { toBfloat16, toFloat16 } from '../float16.ts';
 
 export const OPSET = 20;
 export const IR_VERSION = 9;
@@ -31,12 +31,13 @@ export interface EmitOptions {
   readonly metadata?: Readonly<Record<string, string>>;
 }
 
-/** Raw little-endian bytes of `data` as `dtype` (float16 data are values, written as their rounded bits). */
+/** Raw little-endian bytes of `data` as `dtype` (float16 and bfloat16 data are values, written as their rounded bits). */
 export function toBytes(data: ArrayLike<number>, dtype: DType): Uint8Array {
   switch (dtype) {
     case 'float32': return u8(data instanceof Float32Array ? data : Float32Array.from(data));
     case 'float64': return u8(data instanceof Float64Array ? data : Float64Array.from(data));
     case 'float16': return u8(toFloat16(data));
+    case 'bfloat16': return u8(toBfloat16(data));
     case 'int32': return u8(data instanceof Int32Array ? data : Int32Array.from(data));
     case 'int64': return u8(BigInt64Array.from(Array.from(data, (v) => BigInt(Math.trunc(v)))));
     case 'bool': return Uint8Array.from(data, (v) => (v ? 1 : 0));

@@ -65,9 +65,11 @@ export interface TrainConfig {
   readonly freezeLastLayerSteps: number;
   /**
    * `fp16`: mixed precision, DINO's `--use_fp16 true` (PyTorch autocast + GradScaler): the matrix products in
-   * float16, dynamic loss scaling, weights and everything else in float32. Absent: fp32 (this key is only written
-   * for fp16, so runs from before it resume). A speed option for GPUs; DINO: "We recommend to disable mixed-precision
-   * training if the loss is unstable, if reducing the patch size or if training with bigger ViTs".
+   * float16, dynamic loss scaling, weights and everything else in float32. `bf16`: the matrix products in bfloat16
+   * (PyTorch autocast with dtype=torch.bfloat16), no loss scaling: bfloat16 has float32's range, 8 significant bits
+   * to float16's 11. Absent: fp32 (this key is only written for fp16 and bf16, so runs from before it resume). Speed
+   * options for GPUs; DINO: "We recommend to disable mixed-precision training if the loss is unstable, if reducing
+   * the patch size or if training with bigger ViTs".
    */
   readonly precision?: TrainPrecision;
   /**
@@ -167,7 +169,7 @@ export function stepConfig(cfg: TrainConfig): DinoStepConfig {
     backbone: cfg.backbone, head: cfg.head, batch: cfg.batch,
     globalSize: cfg.augment.globalSize, localSize: cfg.augment.localSize, localCrops: cfg.augment.localCrops,
     studentTemp: cfg.studentTemp, centerMomentum: cfg.centerMomentum, clipGrad: cfg.clipGrad,
-    ...(cfg.precision === 'fp16' ? { precision: cfg.precision } : {}),
+    ...(cfg.precision !== undefined && cfg.precision !== 'fp32' ? { precision: cfg.precision } : {}),
     ...(cfg.koleoWeight ? { koleoWeight: cfg.koleoWeight } : {}),
   };
 }

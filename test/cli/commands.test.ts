@@ -85,6 +85,9 @@ test('usage mistakes exit 2 naming the flag, with a suggestion for a typo', asyn
     [['knn', '--run', 'r', '--temperature', '0'], /--temperature must be a number > 0, got "0"/],
     [['linear', '--run', 'r', '--n-last-blocks', '0'], /--n-last-blocks must be an integer >= 1/],
     [['knn', '--run', 'r', '--model', 'm.onnx'], /--run and --model both name the model/],
+    [['bench', '--precision', 'bf17'], /--precision must be one of fp32, fp16, bf16/],
+    // bf16 is a valid --precision of dino bench: what is refused is a precision for the full report.
+    [['bench', '--preset', 'fmnist-tiny6', '--precision', 'bf16'], /--steps-per-run, --precision and --set apply to --train-only/],
   ];
   for (const [args, message] of cases) {
     const r = await dino(...args);
@@ -120,6 +123,11 @@ test('resume from the run folder alone; a changed architecture is refused naming
   assert.match(changed.stderr, /--set would change backbone\.depth: 1 -> 2/);
   const batch = await dino('train', '--resume', run, '--batch', '16');
   assert.match(batch.stderr, /--batch would change batch: 8 -> 16/);
+  for (const precision of ['fp16', 'bf16']) {
+    const changedPrecision = await dino('train', '--resume', run, '--precision', precision);
+    assert.is(changedPrecision.code, 2, changedPrecision.stderr);
+    assert.match(changedPrecision.stderr, new RegExp(`--precision would change precision: .* -> "?${precision}`));
+  }
   const same = await dino('train', '--resume', run, '--batch', '8', '--steps', '6');
   assert.is(same.code, 0, `the run's own values are accepted: ${same.stderr}`);
   const shorter = await dino('train', '--resume', run, '--steps', '4');

@@ -1,11 +1,12 @@
 /**
  * float16 in the DSL: the bit conversions (dsl/float16.ts) against ONNX Runtime's own Cast, float16 constants,
- * inputs and outputs through a session, and gradients through a float16 MatMul.
+ * inputs and outputs through a session, and gradients through a float16 MatMul. bfloat16: the bit conversions, by
+ * hand on the edge cases and against ONNX Runtime's CPU Cast (the rounding `bf16-emulated` relies on), and constants.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as E from 'fp-ts/lib/Either.js';
-import { Graph, cast, decodeOnnx, emitOnnx, float16Bits, float16Value, formatError, fromFloat16, gradients, matmul, mul, sumAll, toFloat16 } from '../../dsl/index.ts';
+import { Graph, bfloat16Bits, bfloat16Value, cast, decodeOnnx, emitOnnx, float16Bits, float16Value, formatError, fromFloat16, gradients, matmul, mul, sumAll, toFloat16 } from '../../dsl/index.ts';
 import { TENSOR_TYPE } from '../../dsl/onnx/enums.ts';
 import { createSession, float16, floatValues, ort } from '../../runtime/backend.ts';
 
@@ -75,6 +76,73 @@ test('gradients flow through Cast into a float16 MatMul and back as float32', as
   const gaRef = [0, 1].flatMap((i) => [0, 1, 2].map((k) => [0, 1].reduce((s, j) => s + 2 * yv[i * 2 + j]! * bv[k * 2 + j]!, 0)));
   assert.equal(Array.from(out['ga']!.data as Float32Array), gaRef);
   await session.release();
+});
+
+const bf16 = (v: number) => bfloat16Value(bfloat16Bits(v));
+
+/**
+ * bfloat16 edge values and where round-to-nearest-even takes them (the ulp at 1 is 2^-7; the largest finite bfloat16
+ * is (2 - 2^-7) 2^127; its smallest subnormal is 2^-133, float32's 2^-149). Also the inputs of the Cast test below.
+ */
+const BF16_EDGES: readonly (readonly [number, number])[] = [
+  [1 + 2 ** -8, 1], // a tie: to the even neighbour below
+  [1 + 3 * 2 ** -8, 1 + 2 ** -6], // a tie: to the even neighbour above
+  [1 + 2 ** -8 + 2 ** -20, 1 + 2 ** -7], // just above the tie
+  [-(1 + 2 ** -8 + 2 ** -20), -(1 + 2 ** -7)],
+  [1 + 2 ** -9, 1],
+  [(2 - 2 ** -7) * 2 ** 127, (2 - 2 ** -7) * 2 ** 127], // the largest finite bfloat16
+  [(2 - 2 ** -8) * 2 ** 127, Infinity], // the tie above it, odd below: carries into the exponent, to Inf
+  [(2 - 2 ** -8 - 2 ** -20) * 2 ** 127, (2 - 2 ** -7) * 2 ** 127],
+  [3.4028234663852886e38, Infinity], // float32's largest
+  [-3.4028234663852886e38, -Infinity],
+  [2 ** -126 * (1 + 2 ** -8), 2 ** -126], // the smallest normal, a tie
+  [2 ** -133, 2 ** -133], // the smallest bfloat16 subnormal
+  [1.5 * 2 ** -133, 2 ** -132], // a subnormal tie, odd below: up
+  [2 ** -134, 0], // a subnormal tie, even (zero) below
+  [3 * 2 ** -134, 2 ** -132],
+  [2 ** -149, 0], // float32's smallest subnormal
+  [-(2 ** -149), -0],
+  [1e6 + 1, 999424], // 8 significant bits: the ulp at 2^19 is 2^12
+  [Infinity, Infinity], [-Infinity, -Infinity], [0, 0], [-0, -0],
+];
+
+test('bfloat16 bits: every pattern survives value -> bits; round to nearest even on the edge cases', () => {
+  for (let h = 0; h < 0x10000; h++) {
+    const v = bfloat16Value(h);
+    if (Number.isNaN(v)) assert.ok(Number.isNaN(bf16(v)), `0x${h.toString(16)}`);
+    else assert.is(bfloat16Bits(v), h, `0x${h.toString(16)}`);
+  }
+  for (const [x, want] of BF16_EDGES) assert.ok(Object.is(bf16(x), want), `${x} -> ${bf16(x)}, want ${want}`);
+  assert.ok(Number.isNaN(bf16(NaN)));
+});
+
+test('bfloat16Bits rounds as ONNX Runtime\'s CPU Cast float32 -> bfloat16 -> float32, kept through graph optimisation', async () => {
+  const values = [...BF16_EDGES.map(([x]) => x), NaN, Math.PI, -Math.E];
+  for (let i = 0; i < 400; i++) values.push((Math.sin(i * 12.9898) * 43758.5453 % 1) * 10 ** ((i % 80) - 40));
+  const g = new Graph();
+  g.output('y', cast(cast(g.input('x', 'float32', [values.length]), 'bfloat16'), 'float32'));
+  // onnxruntime-node cannot return a bfloat16 tensor, so the pair is compared; the session runs at the default
+  // optimisation level ('all'), where dropping the pair would show as unrounded values.
+  const session = await createSession(bytesOf(g), { threads: 1 });
+  const out = (await session.run({ x: new ort.Tensor('float32', Float32Array.from(values), [values.length]) }))['y']!.data as Float32Array;
+  let changed = 0;
+  values.forEach((v, i) => {
+    const want = bf16(v);
+    assert.ok(Object.is(out[i], want) || (Number.isNaN(want) && Number.isNaN(out[i]!)), `${v}: ORT ${out[i]}, reference ${want}`);
+    if (!Object.is(Math.fround(v), want) && !Number.isNaN(v)) changed++;
+  });
+  assert.ok(changed > values.length / 2, `only ${changed} values were changed by the rounding`);
+  await session.release();
+});
+
+test('bfloat16 constants are written as their rounded bits', () => {
+  const g = new Graph();
+  g.output('y', cast(mul(cast(g.input('x', 'float32', [3]), 'bfloat16'), 1 + 3 * 2 ** -8), 'float32'));
+  const model = decodeOnnx(bytesOf(g));
+  const constant = model.graph.initializer[0];
+  assert.is(constant.data_type, TENSOR_TYPE.bfloat16);
+  assert.is(TENSOR_TYPE.bfloat16, 16);
+  assert.equal(constant.raw_data, [...new Uint8Array(Uint16Array.of(bfloat16Bits(1 + 2 ** -6)).buffer)]);
 });
 
 test.run();

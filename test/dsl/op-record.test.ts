@@ -52,7 +52,7 @@ test("Cast's `to` is emitted from its record as a TensorProto data type", () => 
 test('the ONNX enum table agrees with onnx.proto', () => {
   const root = protobuf.parse(readFileSync(new URL('../../dsl/onnx/onnx.proto', import.meta.url), 'utf8'), { keepCase: true }).root;
   const dataType = root.lookupEnum('onnx.TensorProto.DataType').values;
-  const protoName: Record<D.DType, string> = { float32: 'FLOAT', float64: 'DOUBLE', float16: 'FLOAT16', int32: 'INT32', int64: 'INT64', bool: 'BOOL' };
+  const protoName: Record<D.DType, string> = { float32: 'FLOAT', float64: 'DOUBLE', float16: 'FLOAT16', bfloat16: 'BFLOAT16', int32: 'INT32', int64: 'INT64', bool: 'BOOL' };
   for (const [dtype, name] of Object.entries(protoName)) assert.is(TENSOR_TYPE[dtype as D.DType], dataType[name], dtype);
   const attrType = root.lookupEnum('onnx.AttributeProto.AttributeType').values;
   for (const [name, value] of Object.entries(ATTRIBUTE_TYPE)) assert.is(value, attrType[name], name);
@@ -70,7 +70,7 @@ test('Graph.apply takes the attributes of the op it applies (checked by tsc)', (
     // @ts-expect-error: not a Reshape attribute
     g.apply(D.Reshape, [x], { shape: [6], axis: 0 });
     // @ts-expect-error: not a DType
-    g.apply(D.Cast, [x], { to: 'bfloat16' });
+    g.apply(D.Cast, [x], { to: 'float8e4m3' });
     // @ts-expect-error: attrTypes may only name attributes of the op
     D.defineOp<{ axis: number }>({ name: 'OpRecordTestMisspelt', flops: D.cost.free, attrTypes: { axsi: 'int' }, infer: same });
   };

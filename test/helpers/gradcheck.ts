@@ -8,7 +8,7 @@
  *  - element by element for inputs of at most `elementwiseLimit` entries.
  */
 import * as E from 'fp-ts/lib/Either.js';
-import { type DType, type FloatDType, Graph, toFloat16, type Tensor, formatError, gradients, mul, sumAll, emitOnnx, Prng } from '../../dsl/index.ts';
+import { type DType, type FloatDType, Graph, toBfloat16, toFloat16, type Tensor, formatError, gradients, mul, sumAll, emitOnnx, Prng } from '../../dsl/index.ts';
 import { createSession, hostTensor, ort } from '../../runtime/backend.ts';
 
 export interface GradInput {
@@ -48,6 +48,7 @@ function typed(dtype: DType, values: ArrayLike<number>) {
     case 'int32': return Int32Array.from(values);
     case 'bool': return Uint8Array.from(values);
     case 'float16': return toFloat16(values);
+    case 'bfloat16': return toBfloat16(values);
   }
 }
 

@@ -1,19 +1,21 @@
 /**
- * Mixed precision (`precision: 'fp16'`): autocast MatMuls (dsl/autocast.ts) and dynamic loss scaling
+ * Mixed precision (`precision: 'fp16'`, `'bf16'`): autocast MatMuls (dsl/autocast.ts) and dynamic loss scaling
  * (dsl/train/loss-scale.ts) in DINO's step, on the tiny ViT of the PyTorch parity fixture (dino-step.test.ts):
  * the fp16 step follows the fp32 step, an overflow skips the whole update and halves the scale, finite steps grow
- * it, and the default graph has no float16 in it. ONNX Runtime's CPU provider runs float16 MatMul, so all of this
- * runs in CI; speed is a GPU question (bench/gpu-check.sh).
+ * it, and the default graph has no float16 in it; the bf16-emulated step follows the fp32 step without a scaler, and
+ * the bf16 graph has the structure of PyTorch's bfloat16 autocast. ONNX Runtime's CPU provider runs float16 MatMul,
+ * so the fp16 tests run in CI; it has no bfloat16 MatMul, so the `bf16` graph is checked for structure only here
+ * and runs on a GPU; speed is a GPU question (bench/gpu-check.sh).
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as E from 'fp-ts/lib/Either.js';
-import { GROWTH_TRACKER, LOSS_SCALE, Prng, decodeOnnx, emitOnnx, formatError } from '../../dsl/index.ts';
-import { type DinoStepConfig, CENTER, STUDENT, TEACHER, buildDinoStep } from '../../models/dino-step.ts';
+import { GROWTH_TRACKER, Graph, LOSS_SCALE, Prng, Scope, autocastMatmul, bfloat16Bits, bfloat16Value, decodeOnnx, emitOnnx, formatError } from '../../dsl/index.ts';
+import { type DinoStepConfig, AMP_METRICS, CENTER, DINO_METRICS, STUDENT, TEACHER, buildDinoStep, dinoMetricNames } from '../../models/dino-step.ts';
 import { readSafetensors } from '../../runtime/io/safetensors.ts';
 import { StepRunner, stackSteps } from '../../runtime/step-runner.ts';
 import { TrainState } from '../../runtime/state.ts';
-import { ort } from '../../runtime/backend.ts';
+import { createSession, ort } from '../../runtime/backend.ts';
 
 const fixture = readSafetensors(new URL('../fixtures/ref/dino_step_ref.safetensors', import.meta.url).pathname);
 const c = JSON.parse(fixture.metadata!['config']!);
@@ -194,7 +196,7 @@ function emitted(cfg: DinoStepConfig): Uint8Array {
   return bytes.right;
 }
 
-const FLOAT = 1, FLOAT16 = 10;
+const FLOAT = 1, FLOAT16 = 10, BFLOAT16 = 16;
 
 test('fp16 graph: MatMuls take float16, softmax/LayerNorm/GELU/the loss take float32, state stays float32', () => {
   for (const recompute of ['none', 'mlp'] as const) {
@@ -241,6 +243,151 @@ test('K fp16 steps in one run (ONNX Loop) equal K single runs bit for bit, scale
   assert.is(scalar(loop, LOSS_SCALE), 4 * SAFE_SCALE); // growthInterval 1: doubled after each finite step
   for (const name of one.names()) assert.ok(sameBits(loop.values(name), one.values(name)), name);
   await runner.release();
+});
+
+/** float32 `v` rounded to bfloat16, nearest even: the JS reference (dsl/float16.ts, checked bit by bit there). */
+const bf16 = (v: number) => bfloat16Value(bfloat16Bits(v));
+
+test('bf16-emulated MatMul rounds operands and product to bfloat16 (nearest even) as a JS reference does', async () => {
+  // An outer product (inner dimension 1), so the float32 product is a single, exactly reproducible rounding: the
+  // product of two bfloat16 values (8 significant bits each) is exact in float32 unless it leaves float32's range.
+  const a = [1 + 2 ** -8, 1 + 3 * 2 ** -8, 1 + 2 ** -8 + 2 ** -20, 1 + 2 ** -4, -(1 + 2 ** -5 + 2 ** -9), 1.5 * 2 ** -133, 2 ** -134, 2 ** -126 * (1 + 2 ** -8),
+    (2 - 2 ** -7) * 2 ** 127, (2 - 2 ** -8) * 2 ** 127, 1e6 + 1, Math.PI];
+  const b = [1, 1 + 2 ** -8 + 2 ** -20, 1 + 2 ** -4, -3, 2 ** -7, 2 ** 100];
+  const g = new Graph();
+  const s = new Scope(g, '', '', 'bf16-emulated');
+  const y = autocastMatmul(s, g.input('a', 'float32', [a.length, 1]), g.input('b', 'float32', [1, b.length]));
+  assert.is(y.dtype, 'float32');
+  g.output('y', y);
+  const bytes = emitOnnx(g, { params: 'inputs' });
+  if (E.isLeft(bytes)) throw new Error(bytes.left.map(formatError).join('\n'));
+  const casts = decodeOnnx(bytes.right).graph.node.filter((n: any) => n.op_type === 'Cast').map((n: any) => n.attribute[0].i);
+  assert.equal(casts.sort(), [FLOAT, FLOAT, FLOAT, BFLOAT16, BFLOAT16, BFLOAT16], 'three float32 -> bfloat16 -> float32 pairs');
+  const session = await createSession(bytes.right, { threads: 1 }); // default optimisation: the pairs must survive it
+  const out = (await session.run({
+    a: new ort.Tensor('float32', Float32Array.from(a), [a.length, 1]), b: new ort.Tensor('float32', Float32Array.from(b), [1, b.length]),
+  }))['y']!.data as Float32Array;
+  let unlikeFloat32 = 0;
+  a.forEach((ai, i) => b.forEach((bj, j) => {
+    const want = bf16(Math.fround(0 + Math.fround(bf16(ai) * bf16(bj)))); // accumulated from +0, as MatMul sums
+    const got = out[i * b.length + j]!;
+    assert.ok(Object.is(got, want), `${ai} x ${bj}: ${got}, reference ${want}`);
+    if (!Object.is(got, Math.fround(Math.fround(ai) * Math.fround(bj)))) unlikeFloat32++;
+  }));
+  assert.ok(unlikeFloat32 > (a.length * b.length) / 2, `only ${unlikeFloat32} products differ from float32's`);
+  // The cases named: ties to even, a tie in the product, a subnormal, overflow to Inf at bfloat16's largest.
+  const at = (ai: number, bj: number) => out[a.indexOf(ai) * b.length + b.indexOf(bj)]!;
+  assert.is(at(1 + 2 ** -8, 1), 1);
+  assert.is(at(1 + 3 * 2 ** -8, 1), 1 + 2 ** -6);
+  assert.is(at(1 + 2 ** -4, 1 + 2 ** -4), 1 + 2 ** -3); // 1 + 2^-3 + 2^-8: a tie, to even
+  assert.is(at(1.5 * 2 ** -133, 1), 2 ** -132);
+  assert.is(at(2 ** -134, 1), 0);
+  assert.is(at((2 - 2 ** -8) * 2 ** 127, 1), Infinity);
+  assert.is(at((2 - 2 ** -7) * 2 ** 127, 1 + 2 ** -8 + 2 ** -20), Infinity); // the product passes bfloat16's range
+  await session.release();
+});
+
+/*
+ * Tolerances for bfloat16: 8 significant bits, so each rounding is off by at most u = 2^-8 = 3.9e-3 relative, 8 times
+ * float16's, and the bounds are the fp16 test's multiples of u: the loss, the teacher's entropy (and its KL, on the
+ * entropy's scale) and the center 10u = 3.9e-2, the gradient norm and the gradients (Adam's first moment, relative to each tensor's largest
+ * entry) 20u = 7.8e-2; seen at most: the loss 0.9u, the KL 1.4u, the center 1.1u, the gradient norm 2.6u, a gradient
+ * 5.7u. Unlike the fp16 test, each bf16 step starts from the fp32 step's state, so what is compared is
+ * one step's roundings: Adam's first steps move an entry by about lr whatever its gradient's size, so a gradient
+ * within rounding of zero moves the entry the other way, and at 8 bits enough entries do that for the models of a
+ * free-running comparison to differ by more than rounding by step 2 (seen: the loss 11u apart at step 3, the last
+ * layer's weight_v gradient, whose weight-norm projection cancels, 63u). The free-running 3 steps are held to
+ * Adam's bound instead, as in the fp16 test: no entry moves more than 2 Σ lr from the fp32 run's.
+ */
+const U_BF16 = 2 ** -8;
+
+test('a bf16-emulated step follows the fp32 step (loss, metrics, gradients, center), each of 3 steps from the same state, without a scaler', async () => {
+  // lossScaling is given to show that bf16 ignores it, as fp32 does.
+  const r32 = await compile(CONFIG), rbf = await compile({ ...CONFIG, precision: 'bf16-emulated', lossScaling: { initScale: SAFE_SCALE } });
+  const s32 = initialState(r32), sbf = initialState(rbf), free = initialState(rbf);
+  assert.equal(rbf.signature.metrics, [...DINO_METRICS], 'the metrics of an fp32 step');
+  assert.not.ok(sbf.names().some((n) => n === LOSS_SCALE || n === GROWTH_TRACKER), 'no scaler state');
+  assert.equal(sbf.names().sort(), s32.names().sort());
+  let lrSum = 0;
+  const within = (what: string, e: number, bound: number) => {
+    assert.ok(e <= bound, `${what} differs by ${e.toExponential(2)} (${(e / U_BF16).toFixed(1)}u), more than ${(bound / U_BF16).toFixed(0)}u`);
+  };
+  for (let s = 1; s <= 3; s++) {
+    for (const name of s32.names()) sbf.set(name, new ort.Tensor('float32', Float32Array.from(s32.values(name)), s32.get(name).dims));
+    const m32 = await step(r32, s32, s), mbf = await step(rbf, sbf, s);
+    await step(rbf, free, s);
+    lrSum += schedule[s - 1]!.lr;
+    assert.ok(mbf.loss !== m32.loss, `step ${s}: the loss carries no bfloat16 rounding`);
+    for (const k of ['loss', 'teacher_entropy'] as const) within(`step ${s}: ${k}`, Math.abs(mbf[k]! - m32[k]!) / Math.abs(m32[k]!), 10 * U_BF16);
+    // The KL to the batch mean is a difference of two entropy-sized terms (cross-entropy minus entropy), small here
+    // (a near-uniform teacher at init): its error is on the entropy's scale, not its own.
+    within(`step ${s}: teacher_kl`, Math.abs(mbf.teacher_kl! - m32.teacher_kl!) / m32.teacher_entropy!, 10 * U_BF16);
+    within(`step ${s}: grad_norm`, Math.abs(mbf.grad_norm! - m32.grad_norm!) / m32.grad_norm!, 20 * U_BF16);
+    assert.is(mbf.skipped, undefined);
+    assert.is(mbf.loss_scale, undefined);
+    for (const name of s32.names().filter((n) => n.startsWith('optim.m.'))) {
+      within(`step ${s}: ${name}`, relativeError(withoutKeyBias(name, sbf.values(name)), withoutKeyBias(name, s32.values(name))), 20 * U_BF16);
+    }
+    within(`step ${s}: center`, relativeError(sbf.values(CENTER), s32.values(CENTER)), 10 * U_BF16);
+  }
+  for (const name of s32.names().filter((n) => n.startsWith(STUDENT) || n.startsWith(TEACHER))) {
+    const a = free.values(name), b = s32.values(name);
+    let worst = 0;
+    for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i]! - b[i]!));
+    assert.ok(worst <= 2 * lrSum, `${name}: an entry differs by ${worst}, more than two Adam steps (${2 * lrSum})`);
+  }
+  await r32.release();
+  await rbf.release();
+});
+
+test('bf16 graph: MatMuls take bfloat16 casts of float32, no loss scaling, state and softmax/LayerNorm/loss float32', async () => {
+  for (const recompute of ['none', 'mlp'] as const) {
+    const model = decodeOnnx(emitted({ ...CONFIG, precision: 'bf16', recompute }));
+    const types = valueTypes(model);
+    const producer = new Map<string, any>(model.graph.node.flatMap((n: any) => n.output.map((o: string) => [o, n])));
+    const matmuls = model.graph.node.filter((n: any) => n.op_type === 'MatMul');
+    const half = matmuls.filter((n: any) => n.input.every((x: string) => types.get(x) === BFLOAT16));
+    // As for fp16: only the position-embedding resize for the local crops (and its gradient) stays float32.
+    const full = matmuls.filter((n: any) => !half.includes(n));
+    assert.ok(half.length > 0 && full.length <= 2, `${half.length} bfloat16 MatMuls, ${full.length} float32: ${full.map((n: any) => n.name).join(', ')}`);
+    for (const n of full) assert.ok(n.input.every((x: string) => types.get(x) === FLOAT), `${n.name} mixes dtypes`);
+    for (const n of half) {
+      for (const x of n.input) {
+        const p = producer.get(x);
+        // A forward operand is a Cast of a float32 value; a backward one may be a reshape or transpose of one, or
+        // a cotangent: the Cast of the float32 gradient arriving at the product (the Cast's VJP).
+        if (p?.op_type === 'Cast') assert.is(types.get(p.input[0]), FLOAT, `${n.name}: ${x} casts float32`);
+      }
+    }
+    const castsToHalf = model.graph.node.filter((n: any) => n.op_type === 'Cast' && n.attribute[0].i === BFLOAT16);
+    assert.ok(castsToHalf.length >= half.length, `${castsToHalf.length} casts to bfloat16 for ${half.length} MatMuls`);
+    assert.not.ok([...types.values()].includes(FLOAT16), 'a float16 value in the bf16 graph');
+    assert.not.ok([...types.keys()].some((n) => n.includes('loss_scal')), 'loss scaling in the bf16 graph');
+    assert.not.ok(model.graph.node.some((n: any) => n.name.includes('loss_scaling')), 'a loss-scaling node in the bf16 graph');
+    for (const n of model.graph.node.filter((x: any) => ['Softmax', 'LogSoftmax', 'LayerNormalization', 'Gelu', 'ReduceSum', 'ReduceMean', 'Sqrt', 'Exp', 'Log'].includes(x.op_type))) {
+      assert.is(types.get(n.input[0]), FLOAT, `${n.op_type} ${n.name} runs in float32`);
+    }
+    for (const v of [...model.graph.input, ...model.graph.output]) assert.is(v.type.tensor_type.elem_type, FLOAT, `${v.name} is float32`);
+    const metrics = model.graph.output.map((v: any) => v.name).filter((n: string) => n.startsWith('metric.')).map((n: string) => n.slice('metric.'.length));
+    assert.equal(metrics, [...DINO_METRICS]);
+  }
+  // Structural only on this machine: ONNX Runtime's CPU provider has no bfloat16 MatMul kernel (a GPU runs it;
+  // `dino train` builds bf16-emulated for other providers, runtime/dino/train.ts stepPrecision).
+  const refused = await compile({ ...CONFIG, precision: 'bf16' }).then((r) => r.release().then(() => undefined), (e: unknown) => e);
+  assert.match(String(refused), /MatMul/, 'the CPU provider ran a bfloat16 MatMul: bf16 need no longer be emulated on CPU');
+});
+
+test('the metrics of each precision: the scaler\'s only where the loss is scaled (fp16)', () => {
+  assert.equal(dinoMetricNames('fp32'), [...DINO_METRICS]);
+  assert.equal(dinoMetricNames('bf16'), [...DINO_METRICS]);
+  assert.equal(dinoMetricNames('bf16-emulated'), [...DINO_METRICS]);
+  assert.equal(dinoMetricNames('fp16'), [...DINO_METRICS, ...AMP_METRICS]);
+  assert.equal(dinoMetricNames('fp16-emulated'), [...DINO_METRICS, ...AMP_METRICS]);
+  for (const precision of ['fp32', 'fp16', 'bf16'] as const) {
+    const model = decodeOnnx(emitted({ ...CONFIG, precision }));
+    const metrics = model.graph.output.map((v: any) => v.name).filter((n: string) => n.startsWith('metric.')).map((n: string) => n.slice('metric.'.length));
+    assert.equal(metrics, [...dinoMetricNames(precision)], precision);
+  }
 });
 
 test.run();
