@@ -12,7 +12,7 @@ import { type Command, UsageError, didYouMean, runCommand } from '../cli/args.ts
 
 /** Every command, by name: a one-line summary for `dino --help` and the module that implements it. */
 const COMMANDS: Record<string, { summary: string; load: () => Promise<Command<any>> }> = {
-  start: { summary: 'the default job: train fmnist-quick, export the teacher, k-NN vs random init and raw pixels', load: async () => (await import('../cli/start.ts')).startCommand },
+  start: { summary: 'the default job: train fmnist-quick scoring a k-NN / linear-probe curve, export the teacher, both vs random init and raw pixels', load: async () => (await import('../cli/start.ts')).startCommand },
   train: { summary: 'train DINO (a preset, or --arch vit_small on your image folder); --resume DIR continues a run', load: async () => (await import('../cli/train.ts')).trainCommand },
   export: { summary: 'export a teacher as an inference ONNX model, or its weights as .pth / .safetensors', load: async () => (await import('../cli/exports.ts')).exportCommand },
   knn: { summary: 'weighted k-NN evaluation of a run or an exported model', load: async () => (await import('../cli/exports.ts')).knnCommand },

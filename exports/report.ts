@@ -9,6 +9,7 @@ import { createSession } from '../runtime/backend.ts';
 import { gatherImages } from '../runtime/data/dataset.ts';
 import { computeAttention, writeAttentionPngs } from './attention.ts';
 import { type EvalDataOptions, loadEvalData } from './eval.ts';
+import { type CurveFile, type CurvePoint, formatCurveTable, readCurve } from './curve.ts';
 import { KNN_TEMPERATURE, type KnnResult, runModel } from './knn.ts';
 import { readExportInfo, readRunConfig } from './teacher.ts';
 
@@ -46,13 +47,35 @@ export function niceTicks(lo: number, hi: number, count = 5): number[] {
 
 const fmt = (v: number) => (Math.abs(v) >= 1e4 || (Math.abs(v) < 1e-3 && v !== 0) ? v.toExponential(1) : String(Number(v.toPrecision(4))));
 
-/** An SVG line chart of y against step (one polyline per series; points with non-finite y are skipped). */
-export function lineChart(title: string, series: { name: string; color: string; points: [number, number][] }[], width = 520, height = 260): string {
+/** A horizontal reference line across a chart (a baseline the series are read against). */
+export interface ReferenceLine {
+  readonly name: string;
+  readonly y: number;
+  readonly color: string;
+}
+
+export interface ChartOptions {
+  /** The x axis's label (default 'step'). */
+  readonly xLabel?: string;
+  /** Horizontal dashed lines, labelled at the right end; the y range includes them. */
+  readonly references?: readonly ReferenceLine[];
+  /** A dot on every point (for curves of a few points). */
+  readonly markers?: boolean;
+}
+
+/**
+ * An SVG line chart of y against x (one polyline per series; points with non-finite y are skipped), with optional
+ * reference lines.
+ */
+export function lineChart(title: string, series: { name: string; color: string; points: [number, number][] }[], width = 520, height = 260, opts: ChartOptions = {}): string {
   const pts = series.flatMap((s) => s.points).filter(([, y]) => Number.isFinite(y));
   if (pts.length === 0) return `<p class="empty">${escapeHtml(title)}: no data</p>`;
-  const m = { left: 58, right: 14, top: 28, bottom: 34 };
+  const refs = (opts.references ?? []).filter((r) => Number.isFinite(r.y));
+  // Reference labels go in a right margin of their own, clear of the data.
+  const m = { left: 58, right: refs.length ? 122 : 14, top: 28, bottom: 34 };
   let [x0, x1] = [Math.min(...pts.map((p) => p[0])), Math.max(...pts.map((p) => p[0]))];
-  let [y0, y1] = [Math.min(...pts.map((p) => p[1])), Math.max(...pts.map((p) => p[1]))];
+  const ys = [...pts.map((p) => p[1]), ...refs.map((r) => r.y)];
+  let [y0, y1] = [Math.min(...ys), Math.max(...ys)];
   if (x1 === x0) x1 = x0 + 1;
   if (y1 === y0) [y0, y1] = [y0 - 1, y1 + 1];
   const pad = (y1 - y0) * 0.05;
@@ -70,15 +93,49 @@ export function lineChart(title: string, series: { name: string; color: string; 
   for (const t of niceTicks(x0, x1, 6)) {
     parts.push(`<text x="${sx(t).toFixed(1)}" y="${height - m.bottom + 16}" class="tick" text-anchor="middle">${fmt(t)}</text>`);
   }
-  parts.push(`<text x="${width - m.right}" y="${height - 4}" class="tick" text-anchor="end">step</text>`);
+  parts.push(`<text x="${width - m.right}" y="${height - 4}" class="tick" text-anchor="end">${escapeHtml(opts.xLabel ?? 'step')}</text>`);
   parts.push(`<rect x="${m.left}" y="${m.top}" width="${width - m.left - m.right}" height="${height - m.top - m.bottom}" class="frame"/>`);
-  series.forEach((s, i) => {
-    const coords = s.points.filter(([, y]) => Number.isFinite(y)).map(([x, y]) => `${sx(x).toFixed(1)},${sy(y).toFixed(1)}`).join(' ');
-    parts.push(`<polyline points="${coords}" fill="none" stroke="${s.color}" stroke-width="1.6" data-series="${escapeHtml(s.name)}"/>`);
-    if (series.length > 1) parts.push(`<text x="${width - m.right - 4}" y="${m.top + 14 + 14 * i}" text-anchor="end" fill="${s.color}" class="tick">${escapeHtml(s.name)}</text>`);
+  // Labels at their line's height, pushed apart (11 px at least) where lines lie close together.
+  const labelY = refs.map((r, i) => ({ i, y: sy(r.y) + 3.5 })).sort((a, b) => a.y - b.y);
+  labelY.forEach((l, j) => { if (j > 0) l.y = Math.max(l.y, labelY[j - 1]!.y + 11); });
+  refs.forEach((r, i) => {
+    const y = sy(r.y).toFixed(1);
+    parts.push(`<line x1="${m.left}" x2="${width - m.right}" y1="${y}" y2="${y}" stroke="${r.color}" stroke-dasharray="5 4" stroke-width="1.2" data-reference="${escapeHtml(r.name)}"/>`);
+    parts.push(`<text x="${width - m.right + 5}" y="${labelY.find((l) => l.i === i)!.y.toFixed(1)}" fill="${r.color}" class="tick">${escapeHtml(r.name)}</text>`);
   });
+  series.forEach((s) => {
+    const finite = s.points.filter(([, y]) => Number.isFinite(y));
+    const coords = finite.map(([x, y]) => `${sx(x).toFixed(1)},${sy(y).toFixed(1)}`).join(' ');
+    parts.push(`<polyline points="${coords}" fill="none" stroke="${s.color}" stroke-width="1.6" data-series="${escapeHtml(s.name)}"/>`);
+    if (opts.markers) for (const [x, y] of finite) parts.push(`<circle cx="${sx(x).toFixed(1)}" cy="${sy(y).toFixed(1)}" r="2.6" fill="${s.color}"/>`);
+  });
+  // The legend: one row right of the title.
+  if (series.length > 1) {
+    const items = series.map((s, i) => `<tspan fill="${s.color}"${i ? ' dx="14"' : ''}>— ${escapeHtml(s.name)}</tspan>`).join('');
+    parts.push(`<text x="${width - m.right}" y="18" text-anchor="end" class="tick">${items}</text>`);
+  }
   parts.push('</svg>');
   return parts.join('');
+}
+
+/**
+ * The curve of DIR/curve.json: k-NN and linear-probe top-1 (%) against minutes of training, with the raw-pixel
+ * and random-init (step 0) scores as reference lines.
+ */
+export function curveChart(curve: CurveFile, width = 680, height = 300): string {
+  const minutes = (p: CurvePoint) => p.train_seconds / 60;
+  const init = curve.points.find((p) => p.step === 0);
+  const knn = '#1f77b4', linear = '#ff7f0e';
+  const references: ReferenceLine[] = [];
+  if (init) references.push({ name: 'random init, k-NN', y: init.knn_top1, color: knn });
+  if (init?.linear_top1 != null) references.push({ name: 'random init, linear', y: init.linear_top1, color: linear });
+  if (curve.raw_pixels) references.push({ name: 'raw pixels, k-NN', y: curve.raw_pixels.knn_top1, color: '#555' });
+  if (curve.raw_pixels?.linear_top1 != null) references.push({ name: 'raw pixels, linear', y: curve.raw_pixels.linear_top1, color: '#999' });
+  const series = [{ name: `k-NN (k=${curve.yardstick.k})`, color: knn, points: curve.points.map((p) => [minutes(p), p.knn_top1] as [number, number]) }];
+  if (curve.points.some((p) => p.linear_top1 !== null)) {
+    series.push({ name: 'linear probe', color: linear, points: curve.points.map((p) => [minutes(p), p.linear_top1 ?? NaN] as [number, number]) });
+  }
+  return lineChart('teacher top-1 (%) during training', series, width, height, { xLabel: 'minutes of training', references, markers: true });
 }
 
 /** At most `target` points, evenly thinned (long runs have a line per step). */
@@ -98,6 +155,8 @@ export interface ReportOptions extends EvalDataOptions {
   readonly run: string;
   /** k-NN result to show (default: DIR/knn.json when present). */
   readonly knn?: KnnResult;
+  /** Evaluations during training to chart (default: DIR/curve.json when present, from `trainCurve`). */
+  readonly curve?: CurveFile;
   /** Test images for the attention maps (default 4; 0 to leave them out). */
   readonly attentionImages?: number;
   /** Dataset of the attention images: 'fmnist' or an image folder; default the run's own data (exports/eval.ts). */
@@ -134,6 +193,9 @@ export async function writeReport(opts: ReportOptions): Promise<string> {
     lineChart('learning rate', [{ name: 'lr', color: '#9467bd', points: curve('lr') }]),
   ].join('')}</div><p class="note">A collapsing run shows as entropy going to log K = ${Math.log(cfg.head.outDim).toFixed(2)} (uniform teacher) or to 0 with the KL at 0 (one-hot teacher).</p></section>`);
 
+  const evalCurve = opts.curve ?? readCurve(opts.run);
+  if (evalCurve) sections.push(curveSection(evalCurve));
+
   sections.push(`<section><h2>k-NN evaluation</h2>${knn ? knnTableHtml(knn) : `<p class="empty">No k-NN result yet: run <code>npx dino knn --run ${escapeHtml(opts.run)}</code>, then rebuild the report.</p>`}</section>`);
 
   const count = opts.attentionImages ?? 4;
@@ -144,6 +206,15 @@ export async function writeReport(opts: ReportOptions): Promise<string> {
   const out = path.join(opts.run, 'report.html');
   fs.writeFileSync(out, html);
   return out;
+}
+
+function curveSection(curve: CurveFile): string {
+  const y = curve.yardstick;
+  const probe = y.probe === false ? 'no linear probe' : `linear probe: ${y.probe.epochs ?? 20} epochs of ${y.probe.optimizer ?? 'sgd'} at lr ${y.probe.lr ?? 0.1} on the bank's standardised features`;
+  return `<section><h2>Evaluation during training</h2>${curveChart(curve)}` +
+    `<pre class="curve">${escapeHtml(formatCurveTable(curve))}</pre>` +
+    `<p class="note">The teacher at each point on one fixed yardstick: weighted k-NN (k=${y.k}, T=${y.temperature}) of ${y.n_test} evenly spaced test images against a class-balanced bank of ${y.n_train} train images; ${escapeHtml(probe)}. ` +
+    `Minutes are the run's own step times (compile and evaluation excluded). A smaller bank reads lower than the full train split, so compare points with each other, not with the full-split k-NN below.</p></section>`;
 }
 
 /** The teacher's per-head attention on the first test image of the first `count` classes, as inline PNGs. */

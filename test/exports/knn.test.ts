@@ -129,13 +129,16 @@ test('evenlySpaced keeps every class of a class-major split', () => {
 test('knnEvaluate on a Fashion-MNIST subset: exports the run teacher, extracts features, writes knn.json; raw-pixel baseline', async () => {
   const dir = tempDir('knn');
   const run = makeRun(path.join(dir, 'run'));
-  const ev = await knnEvaluate({ run: run.dir, dataset: 'fmnist', limitTrain: 1500, limitTest: 300, batch: 250 });
+  const ev = await knnEvaluate({ run: run.dir, dataset: 'fmnist', limitTrain: 1500, limitTest: 300, batch: 250, keepFeatures: true });
   assert.ok(fs.existsSync(path.join(run.dir, 'teacher.onnx')));
   const saved = JSON.parse(fs.readFileSync(path.join(run.dir, 'knn.json'), 'utf8'));
   assert.equal(saved, ev.result);
   assert.equal(Object.keys(ev.result.top1), ['10', '20', '100', '200']);
   assert.is(ev.result.n_train, 1500);
   assert.is(ev.result.n_test, 300);
+  // keepFeatures hands back what k-NN classified, for a probe to reuse
+  assert.equal([ev.features!.train.count, ev.features!.test.count, ev.features!.train.dim], [1500, 300, run.config.backbone.embedDim]);
+  assert.equal(await knnClassify(ev.features!.train, ev.features!.test), ev.result);
   // A random-init ViT's teacher is already far above chance on Fashion-MNIST (59% on the full set: docs/fmnist-quick.md).
   assert.ok(ev.result.top1['20']! > 35, `random-init k-NN top-1 ${ev.result.top1['20']}`);
   assert.ok(ev.result.top5['20']! >= ev.result.top1['20']!);
