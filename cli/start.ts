@@ -20,7 +20,7 @@ import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:
 import { join } from 'node:path';
 import {
   CURVE_PROBE, CURVE_YARDSTICK, type CurveFile, type FeatureSet, type KnnResult, curveSteps, describeYardstick, formatCurveTable, knnEvaluate, rawPixelFeatures,
-  rawPixelKnn, scoreRawPixels, trainCurve, trainLinearProbe, writeCurve, writeReport,
+  knnClassify, scoreRawPixels, trainCurve, trainLinearProbe, writeCurve, writeReport,
 } from '../exports/index.ts';
 import { loadFashionMnist } from '../runtime/data/fashion-mnist.ts';
 import { applyOverrides, getPreset } from '../runtime/dino/config.ts';
@@ -134,9 +134,10 @@ export const startCommand = defineCommand(
     const probeSeconds = { total: 0 };
     const trained = await knnEvaluate({ run: out, ...limits, keepFeatures: true, log });
     const random = await knnEvaluate({ run: initRun, ...limits, save: false, keepFeatures: true, log });
-    const raw = await rawPixelKnn(data, { ...limits, ...rawNorm(config) });
+    // Raw pixels: one set of features for both k-NN and the probe.
     const rawTrain = rawPixelFeatures(data, data.train, { ...rawNorm(config), limit: limits.limitTrain });
     const rawTest = rawPixelFeatures(data, data.test, { ...rawNorm(config), limit: limits.limitTest });
+    const raw = await knnClassify(rawTrain, rawTest, { numClasses: data.classes.length });
     const summary = startSummary({
       steps: r.steps,
       trained: { knn: trained.result, linear: await probe(trained.features!.train, trained.features!.test, probeSeconds) },
