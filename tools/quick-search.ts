@@ -13,7 +13,8 @@
  *   npx tsx tools/quick-search.ts --out runs/learn/a --eval-at 0,150,300 --set steps=300 --set lr=0.004 ...
  *
  * `--init-only` evaluates the random-init teacher and stops; `--skip-init-eval` does not evaluate it; `--knn-only`
- * leaves the linear probe out.
+ * leaves the linear probe out. `--threads N` trains with N intra-op threads (default: ORT's, one per core), e.g. 1 to
+ * run two searches side by side on a 2-core machine.
  *
  * Appends one JSON line per evaluation to DIR/curve.jsonl: a `CurvePoint` (step, knn_top1, linear_top1, n_train,
  * n_test, loss, teacher_entropy, teacher_kl, train_seconds: training wall time so far, compile excluded,
@@ -30,7 +31,7 @@ const { values } = parseArgs({
   options: {
     out: { type: 'string' }, preset: { type: 'string', default: 'fmnist-quick' }, every: { type: 'string', default: '100' },
     'eval-at': { type: 'string' }, split: { type: 'string', default: 'val' }, 'skip-init-eval': { type: 'boolean', default: false }, 'init-only': { type: 'boolean', default: false },
-    'knn-only': { type: 'boolean', default: false },
+    'knn-only': { type: 'boolean', default: false }, threads: { type: 'string' },
     'limit-train': { type: 'string' }, 'limit-test': { type: 'string' }, 'limit-train-final': { type: 'string' }, set: { type: 'string', multiple: true },
   },
 });
@@ -53,7 +54,7 @@ const yardstick = (step: number): Yardstick => {
 const t0 = performance.now();
 await trainCurve({
   config: cfg, out, dataset: data, at: evalAt, yardstick, resume: existsSync(join(out, 'checkpoint.safetensors')),
-  trainOptions: { progress: 'none', log: () => {} },
+  trainOptions: { progress: 'none', log: () => {}, ...(values.threads !== undefined ? { threads: Number(values.threads) } : {}) },
   onPoint: (p) => {
     const line = { ...p, split, train_seconds: +p.train_seconds.toFixed(1), eval_seconds: +p.eval_seconds.toFixed(1), seconds: +((performance.now() - t0) / 1000).toFixed(1) };
     appendFileSync(join(out, 'curve.jsonl'), JSON.stringify(line) + '\n');
