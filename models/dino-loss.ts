@@ -23,6 +23,11 @@ import {
   stopGradient,
   sub,
 } from '../dsl/index.ts';
+import { sinkhornKnopp } from './sinkhorn.ts';
+
+/** How the teacher's targets are made (`DinoLossInputs.centering`). */
+export const CENTERINGS = ['center', 'sinkhorn'] as const;
+export type Centering = (typeof CENTERINGS)[number];
 
 export interface DinoLossInputs {
   /** Student logits [V*B, K]; views 0 and 1 are the global crops. */
@@ -44,6 +49,12 @@ export interface DinoLossInputs {
    * ONNX Runtime's WebGPU EP, which has no LogSoftmax kernel and would run it on the CPU (dsl/ops/nn.ts).
    */
   readonly logSoftmax?: 'op' | 'composite';
+  /**
+   * How the teacher's targets are made. `center` (default): DINO's softmax((t - c) / τ_t). `sinkhorn`: Sinkhorn-Knopp
+   * on t / τ_t over the batch (models/sinkhorn.ts, DINOv2); the center is not used by the targets then, but still
+   * updated and returned, so the step's state and checkpoints have one layout in both modes.
+   */
+  readonly centering?: Centering;
 }
 
 export interface DinoLossOutputs {
@@ -51,7 +62,7 @@ export interface DinoLossOutputs {
   readonly loss: Tensor;
   /** m c + (1 - m) mean of this step's teacher logits, [1, K] (computed from the teacher, no gradient). */
   readonly nextCenter: Tensor;
-  /** Mean entropy of the teacher's distributions: log K when uniform (collapse), 0 when one-hot. */
+  /** Mean entropy of the teacher's targets: log K when uniform (collapse), 0 when one-hot. */
   readonly teacherEntropy: Tensor;
   /** Mean KL(P_t(x) || mean_x P_t): 0 when every image gets the same distribution (either collapse). */
   readonly teacherKl: Tensor;
@@ -62,8 +73,10 @@ export function dinoLoss(a: DinoLossInputs): DinoLossOutputs {
   const k = a.teacher.dim(-1);
   const teacher = stopGradient(a.teacher);
   const logSoftmax = a.logSoftmax === 'composite' ? logSoftmaxComposite : logSoftmaxOp;
-  const teacherLogits = div(sub(teacher, a.center), a.teacherTemp);
-  const pt = softmax(teacherLogits, -1); // [2B, K]
+  // The targets [2B, K] and their log, which is asked for only after the loss, so that the centering graph keeps the
+  // order of its nodes (and its bytes) from before the option.
+  const targets = a.centering === 'sinkhorn' ? sinkhornTargets(teacher, a.teacherTemp) : centeredTargets(teacher, a.center, a.teacherTemp, logSoftmax);
+  const pt = targets.p;
   const logPs = logSoftmax(div(a.student, a.studentTemp), -1); // [V B, K]
 
   // Sum over all pairs (i, v != i) of <P_t^i, log P_s^v> per image
@@ -79,10 +92,26 @@ export function dinoLoss(a: DinoLossInputs): DinoLossOutputs {
   const batchCenter = reduceMean(teacher, 0, true); // [1, K]
   const nextCenter = stopGradient(add(mul(a.center, a.centerMomentum), mul(batchCenter, 1 - a.centerMomentum)));
 
-  const logPt = logSoftmax(teacherLogits, -1);
+  const logPt = targets.logP();
   const teacherEntropy = neg(div(reduceSum(mul(pt, logPt), [0, 1]), 2 * b));
   const meanPt = reduceMean(pt, 0, true);
   const teacherKl = meanAll(reduceSum(mul(pt, sub(logPt, log(maximum(meanPt, 1e-30)))), -1));
   return { loss, nextCenter, teacherEntropy, teacherKl };
 }
 
+interface Targets {
+  readonly p: Tensor;
+  readonly logP: () => Tensor;
+}
+
+/** DINO: P_t = softmax((t - c) / τ_t). */
+function centeredTargets(teacher: Tensor, center: Tensor, temp: Tensor, logSoftmax: (x: Tensor, axis: number) => Tensor): Targets {
+  const teacherLogits = div(sub(teacher, center), temp);
+  return { p: softmax(teacherLogits, -1), logP: () => logSoftmax(teacherLogits, -1) };
+}
+
+/** DINOv2: Sinkhorn-Knopp over the batch; the center would only shift columns, which the iterations undo anyway. */
+function sinkhornTargets(teacher: Tensor, temp: Tensor): Targets {
+  const { q, logQ } = sinkhornKnopp(teacher, temp);
+  return { p: q, logP: () => logQ };
+}

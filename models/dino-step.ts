@@ -11,7 +11,7 @@
  */
 import * as E from 'fp-ts/lib/Either.js';
 import { type DslError, GRAD_SCALER_DEFAULTS, Graph, type LossScaling, METRIC, NEXT, type Precision, Scope, type Tensor, add, addOptimizerStep, concat, ema, mul, slice, usesLossScaling } from '../dsl/index.ts';
-import { dinoLoss } from './dino-loss.ts';
+import { CENTERINGS, type Centering, dinoLoss } from './dino-loss.ts';
 import { koleoLoss } from './koleo.ts';
 import { type DinoHeadConfig, LAST_LAYER_TAG, dinoHead } from './head.ts';
 import { backbone as backboneFeatures } from './network.ts';
@@ -57,6 +57,12 @@ export interface DinoStepConfig {
    * added to the DINO loss as in DINOv2 (weight 0.1 there). Default 0: not in the graph.
    */
   readonly koleoWeight?: number;
+  /**
+   * How the teacher's targets are made (`DinoLossInputs.centering`): `center` (default, DINO) subtracts the running
+   * center before the softmax; `sinkhorn` balances the batch over the prototypes with Sinkhorn-Knopp (DINOv2). The
+   * center stays state and is updated either way; the default builds the graph from before the option, byte for byte.
+   */
+  readonly centering?: Centering;
 }
 
 export const STUDENT = 'student.';
@@ -140,6 +146,11 @@ export interface DinoStepGraph {
 }
 
 export function buildDinoStep(cfg: DinoStepConfig): E.Either<DslError[], DinoStepGraph> {
+  const centering = cfg.centering ?? 'center';
+  if (!CENTERINGS.includes(centering)) {
+    // Reachable from a hand-edited config.json, which is parsed without a type check.
+    return E.left([{ op: 'dino_step', path: '', message: `centering must be one of ${CENTERINGS.join(', ')}, got ${JSON.stringify(centering)}`, shapes: [] }]);
+  }
   const g = new Graph('dino_train_step');
   const { batch: b, backbone: bb } = cfg;
   const shapes = dinoStepInputShapes(cfg);
@@ -172,6 +183,7 @@ export function buildDinoStep(cfg: DinoStepConfig): E.Either<DslError[], DinoSte
       student: studentLogits, teacher: teacherLogits, center, teacherTemp,
       studentTemp: cfg.studentTemp, centerMomentum: cfg.centerMomentum, batch: b, views: 2 + cfg.localCrops,
       ...(cfg.logSoftmax ? { logSoftmax: cfg.logSoftmax } : {}),
+      ...(centering === 'sinkhorn' ? { centering } : {}),
     }),
   );
 

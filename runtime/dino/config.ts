@@ -6,6 +6,7 @@ import type { DinoHeadConfig } from '../../models/head.ts';
 import { getPreset as getModelPreset } from '../../models/presets.ts';
 import type { ViTConfig } from '../../models/vit.ts';
 import type { DinoStepConfig } from '../../models/dino-step.ts';
+import { CENTERINGS, type Centering } from '../../models/dino-loss.ts';
 import type { TrainPrecision } from '../../dsl/autocast.ts';
 import { type AugmentConfig, augmentConfig } from '../data/multicrop.ts';
 import { FASHION_MNIST_MEAN, FASHION_MNIST_STD } from '../data/fashion-mnist.ts';
@@ -77,13 +78,23 @@ export interface TrainConfig {
    * addition, weight 0.1 there): spreads the features over the sphere. Absent: 0, not in the graph.
    */
   readonly koleoWeight?: number;
+  /**
+   * How the teacher's targets are made. `center` (DINO): softmax((t - c) / τ_t), c the running mean of the teacher's
+   * logits. `sinkhorn` (DINOv2, from SwAV): 3 Sinkhorn-Knopp iterations on t / τ_t over the batch's global crops
+   * (models/sinkhorn.ts), which make the batch use every prototype about equally, against collapse onto a few.
+   * The center is still updated (and checkpointed) with `sinkhorn`, unused. Absent: `center`.
+   */
+  readonly centering?: Centering;
 }
 
+type OptionalKey = 'koleoWeight' | 'centering';
 /**
  * Optional keys with the value their absence means. They are written only when set to another value, so configs
  * from before a key existed resume unchanged; `--set key=value` may add them.
  */
-const OPTIONAL_KEYS: { readonly [K in 'koleoWeight']-?: NonNullable<TrainConfig[K]> } = { koleoWeight: 0 };
+const OPTIONAL_KEYS: { readonly [K in OptionalKey]-?: NonNullable<TrainConfig[K]> } = { koleoWeight: 0, centering: 'center' };
+/** String-valued keys that take one of a few values: an override naming another is refused. */
+const KEY_CHOICES: Readonly<Record<string, readonly string[]>> = { centering: CENTERINGS };
 
 function vitPreset(name: string): { backbone: ViTConfig; head: DinoHeadConfig } {
   const p = getModelPreset(name);
@@ -174,6 +185,7 @@ export function stepConfig(cfg: TrainConfig): DinoStepConfig {
     studentTemp: cfg.studentTemp, centerMomentum: cfg.centerMomentum, clipGrad: cfg.clipGrad,
     ...(cfg.precision !== undefined && cfg.precision !== 'fp32' ? { precision: cfg.precision } : {}),
     ...(cfg.koleoWeight ? { koleoWeight: cfg.koleoWeight } : {}),
+    ...(cfg.centering !== undefined && cfg.centering !== 'center' ? { centering: cfg.centering } : {}),
   };
 }
 
@@ -206,6 +218,8 @@ export function applyOverrides(cfg: TrainConfig, sets: readonly string[]): Train
     try { value = typeof current === 'string' ? (raw.startsWith('"') ? JSON.parse(raw) : raw) : JSON.parse(raw); }
     catch { problems.push(`"${key}": cannot parse "${raw}" as ${typeOf(current)}`); continue; }
     if (typeOf(value) !== typeOf(current)) { problems.push(`"${key}" must be ${typeOf(current)}, got ${typeOf(value)} (${raw})`); continue; }
+    const choices = path.length === 1 && Object.hasOwn(KEY_CHOICES, leaf) ? KEY_CHOICES[leaf] : undefined;
+    if (choices && !choices.includes(value as string)) { problems.push(`"${key}" must be one of ${choices.join(', ')}, got "${String(value)}"`); continue; }
     if (optional !== undefined && value === optional) delete obj[leaf];
     else obj[leaf] = value;
   }

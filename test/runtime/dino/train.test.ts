@@ -199,4 +199,22 @@ test('an optional key (koleoWeight) is added by an override, left out at its def
   assert.is(JSON.parse(readFileSync(join(out, 'config.json'), 'utf8')).koleoWeight, 0.1);
 });
 
+test('centering=sinkhorn is added by an override, refused with another string, left out at center, and trains', async () => {
+  assert.not.ok('centering' in tiny, 'absent from the presets: their configs and graphs are as before the key');
+  const cfg = applyOverrides(tiny, ['centering=sinkhorn', 'steps=2']);
+  assert.is(cfg.centering, 'sinkhorn');
+  assert.is(stepConfig(cfg).centering, 'sinkhorn');
+  assert.not.ok('centering' in stepConfig(tiny));
+  assert.not.ok('centering' in applyOverrides(cfg, ['centering=center']), 'the default value removes the key');
+  assert.throws(() => applyOverrides(tiny, ['centering=swav']), /"centering" must be one of center, sinkhorn, got "swav"/);
+  assert.throws(() => applyOverrides(tiny, ['centering=3']), /"centering" must be one of center, sinkhorn, got "3"/);
+  const out = tmp();
+  const r = await train({ config: cfg, out, dataset: data, ...quiet });
+  for (const key of ['loss', 'teacher_entropy', 'teacher_kl']) assert.ok(Number.isFinite(r.lastMetrics[key]), `${key} ${r.lastMetrics[key]}`);
+  const plain = await train({ config: applyOverrides(tiny, ['steps=2']), out: tmp(), dataset: data, ...quiet });
+  assert.ok(r.lastMetrics['loss'] !== plain.lastMetrics['loss'], 'the targets differ from centering\'s');
+  assert.is(JSON.parse(readFileSync(join(out, 'config.json'), 'utf8')).centering, 'sinkhorn');
+  assert.ok(r.state.tensors.has('center'), 'the center stays in the state');
+});
+
 test.run();
