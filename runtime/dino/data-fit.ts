@@ -28,7 +28,7 @@ export class DataFitError extends Error {
     const p = problem;
     super(
       p.kind === 'channels'
-        ? `preset ${p.preset} takes ${p.need}-channel images, but the data set ${p.dataset} has ${p.has} channel(s): choose a ${p.has === 1 ? '1-channel preset (fmnist-quick, fmnist-tiny6, fmnist-tiny12)' : 'ViT preset (vit_tiny, vit_small, vit_base)'}`
+        ? `preset ${p.preset} takes ${p.need}-channel images, but the data set ${p.dataset} has ${p.has} channel(s): choose a ${p.has === 1 ? '1-channel preset (fmnist-quick, fmnist-long, fmnist-tiny6, fmnist-tiny12)' : 'ViT preset (vit_tiny, vit_small, vit_base)'}`
         : p.kind === 'needs-folder'
           ? `preset ${p.preset} takes ${p.need}-channel ${p.size} px images, but without an image folder (config.data) it would train on Fashion-MNIST (1 channel, 28 px)`
           : `${p.folder} holds colour images (e.g. ${p.example}), but preset ${p.preset} takes 1-channel 28 px images (Fashion-MNIST's): choose a ViT preset (vit_tiny, vit_small, vit_base)`,
