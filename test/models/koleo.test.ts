@@ -6,14 +6,13 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as E from 'fp-ts/lib/Either.js';
-import { Graph, Prng, emitOnnx, formatError } from '../../dsl/index.ts';
+import { Graph, Prng } from '../../dsl/index.ts';
 import { koleoLoss } from '../../models/koleo.ts';
-import { type DinoStepConfig, buildDinoStep } from '../../models/dino-step.ts';
-import { StepRunner } from '../../runtime/step-runner.ts';
 import { TrainState } from '../../runtime/state.ts';
 import { ort } from '../../runtime/backend.ts';
 import { gradCheck } from '../helpers/gradcheck.ts';
 import { runGraph } from './run.ts';
+import { TINY_STEP, compileStep, emitStep } from './tiny-step.ts';
 
 /** DINOv2's KoLeoLoss, written out: normalise, nearest other row by inner product, -mean log(distance + eps). */
 function koleoReference(x: Float64Array, b: number, d: number): number {
@@ -62,35 +61,16 @@ test('koleoLoss refuses a batch of one (no neighbour)', () => {
   assert.ok(E.isLeft(v) && v.left.some((e) => e.op === 'koleoLoss' && /B >= 2/.test(e.message)));
 });
 
-const TINY: DinoStepConfig = {
-  backbone: { kind: 'vit', imgSize: 8, patchSize: 4, inChans: 1, embedDim: 16, depth: 1, numHeads: 2, mlpRatio: 2, qkvBias: true, layerNormEps: 1e-6, dropPathRate: 0 },
-  head: { outDim: 32, hiddenDim: 16, bottleneckDim: 8, nlayers: 3, useBn: false, normLastLayer: true },
-  batch: 6, globalSize: 8, localSize: 4, localCrops: 2, studentTemp: 0.1, centerMomentum: 0.9, clipGrad: 3,
-};
-
-const emitted = (cfg: DinoStepConfig) => {
-  const built = buildDinoStep(cfg);
-  if (E.isLeft(built)) throw new Error(built.left.map(formatError).join('\n'));
-  const bytes = emitOnnx(built.right.graph, { params: 'inputs' });
-  if (E.isLeft(bytes)) throw new Error(bytes.left.map(formatError).join('\n'));
-  return { graph: built.right.graph, bytes: bytes.right };
-};
-
 test('DINO step: weight 0 builds the graph without KoLeo, byte for byte', () => {
-  assert.ok(Buffer.from(emitted(TINY).bytes).equals(Buffer.from(emitted({ ...TINY, koleoWeight: 0 }).bytes)));
-  assert.not.ok(emitted(TINY).graph.outputs.has('metric.koleo'));
+  assert.ok(Buffer.from(emitStep(TINY_STEP).bytes).equals(Buffer.from(emitStep({ ...TINY_STEP, koleoWeight: 0 }).bytes)));
+  assert.not.ok(emitStep(TINY_STEP).graph.outputs.has('metric.koleo'));
 });
 
 test('DINO step with KoLeo: same DINO loss, koleo reported, and steps lower it', async () => {
-  const compile = (cfg: DinoStepConfig) => {
-    const built = buildDinoStep(cfg);
-    if (E.isLeft(built)) throw new Error(built.left.map(formatError).join('\n'));
-    return StepRunner.compile(built.right.graph, { threads: 1 });
-  };
-  const plain = await compile(TINY);
-  const withKoleo = await compile({ ...TINY, koleoWeight: 1 });
+  const plain = await compileStep(TINY_STEP);
+  const withKoleo = await compileStep({ ...TINY_STEP, koleoWeight: 1 });
   const prng = Prng.seeded(5);
-  const b = TINY.batch;
+  const b = TINY_STEP.batch;
   const feeds = () => ({
     globals: new ort.Tensor('float32', Float32Array.from({ length: 2 * b * 64 }, () => prng.normal()), [2 * b, 1, 8, 8]),
     locals: new ort.Tensor('float32', Float32Array.from({ length: 2 * b * 16 }, () => prng.normal()), [2 * b, 1, 4, 4]),

@@ -6,13 +6,13 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as E from 'fp-ts/lib/Either.js';
-import { Graph, Prng, emitOnnx, formatError, gradients, mul, sumAll } from '../../dsl/index.ts';
+import { Graph, Prng, gradients, mul, sumAll } from '../../dsl/index.ts';
 import { SINKHORN_ITERATIONS, sinkhornKnopp } from '../../models/sinkhorn.ts';
-import { type DinoStepConfig, buildDinoStep } from '../../models/dino-step.ts';
-import { StepRunner } from '../../runtime/step-runner.ts';
+import { buildDinoStep } from '../../models/dino-step.ts';
 import { TrainState } from '../../runtime/state.ts';
 import { ort } from '../../runtime/backend.ts';
 import { runGraph } from './run.ts';
+import { TINY_STEP, compileStep, emitStep } from './tiny-step.ts';
 
 /**
  * The algorithm as written (SwAV's and DINOv2's order): Q = exp(L / τ) / Σ Q, then per iteration every column divided
@@ -142,39 +142,20 @@ test('sinkhornKnopp passes no gradient to the logits, and refuses a rank other t
   assert.ok(E.isLeft(v) && v.left.some((e) => e.op === 'sinkhornKnopp' && /\[N, K\]/.test(e.message)));
 });
 
-const TINY: DinoStepConfig = {
-  backbone: { kind: 'vit', imgSize: 8, patchSize: 4, inChans: 1, embedDim: 16, depth: 1, numHeads: 2, mlpRatio: 2, qkvBias: true, layerNormEps: 1e-6, dropPathRate: 0 },
-  head: { outDim: 32, hiddenDim: 16, bottleneckDim: 8, nlayers: 3, useBn: false, normLastLayer: true },
-  batch: 6, globalSize: 8, localSize: 4, localCrops: 2, studentTemp: 0.1, centerMomentum: 0.9, clipGrad: 3,
-};
-
-const emitted = (cfg: DinoStepConfig) => {
-  const built = buildDinoStep(cfg);
-  if (E.isLeft(built)) throw new Error(built.left.map(formatError).join('\n'));
-  const bytes = emitOnnx(built.right.graph, { params: 'inputs' });
-  if (E.isLeft(bytes)) throw new Error(bytes.left.map(formatError).join('\n'));
-  return bytes.right;
-};
-
 test('DINO step: centering "center" builds the graph without the option, byte for byte; "sinkhorn" another', () => {
-  const plain = Buffer.from(emitted(TINY));
-  assert.ok(plain.equals(Buffer.from(emitted({ ...TINY, centering: 'center' }))));
-  assert.not.ok(plain.equals(Buffer.from(emitted({ ...TINY, centering: 'sinkhorn' }))));
-  const bad = buildDinoStep({ ...TINY, centering: 'bogus' as never });
+  const plain = Buffer.from(emitStep(TINY_STEP).bytes);
+  assert.ok(plain.equals(Buffer.from(emitStep({ ...TINY_STEP, centering: 'center' }).bytes)));
+  assert.not.ok(plain.equals(Buffer.from(emitStep({ ...TINY_STEP, centering: 'sinkhorn' }).bytes)));
+  const bad = buildDinoStep({ ...TINY_STEP, centering: 'bogus' as never });
   assert.ok(E.isLeft(bad) && /centering must be one of center, sinkhorn, got "bogus"/.test(bad.left[0]!.message));
 });
 
 test('DINO step with Sinkhorn-Knopp: same center update, another loss, finite over a few steps', async () => {
-  const compile = (cfg: DinoStepConfig) => {
-    const built = buildDinoStep(cfg);
-    if (E.isLeft(built)) throw new Error(built.left.map(formatError).join('\n'));
-    return StepRunner.compile(built.right.graph, { threads: 1 });
-  };
-  const centered = await compile(TINY);
-  const sk = await compile({ ...TINY, centering: 'sinkhorn' });
+  const centered = await compileStep(TINY_STEP);
+  const sk = await compileStep({ ...TINY_STEP, centering: 'sinkhorn' });
   assert.equal(sk.signature.state.map((s) => s.name).sort(), centered.signature.state.map((s) => s.name).sort(), 'one state layout');
   const prng = Prng.seeded(5);
-  const b = TINY.batch, k = TINY.head.outDim;
+  const b = TINY_STEP.batch, k = TINY_STEP.head.outDim;
   const feeds = () => ({
     globals: new ort.Tensor('float32', Float32Array.from({ length: 2 * b * 64 }, () => prng.normal()), [2 * b, 1, 8, 8]),
     locals: new ort.Tensor('float32', Float32Array.from({ length: 2 * b * 16 }, () => prng.normal()), [2 * b, 1, 4, 4]),
