@@ -79,7 +79,7 @@ async function probe(train: FeatureSet, test: FeatureSet, seconds: { total: numb
 }
 
 /** The training presets made for 1-channel 28 px images, the job's data. */
-const START_PRESETS = ['fmnist-quick', 'fmnist-long', 'fmnist-tiny6', 'fmnist-tiny12'];
+export const START_PRESETS = ['fmnist-quick', 'fmnist-long', 'fmnist-tiny6', 'fmnist-tiny12'];
 
 const rawNorm = (config: { augment: { mean: readonly number[]; std: readonly number[] } }) => ({ mean: config.augment.mean, std: config.augment.std });
 

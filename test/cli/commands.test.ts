@@ -112,6 +112,13 @@ test('start refuses a folder it did not create, and deletes nothing', async () =
   assert.is(fs.readFileSync(path.join(mine, 'notes.txt'), 'utf8'), 'keep me');
 });
 
+test('start --preset names the presets it takes when given another', async () => {
+  const r = await dino('start', '--preset', 'fmnist-longer', '--out', path.join(DIR, 'never'));
+  assert.is(r.code, 2, r.stderr);
+  assert.match(r.stderr, /fmnist-quick, fmnist-long, fmnist-tiny6, fmnist-tiny12/);
+  assert.not.ok(fs.existsSync(path.join(DIR, 'never')));
+});
+
 test('resume from the run folder alone; a changed architecture is refused naming the key; a longer run is allowed', async () => {
   const run = path.join(DIR, 'resume');
   const first = await dino('train', ...TINY, '--steps', '6', '--out', run);
