@@ -4,7 +4,7 @@
  */
 import { BadImageError } from '../runtime/data/image-folder.ts';
 import { CheckpointError } from '../runtime/dino/checkpoint.ts';
-import { ConfigOverrideError } from '../runtime/dino/config.ts';
+import { ConfigOverrideError, fashionMnistPresetNames } from '../runtime/dino/config.ts';
 import { InitWeightsError, NonFiniteLossError, RunFolderError, formatConfigChange } from '../runtime/dino/train.ts';
 import { DataFitError } from '../runtime/dino/data-fit.ts';
 import { EvalDataError, EvalOptionError } from '../exports/eval.ts';
@@ -25,7 +25,8 @@ export function wordError(e: unknown): string {
   if (e instanceof DataFitError) {
     const p = e.problem;
     const rgb = '--arch vit_small --patch-size 16 (or --preset vit_tiny|vit_small|vit_base)';
-    const gray = '--preset fmnist-quick (or fmnist-long, fmnist-tiny6, fmnist-tiny12)';
+    const [first, ...others] = fashionMnistPresetNames();
+    const gray = `--preset ${first} (or ${others.join(', ')})`;
     if (p.kind === 'channels') return `preset ${p.preset} takes ${p.need}-channel images, but the data set ${p.dataset} has ${p.has} channel(s): use ${p.has === 1 ? gray : rgb}`;
     if (p.kind === 'needs-folder') return `preset ${p.preset} takes ${p.need}-channel ${p.size} px images, but without --data it would train on Fashion-MNIST (1 channel, 28 px): pass --data FOLDER with your images, or use ${gray} for Fashion-MNIST`;
     return `${p.folder} holds colour images (e.g. ${p.example}), but preset ${p.preset} takes 1-channel 28 px images (Fashion-MNIST's): train on RGB with ${rgb}`;

@@ -181,6 +181,11 @@ export function presetNames(): string[] {
   return Object.keys(PRESETS);
 }
 
+/** The presets made for Fashion-MNIST's 1-channel 28 px images (`fmnist-quick` first, the default). */
+export function fashionMnistPresetNames(): string[] {
+  return presetNames().filter((name) => PRESETS[name]!.backbone.inChans === 1 && PRESETS[name]!.augment.globalSize === 28);
+}
+
 export function getPreset(name: string): TrainConfig {
   const p = PRESETS[name];
   if (!p) throw new Error(`unknown preset "${name}"; available: ${presetNames().join(', ')}`);

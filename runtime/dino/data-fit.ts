@@ -7,7 +7,7 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import sharp from 'sharp';
 import type { Dataset } from '../data/dataset.ts';
-import type { TrainConfig } from './config.ts';
+import { type TrainConfig, fashionMnistPresetNames } from './config.ts';
 
 /** Files probed for colour: enough to catch an RGB folder, few enough to cost milliseconds. */
 const PROBE_FILES = 8;
@@ -28,7 +28,7 @@ export class DataFitError extends Error {
     const p = problem;
     super(
       p.kind === 'channels'
-        ? `preset ${p.preset} takes ${p.need}-channel images, but the data set ${p.dataset} has ${p.has} channel(s): choose a ${p.has === 1 ? '1-channel preset (fmnist-quick, fmnist-long, fmnist-tiny6, fmnist-tiny12)' : 'ViT preset (vit_tiny, vit_small, vit_base)'}`
+        ? `preset ${p.preset} takes ${p.need}-channel images, but the data set ${p.dataset} has ${p.has} channel(s): choose a ${p.has === 1 ? `1-channel preset (${fashionMnistPresetNames().join(', ')})` : 'ViT preset (vit_tiny, vit_small, vit_base)'}`
         : p.kind === 'needs-folder'
           ? `preset ${p.preset} takes ${p.need}-channel ${p.size} px images, but without an image folder (config.data) it would train on Fashion-MNIST (1 channel, 28 px)`
           : `${p.folder} holds colour images (e.g. ${p.example}), but preset ${p.preset} takes 1-channel 28 px images (Fashion-MNIST's): choose a ViT preset (vit_tiny, vit_small, vit_base)`,

@@ -2,8 +2,8 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { CurveFile, KnnResult } from '../../exports/index.ts';
-import { START_PRESETS, startSummary } from '../../cli/start.ts';
-import { getPreset } from '../../runtime/dino/config.ts';
+import { startSummary } from '../../cli/start.ts';
+import { fashionMnistPresetNames, getPreset } from '../../runtime/dino/config.ts';
 
 const knn = (top1: number): KnnResult => ({ top1: { '10': top1 + 1, '20': top1 }, top5: { '10': 99, '20': 99 }, n_train: 60000, n_test: 10000 });
 const curve: CurveFile = {
@@ -37,13 +37,8 @@ test('startSummary: full-split k-NN and linear for the teacher, random init and 
   ].join('\n'));
 });
 
-
-test('start offers the 1-channel 28 px presets; fmnist-long is fmnist-quick over more steps', () => {
-  for (const name of START_PRESETS) {
-    const p = getPreset(name);
-    assert.is(p.backbone.inChans, 1, name);
-    assert.is(p.augment.globalSize, 28, name);
-  }
+test('start offers the 1-channel 28 px presets, the default first; fmnist-long is fmnist-quick over more steps', () => {
+  assert.equal(fashionMnistPresetNames(), ['fmnist-quick', 'fmnist-long', 'fmnist-tiny6', 'fmnist-tiny12']);
   const { steps: longSteps, preset: _l, ...long } = getPreset('fmnist-long');
   const { steps: quickSteps, preset: _q, ...quick } = getPreset('fmnist-quick');
   assert.equal(long, quick, 'same settings');

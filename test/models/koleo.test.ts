@@ -9,10 +9,9 @@ import * as E from 'fp-ts/lib/Either.js';
 import { Graph, Prng } from '../../dsl/index.ts';
 import { koleoLoss } from '../../models/koleo.ts';
 import { TrainState } from '../../runtime/state.ts';
-import { ort } from '../../runtime/backend.ts';
 import { gradCheck } from '../helpers/gradcheck.ts';
 import { runGraph } from './run.ts';
-import { TINY_STEP, compileStep, emitStep } from './tiny-step.ts';
+import { TINY_STEP, compileStep, emitStep, randomStepBatch } from './tiny-step.ts';
 
 /** DINOv2's KoLeoLoss, written out: normalise, nearest other row by inner product, -mean log(distance + eps). */
 function koleoReference(x: Float64Array, b: number, d: number): number {
@@ -70,15 +69,10 @@ test('DINO step with KoLeo: same DINO loss, koleo reported, and steps lower it',
   const plain = await compileStep(TINY_STEP);
   const withKoleo = await compileStep({ ...TINY_STEP, koleoWeight: 1 });
   const prng = Prng.seeded(5);
-  const b = TINY_STEP.batch;
-  const feeds = () => ({
-    globals: new ort.Tensor('float32', Float32Array.from({ length: 2 * b * 64 }, () => prng.normal()), [2 * b, 1, 8, 8]),
-    locals: new ort.Tensor('float32', Float32Array.from({ length: 2 * b * 16 }, () => prng.normal()), [2 * b, 1, 4, 4]),
-  });
   const scalars = { lr: 1e-2, wd: 0, momentum: 0.99, teacher_temp: 0.04, 'gate.last_layer': 1 };
   const s1 = TrainState.init(plain.signature.state, Prng.seeded(0));
   const s2 = TrainState.init(withKoleo.signature.state, Prng.seeded(0));
-  const batch = feeds();
+  const batch = randomStepBatch(prng);
   const m1 = await plain.run(s1, batch, scalars);
   const m2 = await withKoleo.run(s2, batch, scalars);
   assert.is(m2['loss'], m1['loss'], 'the first step\'s DINO loss does not depend on the regulariser');

@@ -12,7 +12,7 @@ import { buildDinoStep } from '../../models/dino-step.ts';
 import { TrainState } from '../../runtime/state.ts';
 import { ort } from '../../runtime/backend.ts';
 import { runGraph } from './run.ts';
-import { TINY_STEP, compileStep, emitStep } from './tiny-step.ts';
+import { TINY_STEP, compileStep, emitStep, randomStepBatch } from './tiny-step.ts';
 
 /**
  * The algorithm as written (SwAV's and DINOv2's order): Q = exp(L / τ) / Σ Q, then per iteration every column divided
@@ -155,11 +155,7 @@ test('DINO step with Sinkhorn-Knopp: same center update, another loss, finite ov
   const sk = await compileStep({ ...TINY_STEP, centering: 'sinkhorn' });
   assert.equal(sk.signature.state.map((s) => s.name).sort(), centered.signature.state.map((s) => s.name).sort(), 'one state layout');
   const prng = Prng.seeded(5);
-  const b = TINY_STEP.batch, k = TINY_STEP.head.outDim;
-  const feeds = () => ({
-    globals: new ort.Tensor('float32', Float32Array.from({ length: 2 * b * 64 }, () => prng.normal()), [2 * b, 1, 8, 8]),
-    locals: new ort.Tensor('float32', Float32Array.from({ length: 2 * b * 16 }, () => prng.normal()), [2 * b, 1, 4, 4]),
-  });
+  const k = TINY_STEP.head.outDim;
   const scalars = { lr: 1e-2, wd: 0, momentum: 0.99, teacher_temp: 0.04, 'gate.last_layer': 1 };
   const s1 = TrainState.init(centered.signature.state, Prng.seeded(0));
   const s2 = TrainState.init(sk.signature.state, Prng.seeded(0));
@@ -167,14 +163,14 @@ test('DINO step with Sinkhorn-Knopp: same center update, another loss, finite ov
   const c0 = Float32Array.from({ length: k }, () => 0.05 * prng.normal());
   s1.set('center', new ort.Tensor('float32', Float32Array.from(c0), [1, k]));
   s2.set('center', new ort.Tensor('float32', Float32Array.from(c0), [1, k]));
-  const batch = feeds();
+  const batch = randomStepBatch(prng);
   const m1 = await centered.run(s1, batch, scalars);
   const m2 = await sk.run(s2, batch, scalars);
   assert.ok(Number.isFinite(m2['loss']) && m2['loss'] !== m1['loss'], `loss ${m1['loss']} (center) vs ${m2['loss']} (sinkhorn)`);
   assert.equal(s2.get('center')!.data, s1.get('center')!.data, 'the center moves as in centering mode');
   assert.ok(m2['teacher_entropy']! > 0 && m2['teacher_entropy']! < Math.log(k) && m2['teacher_kl']! >= 0);
   for (let i = 0; i < 4; i++) {
-    const m = await sk.run(s2, feeds(), scalars);
+    const m = await sk.run(s2, randomStepBatch(prng), scalars);
     for (const name of ['loss', 'teacher_entropy', 'teacher_kl', 'grad_norm'] as const) assert.ok(Number.isFinite(m[name]), `step ${i + 2} ${name} ${m[name]}`);
   }
   await centered.release();

@@ -1,7 +1,8 @@
 /** Test helper: a DINO step small enough to build, emit and run in milliseconds, for tests of loss-term options. */
 import * as E from 'fp-ts/lib/Either.js';
-import { type Graph, emitOnnx, formatError } from '../../dsl/index.ts';
-import { type DinoStepConfig, buildDinoStep } from '../../models/dino-step.ts';
+import { type Graph, type Prng, emitOnnx, formatError } from '../../dsl/index.ts';
+import { type DinoStepConfig, buildDinoStep, dinoStepInputShapes } from '../../models/dino-step.ts';
+import { ort } from '../../runtime/backend.ts';
 import { StepRunner } from '../../runtime/step-runner.ts';
 
 /** 8 px images, patch 4, width 16, one block, K = 32, batch 6, two 4 px local crops. */
@@ -28,4 +29,12 @@ export function emitStep(cfg: DinoStepConfig): { graph: Graph; bytes: Uint8Array
 /** The step compiled for ONNX Runtime on one CPU thread. */
 export function compileStep(cfg: DinoStepConfig): Promise<StepRunner> {
   return StepRunner.compile(built(cfg), { threads: 1 });
+}
+
+/** A batch of standard-normal crops for TINY_STEP (globals, then locals, drawn from `prng` in that order). */
+export function randomStepBatch(prng: Prng): { globals: ort.Tensor; locals: ort.Tensor } {
+  const shapes = dinoStepInputShapes(TINY_STEP);
+  const crops = (shape: readonly number[]) =>
+    new ort.Tensor('float32', Float32Array.from({ length: shape.reduce((a, n) => a * n, 1) }, () => prng.normal()), [...shape]);
+  return { globals: crops(shapes.globals), locals: crops(shapes.locals!) };
 }
