@@ -26,6 +26,7 @@ import {
   autocastMatmul,
   cast,
   concat,
+  conv2d,
   div,
   equal,
   gather,
@@ -84,6 +85,13 @@ export interface ViTConfig {
    * without it. Higher rates regularise larger models more.
    */
   readonly dropPathRate: number;
+  /**
+   * A convolutional stem before the patch embedding (Xiao et al. 2021, "Early convolutions help transformers see
+   * better"): one 3x3 convolution (stride 1, padding 1, with bias) followed by GELU per entry, to that many channels;
+   * the patch embedding then reads the last entry's channels. Absent or empty: DINO's patchify stem alone (the
+   * patch embedding reads the image). Parameters `patch_embed.stem.<i>.weight|bias`, PyTorch Conv2d layout and init.
+   */
+  readonly convStem?: readonly number[];
 }
 
 export interface ViTOptions {
@@ -149,9 +157,10 @@ export const tableGrid = (cfg: ViTConfig): number => Math.floor(cfg.imgSize / cf
  * With symbolic H or W it is the strided Conv itself (`patchConv`): ONNX's Reshape cannot split two dims whose
  * sizes are known only at run time. Inference only: that form has no gradient.
  */
-export function patchEmbed(s: Scope, images: Tensor, cfg: ViTConfig): Tensor {
+export function patchEmbed(s: Scope, input: Tensor, cfg: ViTConfig): Tensor {
   return s.run(() => {
-    const p = cfg.patchSize, c = cfg.inChans, d = cfg.embedDim;
+    const images = cfg.convStem?.length ? convStem(s.child('stem'), input, cfg) : input;
+    const p = cfg.patchSize, c = images.dim(1), d = cfg.embedDim;
     const [b, , h, w] = images.shape as [Dim, Dim, Dim, Dim];
     const fanIn = c * p * p;
     const proj = s.child('proj');
@@ -169,6 +178,25 @@ export function patchEmbed(s: Scope, images: Tensor, cfg: ViTConfig): Tensor {
       const flat = reshape(patches, [b, rows * cols, fanIn]);
       return add(autocastMatmul(proj, flat, transposeLast2(reshape(weight, [d, fanIn]))), bias);
     });
+  });
+}
+
+/**
+ * The convolutional stem of {@link ViTConfig.convStem}: [B, C, H, W] -> [B, last channels, H, W]. Stride 1 with
+ * padding 1 keeps H and W (static or symbolic), so the patch grid is the image's.
+ */
+export function convStem(s: Scope, images: Tensor, cfg: ViTConfig): Tensor {
+  return s.run(() => {
+    let x = images, channels = cfg.inChans;
+    (cfg.convStem ?? []).forEach((out, i) => {
+      if (!(Number.isInteger(out) && out > 0)) throw new Error(`ViT convStem entries must be positive integers (channels), got ${out} at ${i}`);
+      const layer = s.child(i), fanIn = channels * 9;
+      const weight = layer.param('weight', [out, channels, 3, 3], torchDefaultInit(fanIn), { dtype: floatType(images) });
+      const bias = layer.param('bias', [out], torchDefaultInit(fanIn), { dtype: floatType(images) });
+      x = layer.run(() => gelu(conv2d(x, weight, bias, { pads: [1, 1, 1, 1] })));
+      channels = out;
+    });
+    return x;
   });
 }
 

@@ -10,7 +10,9 @@
  *    forward node has one output, so inference exports never carry Indices.
  *  - AveragePool: ConvTranspose of g / count with a ones kernel; count per output position honours
  *    count_include_pad (0: padded cells are not counted, as ONNX's default).
- * Spatial sizes must be static; the batch dim may be symbolic.
+ * Spatial sizes must be static (the batch dim may be symbolic), except a Conv's input axis that the conv maps onto
+ * itself (stride 1, pads summing to (kernel - 1) x dilation: "same" padding), which may be symbolic; only
+ * inference graphs use that form (the backward pass needs static sizes).
  *
  * ORT 1.30's CPU EP runs Conv, ConvTranspose, AveragePool and GlobalAveragePool in float32 only (MaxPool
  * also in float64).
@@ -48,11 +50,11 @@ function checkWindow(strides: Pair, pads: Pads4, dilations: Pair): string | unde
   return undefined;
 }
 
-/** Checks x is a float NCHW tensor with static H, W; returns an error message or undefined. */
-function checkNCHW(x: TensorInfo, what: string): string | undefined {
+/** Checks x is a float NCHW tensor with static H, W (unless `symbolicHW`); returns an error message or undefined. */
+function checkNCHW(x: TensorInfo, what: string, symbolicHW = false): string | undefined {
   if (!isFloat(x.dtype)) return `${what} must be float, got ${x.dtype}`;
   if (x.shape.length !== 4) return `${what} must have rank 4 [N, C, H, W], got ${formatShape(x.shape)}`;
-  if (!isStatic(x.shape[2]!) || !isStatic(x.shape[3]!)) return `${what} ${formatShape(x.shape)} needs static H and W`;
+  if (!symbolicHW && (!isStatic(x.shape[2]!) || !isStatic(x.shape[3]!))) return `${what} ${formatShape(x.shape)} needs static H and W`;
   return undefined;
 }
 
@@ -93,21 +95,27 @@ export const Conv = defineOp<ConvAttrs>({
   attrTypes: { strides: 'ints', pads: 'ints', dilations: 'ints', group: 'int' },
   infer: (ins, { strides, pads, dilations, group }) => {
     const [x, w, b] = ins as [TensorInfo, TensorInfo, TensorInfo | undefined];
-    const bad = checkNCHW(x, 'input') ?? checkNCHW(w, 'weight') ?? checkWindow(strides, pads, dilations);
+    const bad = checkNCHW(x, 'input', true) ?? checkNCHW(w, 'weight') ?? checkWindow(strides, pads, dilations);
     if (bad) return bad;
     if (w.dtype !== x.dtype) return `dtype mismatch: x ${x.dtype} vs weight ${w.dtype}`;
     if (!isPosInt(group)) return `group ${group} must be a positive integer`;
-    const [n, c, h, wd] = x.shape as [Dim, Dim, number, number];
+    const [n, c, h, wd] = x.shape as [Dim, Dim, Dim, Dim];
     const [o, cg, kh, kw] = w.shape as [Dim, Dim, number, number];
+    for (const axis of [0, 1]) {
+      const keepsSize = strides[axis] === 1 && pads[axis]! + pads[axis + 2]! === (w.shape[2 + axis] as number - 1) * dilations[axis]!;
+      if (!isStatic(x.shape[2 + axis]!) && !keepsSize) {
+        return `input ${formatShape(x.shape)} needs static H and W (a symbolic one only where the conv keeps its size: stride 1, pads summing to (kernel - 1) x dilation)`;
+      }
+    }
     if (!dimEq(c, mulDims(cg, group))) {
       return `input channels ${c} must equal weight dim 1 (${cg}) x group (${group}): x ${formatShape(x.shape)}, weight ${formatShape(w.shape)}`;
     }
     if (isStatic(o) && o % group !== 0) return `output channels ${o} (weight dim 0) are not divisible by group ${group}`;
     const badBias = checkBias(b, x, o);
     if (badBias) return badBias;
-    const ho = windowCount(h, kh, strides[0], dilations[0], pads[0], pads[2]);
-    const wo = windowCount(wd, kw, strides[1], dilations[1], pads[1], pads[3]);
-    if (ho < 1 || wo < 1) return `kernel ${kh}x${kw} (dilations [${dilations}]) does not fit input ${h}x${wd} with pads [${pads}]`;
+    const ho = isStatic(h) ? windowCount(h, kh, strides[0], dilations[0], pads[0], pads[2]) : h;
+    const wo = isStatic(wd) ? windowCount(wd, kw, strides[1], dilations[1], pads[1], pads[3]) : wd;
+    if ((isStatic(ho) && ho < 1) || (isStatic(wo) && wo < 1)) return `kernel ${kh}x${kw} (dilations [${dilations}]) does not fit input ${h}x${wd} with pads [${pads}]`;
     return [{ dtype: x.dtype, shape: [n, o, ho, wo] }];
   },
   vjp: ({ inputs: [x, w, b], attrs, grads: [g] }) => {

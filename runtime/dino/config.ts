@@ -89,10 +89,12 @@ export interface TrainConfig {
 
 type OptionalKey = 'koleoWeight' | 'centering';
 /**
- * Optional keys with the value their absence means. They are written only when set to another value, so configs
- * from before a key existed resume unchanged; `--set key=value` may add them.
+ * Optional keys (dotted paths) with the value their absence means. They are written only when set to another value,
+ * so configs from before a key existed resume unchanged; `--set key=value` may add them.
  */
-const OPTIONAL_KEYS: { readonly [K in OptionalKey]-?: NonNullable<TrainConfig[K]> } = { koleoWeight: 0, centering: 'center' };
+const OPTIONAL_KEYS: Readonly<Record<string, unknown>> = {
+  koleoWeight: 0, centering: 'center', 'backbone.convStem': [],
+} satisfies { readonly [K in OptionalKey]-?: NonNullable<TrainConfig[K]> } & { 'backbone.convStem': NonNullable<ViTConfig['convStem']> };
 /** String-valued keys that take one of a few values: an override naming another is refused. */
 const KEY_CHOICES: Readonly<Record<string, readonly string[]>> = { centering: CENTERINGS };
 
@@ -226,16 +228,16 @@ export function applyOverrides(cfg: TrainConfig, sets: readonly string[]): Train
     let obj = out;
     for (const part of path.slice(0, -1)) obj = obj && typeof obj === 'object' ? obj[part] : undefined;
     const leaf = path[path.length - 1]!;
-    const optional = path.length === 1 && Object.hasOwn(OPTIONAL_KEYS, leaf) ? (OPTIONAL_KEYS as Record<string, unknown>)[leaf] : undefined;
+    const optional = Object.hasOwn(OPTIONAL_KEYS, key) ? OPTIONAL_KEYS[key] : undefined;
     if (!obj || typeof obj !== 'object' || !(leaf in obj || optional !== undefined)) { problems.push(`unknown config key "${key}"`); continue; }
     const current = leaf in obj ? obj[leaf] : optional;
     let value: unknown;
     try { value = typeof current === 'string' ? (raw.startsWith('"') ? JSON.parse(raw) : raw) : JSON.parse(raw); }
     catch { problems.push(`"${key}": cannot parse "${raw}" as ${typeOf(current)}`); continue; }
-    if (typeOf(value) !== typeOf(current)) { problems.push(`"${key}" must be ${typeOf(current)}, got ${typeOf(value)} (${raw})`); continue; }
+    if (!sameType(value, current)) { problems.push(`"${key}" must be ${typeOf(current)}, got ${typeOf(value)} (${raw})`); continue; }
     const choices = path.length === 1 && Object.hasOwn(KEY_CHOICES, leaf) ? KEY_CHOICES[leaf] : undefined;
     if (choices && !choices.includes(value as string)) { problems.push(`"${key}" must be one of ${choices.join(', ')}, got "${String(value)}"`); continue; }
-    if (optional !== undefined && value === optional) delete obj[leaf];
+    if (optional !== undefined && JSON.stringify(value) === JSON.stringify(optional)) delete obj[leaf];
     else obj[leaf] = value;
   }
   if (problems.length) throw new ConfigOverrideError(problems);
@@ -254,6 +256,12 @@ export class ConfigOverrideError extends Error {
 function typeOf(v: unknown): string {
   if (Array.isArray(v)) return `array of ${v.length ? typeOf(v[0]) : 'any'}`;
   return typeof v;
+}
+
+/** An empty array (an optional list's absence) takes an array of any element type. */
+function sameType(value: unknown, current: unknown): boolean {
+  if (Array.isArray(value) && Array.isArray(current) && (value.length === 0 || current.length === 0)) return true;
+  return typeOf(value) === typeOf(current);
 }
 
 /**
