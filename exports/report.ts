@@ -180,7 +180,7 @@ export async function writeReport(opts: ReportOptions): Promise<string> {
     ['folder', path.resolve(opts.run)], ['preset', cfg.preset], ['steps logged', String(metrics.length)],
     ['last loss', last ? fmt(last['loss'] ?? NaN) : '–'], ['last teacher entropy', last ? fmt(last['teacher_entropy'] ?? NaN) : '–'],
     ['mean throughput', speed ? `${speed.toFixed(1)} images/s` : '–'],
-    ['backbone', `ViT ${cfg.backbone.embedDim}d × ${cfg.backbone.depth} blocks, ${cfg.backbone.numHeads} heads, patch ${cfg.backbone.patchSize}, ${cfg.backbone.imgSize}px`],
+    ['backbone', `ViT ${cfg.backbone.embedDim}d × ${cfg.backbone.depth} blocks, ${cfg.backbone.numHeads} heads, patch ${cfg.backbone.patchSize}, ${cfg.backbone.imgSize}px${cfg.backbone.convStem?.length ? `, conv stem ${cfg.backbone.convStem.join('-')} channels` : ''}`],
     ['head', `K = ${cfg.head.outDim}, hidden ${cfg.head.hiddenDim}, bottleneck ${cfg.head.bottleneckDim}`],
     ['batch / lr / seed', `${cfg.batch} / ${cfg.lr} / ${cfg.seed}`],
     ['teacher momentum / temperature', `${cfg.momentumTeacher} / ${cfg.teacherTemp}`],
