@@ -13,7 +13,9 @@ import { paramSpecs } from '../../models/network.ts';
 import { convStem, visionTransformer, type ViTConfig } from '../../models/vit.ts';
 import { applyOverrides, getPreset, stepConfig } from '../../runtime/dino/config.ts';
 import { buildTeacherGraph, backboneSpecs } from '../../exports/teacher.ts';
+import { TrainState } from '../../runtime/state.ts';
 import { modelGradCheck } from './model-gradcheck.ts';
+import { TINY_STEP, compileStep, randomStepBatch } from './tiny-step.ts';
 import { type Feed, relativeError, runGraph } from './run.ts';
 
 const vit: ViTConfig = {
@@ -83,6 +85,21 @@ test('ViT with a conv stem, global + local crops + head + DINO-like loss: gradie
     assert.ok(r.params.includes(name), name);
   }
   assert.ok(r.maxError < 5e-3, `max direction error ${r.maxError}`);
+});
+
+test('DINO step with a conv stem: student and teacher carry the stem, the optimizer moves it, the teacher follows by EMA', async () => {
+  const runner = await compileStep({ ...TINY_STEP, backbone: { ...(TINY_STEP.backbone as ViTConfig), convStem: [4] } });
+  const names = runner.signature.state.map((p) => p.name);
+  const stem = names.filter((n) => n.includes('patch_embed.stem.0.weight'));
+  assert.ok(stem.length >= 2, `student and teacher stem weights among the state: ${stem.join(', ')}`);
+  const state = TrainState.init(runner.signature.state, Prng.seeded(0));
+  const before = new Map(stem.map((n) => [n, Float32Array.from(state.values(n))]));
+  const metrics = await runner.run(state, randomStepBatch(Prng.seeded(1)), { lr: 1e-2, wd: 0, momentum: 0.5, teacher_temp: 0.04, 'gate.last_layer': 1 });
+  assert.ok(Number.isFinite(metrics['loss']), `loss ${metrics['loss']}`);
+  for (const n of stem) {
+    const moved = state.values(n).some((v, i) => v !== before.get(n)![i]);
+    assert.ok(moved, `${n} changed after one step (optimizer for the student, EMA at momentum 0.5 for the teacher)`);
+  }
 });
 
 test('inference export with a conv stem: the any-size graph equals the fixed-size one at 8 px and runs at 12 x 8', async () => {
