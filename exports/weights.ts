@@ -2,7 +2,8 @@
  * The teacher backbone's weights out of a run, as PyTorch expects them: DINO's `vision_transformer.py`
  * state_dict keys (no `teacher.` / `backbone.` prefix, no head), in DINO's order, written as a torch.save
  * `.pth` (loads with `torch.load(path, weights_only=True)` and `vits.vit_small().load_state_dict(...)`) or as
- * safetensors with metadata {"format": "pt"} (what Hugging Face's loaders look for).
+ * safetensors with metadata {"format": "pt"} (what Hugging Face's loaders look for). A backbone with a convolutional
+ * stem (`ViTConfig.convStem`) adds `patch_embed.stem.<i>.*` keys after DINO's, for a PyTorch ViT that adds the stem.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
