@@ -159,8 +159,9 @@ export const tableGrid = (cfg: ViTConfig): number => Math.floor(cfg.imgSize / cf
  */
 export function patchEmbed(s: Scope, input: Tensor, cfg: ViTConfig): Tensor {
   return s.run(() => {
-    const images = cfg.convStem?.length ? convStem(s.child('stem'), input, cfg) : input;
-    const p = cfg.patchSize, c = images.dim(1), d = cfg.embedDim;
+    const stem = cfg.convStem ?? [];
+    const images = stem.length ? convStem(s.child('stem'), input, cfg) : input;
+    const p = cfg.patchSize, c = stem.at(-1) ?? cfg.inChans, d = cfg.embedDim;
     const [b, , h, w] = images.shape as [Dim, Dim, Dim, Dim];
     const fanIn = c * p * p;
     const proj = s.child('proj');
@@ -188,14 +189,14 @@ export function patchEmbed(s: Scope, input: Tensor, cfg: ViTConfig): Tensor {
 export function convStem(s: Scope, images: Tensor, cfg: ViTConfig): Tensor {
   return s.run(() => {
     let x = images, channels = cfg.inChans;
-    (cfg.convStem ?? []).forEach((out, i) => {
+    for (const [i, out] of (cfg.convStem ?? []).entries()) {
       if (!(Number.isInteger(out) && out > 0)) throw new Error(`ViT convStem entries must be positive integers (channels), got ${out} at ${i}`);
-      const layer = s.child(i), fanIn = channels * 9;
+      const layer = s.child(i), fanIn = channels * 9, input = x;
       const weight = layer.param('weight', [out, channels, 3, 3], torchDefaultInit(fanIn), { dtype: floatType(images) });
       const bias = layer.param('bias', [out], torchDefaultInit(fanIn), { dtype: floatType(images) });
-      x = layer.run(() => gelu(conv2d(x, weight, bias, { pads: [1, 1, 1, 1] })));
+      x = layer.run(() => gelu(conv2d(input, weight, bias, { pads: [1, 1, 1, 1] })));
       channels = out;
-    });
+    }
     return x;
   });
 }
