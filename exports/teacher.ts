@@ -23,7 +23,7 @@ import { Graph, type ParamSpec, Scope, emitOnnx, formatError, reduceMean, specOf
 import { type ViTConfig, lastBlocksCls, visionTransformer } from '../models/vit.ts';
 import { checkWeights, formatWeightProblems } from '../models/weights.ts';
 import { getPreset as getModelPreset } from '../models/presets.ts';
-import { type TrainConfig, getPreset as getTrainPreset, presetNames as trainPresetNames } from '../runtime/dino/config.ts';
+import { type TrainConfig, checkTrainConfig, getPreset as getTrainPreset, presetNames as trainPresetNames } from '../runtime/dino/config.ts';
 import { DINO_AUGMENT } from '../runtime/data/multicrop.ts';
 import { readSafetensors, type NamedTensor } from '../runtime/io/safetensors.ts';
 import { readDinoWeights } from '../runtime/io/weights.ts';
@@ -155,16 +155,18 @@ export function readRunConfig(run: string): TrainConfig {
   }
   const configPath = path.join(run, 'config.json');
   if (fs.existsSync(configPath)) {
+    let json: unknown;
     try {
-      return JSON.parse(fs.readFileSync(configPath, 'utf8')) as TrainConfig;
+      json = JSON.parse(fs.readFileSync(configPath, 'utf8'));
     } catch (e) {
       throw new Error(`${configPath}: not valid JSON (${(e as Error).message}); restore it from the checkpoint's metadata or re-run training`);
     }
+    return checkTrainConfig(json, configPath);
   }
   const ckpt = checkpointPath(run);
   const meta = readSafetensors(ckpt).metadata['config'];
   if (!meta) throw new Error(`${run} has no config.json and ${ckpt} carries no config metadata: is this a run folder written by \`dino train\`?`);
-  return JSON.parse(meta) as TrainConfig;
+  return checkTrainConfig(JSON.parse(meta), `the config in ${ckpt}'s metadata`);
 }
 
 /** DIR/checkpoint.safetensors, or an error saying how to get one. */

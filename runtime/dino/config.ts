@@ -7,7 +7,7 @@ import { getPreset as getModelPreset } from '../../models/presets.ts';
 import type { ViTConfig } from '../../models/vit.ts';
 import type { DinoStepConfig } from '../../models/dino-step.ts';
 import { CENTERINGS, type Centering } from '../../models/dino-loss.ts';
-import type { TrainPrecision } from '../../dsl/autocast.ts';
+import { PRECISIONS, type TrainPrecision } from '../../dsl/autocast.ts';
 import { type AugmentConfig, augmentConfig } from '../data/multicrop.ts';
 import { FASHION_MNIST_MEAN, FASHION_MNIST_STD } from '../data/fashion-mnist.ts';
 import { dinoVitPresets } from './vit-presets.ts';
@@ -263,6 +263,59 @@ export class ConfigOverrideError extends Error {
 function typeOf(v: unknown): string {
   if (Array.isArray(v)) return `array of ${v.length ? typeOf(v[0]) : 'any'}`;
   return typeof v;
+}
+
+/** Keys a config file may hold beyond those of every preset, with a value of the type each takes. */
+const FILE_ONLY_KEYS: Readonly<Record<string, unknown>> = { epochs: 0, precision: 'fp32' };
+/** `data`, the run's data record (a path, or an object from older runs), has its own parser that names what is wrong. */
+const UNCHECKED_KEYS: readonly string[] = ['data'];
+const FILE_KEY_CHOICES: Readonly<Record<string, readonly string[]>> = { ...KEY_CHOICES, precision: PRECISIONS };
+
+/**
+ * A TrainConfig read from a file (a run's config.json, a checkpoint's metadata), checked before anything builds on
+ * it: every key every preset has, with the preset's type; the optional keys (`koleoWeight`, `centering`,
+ * `backbone.convStem`, `data`, `epochs`, `precision`) only with their own type or choices; no other key; then the
+ * augmentation's own checks. Throws a {@link ConfigFileError} naming `source` and every problem.
+ */
+export function checkTrainConfig(value: unknown, source: string): TrainConfig {
+  const problems: string[] = [];
+  const reference = FMNIST_TINY6 as unknown as Record<string, unknown>;
+  const walk = (v: unknown, ref: Record<string, unknown>, prefix: string) => {
+    if (!v || typeof v !== 'object' || Array.isArray(v)) { problems.push(`${prefix || 'the config'} must be an object, got ${typeOf(v)}`); return; }
+    const obj = v as Record<string, unknown>;
+    for (const [key, expected] of Object.entries(ref)) {
+      const path = prefix + key;
+      if (!(key in obj)) problems.push(`"${path}" is missing`);
+      else if (expected && typeof expected === 'object' && !Array.isArray(expected)) walk(obj[key], expected as Record<string, unknown>, `${path}.`);
+      else if (!sameType(obj[key], expected)) problems.push(`"${path}" must be ${typeOf(expected)}, got ${typeOf(obj[key])}`);
+    }
+    for (const key of Object.keys(obj).filter((k) => !(k in ref))) {
+      const path = prefix + key;
+      if (UNCHECKED_KEYS.includes(path)) continue;
+      const example = Object.hasOwn(OPTIONAL_KEYS, path) ? OPTIONAL_KEYS[path] : Object.hasOwn(FILE_ONLY_KEYS, path) ? FILE_ONLY_KEYS[path] : undefined;
+      if (example === undefined) { problems.push(`unknown key "${path}"`); continue; }
+      const choices = FILE_KEY_CHOICES[path];
+      if (!sameType(obj[key], example) || (Array.isArray(example) && (obj[key] as unknown[]).some((e) => typeof e !== 'number'))) {
+        problems.push(`"${path}" must be ${Array.isArray(example) ? 'array of number' : typeOf(example)}, got ${typeOf(obj[key])}`);
+      } else if (choices && !choices.includes(obj[key] as string)) {
+        problems.push(`"${path}" must be one of ${choices.join(', ')}, got ${JSON.stringify(obj[key])}`);
+      }
+    }
+  };
+  walk(value, reference, '');
+  if (!problems.length) {
+    try { augmentConfig((value as TrainConfig).augment); } catch (e) { problems.push(`augment: ${(e as Error).message}`); }
+  }
+  if (problems.length) throw new ConfigFileError(source, problems);
+  return value as TrainConfig;
+}
+
+/** A config file that is not a TrainConfig: names the file and every problem. */
+export class ConfigFileError extends Error {
+  constructor(readonly source: string, readonly problems: readonly string[]) {
+    super(`${source} is not a valid training config:\n  ${problems.join('\n  ')}\nfix or restore it (the checkpoint carries the config it was trained with), or start a new run`);
+    this.name = 'ConfigFileError';
+  }
 }
 
 /** An empty array (an optional list's absence) takes an array of any element type. */

@@ -171,7 +171,8 @@ test('linearProbe: n=4 + average exports DIR/teacher.linear-n4.onnx (rebuilt whe
   assert.is(json.n_last_blocks, 4);
   assert.match(r.summary, `${5 * cfg.embedDim} dims`);
   assert.ok(r.top1 > 20, r.summary);
-  const before = new Date(Date.now() - 60_000);
+  // Older than the checkpoint (not than now: on a loaded machine the first probe alone can take over a minute).
+  const before = new Date(fs.statSync(path.join(dir, 'checkpoint.safetensors')).mtimeMs - 60_000);
   fs.utimesSync(file, before, before);
   await linearProbe({ run: dir, nLastBlocks: 4, limitTrain: 100, limitTest: 20, epochs: 1, batch: 100 });
   assert.ok(fs.statSync(file).mtimeMs > before.getTime() + 30_000, 're-exported: it was older than the checkpoint');

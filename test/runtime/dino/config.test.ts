@@ -1,0 +1,41 @@
+/** checkTrainConfig: what a config file (a run's config.json, a checkpoint's metadata) must hold before anything builds on it. */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { ConfigFileError, applyOverrides, checkTrainConfig, getPreset, presetNames, withPrecision } from '../../../runtime/dino/config.ts';
+
+const roundTrip = (v: unknown): unknown => JSON.parse(JSON.stringify(v));
+
+test('every preset, and presets with each optional key set, pass as written to config.json', () => {
+  for (const name of presetNames()) checkTrainConfig(roundTrip(getPreset(name)), name);
+  const quick = getPreset('fmnist-quick');
+  const extended = applyOverrides(quick, ['koleoWeight=0.1', 'centering=sinkhorn', 'backbone.convStem=[8,8]']);
+  checkTrainConfig(roundTrip({ ...withPrecision(extended, 'bf16'), data: '/data/images', epochs: 3 }), 'extended');
+  checkTrainConfig(roundTrip({ ...quick, data: { kind: 'folder', path: '/data/pets' } }), 'an older run\'s data record');
+});
+
+test('a hand-edited config is refused with every problem, naming the file', () => {
+  const quick = roundTrip(getPreset('fmnist-quick')) as Record<string, any>;
+  quick['lR'] = 0.1; // a typo
+  quick['batch'] = '32';
+  quick['centering'] = 'mean';
+  quick['precision'] = 'fp8';
+  quick['backbone']['convStem'] = ['16'];
+  delete quick['head']['outDim'];
+  try {
+    checkTrainConfig(quick, 'runs/x/config.json');
+    assert.unreachable('accepted');
+  } catch (e) {
+    assert.instance(e, ConfigFileError);
+    const message = (e as Error).message;
+    for (const part of ['runs/x/config.json', 'unknown key "lR"', '"batch" must be number, got string', '"centering" must be one of center, sinkhorn',
+      '"precision" must be one of fp32, fp16, bf16', '"backbone.convStem" must be array of number', '"head.outDim" is missing']) {
+      assert.ok(message.includes(part), `${part} in:\n${message}`);
+    }
+  }
+  assert.throws(() => checkTrainConfig([], 'a.json'), /the config must be an object/);
+  const badAugment = roundTrip(getPreset('fmnist-quick')) as Record<string, any>;
+  badAugment['augment']['flipP'] = 2;
+  assert.throws(() => checkTrainConfig(badAugment, 'b.json'), /augment: .*flipP/s);
+});
+
+test.run();
