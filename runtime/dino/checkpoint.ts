@@ -8,7 +8,7 @@ import type { TrainState } from '../state.ts';
 import { ort } from '../backend.ts';
 import { readSafetensors, readSafetensorsMetadata, writeSafetensorsAtomic, type NamedTensor } from '../io/safetensors.ts';
 import type { LoaderPosition } from '../data/loader.ts';
-import type { TrainConfig } from './config.ts';
+import { type TrainConfig, checkTrainConfig } from './config.ts';
 
 export const CHECKPOINT_FORMAT = 'dino-ts/1';
 
@@ -64,11 +64,13 @@ export function readCheckpointMeta(path: string): CheckpointMeta {
 
 function parseMeta(md: Record<string, string>, path: string): CheckpointMeta {
   if (md['format'] !== CHECKPOINT_FORMAT) throw new CheckpointError({ kind: 'format', path, format: md['format'] });
+  let meta: { config: unknown; loader: LoaderPosition };
   try {
-    return { config: JSON.parse(md['config']!), step: Number(md['step']), seed: Number(md['seed']), loader: JSON.parse(md['loader']!) };
+    meta = { config: JSON.parse(md['config']!), loader: JSON.parse(md['loader']!) };
   } catch (e) {
     throw new Error(`${path}: checkpoint metadata is unreadable (${(e as Error).message}); resume from an earlier checkpoint`);
   }
+  return { config: checkTrainConfig(meta.config, `the config in ${path}'s metadata`), step: Number(md['step']), seed: Number(md['seed']), loader: meta.loader };
 }
 
 export function loadCheckpoint(path: string): LoadedCheckpoint {

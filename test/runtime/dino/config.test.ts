@@ -1,6 +1,11 @@
 /** checkTrainConfig: what a config file (a run's config.json, a checkpoint's metadata) must hold before anything builds on it. */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { readCheckpointMeta } from '../../../runtime/dino/checkpoint.ts';
+import { writeSafetensorsAtomic } from '../../../runtime/io/safetensors.ts';
 import { ConfigFileError, applyOverrides, checkTrainConfig, getPreset, presetNames, withPrecision } from '../../../runtime/dino/config.ts';
 
 const roundTrip = (v: unknown): unknown => JSON.parse(JSON.stringify(v));
@@ -36,6 +41,16 @@ test('a hand-edited config is refused with every problem, naming the file', () =
   const badAugment = roundTrip(getPreset('fmnist-quick')) as Record<string, any>;
   badAugment['augment']['flipP'] = 2;
   assert.throws(() => checkTrainConfig(badAugment, 'b.json'), /augment: .*flipP/s);
+});
+
+test('a checkpoint whose config metadata is not a config: refused on read, naming the checkpoint', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dino-config-'));
+  const file = path.join(dir, 'checkpoint.safetensors');
+  const { steps: _, ...noSteps } = getPreset('fmnist-quick');
+  const x = { dtype: 'float32' as const, shape: [1], data: new Float32Array(1) };
+  writeSafetensorsAtomic(file, new Map([['x', x]]), { format: 'dino-ts/1', config: JSON.stringify(noSteps), step: '1', seed: '0', loader: '{}' });
+  assert.throws(() => readCheckpointMeta(file), (e: Error) => e instanceof ConfigFileError && e.message.includes(file) && e.message.includes('"steps" is missing'));
+  fs.rmSync(dir, { recursive: true });
 });
 
 test.run();
