@@ -1,12 +1,13 @@
 /**
  * The ViT's optional convolutional stem (`ViTConfig.convStem`): the stem against a direct JavaScript 3x3 convolution +
- * GELU, gradients through it in a student on two crop sizes, the inference export for any image size with it, the
+ * GELU, gradients through it in a student on two crop sizes, a DINO step that trains it, the inference export for any
+ * image size with it (onnxruntime-node and -web), the
  * symbolic-size rule of Conv it relies on, and the `--set backbone.convStem=[...]` override.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as E from 'fp-ts/lib/Either.js';
-import { Graph, Prng, Scope, type Tensor, concat, conv2d, logSoftmax, mul, neg, sumAll } from '../../dsl/index.ts';
+import { Graph, Prng, Scope, type Tensor, concat, conv2d, emitOnnx, formatError, logSoftmax, mul, neg, sumAll } from '../../dsl/index.ts';
 import { initialValues } from '../../dsl/init.ts';
 import { dinoHead, type DinoHeadConfig } from '../../models/head.ts';
 import { paramSpecs } from '../../models/network.ts';
@@ -14,6 +15,7 @@ import { convStem, visionTransformer, type ViTConfig } from '../../models/vit.ts
 import { applyOverrides, getPreset, stepConfig } from '../../runtime/dino/config.ts';
 import { buildTeacherGraph, backboneSpecs } from '../../exports/teacher.ts';
 import { TrainState } from '../../runtime/state.ts';
+import { createWebSession, ortWeb } from '../../runtime/web.ts';
 import { modelGradCheck } from './model-gradcheck.ts';
 import { TINY_STEP, compileStep, randomStepBatch } from './tiny-step.ts';
 import { type Feed, relativeError, runGraph } from './run.ts';
@@ -102,7 +104,7 @@ test('DINO step with a conv stem: student and teacher carry the stem, the optimi
   }
 });
 
-test('inference export with a conv stem: the any-size graph equals the fixed-size one at 8 px and runs at 12 x 8', async () => {
+test('inference export with a conv stem: the any-size graph equals the fixed-size one at 8 px, runs at 12 x 8 in node and WASM', async () => {
   const specs = backboneSpecs(vit);
   assert.equal(specs.find((p) => p.name === 'patch_embed.proj.weight')!.shape, [8, 2, 4, 4], 'the patch embedding reads the stem channels');
   const values = initialValues(specs, Prng.seeded(5));
@@ -112,9 +114,18 @@ test('inference export with a conv stem: the any-size graph equals the fixed-siz
   const anySize = buildTeacherGraph(vit, { ...opts, imageSize: null });
   const same = (await runGraph(anySize, values, { images: x })).get('features')!;
   assert.ok(relativeError(same.data, fixed.data) < 1e-5, `relative error ${relativeError(same.data, fixed.data)}`);
-  const other = await runGraph(anySize, values, { images: randomFeed([1, 1, 12, 8]) });
+  const tall = randomFeed([1, 1, 12, 8]);
+  const other = await runGraph(anySize, values, { images: tall });
   assert.equal([...other.get('patch_tokens')!.dims], [1, 6, 8]);
   assert.ok(other.get('features')!.data.every(Number.isFinite));
+  // The browser's runtime (onnxruntime-web, WASM) runs the same bytes at a size known only at run time.
+  const bytes = emitOnnx(anySize, { params: { values } });
+  if (E.isLeft(bytes)) throw new Error(bytes.left.map(formatError).join('\n'));
+  const web = await createWebSession(bytes.right);
+  const wasm = await web.run({ images: new ortWeb.Tensor('float32', tall.data as Float32Array, [...tall.shape]) });
+  await web.release();
+  const rel = relativeError(wasm['features']!.data as Float32Array, other.get('features')!.data);
+  assert.ok(rel < 1e-4, `WASM vs node features: relative error ${rel}`);
 });
 
 test('Conv with symbolic H and W: allowed where the conv keeps the size (stride 1, "same" pads), refused otherwise', () => {
