@@ -1,8 +1,8 @@
 /**
  * The ViT's optional convolutional stem (`ViTConfig.convStem`): the stem against a direct JavaScript 3x3 convolution +
  * GELU, gradients through it in a student on two crop sizes, a DINO step that trains it, the inference export for any
- * image size with it (onnxruntime-node and -web), the
- * symbolic-size rule of Conv it relies on, and the `--set backbone.convStem=[...]` override.
+ * image size with it (onnxruntime-node and -web), the symbolic-size rule of Conv it relies on, and the
+ * `--set backbone.convStem=[...]` override.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
