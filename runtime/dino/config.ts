@@ -314,7 +314,7 @@ export function checkTrainConfig(value: unknown, source: string): TrainConfig {
 /** A config file that is not a TrainConfig: names the file and every problem. */
 export class ConfigFileError extends Error {
   constructor(readonly source: string, readonly problems: readonly string[]) {
-    super(`${source} is not a valid training config:\n  ${problems.join('\n  ')}\nfix or restore it (the checkpoint carries the config it was trained with), or start a new run`);
+    super(`${source} is not a valid training config:\n  ${problems.join('\n  ')}\nfix it by hand (config.json: the checkpoint holds the config it was trained with), or start a new run`);
     this.name = 'ConfigFileError';
   }
 }
