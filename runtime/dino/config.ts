@@ -164,8 +164,8 @@ const FMNIST_QUICK: TrainConfig = {
 /**
  * `fmnist-long`: fmnist-quick's settings (chosen on val) plus a **convolutional stem** of two 3x3 conv + GELU layers
  * of 16 channels before the patch-7 embedding (`ViTConfig.convStem`, Xiao et al. 2021), for a budget of up to an hour
- * of training on a quiet 2-core CPU. On val (5,000 val vs 55,000 train images, seed 0, equal training time) the stem
- * gave +1.5 points at fmnist-quick's budget (79.4% -> 81.0%) and stayed ahead at twice it
+ * of training on a quiet 2-core CPU. On val (5,000 val vs 55,000 train images, equal training time) the stem gave
+ * +1.9 points at fmnist-quick's budget over two seeds (79.4% -> 81.4%) and stayed ahead at twice it
  * (docs/learning-per-cpu-minute.md, "Session 6"); val k-NN grows with the budget (+2.4 points from 1x to 2x without
  * the stem). The stem costs 1.17x the step (tools/step-ratio.ts), so the hour buys 6,800 steps, every schedule
  * stretched over them (8,000 steps without the stem took 54.4 min; 6,800 x 1.17 of them: 54 min). Test split, once
