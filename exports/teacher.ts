@@ -25,7 +25,7 @@ import { checkWeights, formatWeightProblems } from '../models/weights.ts';
 import { getPreset as getModelPreset } from '../models/presets.ts';
 import { type TrainConfig, checkTrainConfig, getPreset as getTrainPreset, presetNames as trainPresetNames } from '../runtime/dino/config.ts';
 import { DINO_AUGMENT } from '../runtime/data/multicrop.ts';
-import { readSafetensors, type NamedTensor } from '../runtime/io/safetensors.ts';
+import { readSafetensorsMetadata, type NamedTensor } from '../runtime/io/safetensors.ts';
 import { readDinoWeights } from '../runtime/io/weights.ts';
 import { normalizeImages } from './normalize.ts';
 
@@ -164,7 +164,7 @@ export function readRunConfig(run: string): TrainConfig {
     return checkTrainConfig(json, configPath);
   }
   const ckpt = checkpointPath(run);
-  const meta = readSafetensors(ckpt).metadata['config'];
+  const meta = readSafetensorsMetadata(ckpt)['config']; // the header alone, not the tensors
   if (!meta) throw new Error(`${run} has no config.json and ${ckpt} carries no config metadata: is this a run folder written by \`dino train\`?`);
   return checkTrainConfig(JSON.parse(meta), `the config in ${ckpt}'s metadata`);
 }

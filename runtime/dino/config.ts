@@ -95,7 +95,7 @@ type OptionalKey = 'koleoWeight' | 'centering';
 const OPTIONAL_KEYS: Readonly<Record<string, unknown>> = {
   koleoWeight: 0, centering: 'center', 'backbone.convStem': [],
 } satisfies { readonly [K in OptionalKey]-?: NonNullable<TrainConfig[K]> } & { 'backbone.convStem': NonNullable<ViTConfig['convStem']> };
-/** String-valued keys that take one of a few values: an override naming another is refused. */
+/** String-valued keys (dotted paths) that take one of a few values: an override naming another is refused. */
 const KEY_CHOICES: Readonly<Record<string, readonly string[]>> = { centering: CENTERINGS };
 
 function vitPreset(name: string): { backbone: ViTConfig; head: DinoHeadConfig } {
@@ -243,7 +243,7 @@ export function applyOverrides(cfg: TrainConfig, sets: readonly string[]): Train
     try { value = typeof current === 'string' ? (raw.startsWith('"') ? JSON.parse(raw) : raw) : JSON.parse(raw); }
     catch { problems.push(`"${key}": cannot parse "${raw}" as ${typeOf(current)}`); continue; }
     if (!sameType(value, current)) { problems.push(`"${key}" must be ${typeOf(current)}, got ${typeOf(value)} (${raw})`); continue; }
-    const choices = path.length === 1 && Object.hasOwn(KEY_CHOICES, leaf) ? KEY_CHOICES[leaf] : undefined;
+    const choices = Object.hasOwn(KEY_CHOICES, key) ? KEY_CHOICES[key] : undefined;
     if (choices && !choices.includes(value as string)) { problems.push(`"${key}" must be one of ${choices.join(', ')}, got "${String(value)}"`); continue; }
     if (optional !== undefined && JSON.stringify(value) === JSON.stringify(optional)) delete obj[leaf];
     else obj[leaf] = value;

@@ -68,6 +68,26 @@ test('ViT patch tokens and last-block attention on a non-square crop: gradients'
   assert.ok(r.maxError < 5e-3);
 });
 
+test('ViT with a conv stem (two 3x3 conv + GELU layers), global + local crops + head + loss: gradients', async () => {
+  const stemVit: ViTConfig = { ...vit, dropPathRate: 0, convStem: [3, 2] };
+  const B = 2;
+  const r = await modelGradCheck({
+    dtype: 'float32',
+    build: (g) => {
+      const s = new Scope(g);
+      const feeds: Record<string, Feed> = { global: randomFeed([B, 1, 8, 8]), local: randomFeed([B, 1, 4, 4]) };
+      const f1 = visionTransformer(s, g.input('global', 'float32', [B, 1, 8, 8]), stemVit);
+      const f2 = visionTransformer(s, g.input('local', 'float32', [B, 1, 4, 4]), stemVit);
+      const logits = dinoHead(s.child('head'), concat([f1.cls, f2.cls], 0), stemVit.embedDim, head).logits;
+      return { y: crossEntropy(g, logits, feeds), feeds };
+    },
+  });
+  for (const name of ['patch_embed.stem.0.weight', 'patch_embed.stem.0.bias', 'patch_embed.stem.1.weight', 'patch_embed.stem.1.bias', 'patch_embed.proj.weight']) {
+    assert.ok(r.params.includes(name), name);
+  }
+  assert.ok(r.maxError < 5e-3, `max direction error ${r.maxError}`);
+});
+
 test('head with BatchNorm1d (training mode), trainable weight_g and 2 layers: gradients', async () => {
   const cfg: DinoHeadConfig = { outDim: 10, hiddenDim: 12, bottleneckDim: 5, nlayers: 2, useBn: true, normLastLayer: false };
   const r = await modelGradCheck({
