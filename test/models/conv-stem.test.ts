@@ -64,6 +64,14 @@ test('convStem: two 3x3 conv + GELU layers equal a direct JavaScript convolution
   assert.ok(relativeError(y.data, expected) < 1e-5, `relative error ${relativeError(y.data, expected)}`);
 });
 
+test('convStem: an entry that is not a positive integer is refused, naming it and its position', () => {
+  for (const bad of [0, 1.5, -4]) {
+    const g = new Graph('bad-stem');
+    assert.throws(() => convStem(new Scope(g).child('stem'), g.input('x', 'float32', [1, 1, 6, 6]), { ...vit, convStem: [4, bad] }),
+      new RegExp(`convStem entries must be positive integers \\(channels\\), got ${bad} at 1`));
+  }
+});
+
 test('DINO step with a conv stem: student and teacher carry the stem, the optimizer moves it, the teacher follows by EMA', async () => {
   const runner = await compileStep({ ...TINY_STEP, backbone: { ...(TINY_STEP.backbone as ViTConfig), convStem: [4] } });
   const names = runner.signature.state.map((p) => p.name);
