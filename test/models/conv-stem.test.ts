@@ -123,16 +123,16 @@ test('Conv with symbolic H and W: allowed where the conv keeps the size (stride 
   if (E.isLeft(v)) for (const e of v.left) assert.match(e.message, /needs static H and W \(a symbolic one only where the conv keeps its size/);
 });
 
-test('--set backbone.convStem: added to fmnist-quick, reaches the step config, [] removes it, a non-array is refused', () => {
-  const quick = getPreset('fmnist-quick');
-  assert.not.ok('convStem' in quick.backbone, 'the shipped presets have no stem');
-  const withStem = applyOverrides(quick, ['backbone.convStem=[16,8]']);
+test('--set backbone.convStem: added to fmnist-tiny6, reaches the step config, [] removes it, a non-array is refused', () => {
+  const tiny6 = getPreset('fmnist-tiny6');
+  assert.not.ok('convStem' in tiny6.backbone, 'DINO\'s defaults have no stem');
+  const withStem = applyOverrides(tiny6, ['backbone.convStem=[16,8]']);
   assert.equal(withStem.backbone.convStem, [16, 8]);
   assert.equal((stepConfig(withStem).backbone as ViTConfig).convStem, [16, 8]);
   const removed = applyOverrides(withStem, ['backbone.convStem=[]']);
   assert.not.ok('convStem' in removed.backbone);
-  assert.equal(removed, quick);
-  assert.throws(() => applyOverrides(quick, ['backbone.convStem=16']), /"backbone\.convStem" must be array/);
+  assert.equal(removed, tiny6);
+  assert.throws(() => applyOverrides(tiny6, ['backbone.convStem=16']), /"backbone\.convStem" must be array/);
 });
 
 test.run();
