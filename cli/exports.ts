@@ -62,7 +62,7 @@ export const exportCommand = defineCommand(
     epilog: `The ONNX model takes images [N, C, H, W] in [0, 1] and returns features [N, D], patch_tokens [N, P, D] and
 cls_attention [N, heads, P]. The .pth / .safetensors files hold the backbone under DINO's vision_transformer.py keys:
   model = vits.vit_small(patch_size=16); model.load_state_dict(torch.load('teacher.pth', weights_only=True))
-A backbone with a convolutional stem (backbone.convStem, as fmnist-long) also holds patch_embed.stem.<i>.weight|bias
+A backbone with a convolutional stem (backbone.convStem, as fmnist-quick and fmnist-long) also holds patch_embed.stem.<i>.weight|bias
 and a patch embedding over the stem's channels, which vision_transformer.py does not define.`,
   },
   async ({ options: o }) => {
