@@ -86,7 +86,7 @@ export const startCommand = defineCommand(
     summary: 'The default job: train DINO (fmnist-quick, or --preset) on Fashion-MNIST scoring the teacher during training, export it, k-NN and linear probe against the random-init teacher and raw pixels.',
     options: {
       out: { kind: 'string', default: 'runs/start', placeholder: 'DIR', help: 'run folder; replaced when an earlier dino start made it, refused otherwise' },
-      preset: { kind: 'choice', choices: fashionMnistPresetNames(), help: 'fmnist-quick (default, ~8 min of training on a 2-core CPU), fmnist-long (~56 min), or DINO\'s defaults at 28 px' },
+      preset: { kind: 'choice', choices: fashionMnistPresetNames(), help: 'fmnist-quick (default, ~9 min of training on a 2-core CPU), fmnist-long (~1 h), or DINO\'s defaults at 28 px' },
       steps: { kind: 'int', min: 1, help: 'training steps (default: the preset\'s)' },
       seed: { kind: 'int', min: 0, help: 'the run\'s seed (default: the preset\'s, 0)' },
       'limit-train': { kind: 'int', min: 1, placeholder: 'N', help: 'k-NN memory / probe training set of N evenly spaced train images (default: all 60,000; the curve uses at most 10,000)' },
