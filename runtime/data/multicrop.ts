@@ -251,6 +251,17 @@ function normalizeInto(view: ChwImage, config: AugmentConfig, out: Float32Array,
 }
 
 /**
+ * An 8-bit image of its own size, channel-first (C, H, W), values 0-255: what decoding one file gives, before any
+ * resize. DINO crops every view from the original image, so a batch's sources may all differ in size.
+ */
+export interface SourceImage {
+  readonly channels: number;
+  readonly height: number;
+  readonly width: number;
+  readonly data: Uint8Array;
+}
+
+/**
  * Multi-crop views of every image in `images`, in the layout of {@link MultiCropBatch}.
  * Each image gets its own generator, forked from `prng` in image order, so image b's crops depend only on
  * `prng`'s state and b. In `'none'` mode `prng` is not used.
@@ -258,19 +269,43 @@ function normalizeInto(view: ChwImage, config: AugmentConfig, out: Float32Array,
  */
 export function multiCrop(images: ImageBatch, config: AugmentConfig, prng: Prng): MultiCropBatch {
   const { count, channels, height, width } = images;
-  if (config.mean.length !== 1 && config.mean.length !== channels) {
-    throw new Error(`augmentation mean/std have ${config.mean.length} values for ${channels}-channel images: give 1 or ${channels}`);
-  }
   const imageLength = channels * height * width;
   if (images.pixels.length !== count * imageLength) {
     throw new Error(`image batch holds ${images.pixels.length} values, expected ${count} x ${channels} x ${height} x ${width}`);
   }
+  const sources = Array.from({ length: count }, (_, b): ChwImage => ({ channels, height, width, data: images.pixels.subarray(b * imageLength, (b + 1) * imageLength) }));
+  return cropAll(sources, channels, config, prng);
+}
+
+/**
+ * {@link multiCrop} of 8-bit source images of any size (each cropped from its own full extent, as
+ * DataAugmentationDINO crops the decoded file). Every image must have `channels` channels.
+ */
+export function multiCropImages(images: readonly SourceImage[], config: AugmentConfig, prng: Prng): MultiCropBatch {
+  const channels = images[0]?.channels ?? config.mean.length;
+  const sources = images.map((image, b): ChwImage => {
+    if (image.channels !== channels) throw new Error(`image ${b} of the batch has ${image.channels} channels, image 0 has ${channels}`);
+    if (image.data.length !== image.channels * image.height * image.width) {
+      throw new Error(`image ${b} holds ${image.data.length} bytes, expected ${image.channels} x ${image.height} x ${image.width}`);
+    }
+    const data = new Float32Array(image.data.length);
+    for (let k = 0; k < data.length; k++) data[k] = image.data[k]! / 255;
+    return { channels: image.channels, height: image.height, width: image.width, data };
+  });
+  return cropAll(sources, channels, config, prng);
+}
+
+function cropAll(sources: readonly ChwImage[], channels: number, config: AugmentConfig, prng: Prng): MultiCropBatch {
+  if (config.mean.length !== 1 && config.mean.length !== channels) {
+    throw new Error(`augmentation mean/std have ${config.mean.length} values for ${channels}-channel images: give 1 or ${channels}`);
+  }
+  const count = sources.length;
   const globalLength = channels * config.globalSize * config.globalSize;
   const localLength = channels * config.localSize * config.localSize;
   const globals = new Float32Array(2 * count * globalLength);
   const locals = new Float32Array(config.localCrops * count * localLength);
   for (let b = 0; b < count; b++) {
-    const source: ChwImage = { channels, height, width, data: images.pixels.subarray(b * imageLength, (b + 1) * imageLength) };
+    const source = sources[b]!;
     const globalOffset = (view: number) => (view * count + b) * globalLength;
     const localOffset = (view: number) => (view * count + b) * localLength;
     if (config.augment === 'none') {

@@ -1,7 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Prng } from '../../../dsl/prng.ts';
-import { augmentConfig, DINO_AUGMENT, multiCrop, sampleCropBox, type ImageBatch } from '../../../runtime/data/multicrop.ts';
+import { augmentConfig, DINO_AUGMENT, multiCrop, multiCropImages, sampleCropBox, type ImageBatch } from '../../../runtime/data/multicrop.ts';
 import { resizeBicubic } from '../../../runtime/data/image-ops.ts';
 
 /** B smooth random images (so that crops differ from each other), values in [0, 1]. */
@@ -203,6 +203,24 @@ test('config validation lists every problem', () => {
     for (const word of ['globalSize', 'localScale', 'flipP', 'hue', 'mean and std']) assert.match(message, word);
   }
   assert.throws(() => multiCrop(randomImages(1, 1, 8, 8, 1), augmentConfig({ globalSize: 8, localSize: 4 }), Prng.seeded(1)), /3 values for 1-channel/);
+});
+
+test('multiCropImages crops 8-bit sources of different sizes, each from its own extent, as multiCrop does', () => {
+  const config = augmentConfig({ globalSize: 16, localSize: 8, localCrops: 2, mean: [0.5], std: [0.25] });
+  const sizes = [[20, 30], [33, 17]] as const;
+  const sources = sizes.map(([h, w], i) => ({ channels: 1, height: h, width: w, data: Uint8Array.from({ length: h * w }, (_, k) => (k * 7 + i * 13) % 256) }));
+  const mixed = multiCropImages(sources, config, Prng.seeded(5));
+  assert.is(mixed.globals.length, 2 * 2 * 16 * 16);
+  assert.is(mixed.locals.length, 2 * 2 * 8 * 8);
+  // Each image alone, through the float path, with the generator state it gets inside the batch.
+  const prng = Prng.seeded(5);
+  for (const [b, s] of sources.entries()) {
+    const alone = multiCrop({ count: 1, channels: 1, height: s.height, width: s.width, pixels: Float32Array.from(s.data, (v) => v / 255) }, config, prng);
+    for (let v = 0; v < 2; v++) {
+      assert.equal(Array.from(mixed.globals.subarray((v * 2 + b) * 256, (v * 2 + b + 1) * 256)), Array.from(alone.globals.subarray(v * 256, (v + 1) * 256)));
+    }
+  }
+  assert.throws(() => multiCropImages([sources[0]!, { ...sources[1]!, channels: 3 }], config, Prng.seeded(1)), /image 1 of the batch has 3 channels/);
 });
 
 test.run();
