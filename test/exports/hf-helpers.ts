@@ -6,7 +6,6 @@ import * as assert from 'uvu/assert';
 import * as path from 'node:path';
 import sharp from 'sharp';
 import { Prng } from '../../dsl/index.ts';
-import { LUMA_WEIGHTS } from '../../exports/hf.ts';
 import { createSession, ort } from '../../runtime/backend.ts';
 import { relativeError } from './helpers.ts';
 
@@ -31,6 +30,9 @@ export async function writeTestImages(dir: string, size: number, channels: reado
   return out;
 }
 
+/** PIL's convert('L') weights, as the training loader turns colour images into one channel (runtime/data/image-folder.ts). */
+const PIL_LUMA = [0.299, 0.587, 0.114] as const;
+
 /**
  * The images as the plain export takes them: [N, C, H, W] in [0, 1] for a `modelChannels` model; a colour image for a
  * one-channel model becomes its luma (the HF graph's first op), a gray image for an RGB model is repeated.
@@ -42,7 +44,7 @@ export function referencePixels(images: readonly TestImage[], modelChannels: num
     for (let p = 0; p < plane; p++) {
       const rgb = im.channels === 3 ? [im.hwc[3 * p]!, im.hwc[3 * p + 1]!, im.hwc[3 * p + 2]!] : [im.hwc[p]!, im.hwc[p]!, im.hwc[p]!];
       if (modelChannels === 1) {
-        out[n * plane + p] = (im.channels === 1 ? im.hwc[p]! : LUMA_WEIGHTS[0] * rgb[0]! + LUMA_WEIGHTS[1] * rgb[1]! + LUMA_WEIGHTS[2] * rgb[2]!) / 255;
+        out[n * plane + p] = (im.channels === 1 ? im.hwc[p]! : PIL_LUMA[0] * rgb[0]! + PIL_LUMA[1] * rgb[1]! + PIL_LUMA[2] * rgb[2]!) / 255;
       } else {
         for (let c = 0; c < 3; c++) out[(n * 3 + c) * plane + p] = rgb[c]! / 255;
       }
