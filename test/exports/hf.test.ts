@@ -128,6 +128,27 @@ test('CLI: dino export --format hf --preset vit_small --weights FILE.pth (DINO V
   assertSameFeatures(got, want, { n: 1, patches: 196, dim: 384, heads: 6 }, 'vit_small', report, 1e-5);
 });
 
+test('--image-size fixes the graph and the processor to that size; --student exports the student', async () => {
+  const run = makeRun(path.join(TMP, 'run-fixed'));
+  const res = exportHf({ run: run.dir, out: path.join(TMP, 'fixed-hf'), imageSize: 56, student: true });
+  assert.equal(res.info.processorSize, [56, 56]);
+  const pre = JSON.parse(fs.readFileSync(res.files.preprocessorConfig, 'utf8'));
+  assert.equal(pre.size, { height: 56, width: 56 });
+  const graph = outputNames(res.files.model);
+  assert.equal(graph.input[0].type.tensor_type.shape.dim.map((d: any) => d.dim_param ?? d.dim_value), ['N', 3, 56, 56]);
+  const plain = exportTeacher({ run: run.dir, student: true, out: path.join(TMP, 'student-56.onnx'), imageSize: 56 });
+  const gray = Float32Array.from({ length: 56 * 56 }, (_, i) => (i % 97) / 97);
+  const session = await createSession(res.files.model, { threads: 1 });
+  const mean = 0.286, std = 0.353; // fmnist-tiny6's normalisation, done by the processor
+  const rgb = new Float32Array(3 * gray.length);
+  for (let c = 0; c < 3; c++) rgb.set(gray.map((v) => (v - mean) / std), c * gray.length);
+  const hf = await session.run({ pixel_values: new ort.Tensor('float32', rgb, [1, 3, 56, 56]) });
+  const want = await plainExportOutputs(plain.out, gray, [1, 1, 56, 56]);
+  const rel = relativeError(hf['pooler_output']!.data as Float32Array, want['features']!);
+  assert.ok(rel <= 1e-5, `student at 56 px: ${rel}`);
+  await session.release();
+});
+
 // ---- errors ---------------------------------------------------------------------------------------
 
 test('errors name the flag or file and what to do', () => {
