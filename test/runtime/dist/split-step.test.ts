@@ -10,7 +10,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Prng } from '../../../dsl/index.ts';
+import * as E from 'fp-ts/lib/Either.js';
+import { Graph, Prng, Scope, addGradientOutputs, cast, mul, packedEntry, sumAll } from '../../../dsl/index.ts';
 import { StepRunner } from '../../../runtime/step-runner.ts';
 import { TrainState } from '../../../runtime/state.ts';
 import { SingleProcess } from '../../../runtime/dist/collective.ts';
@@ -30,13 +31,21 @@ async function reference(): Promise<{ state: Map<string, Float32Array>; losses: 
   return { state: new Map(state.names().map((n) => [n, Float32Array.from(state.values(n))])), losses };
 }
 
-/** `ranks` simulated in one process: each rank's gradients on its slice from the same state, summed here, then applied. */
+/**
+ * `ranks` simulated in one process: each rank's gradients on its slice from the same state, summed here, then applied.
+ * One rank goes through `DataParallelStep.run` with the single-process collective.
+ */
 async function simulated(ranks: number): Promise<{ state: Map<string, Float32Array>; losses: number[] }> {
   const { gradient, apply, layout } = splitStep(ranks);
   const step = await DataParallelStep.compile(gradient, apply, layout, new SingleProcess(), { threads: 1 });
   const state = TrainState.init(step.stateSpecs, Prng.seeded(0), initialValues());
   const losses: number[] = [];
   for (const [k, scalars] of SCHEDULE.entries()) {
+    if (ranks === 1) {
+      // One rank: the driver's own road (gradients, the SingleProcess all-reduce, apply, the sums read back).
+      losses.push((await step.run(state, rankFeeds(k, 0, 1), scalars)).sums['loss']![0]!);
+      continue;
+    }
     const sum = new Float32Array(layout.total);
     for (let r = 0; r < ranks; r++) {
       const { packed } = await step.gradients(state, rankFeeds(k, r, ranks));
@@ -90,6 +99,28 @@ test(`2 simulated ranks × ${GLOBAL_BATCH / 2} = 1 process × ${GLOBAL_BATCH}: l
   console.log(`  2 simulated ranks: largest relative state difference ${worst.toExponential(2)} (${where})`);
   assert.ok(worst < 1e-4, `largest difference ${worst} at ${where}`);
   for (let k = 0; k < ref.losses.length; k++) assert.ok(Math.abs(two.losses[k]! - ref.losses[k]!) < 1e-6, `loss ${k}: ${two.losses[k]} vs ${ref.losses[k]}`);
+});
+
+test('the packed layout: gradients in parameter order, then the sums; refused sums are named', () => {
+  const { gradient, layout } = splitStep(2);
+  const grads = layout.entries.filter((e) => e.kind === 'grad');
+  assert.equal(grads.map((e) => e.name), [...gradient.params.keys()]);
+  assert.equal(layout.entries.filter((e) => e.kind === 'sum').map((e) => [e.name, e.size]), [['loss', 1], ['correct', 1]]);
+  layout.entries.forEach((e, i) => assert.is(e.offset, i === 0 ? 0 : layout.entries[i - 1]!.offset + layout.entries[i - 1]!.size));
+  assert.is(layout.total, layout.entries.at(-1)!.offset + layout.entries.at(-1)!.size);
+  const packed = Float32Array.from({ length: layout.total }, (_, i) => i);
+  assert.equal([...packedEntry(layout, packed, 'correct')], [layout.total - 1]);
+  assert.throws(() => packedEntry(layout, packed, 'nope'), /no entry "nope"/);
+
+  const clash = new Graph('clash');
+  const w = new Scope(clash).param('w', [2], { kind: 'ones' });
+  const loss = sumAll(mul(w, w));
+  const named = addGradientOutputs(clash, { loss, sums: new Map([['w', loss]]) });
+  assert.ok(E.isLeft(named) && /sum "w" has the name of a parameter/.test(named.left[0]!.message));
+  const g2 = new Graph('int');
+  const w2 = new Scope(g2).param('w', [2], { kind: 'ones' });
+  const ints = addGradientOutputs(g2, { loss: sumAll(w2), sums: new Map([['n', cast(w2, 'int32')]]) });
+  assert.ok(E.isLeft(ints) && /sum "n" is int32/.test(ints.left[0]!.message));
 });
 
 const unavailable = mpiUnavailable();
