@@ -160,7 +160,7 @@ export class MpiCollective implements Collective {
   abort(code: number, message: string): never {
     // Synchronous write: MPI_Abort kills this process before an asynchronous stream would flush.
     writeSync(2, `${message}\n`);
-    this.fn.abort(this.h.commWorld, code);
+    if (!this.finalized) this.fn.abort(this.h.commWorld, code); // MPI calls are erroneous after MPI_Finalize
     process.exit(code); // MPI_Abort does not return; this is for a library that would.
   }
 
