@@ -26,6 +26,26 @@ export const isFloat = (d: DType): d is FloatDType | HalfDType => d === 'float32
  */
 export type Precision = 'fp32' | 'fp16' | 'fp16-emulated' | 'bf16' | 'bf16-emulated';
 
+/**
+ * What the machine that will run a graph offers, as far as building the graph needs to know (runtime/ep/records.ts
+ * holds one per execution provider). A graph is lowered for its target as it is built: an op in `missingOps` is
+ * replaced where it is applied by its record's `lowering` (the same values from ops the target has), and an
+ * autocast product in a 16-bit dtype missing from `matmulDtypes` computes that dtype's roundings in float32
+ * (dsl/autocast.ts). Lowering at build time, before autodiff, means the backward pass differentiates the form that
+ * runs. Emission refuses a node whose op the target lacks (dsl/onnx/emit.ts), e.g. one without a lowering.
+ */
+export interface Target {
+  /** Named in errors (an execution provider: `webgpu`). */
+  readonly name: string;
+  /** ONNX op types the target has no kernel for. */
+  readonly missingOps: readonly string[];
+  /** The 16-bit dtypes the target has a MatMul kernel in. */
+  readonly matmulDtypes: readonly HalfDType[];
+}
+
+/** A target with every op and both 16-bit MatMuls: graphs are built as written (the default). */
+export const ANY_TARGET: Target = { name: 'any', missingOps: [], matmulDtypes: ['float16', 'bfloat16'] };
+
 /** What a shape rule sees of a tensor: dtype, shape and, for constants, the values. */
 export interface TensorInfo {
   readonly dtype: DType;
@@ -157,7 +177,11 @@ export class Graph {
   private readonly usedNames = new Set<string>();
   private readonly scalarConsts = new Map<string, Tensor>();
 
-  constructor(readonly name = 'graph') {}
+  constructor(
+    readonly name = 'graph',
+    /** What the graph is built for (see `Target`); ops it lacks are lowered in `apply`. */
+    readonly target: Target = ANY_TARGET,
+  ) {}
 
   get path(): string {
     return this.pathStack[this.pathStack.length - 1] ?? '';
@@ -251,12 +275,14 @@ export class Graph {
   /**
    * Creates a node for `op`, running its shape rule; see the class comment for failures. `attrs` has the op's
    * attribute type, and may be left out only by an op whose attributes are all optional (most have none).
+   * An op the target lacks is built as its record's lowering instead, where it has one (see `Target`).
    */
   apply<A>(op: OpDef<A>, inputs: readonly Tensor[], ...rest: {} extends A ? [attrs?: NoInfer<A>] : [attrs: NoInfer<A>]): Tensor[] {
     const attrs = (rest[0] ?? {}) as A;
     for (const t of inputs) {
       if (t.graph !== this) throw new Error(`${op.name}: input ${t.name} belongs to another graph`);
     }
+    if (op.lowering && this.target.missingOps.includes(op.onnxType)) return op.lowering(inputs, attrs);
     const nodeId = this.nextId++;
     const base = this.path ? `${this.path}/${op.name}` : op.name;
     const name = this.uniqueName(base);

@@ -78,6 +78,12 @@ export interface OpDef<A = unknown> {
   vjp?(args: VjpArgs<A>): (Tensor | null)[];
   /** FLOPs of one node (see `cost` for the common rules); required, so no op goes uncounted. */
   flops(args: FlopArgs<A>): number;
+  /**
+   * The op's outputs built from other ops, for a graph whose target has no kernel for this one (`Target` in
+   * dsl/graph.ts; `Graph.apply` calls it instead of adding the node). The same values; its gradient is the
+   * lowered form's own.
+   */
+  lowering?(inputs: readonly Tensor[], attrs: A): Tensor[];
 }
 
 /** What `defineOp` takes: `onnxType` defaults to the name, no ONNX attributes, one output. */

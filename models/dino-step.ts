@@ -10,7 +10,7 @@
  * bench and the schedules use these types, so a new input or metric is one edit here that `tsc` follows.
  */
 import * as E from 'fp-ts/lib/Either.js';
-import { type DslError, GRAD_SCALER_DEFAULTS, Graph, type LossScaling, METRIC, NEXT, type Precision, Scope, type Tensor, add, addOptimizerStep, concat, ema, mul, slice, usesLossScaling } from '../dsl/index.ts';
+import { ANY_TARGET, type DslError, GRAD_SCALER_DEFAULTS, Graph, type LossScaling, METRIC, NEXT, type Precision, Scope, type Target, type Tensor, add, addOptimizerStep, concat, ema, mul, slice, usesLossScaling } from '../dsl/index.ts';
 import { CENTERINGS, type Centering, dinoLoss } from './dino-loss.ts';
 import { koleoLoss } from './koleo.ts';
 import { type DinoHeadConfig, LAST_LAYER_TAG, dinoHead } from './head.ts';
@@ -37,8 +37,6 @@ export interface DinoStepConfig {
    * default `none`): less memory for more compute, the same numbers (measured in bench/RESULTS.md).
    */
   readonly recompute?: Recompute;
-  /** How the loss computes log softmax (`DinoLossInputs.logSoftmax`): `composite` for the WebGPU EP. */
-  readonly logSoftmax?: 'op' | 'composite';
   /**
    * `fp16`: mixed precision as DINO's `--use_fp16 true` (PyTorch autocast + GradScaler): the matrix products of
    * student and teacher run in float16 (dsl/autocast.ts), the rest and the weights stay float32, and the loss is
@@ -145,13 +143,18 @@ export interface DinoStepGraph {
   readonly scalars: { readonly [K in ScheduledScalar]: Tensor };
 }
 
-export function buildDinoStep(cfg: DinoStepConfig): E.Either<DslError[], DinoStepGraph> {
+/**
+ * DINO's training step for `cfg`, lowered for `target` (what the machine that runs it offers, dsl/graph.ts `Target`;
+ * runtime/ep/records.ts has one per execution provider). The step is written once: the target only decides how
+ * ops it lacks are built.
+ */
+export function buildDinoStep(cfg: DinoStepConfig, target: Target = ANY_TARGET): E.Either<DslError[], DinoStepGraph> {
   const centering = cfg.centering ?? 'center';
   if (!CENTERINGS.includes(centering)) {
     // Reachable from a hand-edited config.json, which is parsed without a type check.
     return E.left([{ op: 'dino_step', path: '', message: `centering must be one of ${CENTERINGS.join(', ')}, got ${JSON.stringify(centering)}`, shapes: [] }]);
   }
-  const g = new Graph('dino_train_step');
+  const g = new Graph('dino_train_step', target);
   const { batch: b, backbone: bb } = cfg;
   const shapes = dinoStepInputShapes(cfg);
   const input = (name: keyof DinoStepInputs<unknown>) => {
@@ -182,7 +185,6 @@ export function buildDinoStep(cfg: DinoStepConfig): E.Either<DslError[], DinoSte
     dinoLoss({
       student: studentLogits, teacher: teacherLogits, center, teacherTemp,
       studentTemp: cfg.studentTemp, centerMomentum: cfg.centerMomentum, batch: b, views: 2 + cfg.localCrops,
-      ...(cfg.logSoftmax ? { logSoftmax: cfg.logSoftmax } : {}),
       ...(centering === 'sinkhorn' ? { centering } : {}),
     }),
   );

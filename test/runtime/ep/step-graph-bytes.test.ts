@@ -13,7 +13,7 @@ import { emitOnnx } from '../../../dsl/onnx/emit.ts';
 import type { TrainPrecision } from '../../../dsl/autocast.ts';
 import { getPreset, withPrecision } from '../../../runtime/dino/config.ts';
 import type { ExecutionProvider } from '../../../runtime/backend.ts';
-import { trainingStepGraph } from '../../../runtime/dino/train.ts';
+import { trainingStepGraph } from '../../../runtime/dino/step-graph.ts';
 
 /** sha256 of `emitOnnx(trainingStepGraph(fmnist-quick in precision, { ep }))`, as StepRunner.compile emits it. */
 const PINNED: readonly (readonly [ExecutionProvider, TrainPrecision, string])[] = [
