@@ -57,7 +57,7 @@ export interface EpRecord<N extends EpName = EpName> {
 }
 
 /** The largest K <= `max` that divides every positive interval (1 when none does). */
-export function largestDividingK(max: number, intervals: readonly number[]): number {
+function largestDividingK(max: number, intervals: readonly number[]): number {
   const positive = intervals.filter((n) => n > 0);
   for (let k = max; k > 1; k--) if (positive.every((n) => n % k === 0)) return k;
   return 1;
