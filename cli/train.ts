@@ -13,7 +13,7 @@ import { readCheckpointMeta } from '../runtime/dino/checkpoint.ts';
 import { readDinoWeights } from '../runtime/io/weights.ts';
 import { defaultStepsPerRun } from '../runtime/ep/steps-per-run.ts';
 import { RECOMPUTE_MODES } from '../models/vit.ts';
-import { EXECUTION_PROVIDERS } from '../runtime/ep/ort-select.ts';
+import { EXECUTION_PROVIDERS } from '../runtime/ep/records.ts';
 import type { Dataset } from '../runtime/data/dataset.ts';
 import { type Parsed, UsageError, defineCommand, parseCommand } from './args.ts';
 
@@ -85,7 +85,7 @@ anything else is refused, naming the config key.`,
     const { config, dataset } = resumeDir ? await resumedConfig(p, resumeDir) : await newRunConfig(p);
     const out = resumeDir ?? alias(p.options.out, p.options['output-dir'], 'out', 'output-dir') ?? join('runs', `${config.preset}-${config.seed}`);
     const initWeights = p.options.init !== undefined ? readInitWeights(p.options.init) : undefined;
-    const stepsPerRun = p.options['steps-per-run'] ?? (ep === 'cuda' ? defaultStepsPerRun(ep, [p.options['checkpoint-every']]) : undefined);
+    const stepsPerRun = p.options['steps-per-run'] ?? defaultStepsPerRun(ep, [p.options['checkpoint-every']]);
     const r = await train({
       config, out, ep,
       ...(resumeDir ? { resume: true } : {}),
