@@ -11,11 +11,21 @@ import { ort } from '../../../runtime/backend.ts';
 import { StepRunner } from '../../../runtime/step-runner.ts';
 import { TrainState } from '../../../runtime/state.ts';
 import { TINY_STEP } from '../../models/tiny-step.ts';
+import { type ViTConfig, sampleDropPathMasks } from '../../../models/vit.ts';
 import type { DinoRankInputs } from '../../../runtime/dist/dino-step.ts';
 
 export const GLOBAL_BATCH = 8;
-/** One rank's config: `batch` is the rank's images (`ranks` = 1: the one process's whole batch). */
-export const rankConfig = (ranks: number): DinoStepConfig => ({ ...TINY_STEP, batch: GLOBAL_BATCH / ranks, clipGrad: 0.02 });
+/**
+ * One rank's config: `batch` is the rank's images (`ranks` = 1: the one process's whole batch). Two blocks with
+ * stochastic depth (per-image masks, sliced per rank like the crops) and MLP recomputation, as training runs.
+ */
+export const rankConfig = (ranks: number): DinoStepConfig => ({
+  ...TINY_STEP,
+  backbone: { ...(TINY_STEP.backbone as ViTConfig), depth: 2, dropPathRate: 0.2 },
+  batch: GLOBAL_BATCH / ranks,
+  clipGrad: 0.02,
+  recompute: 'mlp',
+});
 
 /** Three steps of scheduled scalars: the last layer frozen at step 0; lr, wd, momentum and τ_t changing. */
 export const SCHEDULE: readonly ScheduledScalars[] = [
@@ -24,29 +34,47 @@ export const SCHEDULE: readonly ScheduledScalars[] = [
   { lr: 0.008, wd: 0.06, momentum: 0.95, teacher_temp: 0.06, 'gate.last_layer': 1 },
 ];
 
-/** The global batch of step `step` (standard-normal crops from (seed, step)), view-major as the one-graph step takes it. */
-function globalBatch(step: number): { globals: Float32Array; locals: Float32Array } {
-  const shapes = dinoStepInputShapes(rankConfig(1));
+type GlobalBatch = { readonly [K in keyof DinoRankInputs]-?: Float32Array };
+
+/** The global batch of step `step` (standard-normal crops, drop-path masks) from (seed, step), view-major as the one-graph step takes it. */
+function globalBatch(step: number): GlobalBatch {
+  const cfg = rankConfig(1);
+  const shapes = dinoStepInputShapes(cfg);
   const prng = Prng.seeded(1000 + step);
   const crops = (shape: readonly number[]) => Float32Array.from({ length: shape.reduce((a, n) => a * n, 1) }, () => prng.normal());
-  return { globals: crops(shapes.globals), locals: crops(shapes.locals!) };
+  const masks = (shape: readonly number[]) => sampleDropPathMasks(prng, cfg.backbone as ViTConfig, shape[2]!);
+  return {
+    globals: crops(shapes.globals), locals: crops(shapes.locals!),
+    'drop_path.globals': masks(shapes['drop_path.globals']!), 'drop_path.locals': masks(shapes['drop_path.locals']!),
+  };
 }
 
 /**
  * Rank `rank`'s inputs of step `step`: its images [rank·b, (rank+1)·b) of every view (b = 8 / ranks), the rows the
- * one process holds at view·8 + rank·b, ... of its view-major crops.
+ * one process holds at view·8 + rank·b, ... of its view-major crops, and the same columns of the masks
+ * ([depth, 2, crops]: the crop axis is last there).
  */
 export function rankInputs(step: number, rank: number, ranks: number): DinoRankInputs {
   const all = globalBatch(step);
   const shapes = dinoStepInputShapes(rankConfig(ranks));
   const b = GLOBAL_BATCH / ranks;
-  const slice = (data: Float32Array, shape: readonly number[]): ort.Tensor => {
-    const row = shape.slice(1).reduce((a, n) => a * n, 1), views = shape[0]! / b;
-    const out = new Float32Array(shape[0]! * row);
-    for (let v = 0; v < views; v++) out.set(data.subarray((v * GLOBAL_BATCH + rank * b) * row, (v * GLOBAL_BATCH + (rank + 1) * b) * row), v * b * row);
+  // `data` as [outer, views · 8, inner] -> [outer, views · b, inner], keeping each view's images of this rank.
+  const slice = (data: Float32Array, shape: readonly number[], cropAxis: number): ort.Tensor => {
+    const outer = shape.slice(0, cropAxis).reduce((a, n) => a * n, 1), inner = shape.slice(cropAxis + 1).reduce((a, n) => a * n, 1);
+    const views = shape[cropAxis]! / b;
+    const out = new Float32Array(outer * views * b * inner);
+    for (let o = 0; o < outer; o++) {
+      for (let v = 0; v < views; v++) {
+        const from = ((o * views + v) * GLOBAL_BATCH + rank * b) * inner;
+        out.set(data.subarray(from, from + b * inner), (o * views + v) * b * inner);
+      }
+    }
     return new ort.Tensor('float32', out, [...shape]);
   };
-  return { globals: slice(all.globals, shapes.globals), locals: slice(all.locals, shapes.locals!) };
+  return {
+    globals: slice(all.globals, shapes.globals, 0), locals: slice(all.locals, shapes.locals!, 0),
+    'drop_path.globals': slice(all['drop_path.globals'], shapes['drop_path.globals']!, 2), 'drop_path.locals': slice(all['drop_path.locals'], shapes['drop_path.locals']!, 2),
+  };
 }
 
 /** The one-graph step's whole initial state: every tensor drawn from seed 5 in signature order, the teacher = the student. */
@@ -64,17 +92,24 @@ export const stateValues = (state: TrainState): StateValues => new Map(state.nam
 
 /** The global batch of step `step` with its images in reverse order (every view alike): the same maths, another summation order. */
 function reversedInputs(step: number): DinoRankInputs {
-  const reverse = (t: ort.Tensor): ort.Tensor => {
-    const data = t.data as Float32Array, rows = t.dims[0]!, row = data.length / rows;
+  // [outer, views · 8, inner] with each view's 8 images reversed.
+  const reverse = (t: ort.Tensor | undefined, cropAxis: number): ort.Tensor => {
+    const data = t!.data as Float32Array, shape = t!.dims;
+    const outer = shape.slice(0, cropAxis).reduce((a, n) => a * n, 1), inner = shape.slice(cropAxis + 1).reduce((a, n) => a * n, 1);
     const out = new Float32Array(data.length);
-    for (let r = 0; r < rows; r++) {
-      const view = Math.floor(r / GLOBAL_BATCH), image = r % GLOBAL_BATCH;
-      out.set(data.subarray(r * row, (r + 1) * row), (view * GLOBAL_BATCH + GLOBAL_BATCH - 1 - image) * row);
+    for (let o = 0; o < outer * (shape[cropAxis]! / GLOBAL_BATCH); o++) {
+      for (let i = 0; i < GLOBAL_BATCH; i++) {
+        const from = (o * GLOBAL_BATCH + i) * inner;
+        out.set(data.subarray(from, from + inner), (o * GLOBAL_BATCH + GLOBAL_BATCH - 1 - i) * inner);
+      }
     }
-    return new ort.Tensor('float32', out, [...t.dims]);
+    return new ort.Tensor('float32', out, [...shape]);
   };
   const inputs = rankInputs(step, 0, 1);
-  return { globals: reverse(inputs.globals), locals: reverse(inputs.locals!) };
+  return {
+    globals: reverse(inputs.globals, 0), locals: reverse(inputs.locals, 0),
+    'drop_path.globals': reverse(inputs['drop_path.globals'], 2), 'drop_path.locals': reverse(inputs['drop_path.locals'], 2),
+  };
 }
 
 /**

@@ -59,7 +59,11 @@ function compareStates(got: StateValues, want: StateValues): { worst: number; wh
     assert.is(g.length, w.length, `${name}: length`);
     // Second moments are squares of gradients: measured against their own scale, not against 1e-3.
     const floor = name.startsWith('optim.v.') ? Math.max(...w.map(Math.abs)) : 1e-3;
+    // The attention key bias has an exactly zero gradient (softmax ignores a constant added to a row), so Adam turns
+    // its rounding noise into steps of size lr on any road: those elements are skipped, the rest of the tensor compared.
+    const keyBias = name.endsWith('attn.qkv.bias') ? [w.length / 3, (2 * w.length) / 3] : [0, 0];
     for (let i = 0; i < w.length; i++) {
+      if (i >= keyBias[0]! && i < keyBias[1]!) continue;
       const err = Math.abs(g[i]! - w[i]!) / (Math.abs(w[i]!) + floor);
       if (!(err <= worst)) [worst, where] = [err, `${name}[${i}]: ${g[i]} vs ${w[i]}`];
     }
@@ -97,7 +101,7 @@ test('reference: clipping acts, the frozen last layer holds at step 0; the summa
   // Some parameter's gradient norm exceeds clipGrad: with all at most c, the global norm is at most c·sqrt(count).
   const trained = [...ref.state.keys()].filter((n) => n.startsWith('optim.m.')).length;
   for (const m of ref.metrics) assert.ok(m['grad_norm']! > rankConfig(1).clipGrad * Math.sqrt(trained), `grad_norm ${m['grad_norm']}: clipping may not act`);
-  assert.ok(ref.metrics[0]!['teacher_kl']! > 1e-2, `teacher_kl ${ref.metrics[0]!['teacher_kl']} too small to compare`);
+  assert.ok(ref.metrics[0]!['teacher_kl']! > 1e-3, `teacher_kl ${ref.metrics[0]!['teacher_kl']} too small to compare`);
   const reversed = await reference({ reversed: true });
   const noise = compareStates(reversed.state, ref.state);
   orderNoise = noise.worst;
@@ -146,7 +150,7 @@ test('the packed layout: the student\'s trained gradients, then DINO\'s sums; th
   assert.ok(grads.length > 0 && grads.every((n) => n.startsWith(STUDENT)));
   assert.ok(!grads.some((n) => n.endsWith('last_layer.weight_g')), 'the frozen weight_g is not trained');
   const names = (g: typeof gradient) => g.inputs.map((t) => t.name);
-  assert.equal(names(gradient), ['globals', 'locals', 'teacher_temp']);
+  assert.equal(names(gradient), ['globals', 'locals', 'drop_path.globals', 'drop_path.locals', 'teacher_temp']);
   assert.equal(names(apply).sort(), ['gate.last_layer', 'lr', 'momentum', 'packed', 'wd']);
 });
 
