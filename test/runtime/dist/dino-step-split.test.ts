@@ -187,7 +187,8 @@ if (unavailable) {
         assert.is(rank.size, 2);
         const { worst, where } = compareStates(asMap(rank.state), ref.state);
         assert.ok(worst <= stateTolerance(), `largest difference ${worst} at ${where}`);
-        compareMetrics(rank.metrics, ref.metrics);
+        const metrics = compareMetrics(rank.metrics, ref.metrics);
+        if (rank === ranks[0]) console.log(`  mpirun -np 2: largest relative state difference ${worst.toExponential(2)} (${where}); metrics ${metrics}`);
       }
       // The same summed buffer into the same apply graph: the ranks agree exactly.
       assert.equal(ranks[1]!.state, ranks[0]!.state, 'rank 1 state differs from rank 0');
