@@ -8,6 +8,8 @@
  * `head.mlp.0.weight`, ...), `center`, and the optimizer's `optim.*`. The other inputs and the outputs are
  * typed below ({@link DinoStepInputs}, {@link ScheduledScalars}, {@link DinoMetrics}): the training loop, the
  * bench and the schedules use these types, so a new input or metric is one edit here that `tsc` follows.
+ * The data-parallel form of the step, two graphs around an all-reduce, is models/dino-step-split.ts: it shares
+ * `dinoForward` and builds each loss term from its `split` form.
  */
 import * as E from 'fp-ts/lib/Either.js';
 import { ANY_TARGET, type DslError, GRAD_SCALER_DEFAULTS, Graph, type LossScaling, METRIC, NEXT, type Precision, Scope, type Target, type Tensor, add, addOptimizerStep, concat, ema, mul, slice, usesLossScaling } from '../dsl/index.ts';
