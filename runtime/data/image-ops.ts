@@ -305,3 +305,354 @@ export function solarize(image: ChwImage, threshold: number): void {
   const data = image.data;
   for (let i = 0; i < data.length; i++) if (data[i]! >= t) data[i] = 1 - data[i]!;
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// 8-bit operations: DataAugmentationDINO as PIL computes it on uint8 images (Pillow 9.4, torchvision 0.14).
+//
+// torchvision's transforms on a PIL image round to uint8 after every operation (and PIL inside some of them);
+// these reproduce that integer arithmetic, so they give PIL's bytes, not an approximation of them:
+// - {@link resizeBytes}: Resample.c's fixed-point convolution (22-bit coefficients, rounded and clipped to uint8
+//   after the horizontal pass and after the vertical pass);
+// - {@link gaussianBlurBytes}: BoxBlur.c's three extended box blurs per direction, 24-bit fixed point, a uint8
+//   line after each pass;
+// - colour adjustments: ImageEnhance's `Image.blend(degenerate, image, factor)` in float32, truncated to uint8;
+//   hue through PIL's uint8 HSV (Convert.c's rgb2hsv / hsv2rgb, float32 as C computes it);
+// - grayscale: PIL's `convert('L')`, (19595 R + 38470 G + 7471 B + 2^15) >> 16.
+// Working in uint8 is also what makes them fast: one byte per value, lookup tables for the pointwise colour ops.
+// ---------------------------------------------------------------------------------------------------------------
+
+/** An 8-bit image, channel-first: `data[c * height * width + y * width + x]`, values 0-255. */
+export interface ByteImage {
+  readonly channels: number;
+  readonly height: number;
+  readonly width: number;
+  readonly data: Uint8Array;
+}
+
+/** Fractional bits of PIL's 8-bit resampling coefficients (Resample.c PRECISION_BITS = 32 - 8 - 2). */
+const RESAMPLE_BITS = 22;
+const RESAMPLE_ONE = 1 << RESAMPLE_BITS;
+const RESAMPLE_HALF = 1 << (RESAMPLE_BITS - 1);
+
+/** PIL's 8-bit resampling coefficients for `inSize` input pixels onto `outSize`: per output pixel, its first input
+ * pixel, tap count and `taps` fixed-point weights (Resample.c `precompute_coeffs` + `normalize_coeffs_8bpc`). */
+interface FixedCoefficients {
+  readonly taps: number;
+  readonly first: Int32Array;
+  readonly count: Int32Array;
+  readonly weights: Int32Array;
+}
+
+function fixedCoefficients(inSize: number, outSize: number): FixedCoefficients {
+  const scale = inSize / outSize;
+  const filterScale = scale < 1 ? 1 : scale;
+  const support = 2 * filterScale; // bicubic support 2, widened when shrinking (antialiasing)
+  const taps = Math.ceil(support) * 2 + 1;
+  const inverse = 1 / filterScale;
+  const first = new Int32Array(outSize);
+  const count = new Int32Array(outSize);
+  const weights = new Int32Array(outSize * taps);
+  const raw = new Float64Array(taps);
+  for (let o = 0; o < outSize; o++) {
+    const center = (o + 0.5) * scale;
+    const lo = Math.max(Math.trunc(center - support + 0.5), 0);
+    const hi = Math.min(Math.trunc(center + support + 0.5), inSize);
+    let total = 0;
+    for (let k = 0; k < hi - lo; k++) {
+      const w = bicubic((k + lo - center + 0.5) * inverse);
+      raw[k] = w;
+      total += w;
+    }
+    for (let k = 0; k < hi - lo; k++) {
+      const w = total !== 0 ? raw[k]! / total : raw[k]!;
+      weights[o * taps + k] = w < 0 ? Math.trunc(-0.5 + w * RESAMPLE_ONE) : Math.trunc(0.5 + w * RESAMPLE_ONE);
+    }
+    first[o] = lo;
+    count[o] = hi - lo;
+  }
+  return { taps, first, count, weights };
+}
+
+/** PIL's clip8 of a fixed-point sum. */
+const clipFixed = (sum: number) => (sum <= 0 ? 0 : sum >= 255 * RESAMPLE_ONE ? 255 : (sum >> RESAMPLE_BITS));
+
+/** Scratch for the horizontal pass, grown as needed (each worker thread has its own module instance). */
+let resizeScratch = new Uint8Array(0);
+
+/**
+ * `image.crop(box).resize((outWidth, outHeight), BICUBIC)` as Pillow computes it, bytes equal; optionally
+ * mirrored left-right (exact: the flip commutes with every later step) and restricted to the `window` of the
+ * resized image (exact too: each output pixel depends only on its own coefficients; CenterCrop after Resize).
+ * Writes into `out` when given (length `channels * window.height * window.width`).
+ */
+export function resizeBytes(
+  src: ByteImage,
+  box: CropBox,
+  outHeight: number,
+  outWidth: number,
+  options: { readonly flip?: boolean; readonly window?: CropBox; readonly out?: Uint8Array } = {},
+): ByteImage {
+  const { channels, width: inWidth } = src;
+  const window = options.window ?? { top: 0, left: 0, height: outHeight, width: outWidth };
+  const flip = options.flip ?? false;
+  const h = fixedCoefficients(box.width, outWidth);
+  const v = fixedCoefficients(box.height, outHeight);
+  // Source rows (crop-relative) that the window's output rows read: the horizontal pass computes only these.
+  const lastRow = window.top + window.height - 1;
+  const rowFirst = v.first[window.top]!;
+  const rows = v.first[lastRow]! + v.count[lastRow]! - rowFirst;
+  const midWidth = window.width;
+  const midLength = channels * rows * midWidth;
+  if (resizeScratch.length < midLength) resizeScratch = new Uint8Array(midLength);
+  const mid = resizeScratch;
+  const inPlane = src.height * inWidth;
+  const srcData = src.data;
+  const hFirst = h.first, hCount = h.count, hWeights = h.weights, hTaps = h.taps;
+  // Horizontal pass: window columns of the crop's needed rows, mirrored when flipping.
+  const xFrom = window.left, xTo = window.left + window.width;
+  for (let c = 0; c < channels; c++) {
+    for (let r = 0; r < rows; r++) {
+      const srcRow = c * inPlane + (box.top + rowFirst + r) * inWidth + box.left;
+      const midRow = (c * rows + r) * midWidth;
+      let d = flip ? midRow + midWidth - 1 : midRow;
+      const step = flip ? -1 : 1;
+      for (let x = xFrom; x < xTo; x++, d += step) {
+        const from = srcRow + hFirst[x]!;
+        const n = hCount[x]!;
+        const base = x * hTaps;
+        let sum = RESAMPLE_HALF;
+        for (let k = 0; k < n; k++) sum += srcData[from + k]! * hWeights[base + k]!;
+        mid[d] = clipFixed(sum);
+      }
+    }
+  }
+  // Vertical pass.
+  const outPlane = window.height * window.width;
+  const result = options.out ?? new Uint8Array(channels * outPlane);
+  const vFirst = v.first, vCount = v.count, vWeights = v.weights, vTaps = v.taps;
+  for (let c = 0; c < channels; c++) {
+    for (let y = window.top; y <= lastRow; y++) {
+      const n = vCount[y]!;
+      const base = y * vTaps;
+      const midStart = (c * rows + vFirst[y]! - rowFirst) * midWidth;
+      const outRow = c * outPlane + (y - window.top) * window.width;
+      for (let x = 0; x < midWidth; x++) {
+        let sum = RESAMPLE_HALF;
+        for (let k = 0, m = midStart + x; k < n; k++, m += midWidth) sum += mid[m]! * vWeights[base + k]!;
+        result[outRow + x] = clipFixed(sum);
+      }
+    }
+  }
+  return { channels, height: window.height, width: window.width, data: result };
+}
+
+/** Pillow's `_gaussian_blur_radius` in float32, as C computes it: the radius of each of the three box blurs. */
+function boxBlurRadiusF32(sigma: number): number {
+  const f = Math.fround;
+  const r = f(sigma);
+  const sigma2 = f(f(r * r) / BLUR_PASSES);
+  const boxLength = f(Math.sqrt(12.0 * sigma2 + 1.0));
+  const l = f(Math.floor((boxLength - 1.0) / 2.0));
+  let a = f(f(2 * l + 1) * f(f(l * f(l + 1)) - f(3 * sigma2)));
+  a = f(a / f(6 * f(sigma2 - f(f(l + 1) * f(l + 1)))));
+  return f(l + a);
+}
+
+let blurLineIn = new Int32Array(0);
+let blurLineOut = new Int32Array(0);
+
+/**
+ * PIL's `ImageFilter.GaussianBlur(radius=sigma)` on an 8-bit image, in place, bytes equal to Pillow's: three
+ * extended box blurs along rows, then three along columns (BoxBlur.c: 24-bit fixed-point weights, edge pixels
+ * replicated, a uint8 line after each pass).
+ */
+export function gaussianBlurBytes(image: ByteImage, sigma: number): void {
+  const radiusF = boxBlurRadiusF32(sigma);
+  if (radiusF === 0) return;
+  const radius = Math.trunc(radiusF);
+  const ww = Math.trunc(Math.fround(16777216 / Math.fround(Math.fround(radiusF * 2) + 1)));
+  const fw = Math.trunc((16777216 - (radius * 2 + 1) * ww) / 2);
+  const { channels, height, width, data } = image;
+  const pad = radius + 1;
+  const lineLength = Math.max(width, height) + 2 * pad;
+  if (blurLineIn.length < lineLength) {
+    blurLineIn = new Int32Array(lineLength);
+    blurLineOut = new Int32Array(lineLength);
+  }
+  const a = blurLineIn, b = blurLineOut;
+  for (let c = 0; c < channels; c++) {
+    const plane = c * height * width;
+    for (let y = 0; y < height; y++) {
+      const row = plane + y * width;
+      for (let x = 0; x < width; x++) a[pad + x] = data[row + x]!;
+      boxPassBytes(a, b, width, pad, radius, ww, fw);
+      boxPassBytes(b, a, width, pad, radius, ww, fw);
+      boxPassBytes(a, b, width, pad, radius, ww, fw);
+      for (let x = 0; x < width; x++) data[row + x] = b[pad + x]!;
+    }
+    for (let x = 0; x < width; x++) {
+      for (let y = 0, p = plane + x; y < height; y++, p += width) a[pad + y] = data[p]!;
+      boxPassBytes(a, b, height, pad, radius, ww, fw);
+      boxPassBytes(b, a, height, pad, radius, ww, fw);
+      boxPassBytes(a, b, height, pad, radius, ww, fw);
+      for (let y = 0, p = plane + x; y < height; y++, p += width) data[p] = b[pad + y]!;
+    }
+  }
+}
+
+/** One of BoxBlur.c's line passes over `from[pad .. pad + length)` into `to`: a running window of 2 radius + 1
+ * pixels weighted `ww` plus the two next ones weighted `fw` (weights / 2^24), rounded to uint8. */
+function boxPassBytes(from: Int32Array, to: Int32Array, length: number, pad: number, radius: number, ww: number, fw: number): void {
+  const firstValue = from[pad]!, lastValue = from[pad + length - 1]!;
+  for (let k = 0; k < pad; k++) {
+    from[k] = firstValue;
+    from[pad + length + k] = lastValue;
+  }
+  let sum = 0;
+  for (let k = -radius; k <= radius; k++) sum += from[pad + k]!;
+  for (let x = pad, end = pad + length; x < end; x++) {
+    // < 2^32: exact in a double; `>>> 24` truncates as C's unsigned shift does.
+    to[x] = (sum * ww + (from[x - pad]! + from[x + pad]!) * fw + 8388608) >>> 24;
+    sum += from[x + radius + 1]! - from[x - radius]!;
+  }
+}
+
+/** PIL's luma of one pixel, `convert('L')`. */
+const lumaByte = (r: number, g: number, b: number) => (r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16;
+
+/** `Image.blend(degenerate, image, alpha)` of one value (Blend.c: float32, truncated, clipped when extrapolating). */
+function blendByte(degenerate: number, value: number, alpha: number): number {
+  const t = Math.fround(degenerate + Math.fround(alpha * (value - degenerate)));
+  return t <= 0 ? 0 : t >= 255 ? 255 : t | 0;
+}
+
+/** The 256-entry table of `blendByte(degenerate, v, factor)`. */
+function blendTable(degenerate: number, factor: number): Uint8Array {
+  const alpha = Math.fround(factor);
+  const table = new Uint8Array(256);
+  for (let v = 0; v < 256; v++) table[v] = blendByte(degenerate, v, alpha);
+  return table;
+}
+
+function applyTable(data: Uint8Array, table: Uint8Array): void {
+  for (let i = 0; i < data.length; i++) data[i] = table[data[i]!]!;
+}
+
+/** torchvision `adjust_brightness` on a PIL image (ImageEnhance.Brightness: blend with black), in place. */
+export function adjustBrightnessBytes(image: ByteImage, factor: number): void {
+  applyTable(image.data, blendTable(0, factor));
+}
+
+/** The mean of PIL's `convert('L')` rounded to an integer, as ImageEnhance.Contrast takes it. */
+function meanLumaByte(image: ByteImage): number {
+  const plane = image.height * image.width;
+  const data = image.data;
+  let sum = 0;
+  if (image.channels === 3) {
+    for (let p = 0; p < plane; p++) sum += lumaByte(data[p]!, data[plane + p]!, data[2 * plane + p]!);
+  } else {
+    for (let p = 0; p < plane; p++) sum += data[p]!;
+  }
+  return Math.trunc(sum / plane + 0.5);
+}
+
+/** torchvision `adjust_contrast` on a PIL image (ImageEnhance.Contrast: blend with the rounded mean luma), in place. */
+export function adjustContrastBytes(image: ByteImage, factor: number): void {
+  applyTable(image.data, blendTable(meanLumaByte(image), factor));
+}
+
+/** torchvision `adjust_saturation` on a PIL image (ImageEnhance.Color: blend with the pixel's luma), in place;
+ * nothing changes on 1 channel. */
+export function adjustSaturationBytes(image: ByteImage, factor: number): void {
+  if (image.channels !== 3) return;
+  const plane = image.height * image.width;
+  const data = image.data;
+  const alpha = Math.fround(factor);
+  const f = Math.fround;
+  for (let p = 0; p < plane; p++) {
+    const r = data[p]!, g = data[plane + p]!, b = data[2 * plane + p]!;
+    const l = lumaByte(r, g, b);
+    const tr = f(l + f(alpha * (r - l)));
+    const tg = f(l + f(alpha * (g - l)));
+    const tb = f(l + f(alpha * (b - l)));
+    data[p] = tr <= 0 ? 0 : tr >= 255 ? 255 : tr | 0;
+    data[plane + p] = tg <= 0 ? 0 : tg >= 255 ? 255 : tg | 0;
+    data[2 * plane + p] = tb <= 0 ? 0 : tb >= 255 ? 255 : tb | 0;
+  }
+}
+
+/**
+ * torchvision `adjust_hue` on a PIL image, in place: `convert('HSV')`, the uint8 hue plus `uint8(shift * 255)`
+ * (truncated, wrapping around), back to RGB; Convert.c's float32 arithmetic. Nothing changes on 1 channel.
+ */
+export function adjustHueBytes(image: ByteImage, shift: number): void {
+  if (image.channels !== 3) return;
+  const hueStep = ((Math.trunc(shift * 255) % 256) + 256) % 256;
+  // No early return for a zero step: PIL's round trip through uint8 HSV alone changes colours by a level or two.
+  const plane = image.height * image.width;
+  const data = image.data;
+  const f = Math.fround;
+  for (let p = 0; p < plane; p++) {
+    const r = data[p]!, g = data[plane + p]!, b = data[2 * plane + p]!;
+    const max = r > g ? (r > b ? r : b) : g > b ? g : b;
+    const min = r < g ? (r < b ? r : b) : g < b ? g : b;
+    if (max === min) continue; // s = 0: hue ignored, the pixel comes back unchanged
+    // rgb2hsv
+    const cr = max - min;
+    const s = f(cr / max);
+    const rc = f((max - r) / cr), gc = f((max - g) / cr), bc = f((max - b) / cr);
+    let hf: number;
+    if (r === max) hf = f(bc - gc);
+    else if (g === max) hf = f(2.0 + rc - bc);
+    else hf = f(4.0 + gc - rc);
+    hf = f((hf / 6.0 + 1.0) % 1.0);
+    const hue = ((Math.trunc(hf * 255.0) + hueStep) & 255);
+    const sat = Math.trunc(s * 255.0);
+    // hsv2rgb
+    if (sat === 0) {
+      data[p] = max; data[plane + p] = max; data[2 * plane + p] = max;
+      continue;
+    }
+    const i = Math.floor(f(hue) * 6.0 / 255.0);
+    const frac = f(f(hue) * 6.0 / 255.0 - i);
+    const fs = f(sat / 255.0);
+    const pv = Math.round(max * (1.0 - fs));
+    const qv = Math.round(max * (1.0 - f(fs * frac)));
+    const tv = Math.round(max * (1.0 - fs * (1.0 - frac)));
+    const up = pv < 0 ? 0 : pv > 255 ? 255 : pv;
+    const uq = qv < 0 ? 0 : qv > 255 ? 255 : qv;
+    const ut = tv < 0 ? 0 : tv > 255 ? 255 : tv;
+    let nr: number, ng: number, nb: number;
+    switch (i % 6) {
+      case 0: nr = max; ng = ut; nb = up; break;
+      case 1: nr = uq; ng = max; nb = up; break;
+      case 2: nr = up; ng = max; nb = ut; break;
+      case 3: nr = up; ng = uq; nb = max; break;
+      case 4: nr = ut; ng = up; nb = max; break;
+      default: nr = max; ng = up; nb = uq;
+    }
+    data[p] = nr;
+    data[plane + p] = ng;
+    data[2 * plane + p] = nb;
+  }
+}
+
+/** torchvision `rgb_to_grayscale(num_output_channels=3)` on a PIL image: PIL's luma in all three channels, in
+ * place; nothing changes on 1 channel. */
+export function toGrayscaleBytes(image: ByteImage): void {
+  if (image.channels !== 3) return;
+  const plane = image.height * image.width;
+  const data = image.data;
+  for (let p = 0; p < plane; p++) {
+    const l = lumaByte(data[p]!, data[plane + p]!, data[2 * plane + p]!);
+    data[p] = l;
+    data[plane + p] = l;
+    data[2 * plane + p] = l;
+  }
+}
+
+/** `ImageOps.solarize(image, threshold)`: values at or above `threshold` (0-255) become 255 - v, in place. */
+export function solarizeBytes(image: ByteImage, threshold: number): void {
+  const data = image.data;
+  for (let i = 0; i < data.length; i++) if (data[i]! >= threshold) data[i] = 255 - data[i]!;
+}
