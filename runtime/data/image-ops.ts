@@ -510,11 +510,14 @@ function boxBlurRadiusF32(sigma: number): number {
 
 let blurLineIn = new Int32Array(0);
 let blurLineOut = new Int32Array(0);
+let blurPlanes = new Uint8Array(0);
+let blurColumnSums = new Int32Array(0);
 
 /**
  * PIL's `ImageFilter.GaussianBlur(radius=sigma)` on an 8-bit image, in place, bytes equal to Pillow's: three
  * extended box blurs along rows, then three along columns (BoxBlur.c: 24-bit fixed-point weights, edge pixels
- * replicated, a uint8 line after each pass).
+ * replicated, a uint8 line after each pass). Column passes run a row at a time, every column's window sum side by
+ * side, so that memory is read in order.
  */
 export function gaussianBlurBytes(image: ByteImage, sigma: number): void {
   const radiusF = boxBlurRadiusF32(sigma);
@@ -524,29 +527,28 @@ export function gaussianBlurBytes(image: ByteImage, sigma: number): void {
   const fw = Math.trunc((16777216 - (radius * 2 + 1) * ww) / 2);
   const { channels, height, width, data } = image;
   const pad = radius + 1;
-  const lineLength = Math.max(width, height) + 2 * pad;
-  if (blurLineIn.length < lineLength) {
-    blurLineIn = new Int32Array(lineLength);
-    blurLineOut = new Int32Array(lineLength);
+  if (blurLineIn.length < width + 2 * pad) {
+    blurLineIn = new Int32Array(width + 2 * pad);
+    blurLineOut = new Int32Array(width + 2 * pad);
   }
+  const plane = height * width;
+  if (blurPlanes.length < 2 * plane) blurPlanes = new Uint8Array(2 * plane);
+  if (blurColumnSums.length < width) blurColumnSums = new Int32Array(width);
   const a = blurLineIn, b = blurLineOut;
+  const first = blurPlanes.subarray(0, plane), second = blurPlanes.subarray(plane, 2 * plane);
   for (let c = 0; c < channels; c++) {
-    const plane = c * height * width;
+    const channel = data.subarray(c * plane, (c + 1) * plane);
     for (let y = 0; y < height; y++) {
-      const row = plane + y * width;
-      for (let x = 0; x < width; x++) a[pad + x] = data[row + x]!;
+      const row = y * width;
+      for (let x = 0; x < width; x++) a[pad + x] = channel[row + x]!;
       boxPassBytes(a, b, width, pad, radius, ww, fw);
       boxPassBytes(b, a, width, pad, radius, ww, fw);
       boxPassBytes(a, b, width, pad, radius, ww, fw);
-      for (let x = 0; x < width; x++) data[row + x] = b[pad + x]!;
+      for (let x = 0; x < width; x++) channel[row + x] = b[pad + x]!;
     }
-    for (let x = 0; x < width; x++) {
-      for (let y = 0, p = plane + x; y < height; y++, p += width) a[pad + y] = data[p]!;
-      boxPassBytes(a, b, height, pad, radius, ww, fw);
-      boxPassBytes(b, a, height, pad, radius, ww, fw);
-      boxPassBytes(a, b, height, pad, radius, ww, fw);
-      for (let y = 0, p = plane + x; y < height; y++, p += width) data[p] = b[pad + y]!;
-    }
+    columnBoxPass(channel, first, width, height, radius, ww, fw, blurColumnSums);
+    columnBoxPass(first, second, width, height, radius, ww, fw, blurColumnSums);
+    columnBoxPass(second, channel, width, height, radius, ww, fw, blurColumnSums);
   }
 }
 
@@ -564,6 +566,27 @@ function boxPassBytes(from: Int32Array, to: Int32Array, length: number, pad: num
     // < 2^32: exact in a double; `>>> 24` truncates as C's unsigned shift does.
     to[x] = (sum * ww + (from[x - pad]! + from[x + pad]!) * fw + 8388608) >>> 24;
     sum += from[x + radius + 1]! - from[x - radius]!;
+  }
+}
+
+/** {@link boxPassBytes} down every column of a `width` x `height` plane at once, rows clamped at the edges. */
+function columnBoxPass(src: Uint8Array, dst: Uint8Array, width: number, height: number, radius: number, ww: number, fw: number, sums: Int32Array): void {
+  const last = height - 1;
+  const rowAt = (y: number) => (y < 0 ? 0 : y > last ? last : y) * width;
+  // The window of the row before row 0, [-radius - 1, radius - 1].
+  sums.fill(0, 0, width);
+  for (let y = -radius - 1; y <= radius - 1; y++) {
+    const r = rowAt(y);
+    for (let x = 0; x < width; x++) sums[x] = sums[x]! + src[r + x]!;
+  }
+  for (let y = 0; y < height; y++) {
+    const add = rowAt(y + radius), leave = rowAt(y - radius - 1), far = rowAt(y + radius + 1), out = y * width;
+    for (let x = 0; x < width; x++) {
+      const left = src[leave + x]!;
+      const sum = sums[x]! + src[add + x]! - left;
+      sums[x] = sum;
+      dst[out + x] = (sum * ww + (left + src[far + x]!) * fw + 8388608) >>> 24;
+    }
   }
 }
 
@@ -631,55 +654,96 @@ export function adjustSaturationBytes(image: ByteImage, factor: number): void {
   }
 }
 
+/** Convert.c `rgb2hsv`'s hue byte of a pixel whose max and min differ, in its float32 arithmetic. */
+function hueByteOf(r: number, g: number, b: number): number {
+  const f = Math.fround;
+  const max = Math.max(r, g, b), cr = max - Math.min(r, g, b);
+  const rc = f((max - r) / cr), gc = f((max - g) / cr), bc = f((max - b) / cr);
+  let h: number;
+  if (r === max) h = f(bc - gc);
+  else if (g === max) h = f(2.0 + rc - bc);
+  else h = f(4.0 + gc - rc);
+  return Math.trunc(f((h / 6.0 + 1.0) % 1.0) * 255.0);
+}
+
+/**
+ * Lookup tables for PIL's uint8 HSV round trip, made on first use (about 0.5 MB; a few ms):
+ * - hue: the hue byte depends only on the channel differences from the max, one of which is 0 (the max channel, the
+ *   first of r, g, b among equals) and one of which is the chroma (the min channel); indexed by
+ *   (max channel x 2 + which of the other two is the min) x 65536 + chroma x 256 + the third channel's difference;
+ * - saturation byte by max x 256 + chroma; per hue byte, the HSV sector and its float32 remainder.
+ */
+let hsvTables: { hue: Uint8Array; saturation: Uint8Array; sector: Uint8Array; remainder: Float64Array } | null = null;
+function hsv(): NonNullable<typeof hsvTables> {
+  if (hsvTables !== null) return hsvTables;
+  const f = Math.fround;
+  const hue = new Uint8Array(6 * 65536);
+  for (let maxChannel = 0; maxChannel < 3; maxChannel++) {
+    for (let minSlot = 0; minSlot < 2; minSlot++) {
+      const others = [0, 1, 2].filter((c) => c !== maxChannel);
+      const minChannel = others[minSlot]!, midChannel = others[1 - minSlot]!;
+      for (let chroma = 1; chroma < 256; chroma++) {
+        for (let d = 0; d <= chroma; d++) {
+          const pixel = [0, 0, 0];
+          pixel[maxChannel] = 255;
+          pixel[minChannel] = 255 - chroma;
+          pixel[midChannel] = 255 - d;
+          hue[(maxChannel * 2 + minSlot) * 65536 + chroma * 256 + d] = hueByteOf(pixel[0]!, pixel[1]!, pixel[2]!);
+        }
+      }
+    }
+  }
+  const saturation = new Uint8Array(65536);
+  for (let max = 1; max < 256; max++) for (let chroma = 1; chroma <= max; chroma++) saturation[max * 256 + chroma] = Math.trunc(f(chroma / max) * 255.0);
+  const sector = new Uint8Array(256);
+  const remainder = new Float64Array(256);
+  for (let h = 0; h < 256; h++) {
+    const i = Math.floor((h * 6.0) / 255.0);
+    sector[h] = i % 6;
+    remainder[h] = f((h * 6.0) / 255.0 - i);
+  }
+  return (hsvTables = { hue, saturation, sector, remainder });
+}
+
 /**
  * torchvision `adjust_hue` on a PIL image, in place: `convert('HSV')`, the uint8 hue plus `uint8(shift * 255)`
- * (truncated, wrapping around), back to RGB; Convert.c's float32 arithmetic. Nothing changes on 1 channel.
+ * (truncated, wrapping around), back to RGB; Convert.c's float32 arithmetic, the rgb2hsv half through tables.
+ * Nothing changes on 1 channel.
  */
 export function adjustHueBytes(image: ByteImage, shift: number): void {
   if (image.channels !== 3) return;
-  const hueStep = ((Math.trunc(shift * 255) % 256) + 256) % 256;
   // No early return for a zero step: PIL's round trip through uint8 HSV alone changes colours by a level or two.
+  const hueStep = ((Math.trunc(shift * 255) % 256) + 256) % 256;
+  const { hue: hueTable, saturation: satTable, sector: sectorTable, remainder: remainderTable } = hsv();
   const plane = image.height * image.width;
   const data = image.data;
   const f = Math.fround;
   for (let p = 0; p < plane; p++) {
     const r = data[p]!, g = data[plane + p]!, b = data[2 * plane + p]!;
-    const max = r > g ? (r > b ? r : b) : g > b ? g : b;
-    const min = r < g ? (r < b ? r : b) : g < b ? g : b;
-    if (max === min) continue; // s = 0: hue ignored, the pixel comes back unchanged
-    // rgb2hsv
-    const cr = max - min;
-    const s = f(cr / max);
-    const rc = f((max - r) / cr), gc = f((max - g) / cr), bc = f((max - b) / cr);
-    let hf: number;
-    if (r === max) hf = f(bc - gc);
-    else if (g === max) hf = f(2.0 + rc - bc);
-    else hf = f(4.0 + gc - rc);
-    hf = f((hf / 6.0 + 1.0) % 1.0);
-    const hue = ((Math.trunc(hf * 255.0) + hueStep) & 255);
-    const sat = Math.trunc(s * 255.0);
+    let max: number, key: number;
+    // The max channel (first among equals), which other channel is the min, and the third one's difference.
+    if (r >= g && r >= b) { max = r; key = g >= b ? (0 * 2 + 1) * 65536 + (max - b) * 256 + (max - g) : (0 * 2 + 0) * 65536 + (max - g) * 256 + (max - b); }
+    else if (g >= b) { max = g; key = r >= b ? (1 * 2 + 1) * 65536 + (max - b) * 256 + (max - r) : (1 * 2 + 0) * 65536 + (max - r) * 256 + (max - b); }
+    else { max = b; key = r >= g ? (2 * 2 + 1) * 65536 + (max - g) * 256 + (max - r) : (2 * 2 + 0) * 65536 + (max - r) * 256 + (max - g); }
+    const chroma = (key >> 8) & 255;
+    if (chroma === 0) continue; // gray: s = 0, the pixel comes back unchanged
+    const sat = satTable[max * 256 + chroma]!;
+    if (sat === 0) { data[p] = max; data[plane + p] = max; data[2 * plane + p] = max; continue; }
+    const hue = (hueTable[key]! + hueStep) & 255;
     // hsv2rgb
-    if (sat === 0) {
-      data[p] = max; data[plane + p] = max; data[2 * plane + p] = max;
-      continue;
-    }
-    const i = Math.floor(f(hue) * 6.0 / 255.0);
-    const frac = f(f(hue) * 6.0 / 255.0 - i);
+    const frac = remainderTable[hue]!;
     const fs = f(sat / 255.0);
     const pv = Math.round(max * (1.0 - fs));
     const qv = Math.round(max * (1.0 - f(fs * frac)));
     const tv = Math.round(max * (1.0 - fs * (1.0 - frac)));
-    const up = pv < 0 ? 0 : pv > 255 ? 255 : pv;
-    const uq = qv < 0 ? 0 : qv > 255 ? 255 : qv;
-    const ut = tv < 0 ? 0 : tv > 255 ? 255 : tv;
     let nr: number, ng: number, nb: number;
-    switch (i % 6) {
-      case 0: nr = max; ng = ut; nb = up; break;
-      case 1: nr = uq; ng = max; nb = up; break;
-      case 2: nr = up; ng = max; nb = ut; break;
-      case 3: nr = up; ng = uq; nb = max; break;
-      case 4: nr = ut; ng = up; nb = max; break;
-      default: nr = max; ng = up; nb = uq;
+    switch (sectorTable[hue]) {
+      case 0: nr = max; ng = tv; nb = pv; break;
+      case 1: nr = qv; ng = max; nb = pv; break;
+      case 2: nr = pv; ng = max; nb = tv; break;
+      case 3: nr = pv; ng = qv; nb = max; break;
+      case 4: nr = tv; ng = pv; nb = max; break;
+      default: nr = max; ng = pv; nb = qv;
     }
     data[p] = nr;
     data[plane + p] = ng;
