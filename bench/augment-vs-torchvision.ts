@@ -15,10 +15,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import sharp from 'sharp';
 import { Prng } from '../dsl/prng.ts';
-import {
-  adjustBrightnessBytes, adjustContrastBytes, adjustHueBytes, adjustSaturationBytes, gaussianBlurBytes, resizeBytes,
-  toGrayscaleBytes,
-} from '../runtime/data/image-ops.ts';
+import { colorJitterBytes, gaussianBlurBytes, resizeBytes } from '../runtime/data/image-ops.ts';
 import { DINO_AUGMENT, drawViewParams, multiCropImages, type SourceImage, type ViewKind } from '../runtime/data/multicrop.ts';
 
 const args = process.argv.slice(2);
@@ -104,16 +101,7 @@ async function splitOurs(files: readonly string[], seed: number): Promise<Record
       const bytes = resizeBytes(image, view.box, view.size, view.size, { flip: view.flip });
       totals.cropResize += cpuMs() - s;
       s = cpuMs();
-      if (view.jitter !== null) {
-        for (let k = 0; k < 4; k++) {
-          const op = view.jitter.order[k];
-          if (op === 0) adjustBrightnessBytes(bytes, view.jitter.brightness);
-          else if (op === 1) adjustContrastBytes(bytes, view.jitter.contrast);
-          else if (op === 2) adjustSaturationBytes(bytes, view.jitter.saturation);
-          else adjustHueBytes(bytes, view.jitter.hue);
-        }
-      }
-      if (view.grayscale) toGrayscaleBytes(bytes);
+      colorJitterBytes(bytes, view.jitter, view.grayscale);
       totals.colour += cpuMs() - s;
       s = cpuMs();
       if (view.blurSigma !== null) gaussianBlurBytes(bytes, view.blurSigma);

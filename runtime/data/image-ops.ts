@@ -428,17 +428,19 @@ function verticalKernel(taps: number, channels: number): VerticalKernel {
   let kernel = verticalKernels.get(key);
   if (kernel === undefined) {
     const loads = Array.from({ length: taps }, (_, k) => `const w${k} = weights[b + ${k}];`).join(' ');
+    // One start index per (channel, tap) row, so that each load inside the x loop is a start plus x.
+    const rowStarts = Array.from({ length: channels }, (_, c) => Array.from({ length: taps }, (_, k) => `const r${c}_${k} = row + ${c} * srcPlane + ${k} * width;`).join(' ')).join(' ');
     const perChannel = Array.from({ length: channels }, (_, c) => {
-      const terms = Array.from({ length: taps }, (_, k) => `Math.imul(src[m + ${c} * srcPlane + ${k} * width], w${k})`).join(' + ');
+      const terms = Array.from({ length: taps }, (_, k) => `Math.imul(src[r${c}_${k} + x], w${k})`).join(' + ');
       return `const sum${c} = (${RESAMPLE_HALF} + ${terms}) | 0; dst[d + x + ${c} * dstPlane] = ${clipSource(`sum${c}`)};`;
     }).join('\n');
     kernel = new Function('src', 'srcStart', 'width', 'srcPlane', 'first', 'weights', 'dst', 'dstStart', 'dstPlane', 'outputs', `
       for (let y = 0, b = 0; y < outputs; y++, b += ${taps}) {
         ${loads}
         const row = srcStart + first[y] * width;
+        ${rowStarts}
         const d = dstStart + y * width;
         for (let x = 0; x < width; x++) {
-          const m = row + x;
           ${perChannel}
         }
       }`) as VerticalKernel;
@@ -705,6 +707,37 @@ function hsv(): NonNullable<typeof hsvTables> {
   return (hsvTables = { hue, saturation, sector, remainder });
 }
 
+/** The hue byte step torchvision adds: `np.uint8(shift * 255)`, truncated, wrapping around. */
+const hueStepOf = (shift: number) => ((Math.trunc(shift * 255) % 256) + 256) % 256;
+
+/** One pixel through PIL's uint8 HSV with `hueStep` added to its hue, packed as (r << 16) | (g << 8) | b. */
+function hueShiftPixel(r: number, g: number, b: number, hueStep: number, tables: NonNullable<typeof hsvTables>): number {
+  let max: number, key: number;
+  // The max channel (first among equals), which other channel is the min, and the third one's difference.
+  if (r >= g && r >= b) { max = r; key = g >= b ? 65536 + (max - b) * 256 + (max - g) : (max - g) * 256 + (max - b); }
+  else if (g >= b) { max = g; key = r >= b ? 3 * 65536 + (max - b) * 256 + (max - r) : 2 * 65536 + (max - r) * 256 + (max - b); }
+  else { max = b; key = r >= g ? 5 * 65536 + (max - g) * 256 + (max - r) : 4 * 65536 + (max - r) * 256 + (max - g); }
+  const chroma = (key >> 8) & 255;
+  if (chroma === 0) return (r << 16) | (g << 8) | b; // gray: s = 0, unchanged
+  const sat = tables.saturation[max * 256 + chroma]!;
+  if (sat === 0) return (max << 16) | (max << 8) | max;
+  const hue = (tables.hue[key]! + hueStep) & 255;
+  // hsv2rgb, in Convert.c's float32 / double mix.
+  const frac = tables.remainder[hue]!;
+  const fs = Math.fround(sat / 255.0);
+  const pv = Math.round(max * (1.0 - fs));
+  const qv = Math.round(max * (1.0 - Math.fround(fs * frac)));
+  const tv = Math.round(max * (1.0 - fs * (1.0 - frac)));
+  switch (tables.sector[hue]) {
+    case 0: return (max << 16) | (tv << 8) | pv;
+    case 1: return (qv << 16) | (max << 8) | pv;
+    case 2: return (pv << 16) | (max << 8) | tv;
+    case 3: return (pv << 16) | (qv << 8) | max;
+    case 4: return (tv << 16) | (pv << 8) | max;
+    default: return (max << 16) | (pv << 8) | qv;
+  }
+}
+
 /**
  * torchvision `adjust_hue` on a PIL image, in place: `convert('HSV')`, the uint8 hue plus `uint8(shift * 255)`
  * (truncated, wrapping around), back to RGB; Convert.c's float32 arithmetic, the rgb2hsv half through tables.
@@ -713,43 +746,92 @@ function hsv(): NonNullable<typeof hsvTables> {
 export function adjustHueBytes(image: ByteImage, shift: number): void {
   if (image.channels !== 3) return;
   // No early return for a zero step: PIL's round trip through uint8 HSV alone changes colours by a level or two.
-  const hueStep = ((Math.trunc(shift * 255) % 256) + 256) % 256;
-  const { hue: hueTable, saturation: satTable, sector: sectorTable, remainder: remainderTable } = hsv();
+  const hueStep = hueStepOf(shift);
+  const tables = hsv();
   const plane = image.height * image.width;
   const data = image.data;
-  const f = Math.fround;
   for (let p = 0; p < plane; p++) {
-    const r = data[p]!, g = data[plane + p]!, b = data[2 * plane + p]!;
-    let max: number, key: number;
-    // The max channel (first among equals), which other channel is the min, and the third one's difference.
-    if (r >= g && r >= b) { max = r; key = g >= b ? (0 * 2 + 1) * 65536 + (max - b) * 256 + (max - g) : (0 * 2 + 0) * 65536 + (max - g) * 256 + (max - b); }
-    else if (g >= b) { max = g; key = r >= b ? (1 * 2 + 1) * 65536 + (max - b) * 256 + (max - r) : (1 * 2 + 0) * 65536 + (max - r) * 256 + (max - b); }
-    else { max = b; key = r >= g ? (2 * 2 + 1) * 65536 + (max - g) * 256 + (max - r) : (2 * 2 + 0) * 65536 + (max - r) * 256 + (max - g); }
-    const chroma = (key >> 8) & 255;
-    if (chroma === 0) continue; // gray: s = 0, the pixel comes back unchanged
-    const sat = satTable[max * 256 + chroma]!;
-    if (sat === 0) { data[p] = max; data[plane + p] = max; data[2 * plane + p] = max; continue; }
-    const hue = (hueTable[key]! + hueStep) & 255;
-    // hsv2rgb
-    const frac = remainderTable[hue]!;
-    const fs = f(sat / 255.0);
-    const pv = Math.round(max * (1.0 - fs));
-    const qv = Math.round(max * (1.0 - f(fs * frac)));
-    const tv = Math.round(max * (1.0 - fs * (1.0 - frac)));
-    let nr: number, ng: number, nb: number;
-    switch (sectorTable[hue]) {
-      case 0: nr = max; ng = tv; nb = pv; break;
-      case 1: nr = qv; ng = max; nb = pv; break;
-      case 2: nr = pv; ng = max; nb = tv; break;
-      case 3: nr = pv; ng = qv; nb = max; break;
-      case 4: nr = tv; ng = pv; nb = max; break;
-      default: nr = max; ng = pv; nb = qv;
-    }
-    data[p] = nr;
-    data[plane + p] = ng;
-    data[2 * plane + p] = nb;
+    const rgb = hueShiftPixel(data[p]!, data[plane + p]!, data[2 * plane + p]!, hueStep, tables);
+    data[p] = rgb >> 16;
+    data[plane + p] = (rgb >> 8) & 255;
+    data[2 * plane + p] = rgb & 255;
   }
 }
+
+/** ColorJitter's factors and order (0 brightness, 1 contrast, 2 saturation, 3 hue), as torchvision draws them. */
+export interface JitterParams {
+  readonly order: ArrayLike<number>;
+  readonly brightness: number;
+  readonly contrast: number;
+  readonly saturation: number;
+  readonly hue: number;
+}
+
+/**
+ * ColorJitter (when `jitter` is given) then RandomGrayscale (when `grayscale`), in place, bytes equal to running
+ * {@link adjustBrightnessBytes}, {@link adjustContrastBytes}, {@link adjustSaturationBytes},
+ * {@link adjustHueBytes} in `jitter.order`, then {@link toGrayscaleBytes}: but in one pass over the pixels, each
+ * kept in registers through every step (plus a read-only pass for the mean luma when contrast is not first).
+ */
+export function colorJitterBytes(image: ByteImage, jitter: JitterParams | null, grayscale: boolean): void {
+  if (jitter === null && !grayscale) return;
+  const plane = image.height * image.width;
+  const data = image.data;
+  const order = jitter === null ? [] : Array.from(jitter.order);
+  if (image.channels !== 3) {
+    // Not RGB: saturation, hue and grayscale change nothing; brightness and contrast one pass each.
+    for (const op of order) {
+      if (op === 0) adjustBrightnessBytes(image, jitter!.brightness);
+      else if (op === 1) adjustContrastBytes(image, jitter!.contrast);
+    }
+    return;
+  }
+  const brightness = jitter === null ? IDENTITY_TABLE : blendTable(0, jitter.brightness);
+  const saturation = Math.fround(jitter?.saturation ?? 1);
+  const hueStep = jitter === null ? 0 : hueStepOf(jitter.hue);
+  const tables = jitter === null ? null : hsv();
+  const f = Math.fround;
+  // Every pixel through ops order[from .. to), packed (r << 16) | (g << 8) | b.
+  const run = (r: number, g: number, b: number, from: number, to: number, contrast: Uint8Array): number => {
+    for (let k = from; k < to; k++) {
+      const op = order[k];
+      if (op === 0) { r = brightness[r]!; g = brightness[g]!; b = brightness[b]!; }
+      else if (op === 1) { r = contrast[r]!; g = contrast[g]!; b = contrast[b]!; }
+      else if (op === 2) {
+        const l = lumaByte(r, g, b);
+        const tr = f(l + f(saturation * (r - l))), tg = f(l + f(saturation * (g - l))), tb = f(l + f(saturation * (b - l)));
+        r = tr <= 0 ? 0 : tr >= 255 ? 255 : tr | 0;
+        g = tg <= 0 ? 0 : tg >= 255 ? 255 : tg | 0;
+        b = tb <= 0 ? 0 : tb >= 255 ? 255 : tb | 0;
+      } else {
+        const rgb = hueShiftPixel(r, g, b, hueStep, tables!);
+        r = rgb >> 16; g = (rgb >> 8) & 255; b = rgb & 255;
+      }
+    }
+    return (r << 16) | (g << 8) | b;
+  };
+  let contrast: Uint8Array = IDENTITY_TABLE;
+  const contrastAt = order.indexOf(1);
+  if (jitter !== null && contrastAt >= 0) {
+    // ImageEnhance.Contrast blends with the rounded mean luma of the image as it is when contrast's turn comes.
+    let sum = 0;
+    for (let p = 0; p < plane; p++) {
+      const rgb = run(data[p]!, data[plane + p]!, data[2 * plane + p]!, 0, contrastAt, IDENTITY_TABLE);
+      sum += lumaByte(rgb >> 16, (rgb >> 8) & 255, rgb & 255);
+    }
+    contrast = blendTable(Math.trunc(sum / plane + 0.5), jitter.contrast);
+  }
+  for (let p = 0; p < plane; p++) {
+    const rgb = run(data[p]!, data[plane + p]!, data[2 * plane + p]!, 0, order.length, contrast);
+    let r = rgb >> 16, g = (rgb >> 8) & 255, b = rgb & 255;
+    if (grayscale) r = g = b = lumaByte(r, g, b);
+    data[p] = r;
+    data[plane + p] = g;
+    data[2 * plane + p] = b;
+  }
+}
+
+const IDENTITY_TABLE: Uint8Array = Uint8Array.from({ length: 256 }, (_, v) => v);
 
 /** torchvision `rgb_to_grayscale(num_output_channels=3)` on a PIL image: PIL's luma in all three channels, in
  * place; nothing changes on 1 channel. */

@@ -30,9 +30,9 @@
  */
 import type { Prng } from '../../dsl/prng.ts';
 import {
-  adjustBrightness, adjustBrightnessBytes, adjustContrast, adjustContrastBytes, adjustHue, adjustHueBytes, adjustSaturation,
-  adjustSaturationBytes, flipHorizontal, gaussianBlur, gaussianBlurBytes, resizeBicubic, resizeBytes, solarize, toGrayscale,
-  toGrayscaleBytes, type ByteImage, type ChwImage, type CropBox,
+  adjustBrightness, adjustContrast, adjustHue, adjustSaturation, colorJitterBytes, flipHorizontal, gaussianBlur,
+  gaussianBlurBytes, resizeBicubic, resizeBytes, solarize, toGrayscale, type ByteImage, type ChwImage, type CropBox,
+  type JitterParams,
 } from './image-ops.ts';
 
 /**
@@ -369,7 +369,7 @@ export interface ViewParams {
   readonly flip: boolean;
   /** ColorJitter when applied: the order of the adjustments (0 brightness, 1 contrast, 2 saturation, 3 hue) and
    * their factors. */
-  readonly jitter: { readonly order: ArrayLike<number>; readonly brightness: number; readonly contrast: number; readonly saturation: number; readonly hue: number } | null;
+  readonly jitter: JitterParams | null;
   readonly grayscale: boolean;
   /** GaussianBlur's radius (PIL's), when applied. */
   readonly blurSigma: number | null;
@@ -405,16 +405,7 @@ export function drawViewParams(height: number, width: number, kind: ViewKind, co
 export function renderView(source: SourceImage, view: ViewParams, config: AugmentConfig, out: Float32Array, offset: number): void {
   // The flip is folded into the resize: exact, as every later step commutes with it.
   const image = resizeBytes(source, view.box, view.size, view.size, { flip: view.flip, out: viewScratch(source.channels * view.size * view.size) });
-  if (view.jitter !== null) {
-    for (let k = 0; k < view.jitter.order.length; k++) {
-      const op = view.jitter.order[k];
-      if (op === 0) adjustBrightnessBytes(image, view.jitter.brightness);
-      else if (op === 1) adjustContrastBytes(image, view.jitter.contrast);
-      else if (op === 2) adjustSaturationBytes(image, view.jitter.saturation);
-      else adjustHueBytes(image, view.jitter.hue);
-    }
-  }
-  if (view.grayscale) toGrayscaleBytes(image);
+  colorJitterBytes(image, view.jitter, view.grayscale);
   if (view.blurSigma !== null) gaussianBlurBytes(image, view.blurSigma);
   const tables = normalizeTablesOf(config, source.channels);
   normalizeBytesInto(image, view.solarize ? tables.solarized : tables.plain, out, offset);
