@@ -68,7 +68,11 @@ async function decode(file: string): Promise<SourceImage> {
   const { width, height, channels } = info;
   const plane = width * height;
   const chw = new Uint8Array(channels * plane);
-  for (let p = 0, i = 0; p < plane; p++) for (let c = 0; c < channels; c++, i++) chw[c * plane + p] = data[i]!;
+  if (channels === 3) {
+    for (let p = 0, i = 0; p < plane; p++, i += 3) { chw[p] = data[i]!; chw[plane + p] = data[i + 1]!; chw[2 * plane + p] = data[i + 2]!; }
+  } else {
+    for (let p = 0, i = 0; p < plane; p++) for (let c = 0; c < channels; c++, i++) chw[c * plane + p] = data[i]!;
+  }
   return { channels, height, width, data: chw };
 }
 

@@ -405,8 +405,8 @@ function horizontalKernel(taps: number, channels: number): HorizontalKernel {
   if (kernel === undefined) {
     const weights = Array.from({ length: taps }, (_, k) => `const w${k} = weights[b + ${k}];`).join(' ');
     const perChannel = Array.from({ length: channels }, (_, c) => {
-      const terms = Array.from({ length: taps }, (_, k) => `Math.imul(src[i + ${c} * srcPlane + ${k}], w${k})`).join(' + ');
-      return `const sum${c} = (${RESAMPLE_HALF} + ${terms}) | 0; dst[d + ${c} * dstPlane] = ${clipSource(`sum${c}`)};`;
+      const terms = Array.from({ length: taps }, (_, k) => `Math.imul(src[i${c} + ${k}], w${k})`).join(' + ');
+      return `const i${c} = i + ${c * 1} * srcPlane; const sum${c} = (${RESAMPLE_HALF} + ${terms}) | 0; dst[d + ${c} * dstPlane] = ${clipSource(`sum${c}`)};`;
     }).join('\n');
     kernel = new Function('src', 'srcStart', 'srcStride', 'srcPlane', 'lines', 'first', 'weights', 'dst', 'dstStart', 'dstStep', 'dstStride', 'dstPlane', 'outputs', `
       for (let line = 0; line < lines; line++) {
