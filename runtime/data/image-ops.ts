@@ -348,15 +348,24 @@ function fixedCoefficients(inSize: number, outSize: number): FixedCoefficients {
   const scale = inSize / outSize;
   const filterScale = scale < 1 ? 1 : scale;
   const support = 2 * filterScale; // bicubic support 2, widened when shrinking (antialiasing)
-  const taps = Math.min(Math.ceil(support) * 2 + 1, inSize);
   const inverse = 1 / filterScale;
-  const first = new Int32Array(outSize);
-  const weights = new Int32Array(outSize * taps);
-  const raw = new Float64Array(Math.ceil(support) * 2 + 1);
+  // Each output's input range [lo, hi), as PIL rounds it; the kernels run the longest one's length for every output
+  // (PIL's buffer holds 2 ceil(support) + 1, up to two more taps, always zero).
+  const lows = new Int32Array(outSize);
+  const highs = new Int32Array(outSize);
+  let taps = 1;
   for (let o = 0; o < outSize; o++) {
     const center = (o + 0.5) * scale;
-    const lo = Math.max(Math.trunc(center - support + 0.5), 0);
-    const hi = Math.min(Math.trunc(center + support + 0.5), inSize);
+    lows[o] = Math.max(Math.trunc(center - support + 0.5), 0);
+    highs[o] = Math.min(Math.trunc(center + support + 0.5), inSize);
+    taps = Math.max(taps, highs[o]! - lows[o]!);
+  }
+  const first = new Int32Array(outSize);
+  const weights = new Int32Array(outSize * taps);
+  const raw = new Float64Array(taps);
+  for (let o = 0; o < outSize; o++) {
+    const center = (o + 0.5) * scale;
+    const lo = lows[o]!, hi = highs[o]!;
     let total = 0;
     for (let k = 0; k < hi - lo; k++) {
       const w = bicubic((k + lo - center + 0.5) * inverse);
