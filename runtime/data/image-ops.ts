@@ -719,34 +719,6 @@ function hsv(): NonNullable<typeof hsvTables> {
 /** The hue byte step torchvision adds: `np.uint8(shift * 255)`, truncated, wrapping around. */
 const hueStepOf = (shift: number) => ((Math.trunc(shift * 255) % 256) + 256) % 256;
 
-/** One pixel through PIL's uint8 HSV with `hueStep` added to its hue, packed as (r << 16) | (g << 8) | b. */
-function hueShiftPixel(r: number, g: number, b: number, hueStep: number, tables: NonNullable<typeof hsvTables>): number {
-  let max: number, key: number;
-  // The max channel (first among equals), which other channel is the min, and the third one's difference.
-  if (r >= g && r >= b) { max = r; key = g >= b ? 65536 + (max - b) * 256 + (max - g) : (max - g) * 256 + (max - b); }
-  else if (g >= b) { max = g; key = r >= b ? 3 * 65536 + (max - b) * 256 + (max - r) : 2 * 65536 + (max - r) * 256 + (max - b); }
-  else { max = b; key = r >= g ? 5 * 65536 + (max - g) * 256 + (max - r) : 4 * 65536 + (max - r) * 256 + (max - g); }
-  const chroma = (key >> 8) & 255;
-  if (chroma === 0) return (r << 16) | (g << 8) | b; // gray: s = 0, unchanged
-  const sat = tables.saturation[max * 256 + chroma]!;
-  if (sat === 0) return (max << 16) | (max << 8) | max;
-  const hue = (tables.hue[key]! + hueStep) & 255;
-  // hsv2rgb, in Convert.c's float32 / double mix.
-  const frac = tables.remainder[hue]!;
-  const fs = Math.fround(sat / 255.0);
-  const pv = Math.round(max * (1.0 - fs));
-  const qv = Math.round(max * (1.0 - Math.fround(fs * frac)));
-  const tv = Math.round(max * (1.0 - fs * (1.0 - frac)));
-  switch (tables.sector[hue]) {
-    case 0: return (max << 16) | (tv << 8) | pv;
-    case 1: return (qv << 16) | (max << 8) | pv;
-    case 2: return (pv << 16) | (max << 8) | tv;
-    case 3: return (pv << 16) | (qv << 8) | max;
-    case 4: return (tv << 16) | (pv << 8) | max;
-    default: return (max << 16) | (pv << 8) | qv;
-  }
-}
-
 /**
  * torchvision `adjust_hue` on a PIL image, in place: `convert('HSV')`, the uint8 hue plus `uint8(shift * 255)`
  * (truncated, wrapping around), back to RGB; Convert.c's float32 arithmetic, the rgb2hsv half through tables.
@@ -756,14 +728,40 @@ export function adjustHueBytes(image: ByteImage, shift: number): void {
   if (image.channels !== 3) return;
   // No early return for a zero step: PIL's round trip through uint8 HSV alone changes colours by a level or two.
   const hueStep = hueStepOf(shift);
-  const tables = hsv();
+  const { hue: hueTable, saturation: satTable, sector: sectorTable, remainder: remainderTable } = hsv();
   const plane = image.height * image.width;
   const data = image.data;
   for (let p = 0; p < plane; p++) {
-    const rgb = hueShiftPixel(data[p]!, data[plane + p]!, data[2 * plane + p]!, hueStep, tables);
-    data[p] = rgb >> 16;
-    data[plane + p] = (rgb >> 8) & 255;
-    data[2 * plane + p] = rgb & 255;
+    const r = data[p]!, g = data[plane + p]!, b = data[2 * plane + p]!;
+    let max: number, key: number;
+    // The max channel (first among equals), which other channel is the min, and the third one's difference.
+    if (r >= g && r >= b) { max = r; key = g >= b ? 65536 + (max - b) * 256 + (max - g) : (max - g) * 256 + (max - b); }
+    else if (g >= b) { max = g; key = r >= b ? 3 * 65536 + (max - b) * 256 + (max - r) : 2 * 65536 + (max - r) * 256 + (max - b); }
+    else { max = b; key = r >= g ? 5 * 65536 + (max - g) * 256 + (max - r) : 4 * 65536 + (max - r) * 256 + (max - g); }
+    const chroma = (key >> 8) & 255;
+    if (chroma === 0) continue; // gray: s = 0, unchanged
+    const sat = satTable[max * 256 + chroma]!;
+    let nr = max, ng = max, nb = max;
+    if (sat !== 0) {
+      const hue = (hueTable[key]! + hueStep) & 255;
+      // hsv2rgb, in Convert.c's float32 / double mix.
+      const frac = remainderTable[hue]!;
+      const fs = Math.fround(sat / 255.0);
+      const pv = Math.round(max * (1.0 - fs));
+      const qv = Math.round(max * (1.0 - Math.fround(fs * frac)));
+      const tv = Math.round(max * (1.0 - fs * (1.0 - frac)));
+      switch (sectorTable[hue]) {
+        case 0: ng = tv; nb = pv; break;
+        case 1: nr = qv; nb = pv; break;
+        case 2: nr = pv; nb = tv; break;
+        case 3: nr = pv; ng = qv; break;
+        case 4: nr = tv; ng = pv; break;
+        default: ng = pv; nb = qv;
+      }
+    }
+    data[p] = nr;
+    data[plane + p] = ng;
+    data[2 * plane + p] = nb;
   }
 }
 
