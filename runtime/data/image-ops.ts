@@ -571,9 +571,19 @@ function boxPassBytes(from: Int32Array, to: Int32Array, length: number, pad: num
     from[k] = firstValue;
     from[pad + length + k] = lastValue;
   }
+  const end = pad + length;
+  // DINO's sigmas (up to 2) give whole radius 0 or 1: the window written out, no running sum to carry.
+  if (radius === 0) {
+    for (let x = pad; x < end; x++) to[x] = (from[x]! * ww + (from[x - 1]! + from[x + 1]!) * fw + 8388608) >>> 24;
+    return;
+  }
+  if (radius === 1) {
+    for (let x = pad; x < end; x++) to[x] = ((from[x - 1]! + from[x]! + from[x + 1]!) * ww + (from[x - 2]! + from[x + 2]!) * fw + 8388608) >>> 24;
+    return;
+  }
   let sum = 0;
   for (let k = -radius; k <= radius; k++) sum += from[pad + k]!;
-  for (let x = pad, end = pad + length; x < end; x++) {
+  for (let x = pad; x < end; x++) {
     // < 2^32: exact in a double; `>>> 24` truncates as C's unsigned shift does.
     to[x] = (sum * ww + (from[x - pad]! + from[x + pad]!) * fw + 8388608) >>> 24;
     sum += from[x + radius + 1]! - from[x - radius]!;
@@ -584,6 +594,21 @@ function boxPassBytes(from: Int32Array, to: Int32Array, length: number, pad: num
 function columnBoxPass(src: Uint8Array, dst: Uint8Array, width: number, height: number, radius: number, ww: number, fw: number, sums: Int32Array): void {
   const last = height - 1;
   const rowAt = (y: number) => (y < 0 ? 0 : y > last ? last : y) * width;
+  if (radius <= 1) {
+    // As in boxPassBytes: the window written out (rows y - 2 .. y + 2, or y - 1 .. y + 1).
+    for (let y = 0; y < height; y++) {
+      const out = y * width, up = rowAt(y - 1), mid = y * width, down = rowAt(y + 1);
+      if (radius === 0) {
+        for (let x = 0; x < width; x++) dst[out + x] = (src[mid + x]! * ww + (src[up + x]! + src[down + x]!) * fw + 8388608) >>> 24;
+      } else {
+        const up2 = rowAt(y - 2), down2 = rowAt(y + 2);
+        for (let x = 0; x < width; x++) {
+          dst[out + x] = ((src[up + x]! + src[mid + x]! + src[down + x]!) * ww + (src[up2 + x]! + src[down2 + x]!) * fw + 8388608) >>> 24;
+        }
+      }
+    }
+    return;
+  }
   // The window of the row before row 0, [-radius - 1, radius - 1].
   sums.fill(0, 0, width);
   for (let y = -radius - 1; y <= radius - 1; y++) {
