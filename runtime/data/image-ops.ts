@@ -390,6 +390,8 @@ const RESAMPLE_MAX = 255 * RESAMPLE_ONE;
  * times slower than the same multiply-adds written out), made once per tap count. Sums stay below 2^31 (255
  * times the positive weights, about 1.1 x 2^22), so int32 arithmetic is exact.
  * Each kernel does every channel at once (planes `srcPlane` / `dstPlane` apart), sharing the weight loads.
+ * They are made with `new Function` (code generation from strings, which Node allows unless started with
+ * --disallow-code-generation-from-strings).
  * Horizontal: `lines` rows of `src` from `srcStart` (row step `srcStride`), output o of a row reading taps from
  * `first[o]`; written from `dstStart`, `dstStep` apart (-1 mirrors), rows `dstStride` apart.
  * Vertical: output row y reads rows `first[y]`.. of `src` (`width` bytes each, from `srcStart`), all its
@@ -693,7 +695,8 @@ export function adjustSaturationBytes(image: ByteImage, factor: number): void {
 /** Convert.c `rgb2hsv`'s hue byte of a pixel whose max and min differ, in its float32 arithmetic. */
 function hueByteOf(r: number, g: number, b: number): number {
   const f = Math.fround;
-  const max = Math.max(r, g, b), cr = max - Math.min(r, g, b);
+  const max = r > g ? (r > b ? r : b) : g > b ? g : b;
+  const cr = max - (r < g ? (r < b ? r : b) : g < b ? g : b);
   const rc = f((max - r) / cr), gc = f((max - g) / cr), bc = f((max - b) / cr);
   let h: number;
   if (r === max) h = f(bc - gc);
@@ -703,7 +706,7 @@ function hueByteOf(r: number, g: number, b: number): number {
 }
 
 /**
- * Lookup tables for PIL's uint8 HSV round trip, made on first use (about 0.5 MB; a few ms):
+ * Lookup tables for PIL's uint8 HSV round trip, made on first use (about 0.5 MB; tens of ms, once per thread):
  * - hue: the hue byte depends only on the channel differences from the max, one of which is 0 (the max channel, the
  *   first of r, g, b among equals) and one of which is the chroma (the min channel); indexed by
  *   (max channel x 2 + which of the other two is the min) x 65536 + chroma x 256 + the third channel's difference;
@@ -718,11 +721,11 @@ function hsv(): NonNullable<typeof hsvTables> {
     for (let minSlot = 0; minSlot < 2; minSlot++) {
       const others = [0, 1, 2].filter((c) => c !== maxChannel);
       const minChannel = others[minSlot]!, midChannel = others[1 - minSlot]!;
+      const pixel = new Int32Array(3);
+      pixel[maxChannel] = 255;
       for (let chroma = 1; chroma < 256; chroma++) {
+        pixel[minChannel] = 255 - chroma;
         for (let d = 0; d <= chroma; d++) {
-          const pixel = [0, 0, 0];
-          pixel[maxChannel] = 255;
-          pixel[minChannel] = 255 - chroma;
           pixel[midChannel] = 255 - d;
           hue[(maxChannel * 2 + minSlot) * 65536 + chroma * 256 + d] = hueByteOf(pixel[0]!, pixel[1]!, pixel[2]!);
         }
