@@ -231,6 +231,18 @@ test('multiCropImages crops 8-bit sources of different sizes, each from its own 
   assert.throws(() => multiCropImages([{ ...sources[0]!, height: 21 }], config, Prng.seeded(1)), /image 0 holds 600 bytes/);
 });
 
+test('multiCropImages with DINO_AUGMENT on a tiny RGB source held in a Buffer (every view enlarged), and on RGBA', () => {
+  const tiny = { channels: 3, height: 7, width: 10, data: Buffer.from(Array.from({ length: 210 }, (_, k) => (k * 41) % 256)) };
+  const out = multiCropImages([tiny, tiny], DINO_AUGMENT, Prng.seeded(2));
+  assert.is(out.globals.length, 2 * 2 * 3 * 224 * 224);
+  const lo = Math.min(...DINO_AUGMENT.mean.map((m, c) => -m / DINO_AUGMENT.std[c]!));
+  const hi = Math.max(...DINO_AUGMENT.mean.map((m, c) => (1 - m) / DINO_AUGMENT.std[c]!));
+  for (const v of [...out.globals, ...out.locals]) if (!(v >= lo - 1e-6 && v <= hi + 1e-6)) assert.unreachable(`value ${v}`);
+  const rgba = { channels: 4, height: 20, width: 30, data: Uint8Array.from({ length: 2400 }, (_, k) => (k * 7) % 256) };
+  const four = multiCropImages([rgba], augmentConfig({ globalSize: 16, localSize: 8, localCrops: 1, mean: [0.5], std: [0.5] }), Prng.seeded(3));
+  assert.is(four.globals.length, 2 * 4 * 16 * 16);
+});
+
 test('multiCropImages in none mode: every view is the whole image resized, no randomness', () => {
   const config = augmentConfig({ augment: 'none', globalSize: 8, localSize: 4, localCrops: 1, mean: [0], std: [1] });
   const flat = { channels: 1, height: 10, width: 14, data: new Uint8Array(140).fill(51) };
