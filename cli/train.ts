@@ -8,7 +8,7 @@ import { type TrainConfig, RESUMABLE_KEYS, applyOverrides, configDifferences, ge
 import { PRECISIONS } from '../dsl/autocast.ts';
 import { formatConfigChange as formatChange, loadTrainingData, train } from '../runtime/dino/train.ts';
 import { checkDataFits } from '../runtime/dino/data-fit.ts';
-import { DINO_ARCHS, dinoVitConfig, withEpochs } from '../runtime/dino/vit-presets.ts';
+import { DINO_ARCHS, dinoVitConfig, withEpochSteps, withEpochs } from '../runtime/dino/vit-presets.ts';
 import { readCheckpointMeta } from '../runtime/dino/checkpoint.ts';
 import { readDinoWeights } from '../runtime/io/weights.ts';
 import { defaultStepsPerRun } from '../runtime/ep/steps-per-run.ts';
@@ -31,7 +31,7 @@ const DINO_FLAGS = {
   'teacher-temp': { kind: 'number', min: 0, exclusiveMin: true, help: 'final teacher temperature (DINO: 0.04; above 0.07 is unstable)' },
   'warmup-teacher-temp': { kind: 'number', min: 0, exclusiveMin: true, help: 'teacher temperature at the start of its warm-up' },
   'warmup-teacher-temp-epochs': { kind: 'int', min: 0, help: 'epochs of teacher-temperature warm-up (with --epochs)' },
-  'freeze-last-layer': { kind: 'int', min: 0, help: 'epochs during which the head\'s last layer is not updated (with --epochs)' },
+  'freeze-last-layer': { kind: 'int', min: 0, help: 'epochs during which the head\'s last layer is not updated (with --epochs, or --arch and --steps on a folder: epochs of that folder)' },
   'clip-grad': { kind: 'number', min: 0, help: 'per-parameter gradient-norm clipping (0: off)' },
   'drop-path-rate': { kind: 'number', min: 0, max: 1, help: 'stochastic depth rate' },
   'out-dim': { kind: 'int', min: 1, help: 'K, the head\'s output dimension' },
@@ -198,6 +198,8 @@ function epochSchedule(p: TrainParsed, epochs: number | undefined): { warmupEpoc
  */
 async function withLength(cfg: TrainConfig, p: TrainParsed, epochs: number | undefined): Promise<{ config: TrainConfig; dataset?: Dataset | FolderIndex }> {
   if (epochs === undefined) {
+    // An --arch preset's schedules count epochs: with --steps on a folder, they are scaled to the folder's epoch.
+    if (cfg.epochs !== undefined && p.options.steps !== undefined && cfg.data !== undefined && !p.given.has('resume')) return withDataEpoch(cfg, p);
     epochSchedule(p, undefined); // refuses epoch-based flags without a length in epochs
     return { config: cfg };
   }
@@ -205,6 +207,15 @@ async function withLength(cfg: TrainConfig, p: TrainParsed, epochs: number | und
   const dataset = await loadTrainingData(cfg, { skipBadImages: p.options['skip-bad-images'], log });
   const config = withEpochs(cfg, epochs, dataset.train.count, epochSchedule(p, epochs));
   log(`${epochs} epochs of ${dataset.train.count} images at batch ${config.batch}: ${config.steps} steps`);
+  return { config, dataset };
+}
+
+/** A run given in steps whose epoch-based schedules are scaled to one epoch of its data (the --set overrides win). */
+async function withDataEpoch(cfg: TrainConfig, p: TrainParsed): Promise<{ config: TrainConfig; dataset: Dataset | FolderIndex }> {
+  await checkDataFits(cfg, cfg.data);
+  const dataset = await loadTrainingData(cfg, { skipBadImages: p.options['skip-bad-images'], log });
+  const config = applyOverrides(withEpochSteps(cfg, dataset.train.count, epochSchedule(p, 1)), p.options.set);
+  log(`one epoch of ${dataset.train.count} images at batch ${config.batch} is ${config.epochSteps} steps: last layer frozen ${config.freezeLastLayerSteps} steps, lr warm-up ${Math.round(config.warmupFraction * config.steps)} of ${config.steps} steps`);
   return { config, dataset };
 }
 
