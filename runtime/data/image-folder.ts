@@ -43,6 +43,8 @@ export interface ImageFolderOptions {
   skipBadImages?: boolean;
   /** Without train/ and test/ folders, every `testEvery`-th file of each class is test; 0 puts all in train. Default 10. */
   testEvery?: number;
+  /** Instead of `testEvery`: the fraction of each class held out as test, as training's `--holdout F` (folder-index.ts). */
+  holdout?: number;
   /** Images decoded at the same time. Default 4. */
   concurrency?: number;
 }
@@ -67,7 +69,7 @@ export async function loadImageFolder(root: string, options: ImageFolderOptions 
   if (!(Number.isInteger(testEvery) && testEvery >= 0)) throw new Error(`testEvery must be a non-negative integer, got ${testEvery}`);
 
   const skipBadImages = options.skipBadImages ?? false;
-  const index = await indexImageFolder(root, { skipBadImages, holdout: testEvery > 0 ? 1 / testEvery : 0 });
+  const index = await indexImageFolder(root, { skipBadImages, holdout: options.holdout ?? (testEvery > 0 ? 1 / testEvery : 0) });
   const skipped: SkippedImage[] = [...index.skipped];
   const decodeOptions = { imageSize, channels, skipBadImages, concurrency: options.concurrency ?? 4 };
   const train = await decodeAll(index.train, decodeOptions, skipped);
