@@ -58,6 +58,12 @@ test('--arch with --steps on a 300-image folder: schedules scaled to its 9-step 
   assert.ok(existsSync(join(out, DATA_INDEX_FILE)), 'the run records the files it trains on');
 });
 
+test('--holdout F: that fraction of each class is recorded and not trained on; the epoch shrinks with it', async () => {
+  const r = await newRunFromArgs([...args, '--steps', '30', '--holdout', '0.1']);
+  assert.ok(r.dataset instanceof FolderIndex);
+  assert.equal([r.config.holdout, r.dataset.train.count, r.dataset.test.count, r.config.epochSteps], [0.1, 270, 30, 8]);
+});
+
 test('Ctrl-C then resume with 3 workers == the run not stopped, bit for bit', async () => {
   const cfg = applyOverrides(config, ['steps=8']);
   const straight = join(tmp(), 'a'), stopped = join(tmp(), 'b');
