@@ -46,6 +46,17 @@ export function defaultLoaderWorkers(): number {
   return Math.max(1, availableParallelism() - 1);
 }
 
+/**
+ * A note when `workers` loader workers would queue for libuv's thread pool, which runs every sharp decode of the
+ * process: 4 threads unless UV_THREADPOOL_SIZE is set in the environment when node starts (setting it later has no
+ * effect). Undefined when there is nothing to say.
+ */
+export function decodeThreadsNote(workers: number): string | undefined {
+  const pool = Number(process.env['UV_THREADPOOL_SIZE'] ?? 4);
+  if (workers <= pool) return undefined;
+  return `note: ${workers} loader workers share libuv's ${pool} threads for JPEG/PNG decoding; to decode on more cores start with UV_THREADPOOL_SIZE=${workers + 1} in the environment`;
+}
+
 /** Where a loader stands: the epoch and the index within it of the batch `next()` returns next. JSON-serialisable. */
 export interface LoaderPosition {
   readonly epoch: number;
@@ -144,7 +155,7 @@ export function augmentBatch(setup: WorkerSetup, step: number, indices: Uint32Ar
  * could not be decoded. @internal
  */
 export async function augmentFiles(setup: FilesSetup, step: number, files: readonly string[]): Promise<MultiCropBatch | BadSample[]> {
-  const decoded = await Promise.allSettled(files.map((file) => decodeImageFile(file, setup.channels)));
+  const decoded = await Promise.allSettled(files.map((file) => decodeImageFile(file, setup.channels, { syncRead: true })));
   const bad: BadSample[] = [];
   decoded.forEach((d, position) => {
     if (d.status === 'rejected') {
@@ -244,9 +255,12 @@ export class MultiCropLoader implements AsyncIterable<LoaderBatch> {
     for (let i = 0; i < workers; i++) this.startWorker();
   }
 
-  /** Batches requested from the workers and not answered yet: at most `workers + prefetch` (backpressure). */
-  batchesInFlight(): number {
-    return this.inFlight.size;
+  /**
+   * Batches requested beyond those `next()` returned (being made, or made and waiting): `workers + prefetch - 1`
+   * once the loader runs, never more; this bounds the loader's memory (backpressure).
+   */
+  batchesAhead(): number {
+    return this.requested.size;
   }
 
   /** Files replaced so far under skipBadImages, with why. */

@@ -12,7 +12,7 @@ import type { ExecutionProvider, ort } from '../backend.ts';
 import { StepRunner, stackSteps } from '../step-runner.ts';
 import { TrainState } from '../state.ts';
 import type { Dataset } from '../data/dataset.ts';
-import { MultiCropLoader, defaultLoaderWorkers } from '../data/loader.ts';
+import { MultiCropLoader, decodeThreadsNote, defaultLoaderWorkers } from '../data/loader.ts';
 import { derivePrng } from '../data/seeds.ts';
 import { loadFashionMnist } from '../data/fashion-mnist.ts';
 import { FolderIndex, indexImageFolder } from '../data/folder-index.ts';
@@ -201,6 +201,8 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
   if (dataset instanceof FolderIndex && !opts.resume) await dataset.save(join(opts.out, DATA_INDEX_FILE));
   const workers = opts.numWorkers ?? (dataset instanceof FolderIndex ? defaultLoaderWorkers() : 1);
   let skippedInRun = 0;
+  const threadsNote = dataset instanceof FolderIndex ? decodeThreadsNote(workers) : undefined;
+  if (threadsNote) log(threadsNote);
   const loader = new MultiCropLoader({
     dataset, batchSize: cfg.batch, seed: cfg.seed, augment: cfg.augment, workers, prefetch: 2, start: loaderStart,
     channels: cfg.backbone.inChans === 1 ? 1 : 3, skipBadImages: opts.skipBadImages ?? false,
