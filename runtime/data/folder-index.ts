@@ -20,8 +20,8 @@
  * worker first reads it (runtime/data/loader.ts). Without `skipBadImages` the first bad file is an Error naming it;
  * with it, bad files are left out and listed in {@link FolderIndex.skipped}.
  *
- * The cache (`cacheFile`, e.g. the run folder's `data-index.tsv`): indexing again re-lists the folder and
- * re-reads the header of only the files whose size or mtime changed. `frozen: true` takes the recorded list as
+ * The cache (`cacheFile`, e.g. the run folder's `data-index.tsv`; usable files first, in order, then the bad ones):
+ * indexing again re-lists the folder and re-reads the header of only the files whose size or mtime changed. `frozen: true` takes the recorded list as
  * it is, without listing the folder: a resumed run and its evaluations see the same files in the same order even
  * if the folder has grown since.
  */
@@ -138,14 +138,14 @@ export class FolderIndex extends FolderFiles {
     readonly holdout: number,
     /** Files left out under `skipBadImages`, in listing order. */
     readonly skipped: readonly SkippedImage[],
-    /** The whole cache file's text, to write it where a run keeps its index. */
-    private readonly cacheText: string,
+    /** The bad files' own entries, recorded with the index so a frozen index leaves out the same ones. */
+    private readonly badEntries: readonly Entry[],
   ) {
     super(root, classes, table, undefined);
     const rowsOf = (split: number) => {
       const rows: number[] = [];
       table.splits.forEach((s, r) => s === split && rows.push(r));
-      return Uint32Array.from(rows);
+      return rows.length === table.splits.length ? undefined : Uint32Array.from(rows); // undefined: every row
     };
     this.train = new FolderFiles(root, classes, table, rowsOf(TRAIN));
     this.test = new FolderFiles(root, classes, table, rowsOf(TEST));
@@ -160,8 +160,18 @@ export class FolderIndex extends FolderFiles {
   async save(file: string): Promise<void> {
     await fs.mkdir(path.dirname(file), { recursive: true });
     const tmp = `${file}.tmp-${process.pid}`;
-    await fs.writeFile(tmp, this.cacheText);
+    await fs.writeFile(tmp, this.cacheText());
     await fs.rename(tmp, file);
+  }
+
+  /** The cache file's text: made when written, not kept (it would double the index's memory). */
+  cacheText(): string {
+    const t = this.table;
+    const entries: Entry[] = Array.from({ length: this.count }, (_, i) => {
+      const label = t.labels[i]!;
+      return { rel: this.path(i), className: label < 0 ? undefined : this.classes[label], split: t.splits[i]!, size: t.bytes[i]!, mtime: t.mtimes[i]!, problem: undefined };
+    });
+    return formatCache({ format: CACHE_FORMAT, version: CACHE_VERSION, root: this.root, layout: this.layout, holdout: this.holdout }, [...entries, ...this.badEntries]);
   }
 }
 
@@ -228,11 +238,10 @@ export async function indexImageFolder(root: string, options: FolderIndexOptions
     mtimes: Float64Array.from(good, (e) => e.mtime),
     splits: Uint8Array.from(good, (e) => e.split),
   };
-  const cacheText = formatCache({ format: CACHE_FORMAT, version: CACHE_VERSION, root: absRoot, layout, holdout }, entries);
-  const index = new FolderIndex(absRoot, classes, table, layout, holdout, skipped, cacheText);
+  const index = new FolderIndex(absRoot, classes, table, layout, holdout, skipped, entries.filter((e) => e.problem !== undefined));
   if (options.cacheFile !== undefined && !options.frozen) {
     const before = await fs.readFile(options.cacheFile, 'utf8').catch(() => undefined);
-    if (before !== cacheText) await index.save(options.cacheFile);
+    if (before !== index.cacheText()) await index.save(options.cacheFile);
   }
   return index;
 }

@@ -246,11 +246,11 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
         feeds.push(dinoStepFeeds(shape, batch, () => derivePrng(cfg.seed, DROP_PATH_STREAM, at)));
         scalars.push(stepScalars(cfg, at));
       }
-      dataBound.add(dataWaitMs.reduce((a, w) => a + w, 0), performance.now() - chunkStart);
       const runStart = performance.now();
       // Every DINO_METRICS name is an output: buildDinoStep emits them from a record typed by that list.
       const metrics = (chunk === 1 ? [await runner.run(state, feeds[0]!, scalars[0]!)] : await runner.runSteps(state, stackSteps(feeds), scalars)) as DinoMetrics[];
       const stepMs = (performance.now() - runStart) / chunk;
+      dataBound.add(dataWaitMs.reduce((a, w) => a + w, 0), performance.now() - chunkStart);
       const bad = metrics.findIndex((m) => !Number.isFinite(m.loss));
       if (bad >= 0) throw new NonFiniteLossError(step + bad + 1, metrics[bad]!.loss, existsSync(ckptPath) ? ckptPath : undefined);
       for (const [k, m] of metrics.entries()) {
@@ -346,7 +346,7 @@ export class InitWeightsError extends Error {
  * Whether training waits on its data: the share of recent wall time spent waiting for the loader (an exponential
  * average over about 20 chunks of steps). Above 10% the progress line says so, with the remedy.
  */
-class DataBoundMeter {
+export class DataBoundMeter {
   private waitMs = 0;
   private totalMs = 0;
   add(waitMs: number, totalMs: number): void {

@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { type TrainConfig, applyOverrides } from '../../../runtime/dino/config.ts';
-import { DATA_INDEX_FILE, train } from '../../../runtime/dino/train.ts';
+import { DATA_INDEX_FILE, DataBoundMeter, train } from '../../../runtime/dino/train.ts';
 import { loadCheckpoint } from '../../../runtime/dino/checkpoint.ts';
 import { newRunFromArgs } from '../../../cli/train.ts';
 import { BadImageError } from '../../../runtime/data/decode.ts';
@@ -56,6 +56,15 @@ test('--arch with --steps on a 300-image folder: schedules scaled to its 9-step 
   assert.ok(metrics.every((m) => Number.isFinite(m['data_wait_ms']) && m['data_wait_ms']! >= 0), 'data_wait_ms on every line');
   assert.is((JSON.parse(readFileSync(join(out, 'config.json'), 'utf8')) as TrainConfig).epochSteps, 9);
   assert.ok(existsSync(join(out, DATA_INDEX_FILE)), 'the run records the files it trains on');
+});
+
+test('the progress line says data-bound when steps wait for images more than 10% of the time', () => {
+  const bound = new DataBoundMeter();
+  bound.add(60, 100);
+  assert.match(bound.note(), 'data-bound: 60% waiting for images');
+  const busy = new DataBoundMeter();
+  for (let i = 0; i < 5; i++) busy.add(2, 100);
+  assert.is(busy.note(), '');
 });
 
 test('--holdout F: that fraction of each class is recorded and not trained on; the epoch shrinks with it', async () => {
