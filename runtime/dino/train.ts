@@ -100,6 +100,7 @@ export async function loadTrainingData(cfg: TrainConfig, opts: Pick<TrainOptions
     skipBadImages: opts.skipBadImages ?? false, holdout: cfg.holdout ?? 0,
     ...(cacheFile !== undefined ? { cacheFile, frozen } : {}),
   });
+  if (cfg.holdout && index.layout === 'splits') opts.log?.(`note: ${cfg.data} has train/ and val/ (or test/) folders, which are its split; holdout ${cfg.holdout} applies to plain folders and is not used`);
   for (const s of index.skipped.slice(0, 5)) opts.log?.(`skipped unreadable image ${s.file}: ${s.reason}`);
   if (index.skipped.length) opts.log?.(`skipped ${index.skipped.length} unreadable image(s) of ${cfg.data} when indexing (--skip-bad-images)`);
   return index;
