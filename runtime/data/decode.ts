@@ -7,9 +7,10 @@
  * 0.587 G + 0.114 B of the sRGB values in 16-bit fixed point (libvips' own grayscale would weigh linear light
  * instead: red would come out at 127, not 76).
  */
-import { promises as fs, readFileSync } from 'node:fs';
+import { closeSync, openSync, promises as fs, readFileSync, readSync } from 'node:fs';
 import sharp from 'sharp';
 import type { SourceImage } from './multicrop.ts';
+import type { ImageSource } from './folder-index.ts';
 
 /** The formats an image folder may hold. */
 export const ACCEPTED_FORMATS: ReadonlySet<string> = new Set(['jpeg', 'png', 'webp']);
@@ -76,6 +77,41 @@ export async function decodeImageFile(file: string, channels: 1 | 3, options: { 
     return await decodeImageBytes(bytes, channels);
   } catch (error) {
     throw new BadImageError(file, (error as Error).message);
+  }
+}
+
+/**
+ * Reads and decodes one image: a whole file, or a byte range of a tar shard (tar-shards.ts), read on the calling
+ * thread (see {@link decodeImageFile}'s `syncRead`). Throws a {@link BadImageError} with the source's name.
+ */
+export async function decodeImageSource(source: ImageSource, channels: 1 | 3): Promise<SourceImage> {
+  if (source.offset === undefined) return decodeImageFile(source.file, channels, { syncRead: true });
+  let bytes: Uint8Array;
+  try {
+    bytes = readRange(source.file, source.offset, source.length ?? 0);
+  } catch (error) {
+    throw new BadImageError(source.name, `cannot read it (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
+  }
+  try {
+    return await decodeImageBytes(bytes, channels);
+  } catch (error) {
+    throw new BadImageError(source.name, (error as Error).message);
+  }
+}
+
+function readRange(file: string, offset: number, length: number): Uint8Array {
+  const fd = openSync(file, 'r');
+  try {
+    const bytes = new Uint8Array(length);
+    let done = 0;
+    while (done < length) {
+      const n = readSync(fd, bytes, done, length - done, offset + done);
+      if (n === 0) throw new Error(`the file ends before byte ${offset + length}`);
+      done += n;
+    }
+    return bytes;
+  } finally {
+    closeSync(fd);
   }
 }
 

@@ -16,6 +16,7 @@ import { MultiCropLoader, decodeThreadsNote, defaultLoaderWorkers } from '../dat
 import { derivePrng } from '../data/seeds.ts';
 import { loadFashionMnist } from '../data/fashion-mnist.ts';
 import { FolderIndex, indexImageFolder } from '../data/folder-index.ts';
+import { indexTarShards, isShardPattern } from '../data/tar-shards.ts';
 import { RESUMABLE_KEYS, type TrainConfig, configDifferences, stepConfig } from './config.ts';
 import { loadCheckpoint, restoreState, saveCheckpoint } from './checkpoint.ts';
 import { stepScalars } from './schedules.ts';
@@ -94,6 +95,8 @@ export const DATA_INDEX_FILE = 'data-index.tsv';
  */
 export async function loadTrainingData(cfg: TrainConfig, opts: Pick<TrainOptions, 'skipBadImages' | 'log'> & { runDir?: string; resume?: boolean }): Promise<Dataset | FolderIndex> {
   if (!cfg.data) return loadFashionMnist();
+  // Tar shards are indexed again at each start (from their headers): there is no file list to record.
+  if (isShardPattern(cfg.data)) return reportSkipped(await indexTarShards(cfg.data, { skipBadImages: opts.skipBadImages ?? false, holdout: cfg.holdout ?? 0 }), cfg.data, opts.log);
   const cacheFile = opts.runDir !== undefined ? join(opts.runDir, DATA_INDEX_FILE) : undefined;
   const frozen = opts.resume === true && cacheFile !== undefined && existsSync(cacheFile);
   const index = await indexImageFolder(cfg.data, {
@@ -101,8 +104,12 @@ export async function loadTrainingData(cfg: TrainConfig, opts: Pick<TrainOptions
     ...(cacheFile !== undefined ? { cacheFile, frozen } : {}),
   });
   if (cfg.holdout && index.layout === 'splits') opts.log?.(`note: ${cfg.data} has train/ and val/ (or test/) folders, which are its split; holdout ${cfg.holdout} applies to plain folders and is not used`);
-  for (const s of index.skipped.slice(0, 5)) opts.log?.(`skipped unreadable image ${s.file}: ${s.reason}`);
-  if (index.skipped.length) opts.log?.(`skipped ${index.skipped.length} unreadable image(s) of ${cfg.data} when indexing (--skip-bad-images)`);
+  return reportSkipped(index, cfg.data, opts.log);
+}
+
+function reportSkipped(index: FolderIndex, data: string, log: ((line: string) => void) | undefined): FolderIndex {
+  for (const s of index.skipped.slice(0, 5)) log?.(`skipped unreadable image ${s.file}: ${s.reason}`);
+  if (index.skipped.length) log?.(`skipped ${index.skipped.length} unreadable image(s) of ${data} when indexing (--skip-bad-images)`);
   return index;
 }
 
@@ -197,9 +204,9 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
   }
 
   // A resumed run reads its recorded index back; a new one records the index it trains on.
-  const recordedIndex = opts.resume && cfg.data !== undefined && existsSync(join(opts.out, DATA_INDEX_FILE));
+  const recordedIndex = opts.resume && cfg.data !== undefined && !isShardPattern(cfg.data) && existsSync(join(opts.out, DATA_INDEX_FILE));
   const dataset = (recordedIndex ? undefined : opts.dataset) ?? (await loadTrainingData(cfg, { ...opts, runDir: opts.out, resume: opts.resume ?? false }));
-  if (dataset instanceof FolderIndex && !opts.resume) await dataset.save(join(opts.out, DATA_INDEX_FILE));
+  if (dataset instanceof FolderIndex && !dataset.sharded && !opts.resume) await dataset.save(join(opts.out, DATA_INDEX_FILE));
   const workers = opts.numWorkers ?? (dataset instanceof FolderIndex ? defaultLoaderWorkers() : 1);
   let skippedInRun = 0;
   const threadsNote = dataset instanceof FolderIndex ? decodeThreadsNote(workers) : undefined;
