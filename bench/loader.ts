@@ -10,11 +10,12 @@
  * - peak RSS of the process (the OS's high-water mark since the process started).
  */
 import { indexImageFolder } from '../runtime/data/folder-index.ts';
+import { indexTarShards, isShardPattern } from '../runtime/data/tar-shards.ts';
 import { MultiCropLoader, decodeThreadsNote, defaultLoaderWorkers } from '../runtime/data/loader.ts';
 import { DINO_AUGMENT, type AugmentConfig, augmentConfig } from '../runtime/data/multicrop.ts';
 
 export interface LoaderBenchOptions {
-  /** The image folder (its train split is iterated). */
+  /** The image folder (its train split is iterated), or a tar shard pattern (runtime/data/tar-shards.ts). */
   readonly data: string;
   /** Loader workers. Default: runtime/data/loader.ts `defaultLoaderWorkers()` (cores - 1). */
   readonly workers?: number;
@@ -59,7 +60,8 @@ export async function runLoaderBench(o: LoaderBenchOptions): Promise<LoaderBench
   const augment = o.augment ?? augmentConfig(DINO_AUGMENT);
   const target = o.targetImagesPerSecond ?? 700;
   const indexStart = performance.now();
-  const index = await indexImageFolder(o.data, { skipBadImages: o.skipBadImages ?? false });
+  const skipBadImages = o.skipBadImages ?? false;
+  const index = isShardPattern(o.data) ? await indexTarShards(o.data, { skipBadImages }) : await indexImageFolder(o.data, { skipBadImages });
   const indexSeconds = (performance.now() - indexStart) / 1000;
   const loader = new MultiCropLoader({ dataset: index, batchSize: batch, seed: 0, augment, workers, channels: o.channels ?? 3, skipBadImages: o.skipBadImages ?? false });
   try {

@@ -28,7 +28,7 @@ export const benchCommand = defineCommand(
       'steps-per-run': { kind: 'int', min: 1, placeholder: 'K', help: 'with --train-only: K steps per ONNX Runtime run (default 1)' },
       precision: { kind: 'choice', choices: PRECISIONS, default: 'fp32', help: 'with --train-only: mixed precision as dino train --precision' },
       set: { kind: 'repeated', placeholder: 'KEY=VALUE', help: 'with --train-only: config overrides, as dino train --set' },
-      data: { kind: 'string', placeholder: 'FOLDER', help: 'with --loader-only: the image folder to read' },
+      data: { kind: 'string', placeholder: 'FOLDER', help: 'with --loader-only: the image folder (or tar shards, \'dir/train-{000..009}.tar\') to read' },
       'loader-only': { kind: 'flag', help: 'only the data pipeline on --data FOLDER (read, decode, DINO multi-crop 2 x 224 + 8 x 96): images/s, CPU-ms per image, peak RSS, cores for 700 images/s' },
       'num-workers': { kind: 'int', min: 1, placeholder: 'N', help: 'with --loader-only: loader threads (default: cores - 1)' },
     },
