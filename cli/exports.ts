@@ -26,7 +26,7 @@ const MODEL_OPTIONS = {
 const DATA_OPTIONS = {
   dataset: { kind: 'choice', choices: ['fmnist'], help: 'evaluate on Fashion-MNIST (test split against train split) instead of the run\'s own data' },
   data: { kind: 'string', placeholder: 'FOLDER', help: 'evaluate on this image folder (one subfolder per class) instead of the run\'s own data' },
-  val: { kind: 'string', placeholder: 'FOLDER', help: 'images to evaluate, against the whole data folder as the memory / training set (default: the folder\'s held-out split: its test/ or val/ beside train/, else every 10th image of each class)' },
+  val: { kind: 'string', placeholder: 'FOLDER', help: 'images to evaluate, against the whole data folder as the memory / training set (default: the held-out split: test/ or val/ beside train/; for a run, the files dino train --holdout kept out; for --data FOLDER, every 10th image of each class)' },
   'skip-bad-images': { kind: 'flag', help: 'leave out images that cannot be decoded instead of stopping' },
   'limit-train': { kind: 'int', min: 1, placeholder: 'N', help: 'evenly spaced N train images (default: all)' },
   'limit-test': { kind: 'int', min: 1, placeholder: 'N', help: 'evenly spaced N test images (default: all)' },
