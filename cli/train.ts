@@ -2,14 +2,13 @@
  * `dino train`: flags -> a resolved TrainConfig (and initial weights) -> the training loop; and `--resume`, which
  * takes the config from the run folder and accepts only the flags a resumed run may change.
  */
-import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { type TrainConfig, RESUMABLE_KEYS, applyOverrides, configDifferences, getPreset, presetNames, withPrecision } from '../runtime/dino/config.ts';
+import { type TrainConfig, applyOverrides, formatConfigChange as formatChange, getPreset, presetNames, withPrecision } from '../runtime/dino/config.ts';
 import { PRECISIONS } from '../dsl/autocast.ts';
-import { formatConfigChange as formatChange, loadTrainingData, train } from '../runtime/dino/train.ts';
+import { loadTrainingData, train } from '../runtime/dino/train.ts';
 import { checkDataFits } from '../runtime/dino/data-fit.ts';
 import { DINO_ARCHS, dinoVitConfig, withEpochs } from '../runtime/dino/vit-presets.ts';
-import { readCheckpointMeta } from '../runtime/dino/checkpoint.ts';
+import { RUN_FILES, RunFolder, resumeProblem } from '../runtime/dino/run-folder.ts';
 import { readDinoWeights } from '../runtime/io/weights.ts';
 import { defaultStepsPerRun } from '../runtime/ep/steps-per-run.ts';
 import { RECOMPUTE_MODES } from '../models/vit.ts';
@@ -97,7 +96,7 @@ anything else is refused, naming the config key.`,
       ...(p.options['checkpoint-every'] !== undefined ? { checkpointEvery: p.options['checkpoint-every'] } : {}),
       ...(initWeights ? { initWeights } : {}),
     });
-    console.log(`${r.interrupted ? 'interrupted' : 'done'} after ${r.steps} steps; checkpoint ${r.checkpoint}; metrics ${join(out, 'metrics.jsonl')}`);
+    console.log(`${r.interrupted ? 'interrupted' : 'done'} after ${r.steps} steps; checkpoint ${r.checkpoint}; metrics ${new RunFolder(out).metricsFile}`);
     if (r.interrupted) {
       console.log(`resume with: npx dino train --resume ${out}`);
       process.exitCode = 130; // stopped by the user (the checkpoint is saved): not a finished run
@@ -213,29 +212,25 @@ async function newRunConfig(p: TrainParsed): Promise<{ config: TrainConfig; data
  * is refused before anything is compiled, naming the config key and both values.
  */
 async function resumedConfig(p: TrainParsed, dir: string): Promise<{ config: TrainConfig; dataset?: Dataset }> {
-  const ckptPath = join(dir, 'checkpoint.safetensors');
-  if (!existsSync(ckptPath)) {
-    const hint = existsSync(join(dir, 'config.json')) ? 'the run stopped before its first checkpoint; start it again without --resume' : `is ${dir} a run folder written by dino train?`;
-    throw new UsageError(`--resume ${dir}: no checkpoint.safetensors there (${hint})`, 'train');
+  const folder = new RunFolder(dir);
+  if (!folder.hasCheckpoint()) {
+    const hint = folder.hasConfig() ? 'the run stopped before its first checkpoint; start it again without --resume' : `is ${dir} a run folder written by dino train?`;
+    throw new UsageError(`--resume ${dir}: no ${RUN_FILES.checkpoint} there (${hint})`, 'train');
   }
-  const meta = readCheckpointMeta(ckptPath);
+  const meta = folder.readCheckpointMeta();
   const recorded = meta.config;
-  const configJson = join(dir, 'config.json');
-  if (existsSync(configJson)) {
-    const onDisk = JSON.parse(readFileSync(configJson, 'utf8')) as TrainConfig;
-    const drift = configDifferences(recorded, onDisk);
-    if (drift.length) log(`note: ${configJson} differs from the checkpoint's config (${drift.map(formatChange).join('; ')}); the checkpoint's is used`);
-  }
+  const drift = folder.configDrift(recorded);
+  if (drift.length) log(`note: ${folder.configFile} differs from the checkpoint's config (${drift.map(formatChange).join('; ')}); the checkpoint's is used`);
   const extra = [...p.given].filter((f) => !RESUMABLE_FLAGS.has(f));
   if (p.options.steps !== undefined && p.options.epochs !== undefined) throw new UsageError('--epochs and --steps both set the length of the run: give one', 'train');
   let cfg = recorded;
   if (extra.length) {
     // Flags given again with the run's own values are harmless; any real change is refused with its key.
     const wanted = configFromFlags(p, p.options.preset !== undefined || p.options.arch !== undefined ? getPreset(p.options.preset ?? p.options.arch!) : recorded);
-    const changed = configDifferences(recorded, wanted).filter((d) => !RESUMABLE_KEYS.includes(d.key));
-    if (changed.length) {
+    const problem = resumeProblem({ ...meta, step: 0 }, wanted); // the length is checked below, once it is known
+    if (problem?.kind === 'config-mismatch') {
       throw new UsageError(
-        `a resumed run keeps its config, but ${extra.map((f) => `--${f}`).join(', ')} would change ${changed.map(formatChange).join('; ')}. ` +
+        `a resumed run keeps its config, but ${extra.map((f) => `--${f}`).join(', ')} would change ${problem.changed.map(formatChange).join('; ')}. ` +
           `Resume without ${extra.length > 1 ? 'them' : 'it'}, or start a new run with another --out`,
         'train',
       );
@@ -243,7 +238,8 @@ async function resumedConfig(p: TrainParsed, dir: string): Promise<{ config: Tra
   }
   if (p.options.steps !== undefined) cfg = { ...cfg, steps: p.options.steps };
   const r = await withLength(cfg, p, p.options.epochs);
-  if (r.config.steps <= meta.step && r.config.steps !== recorded.steps) {
+  const problem = resumeProblem(meta, r.config);
+  if (problem?.kind === 'too-short') {
     throw new UsageError(`--resume ${dir}: the run has done ${meta.step} steps already; a longer run needs --steps > ${meta.step} (got ${r.config.steps})`, 'train');
   }
   return r;

@@ -5,6 +5,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { RunFolder } from '../runtime/dino/run-folder.ts';
 import { createSession } from '../runtime/backend.ts';
 import { gatherImages } from '../runtime/data/dataset.ts';
 import { computeAttention, writeAttentionPngs } from './attention.ts';
@@ -167,7 +168,7 @@ export interface ReportOptions extends EvalDataOptions {
 /** Writes DIR/report.html and returns its path. */
 export async function writeReport(opts: ReportOptions): Promise<string> {
   const cfg = readRunConfig(opts.run);
-  const metrics = readMetrics(path.join(opts.run, 'metrics.jsonl'));
+  const metrics = readMetrics(new RunFolder(opts.run).metricsFile);
   const knnFile = path.join(opts.run, 'knn.json');
   const knn = opts.knn ?? (fs.existsSync(knnFile) ? (JSON.parse(fs.readFileSync(knnFile, 'utf8')) as KnnResult) : undefined);
   const rows = thin(metrics);

@@ -329,12 +329,26 @@ function sameType(value: unknown, current: unknown): boolean {
  */
 export const RESUMABLE_KEYS: readonly string[] = ['steps', 'epochs', 'warmupFraction'];
 
+/** Whether a resumed run may change the config key `key` (a dotted path). */
+export function resumableKey(key: string): boolean {
+  return RESUMABLE_KEYS.includes(key);
+}
+
+/** A config key whose value differs between two configs (a checkpoint's and the one it is resumed with). */
+export interface ConfigChange {
+  readonly key: string;
+  readonly was: unknown;
+  readonly now: unknown;
+}
+
+export const formatConfigChange = (c: ConfigChange): string => `${c.key}: ${JSON.stringify(c.was) ?? 'absent'} -> ${JSON.stringify(c.now) ?? 'absent'}`;
+
 /**
  * The dotted keys whose values differ between two configs (`backbone.depth`, `augment.localCrops`, ...), each with
  * both values, in key order. A key absent from one side differs from any value on the other.
  */
-export function configDifferences(a: TrainConfig, b: TrainConfig): { key: string; was: unknown; now: unknown }[] {
-  const out: { key: string; was: unknown; now: unknown }[] = [];
+export function configDifferences(a: TrainConfig, b: TrainConfig): ConfigChange[] {
+  const out: ConfigChange[] = [];
   const walk = (x: unknown, y: unknown, key: string) => {
     const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
     if (isObj(x) && isObj(y)) {

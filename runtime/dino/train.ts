@@ -2,8 +2,6 @@
  * The DINO training loop: data -> multi-crop (worker thread, overlapped) -> compiled step graph ->
  * metrics JSONL, progress, atomic checkpoints, resume, NaN stop, Ctrl-C save.
  */
-import { appendFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import * as E from 'fp-ts/lib/Either.js';
 import { type Precision, Prng, formatError, initialValues, type ParamSpec } from '../../dsl/index.ts';
 import { type DinoMetrics, type DinoStepGraph, type DinoStepInputs, type ScheduledScalars, STUDENT, buildDinoStep, teacherFromStudent } from '../../models/dino-step.ts';
@@ -16,8 +14,9 @@ import { MultiCropLoader } from '../data/loader.ts';
 import { derivePrng } from '../data/seeds.ts';
 import { loadFashionMnist } from '../data/fashion-mnist.ts';
 import { loadImageFolder } from '../data/image-folder.ts';
-import { RESUMABLE_KEYS, type TrainConfig, configDifferences, stepConfig } from './config.ts';
-import { loadCheckpoint, restoreState, saveCheckpoint } from './checkpoint.ts';
+import { type TrainConfig, stepConfig } from './config.ts';
+import { restoreState } from './checkpoint.ts';
+import { RunFolder, checkResume } from './run-folder.ts';
 import { stepScalars } from './schedules.ts';
 import { dinoStepFeeds } from './step-feeds.ts';
 import { checkDataFits } from './data-fit.ts';
@@ -134,9 +133,12 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
   const stepsPerRun = opts.stepsPerRun ?? 1;
   if (!Number.isInteger(stepsPerRun) || stepsPerRun < 1) throw new Error(`stepsPerRun must be a positive integer, got ${stepsPerRun}`);
   await checkDataFits(cfg, cfg.data, opts.dataset); // before anything is compiled or written
-  mkdirSync(opts.out, { recursive: true });
-  const ckptPath = join(opts.out, 'checkpoint.safetensors');
-  const metricsPath = join(opts.out, 'metrics.jsonl');
+  // The run folder is checked before anything is compiled, and written only once the step and the data are ready:
+  // a run that cannot start (an EP that fails to load, unreadable data) leaves no folder behind.
+  const folder = new RunFolder(opts.out);
+  const resumeFrom = opts.resume ? folder.readCheckpointMeta() : undefined;
+  if (resumeFrom) checkResume(folder, resumeFrom, cfg);
+  else folder.checkFresh();
 
   const built = trainingStepGraph(cfg, opts);
   const compileStart = performance.now();
@@ -152,31 +154,29 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
   let state: TrainState;
   let startStep = 0;
   let loaderStart = { epoch: 0, batch: 0 };
-  if (opts.resume) {
-    const ckpt = loadCheckpoint(ckptPath);
-    const changed = configDifferences(ckpt.meta.config, cfg).filter((d) => !RESUMABLE_KEYS.includes(d.key));
-    if (changed.length) throw new RunFolderError({ kind: 'config-mismatch', checkpoint: ckptPath, config: join(opts.out, 'config.json'), changed });
-    if (cfg.steps <= ckpt.meta.step && cfg.steps !== ckpt.meta.config.steps) {
-      throw new RunFolderError({ kind: 'too-short', checkpoint: ckptPath, config: join(opts.out, 'config.json'), done: ckpt.meta.step, steps: cfg.steps });
-    }
-    if (cfg.steps !== ckpt.meta.config.steps) {
-      log(`extending the run from ${ckpt.meta.config.steps} to ${cfg.steps} steps: the schedules now span ${cfg.steps} steps`);
-      writeFileSync(join(opts.out, 'config.json'), JSON.stringify(cfg, null, 2) + '\n');
-    }
+  if (resumeFrom) {
+    const ckpt = folder.loadCheckpoint();
     state = initialState(runner.signature.state, cfg.seed);
-    restoreState(state, ckpt, ckptPath);
+    restoreState(state, ckpt, folder.checkpointFile);
     startStep = ckpt.meta.step;
     loaderStart = ckpt.meta.loader;
-    log(`resuming from step ${startStep}`);
   } else {
-    if (existsSync(ckptPath)) throw new RunFolderError({ kind: 'exists', checkpoint: ckptPath });
     state = initialState(runner.signature.state, cfg.seed, opts.initWeights);
-    writeFileSync(join(opts.out, 'config.json'), JSON.stringify(cfg, null, 2) + '\n');
-    writeFileSync(metricsPath, '');
   }
 
   const dataset = opts.dataset ?? (await loadTrainingData(cfg, opts));
   const loader = new MultiCropLoader({ dataset, batchSize: cfg.batch, seed: cfg.seed, augment: cfg.augment, workers: 1, prefetch: 2, start: loaderStart });
+  if (resumeFrom) {
+    if (cfg.steps !== resumeFrom.config.steps) {
+      log(`extending the run from ${resumeFrom.config.steps} to ${cfg.steps} steps: the schedules now span ${cfg.steps} steps`);
+      folder.writeConfig(cfg);
+    }
+    folder.cutMetrics(startStep);
+    log(`resuming from step ${startStep}`);
+  } else {
+    folder.writeConfig(cfg);
+    folder.startMetrics();
+  }
   const b = cfg.batch;
   const shape = stepConfig(cfg);
 
@@ -188,7 +188,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
   };
   process.once('SIGINT', onSigint);
 
-  const save = (step: number, position = loader.position()) => saveCheckpoint(ckptPath, state, { config: cfg, step, seed: cfg.seed, loader: position });
+  const save = (step: number, position = loader.position()) => folder.saveCheckpoint(state, { config: cfg, step, seed: cfg.seed, loader: position });
   const end = Math.min(cfg.steps, startStep + (opts.stopAfter ?? Infinity));
   const progress = opts.progress ?? (process.stderr.isTTY ? 'bar' : 'lines');
   let lastLine = { step: startStep, at: performance.now() };
@@ -213,11 +213,10 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
       const metrics = (chunk === 1 ? [await runner.run(state, feeds[0]!, scalars[0]!)] : await runner.runSteps(state, stackSteps(feeds), scalars)) as DinoMetrics[];
       const stepMs = (performance.now() - runStart) / chunk;
       const bad = metrics.findIndex((m) => !Number.isFinite(m.loss));
-      if (bad >= 0) throw new NonFiniteLossError(step + bad + 1, metrics[bad]!.loss, existsSync(ckptPath) ? ckptPath : undefined);
-      for (const [k, m] of metrics.entries()) {
-        last = { ...m, ...scalars[k]!, step: step + k + 1, step_ms: stepMs, images_per_s: (b * 1000) / stepMs };
-        appendFileSync(metricsPath, JSON.stringify(last) + '\n');
-      }
+      if (bad >= 0) throw new NonFiniteLossError(step + bad + 1, metrics[bad]!.loss, folder.hasCheckpoint() ? folder.checkpointFile : undefined);
+      const rows = metrics.map((m, k) => ({ ...m, ...scalars[k]!, step: step + k + 1, step_ms: stepMs, images_per_s: (b * 1000) / stepMs }));
+      folder.appendMetrics(rows);
+      last = rows[rows.length - 1]!;
       step += chunk;
       if (progress === 'bar') process.stderr.write(`\r${progressText(step, cfg.steps, startStep, t0, metrics[chunk - 1]!, b)}   `);
       else if (progress === 'lines') {
@@ -241,7 +240,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
     await loader.close();
     await runner.release();
   }
-  return { steps: step, lastMetrics: last, state, checkpoint: ckptPath, interrupted };
+  return { steps: step, lastMetrics: last, state, checkpoint: folder.checkpointFile, interrupted };
 }
 
 /**
@@ -258,36 +257,6 @@ export class NonFiniteLossError extends Error {
   ) {
     super(`step ${step}: the loss is ${loss}; training stopped. The last good checkpoint (${checkpoint ?? 'none yet'}) is kept. ${advice}`);
     this.name = 'NonFiniteLossError';
-  }
-}
-
-/** A config key whose value differs between a checkpoint and the config it is resumed with. */
-export interface ConfigChange {
-  readonly key: string;
-  readonly was: unknown;
-  readonly now: unknown;
-}
-
-export type RunFolderProblem =
-  /** A fresh run would overwrite this checkpoint. */
-  | { readonly kind: 'exists'; readonly checkpoint: string }
-  /** Resuming with a config that differs from the checkpoint's in keys that may not change. */
-  | { readonly kind: 'config-mismatch'; readonly checkpoint: string; readonly config: string; readonly changed: readonly ConfigChange[] }
-  /** Resuming with a new length that the run has already passed. */
-  | { readonly kind: 'too-short'; readonly checkpoint: string; readonly config: string; readonly done: number; readonly steps: number };
-
-export const formatConfigChange = (c: ConfigChange): string => `${c.key}: ${JSON.stringify(c.was) ?? 'absent'} -> ${JSON.stringify(c.now) ?? 'absent'}`;
-
-export class RunFolderError extends Error {
-  constructor(readonly problem: RunFolderProblem) {
-    super(
-      problem.kind === 'exists'
-        ? `${problem.checkpoint} exists: resume that run (resume: true), or choose another run folder (nothing was overwritten)`
-        : problem.kind === 'too-short'
-          ? `${problem.checkpoint} has done ${problem.done} steps already; a resumed run can only grow (steps > ${problem.done}, got ${problem.steps})`
-          : `${problem.checkpoint}: the checkpoint was trained with another config (${problem.changed.map(formatConfigChange).join('; ')}); resume with the run's own config (${problem.config}) or start a new run folder`,
-    );
-    this.name = 'RunFolderError';
   }
 }
 

@@ -17,7 +17,8 @@ import { DataFitError } from '../../runtime/dino/data-fit.ts';
 import { encodeSafetensors } from '../../runtime/io/safetensors.ts';
 import { CheckpointError, loadCheckpoint } from '../../runtime/dino/checkpoint.ts';
 import { ConfigOverrideError, getPreset } from '../../runtime/dino/config.ts';
-import { InitWeightsError, RunFolderError, initialState } from '../../runtime/dino/train.ts';
+import { InitWeightsError, initialState } from '../../runtime/dino/train.ts';
+import { RunFolderError } from '../../runtime/dino/run-folder.ts';
 
 const errorOf = (f: () => unknown): unknown => {
   try { f(); } catch (e) { return e; }
