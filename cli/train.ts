@@ -34,6 +34,10 @@ const DINO_FLAGS = {
   'drop-path-rate': { kind: 'number', min: 0, max: 1, help: 'stochastic depth rate' },
   'out-dim': { kind: 'int', min: 1, help: 'K, the head\'s output dimension' },
   'norm-last-layer': { kind: 'choice', choices: ['true', 'false'], help: 'weight-normalised last layer with weight_g fixed to 1' },
+  'use-bn-in-head': { kind: 'choice', choices: ['true', 'false'], help: 'BatchNorm after each hidden layer of the head (DINO: false)' },
+  'saveckp-freq': { kind: 'int', min: 1, placeholder: 'N', help: 'also save every N epochs (--checkpoint-every counts steps; the latest is always DIR/checkpoint.safetensors)' },
+  'dist-url': { kind: 'string', help: 'refused: one process trains on one device here (no distributed training); leave it out' },
+  'local-rank': { kind: 'int', help: 'refused: one process trains on one device here (no distributed training); leave it out' },
   'batch-size-per-gpu': { kind: 'int', min: 1, help: 'the same as --batch (one device)' },
   'output-dir': { kind: 'string', placeholder: 'DIR', help: 'the same as --out' },
   'data-path': { kind: 'string', placeholder: 'FOLDER', help: 'the same as --data' },
@@ -79,12 +83,21 @@ lengthen the run: the schedules are then recomputed over the new length, as DINO
 anything else is refused, naming the config key.`,
   },
   async (p) => {
+    for (const flag of ['dist-url', 'local-rank'] as const) {
+      if (p.given.has(flag)) throw new UsageError(`--${flag} is main_dino.py's distributed-training flag; dino train runs one process on one device: leave it out (--ep picks the device)`, 'train');
+    }
     const resumeDir = p.given.has('resume') ? resumeFolder(p) : undefined;
     const ep = p.options.ep;
-    const { config, dataset } = resumeDir ? await resumedConfig(p, resumeDir) : await newRunConfig(p);
-    const out = resumeDir ?? alias(p.options.out, p.options['output-dir'], 'out', 'output-dir') ?? join('runs', `${config.preset}-${config.seed}`);
+    const outFlag = alias(p.options.out, p.options['output-dir'], 'out', 'output-dir');
+    // Refused before the data is read or anything compiled (train() checks again, for the default folder too).
+    if (!resumeDir && outFlag !== undefined) new RunFolder(outFlag).checkFresh();
+    const resolved = resumeDir ? await resumedConfig(p, resumeDir) : await newRunConfig(p);
+    const config = resolved.config;
+    const out = resumeDir ?? outFlag ?? join('runs', `${config.preset}-${config.seed}`);
+    if (!resumeDir) new RunFolder(out).checkFresh();
+    const { checkpointEvery, dataset } = await checkpointInterval(p, config, resolved.dataset);
     const initWeights = p.options.init !== undefined ? readInitWeights(p.options.init) : undefined;
-    const stepsPerRun = p.options['steps-per-run'] ?? (ep === 'cuda' ? defaultStepsPerRun(ep, [p.options['checkpoint-every']]) : undefined);
+    const stepsPerRun = p.options['steps-per-run'] ?? (ep === 'cuda' ? defaultStepsPerRun(ep, [checkpointEvery]) : undefined);
     const r = await train({
       config, out, ep,
       ...(resumeDir ? { resume: true } : {}),
@@ -93,13 +106,13 @@ anything else is refused, naming the config key.`,
       threads: p.options.threads,
       recompute: p.options.recompute,
       ...(stepsPerRun !== undefined ? { stepsPerRun } : {}),
-      ...(p.options['checkpoint-every'] !== undefined ? { checkpointEvery: p.options['checkpoint-every'] } : {}),
+      ...(checkpointEvery !== undefined ? { checkpointEvery } : {}),
       ...(initWeights ? { initWeights } : {}),
     });
     console.log(`${r.interrupted ? 'interrupted' : 'done'} after ${r.steps} steps; checkpoint ${r.checkpoint}; metrics ${new RunFolder(out).metricsFile}`);
     if (r.interrupted) {
       console.log(`resume with: npx dino train --resume ${out}`);
-      process.exitCode = 130; // stopped by the user (the checkpoint is saved): not a finished run
+      process.exitCode = r.stoppedBy === 'SIGTERM' ? 143 : 130; // stopped by a signal (the checkpoint is saved): not a finished run
     }
   },
 );
@@ -114,7 +127,7 @@ const DINO_KEYS = {
 } as const;
 
 /** Flags that may accompany --resume: they change how the run is executed or how long it is, not what it is. */
-const RESUMABLE_FLAGS = new Set(['resume', 'out', 'output-dir', 'steps', 'epochs', 'ep', 'threads', 'recompute', 'steps-per-run', 'checkpoint-every', 'skip-bad-images']);
+const RESUMABLE_FLAGS = new Set(['resume', 'out', 'output-dir', 'steps', 'epochs', 'ep', 'threads', 'recompute', 'steps-per-run', 'checkpoint-every', 'saveckp-freq', 'skip-bad-images']);
 
 function resumeFolder(p: TrainParsed): string {
   const dir = p.options.resume || p.options.out || p.options['output-dir'];
@@ -150,6 +163,7 @@ function configFromFlags(p: TrainParsed, base: TrainConfig): TrainConfig {
     if (v !== undefined) sets.push(`${key}=${v}`);
   }
   if (o['norm-last-layer'] !== undefined) sets.push(`head.normLastLayer=${o['norm-last-layer']}`);
+  if (o['use-bn-in-head'] !== undefined) sets.push(`head.useBn=${o['use-bn-in-head']}`);
   if (o.seed !== undefined) sets.push(`seed=${o.seed}`);
   if (o.augment !== undefined) sets.push(`augment.augment="${o.augment}"`);
   const localCrops = o['local-crops-number'] ?? o['local-crops'];
@@ -161,6 +175,19 @@ function configFromFlags(p: TrainParsed, base: TrainConfig): TrainConfig {
   const data = alias(o.data, o['data-path'], 'data', 'data-path');
   if (data !== undefined) cfg = { ...cfg, data: resolve(data) };
   return cfg;
+}
+
+/**
+ * Steps between periodic checkpoints: --checkpoint-every K, or main_dino.py's --saveckp-freq N in epochs (N x the
+ * steps of one pass over the data, which is then loaded here, once, and handed to the training loop).
+ */
+async function checkpointInterval(p: TrainParsed, cfg: TrainConfig, dataset: Dataset | undefined): Promise<{ checkpointEvery?: number; dataset?: Dataset }> {
+  const epochs = p.options['saveckp-freq'];
+  if (epochs === undefined) return { ...(p.options['checkpoint-every'] !== undefined ? { checkpointEvery: p.options['checkpoint-every'] } : {}), ...(dataset ? { dataset } : {}) };
+  if (p.options['checkpoint-every'] !== undefined) throw new UsageError('--saveckp-freq (epochs) and --checkpoint-every (steps) both set how often to save: give one', 'train');
+  if (!dataset) await checkDataFits(cfg, cfg.data);
+  const data = dataset ?? (await loadTrainingData(cfg, { skipBadImages: p.options['skip-bad-images'], log }));
+  return { checkpointEvery: epochs * Math.max(1, Math.floor(data.train.count / cfg.batch)), dataset: data };
 }
 
 /** The value of a flag given under either of its two names (refused when both are given). */

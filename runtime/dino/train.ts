@@ -1,6 +1,6 @@
 /**
  * The DINO training loop: data -> multi-crop (worker thread, overlapped) -> compiled step graph ->
- * metrics JSONL, progress, atomic checkpoints, resume, NaN stop, Ctrl-C save.
+ * metrics JSONL, progress, atomic checkpoints, resume, NaN stop, a checkpoint on Ctrl-C or SIGTERM.
  */
 import * as E from 'fp-ts/lib/Either.js';
 import { type Precision, Prng, formatError, initialValues, type ParamSpec } from '../../dsl/index.ts';
@@ -10,12 +10,12 @@ import type { ExecutionProvider, ort } from '../backend.ts';
 import { StepRunner, stackSteps } from '../step-runner.ts';
 import { TrainState } from '../state.ts';
 import type { Dataset } from '../data/dataset.ts';
-import { MultiCropLoader } from '../data/loader.ts';
+import { type LoaderPosition, MultiCropLoader } from '../data/loader.ts';
 import { derivePrng } from '../data/seeds.ts';
 import { loadFashionMnist } from '../data/fashion-mnist.ts';
 import { loadImageFolder } from '../data/image-folder.ts';
 import { type TrainConfig, stepConfig } from './config.ts';
-import { restoreState } from './checkpoint.ts';
+import { type CheckpointMeta, restoreState } from './checkpoint.ts';
 import { RunFolder, checkResume } from './run-folder.ts';
 import { stepScalars } from './schedules.ts';
 import { dinoStepFeeds } from './step-feeds.ts';
@@ -74,7 +74,10 @@ export interface TrainResult {
   readonly lastMetrics: Record<string, number>;
   readonly state: TrainState;
   readonly checkpoint: string;
+  /** Stopped by a signal before the end (the checkpoint holds the state at `steps`). */
   readonly interrupted: boolean;
+  /** The signal that stopped it, when one did. */
+  readonly stoppedBy?: StopSignal;
 }
 
 export async function loadTrainingData(cfg: TrainConfig, opts: Pick<TrainOptions, 'skipBadImages' | 'log'>): Promise<Dataset> {
@@ -127,18 +130,17 @@ export function trainingStepGraph(cfg: TrainConfig, opts: Pick<TrainOptions, 're
   return built.right;
 }
 
+/**
+ * Trains (or resumes) a run: {@link openRun} checks the run before anything is compiled, the step graph is compiled
+ * for the EP, {@link restoreOrInitialise} gives the state, {@link beginRun} writes the folder once all of that
+ * worked, and {@link trainLoop} runs the steps, logs and saves until the end, a stop signal or a bad loss.
+ */
 export async function train(opts: TrainOptions): Promise<TrainResult> {
   const log = opts.log ?? ((l: string) => process.stderr.write(l + '\n'));
   const cfg = opts.config;
   const stepsPerRun = opts.stepsPerRun ?? 1;
   if (!Number.isInteger(stepsPerRun) || stepsPerRun < 1) throw new Error(`stepsPerRun must be a positive integer, got ${stepsPerRun}`);
-  await checkDataFits(cfg, cfg.data, opts.dataset); // before anything is compiled or written
-  // The run folder is checked before anything is compiled, and written only once the step and the data are ready:
-  // a run that cannot start (an EP that fails to load, unreadable data) leaves no folder behind.
-  const folder = new RunFolder(opts.out);
-  const resumeFrom = opts.resume ? folder.readCheckpointMeta() : undefined;
-  if (resumeFrom) checkResume(folder, resumeFrom, cfg);
-  else folder.checkFresh();
+  const run = await openRun(opts);
 
   const built = trainingStepGraph(cfg, opts);
   const compileStart = performance.now();
@@ -151,52 +153,157 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
     log(`note: precision bf16 on the ${opts.ep ?? 'cpu'} provider, which has no bfloat16 MatMul: the step rounds to bfloat16 in float32 (the same numbers, slower than fp32); bf16 is meant for --ep cuda`);
   }
 
-  let state: TrainState;
-  let startStep = 0;
-  let loaderStart = { epoch: 0, batch: 0 };
-  if (resumeFrom) {
-    const ckpt = folder.loadCheckpoint();
-    state = initialState(runner.signature.state, cfg.seed);
-    restoreState(state, ckpt, folder.checkpointFile);
-    startStep = ckpt.meta.step;
-    loaderStart = ckpt.meta.loader;
-  } else {
-    state = initialState(runner.signature.state, cfg.seed, opts.initWeights);
+  let loader: MultiCropLoader | undefined;
+  try {
+    const { state, step: startStep, loader: loaderStart } = restoreOrInitialise(run, runner, opts);
+    const dataset = opts.dataset ?? (await loadTrainingData(cfg, opts));
+    loader = new MultiCropLoader({ dataset, batchSize: cfg.batch, seed: cfg.seed, augment: cfg.augment, workers: 1, prefetch: 2, start: loaderStart });
+    beginRun(run, cfg, startStep, log);
+    return await trainLoop({ opts, folder: run.folder, runner, loader, state, startStep, stepsPerRun, log });
+  } finally {
+    await loader?.close();
+    await runner.release();
+  }
+}
+
+/** A run checked and ready to start: its folder, and the checkpoint's metadata when it resumes. */
+interface OpenedRun {
+  readonly folder: RunFolder;
+  readonly resumeFrom?: CheckpointMeta;
+}
+
+/**
+ * Checks a run before anything is compiled or written: the data fits the model, a new run would overwrite no
+ * checkpoint, a resumed one keeps its checkpoint's config (runtime/dino/run-folder.ts `resumeProblem`).
+ */
+async function openRun(opts: TrainOptions): Promise<OpenedRun> {
+  await checkDataFits(opts.config, opts.config.data, opts.dataset);
+  const folder = new RunFolder(opts.out);
+  if (!opts.resume) {
+    folder.checkFresh();
+    return { folder };
+  }
+  const resumeFrom = folder.readCheckpointMeta();
+  checkResume(folder, resumeFrom, opts.config);
+  return { folder, resumeFrom };
+}
+
+/** The state the loop starts from (the checkpoint's, or a fresh one) and where the step count and the data resume. */
+function restoreOrInitialise(run: OpenedRun, runner: StepRunner, opts: TrainOptions): { state: TrainState; step: number; loader: LoaderPosition } {
+  if (!run.resumeFrom) return { state: initialState(runner.signature.state, opts.config.seed, opts.initWeights), step: 0, loader: { epoch: 0, batch: 0 } };
+  const ckpt = run.folder.loadCheckpoint();
+  const state = initialState(runner.signature.state, opts.config.seed);
+  restoreState(state, ckpt, run.folder.checkpointFile);
+  return { state, step: ckpt.meta.step, loader: ckpt.meta.loader };
+}
+
+/**
+ * The run folder's first writes, once the step compiled and the data is ready (a run that cannot start leaves no
+ * folder): a new run's config and empty metrics log; a resumed run's new length and its log cut back to the checkpoint.
+ */
+function beginRun(run: OpenedRun, cfg: TrainConfig, startStep: number, log: (line: string) => void): void {
+  if (!run.resumeFrom) {
+    run.folder.writeConfig(cfg);
+    run.folder.startMetrics();
+    return;
+  }
+  if (cfg.steps !== run.resumeFrom.config.steps) {
+    log(`extending the run from ${run.resumeFrom.config.steps} to ${cfg.steps} steps: the schedules now span ${cfg.steps} steps`);
+    run.folder.writeConfig(cfg);
+  }
+  run.folder.cutMetrics(startStep);
+  log(`resuming from step ${startStep}`);
+}
+
+/**
+ * The signals that stop a run with a checkpoint: Ctrl-C, and SIGTERM, which `timeout`, `docker stop`, Kubernetes and
+ * SLURM send before they kill. The step in flight finishes and the state is saved; a second signal exits at once
+ * without saving, with the shell's code for the signal (128 + its number).
+ */
+const STOP_SIGNALS = { SIGINT: 130, SIGTERM: 143 } as const;
+export type StopSignal = keyof typeof STOP_SIGNALS;
+
+/** Listens for the stop signals while the loop runs; `signal` is the first one received. */
+class StopRequest {
+  signal: StopSignal | undefined;
+  private readonly listeners = new Map<StopSignal, () => void>();
+
+  constructor(log: (line: string) => void) {
+    for (const name of Object.keys(STOP_SIGNALS) as StopSignal[]) {
+      const listener = () => {
+        if (this.signal) process.exit(STOP_SIGNALS[name]);
+        this.signal = name;
+        log(name === 'SIGINT'
+          ? '\ninterrupt: finishing this step and saving a checkpoint (Ctrl-C again to abort without saving)'
+          : '\nSIGTERM: finishing this step and saving a checkpoint (a second signal aborts without saving)');
+      };
+      this.listeners.set(name, listener);
+      process.on(name, listener);
+    }
   }
 
-  const dataset = opts.dataset ?? (await loadTrainingData(cfg, opts));
-  const loader = new MultiCropLoader({ dataset, batchSize: cfg.batch, seed: cfg.seed, augment: cfg.augment, workers: 1, prefetch: 2, start: loaderStart });
-  if (resumeFrom) {
-    if (cfg.steps !== resumeFrom.config.steps) {
-      log(`extending the run from ${resumeFrom.config.steps} to ${cfg.steps} steps: the schedules now span ${cfg.steps} steps`);
-      folder.writeConfig(cfg);
-    }
-    folder.cutMetrics(startStep);
-    log(`resuming from step ${startStep}`);
-  } else {
-    folder.writeConfig(cfg);
-    folder.startMetrics();
+  dispose(): void {
+    for (const [name, listener] of this.listeners) process.removeListener(name, listener);
   }
+}
+
+/** Progress on stderr (TrainOptions.progress): a redrawn bar, or a plain line every tenth of the run or every 30 s. */
+class ProgressReport {
+  private lastLine: { step: number; at: number };
+  private readonly t0 = performance.now();
+
+  constructor(
+    private readonly mode: 'bar' | 'lines' | 'none',
+    private readonly total: number,
+    private readonly startStep: number,
+    private readonly end: number,
+    private readonly batch: number,
+    private readonly log: (line: string) => void,
+  ) {
+    this.lastLine = { step: startStep, at: this.t0 };
+  }
+
+  update(step: number, metrics: DinoMetrics): void {
+    if (this.mode === 'bar') process.stderr.write(`\r${progressText(step, this.total, this.startStep, this.t0, metrics, this.batch)}   `);
+    else if (this.mode === 'lines') {
+      // Log files get no \r redraws.
+      const now = performance.now();
+      if (step === this.end || step - this.lastLine.step >= Math.max(1, Math.ceil(this.total / 10)) || now - this.lastLine.at >= 30_000) {
+        this.log(progressText(step, this.total, this.startStep, this.t0, metrics, this.batch));
+        this.lastLine = { step, at: now };
+      }
+    }
+  }
+
+  close(): void {
+    if (this.mode === 'bar') process.stderr.write('\n');
+  }
+}
+
+interface LoopContext {
+  readonly opts: TrainOptions;
+  readonly folder: RunFolder;
+  readonly runner: StepRunner;
+  readonly loader: MultiCropLoader;
+  readonly state: TrainState;
+  readonly startStep: number;
+  readonly stepsPerRun: number;
+  readonly log: (line: string) => void;
+}
+
+/** Runs the steps from `startStep`: feeds, step, metrics log, progress, periodic and final checkpoints, stop signals. */
+async function trainLoop({ opts, folder, runner, loader, state, startStep, stepsPerRun, log }: LoopContext): Promise<TrainResult> {
+  const cfg = opts.config;
   const b = cfg.batch;
   const shape = stepConfig(cfg);
-
-  let interrupted = false;
-  const onSigint = () => {
-    interrupted = true;
-    log('\ninterrupt: finishing this step and saving a checkpoint (Ctrl-C again to abort without saving)');
-    process.once('SIGINT', () => process.exit(130));
-  };
-  process.once('SIGINT', onSigint);
-
+  const stop = new StopRequest(log);
   const save = (step: number, position = loader.position()) => folder.saveCheckpoint(state, { config: cfg, step, seed: cfg.seed, loader: position });
   const end = Math.min(cfg.steps, startStep + (opts.stopAfter ?? Infinity));
-  const progress = opts.progress ?? (process.stderr.isTTY ? 'bar' : 'lines');
-  let lastLine = { step: startStep, at: performance.now() };
+  const progress = new ProgressReport(opts.progress ?? (process.stderr.isTTY ? 'bar' : 'lines'), cfg.steps, startStep, end, b, log);
   let last: Record<string, number> = {};
   let step = startStep;
-  const t0 = performance.now();
   try {
-    while (step < end && !interrupted) {
+    while (step < end && !stop.signal) {
       // Steps in this run: up to stepsPerRun, never past the end or a checkpoint boundary.
       let chunk = Math.min(stepsPerRun, end - step);
       if (opts.checkpointEvery) chunk = Math.min(chunk, opts.checkpointEvery - (step % opts.checkpointEvery));
@@ -218,15 +325,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
       folder.appendMetrics(rows);
       last = rows[rows.length - 1]!;
       step += chunk;
-      if (progress === 'bar') process.stderr.write(`\r${progressText(step, cfg.steps, startStep, t0, metrics[chunk - 1]!, b)}   `);
-      else if (progress === 'lines') {
-        // A plain line every tenth of the run or every 30 s, whichever comes first: log files get no \r redraws.
-        const now = performance.now();
-        if (step === end || step - lastLine.step >= Math.max(1, Math.ceil(cfg.steps / 10)) || now - lastLine.at >= 30_000) {
-          log(progressText(step, cfg.steps, startStep, t0, metrics[chunk - 1]!, b));
-          lastLine = { step, at: now };
-        }
-      }
+      progress.update(step, metrics[chunk - 1]!);
       if (opts.checkpointEvery && step % opts.checkpointEvery === 0 && step < end) {
         await stateToHost(state); // a no-op unless the state lives on the device (WebGPU)
         save(step);
@@ -235,12 +334,10 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
     await stateToHost(state);
     save(step);
   } finally {
-    process.removeListener('SIGINT', onSigint);
-    if (progress === 'bar') process.stderr.write('\n');
-    await loader.close();
-    await runner.release();
+    stop.dispose();
+    progress.close();
   }
-  return { steps: step, lastMetrics: last, state, checkpoint: folder.checkpointFile, interrupted };
+  return { steps: step, lastMetrics: last, state, checkpoint: folder.checkpointFile, interrupted: stop.signal !== undefined, ...(stop.signal ? { stoppedBy: stop.signal } : {}) };
 }
 
 /**
