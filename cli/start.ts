@@ -23,7 +23,8 @@ import {
   knnClassify, scoreRawPixels, trainCurve, trainLinearProbe, writeCurve, writeReport,
 } from '../exports/index.ts';
 import { loadFashionMnist } from '../runtime/data/fashion-mnist.ts';
-import { applyOverrides, fashionMnistPresetNames, getPreset } from '../runtime/dino/config.ts';
+import { withValues } from '../runtime/dino/config.ts';
+import { fashionMnistPresetNames, getPreset } from '../runtime/dino/presets.ts';
 import { train } from '../runtime/dino/train.ts';
 import type { Dataset } from '../runtime/data/dataset.ts';
 import { UsageError, defineCommand } from './args.ts';
@@ -95,8 +96,7 @@ export const startCommand = defineCommand(
   },
   async ({ options: o }) => {
     const out = o.out;
-    const sets = [...(o.steps !== undefined ? [`steps=${o.steps}`] : []), ...(o.seed !== undefined ? [`seed=${o.seed}`] : [])];
-    const config = applyOverrides(getPreset(o.preset ?? 'fmnist-quick'), sets);
+    const config = withValues(getPreset(o.preset ?? 'fmnist-quick'), { ...(o.steps !== undefined ? { steps: o.steps } : {}), ...(o.seed !== undefined ? { seed: o.seed } : {}) });
     prepareStartFolder(out);
     const initRun = join(out, 'random-init');
     console.log(`dino-ts default job: DINO (${config.preset}) on Fashion-MNIST, ${config.steps} steps of ${config.batch} images -> ${out}`);

@@ -3,7 +3,8 @@
  * takes the config from the run folder and accepts only the flags a resumed run may change.
  */
 import { join, resolve } from 'node:path';
-import { type TrainConfig, applyOverrides, formatConfigChange as formatChange, getPreset, presetNames, withPrecision } from '../runtime/dino/config.ts';
+import { CONFIG_SCHEMA, type ConfigKey, type KeySpec, type TrainConfig, applyOverrides, dinoFlagKeys, formatConfigChange as formatChange, withPrecision, withValues } from '../runtime/dino/config.ts';
+import { getPreset, presetNames } from '../runtime/dino/presets.ts';
 import { PRECISIONS } from '../dsl/autocast.ts';
 import { loadTrainingData, train } from '../runtime/dino/train.ts';
 import { checkDataFits } from '../runtime/dino/data-fit.ts';
@@ -14,27 +15,41 @@ import { defaultStepsPerRun } from '../runtime/ep/steps-per-run.ts';
 import { RECOMPUTE_MODES } from '../models/vit.ts';
 import { EXECUTION_PROVIDERS } from '../runtime/ep/ort-select.ts';
 import type { Dataset } from '../runtime/data/dataset.ts';
-import { type Parsed, UsageError, defineCommand, parseCommand } from './args.ts';
+import { type OptionSpec, type Parsed, UsageError, defineCommand, parseCommand } from './args.ts';
 
 const log = (m: string) => process.stderr.write(m + '\n');
 
-/** main_dino.py's hyper-parameter flags (defaults are the preset's: DINO's own for --arch). */
+/**
+ * The flags of main_dino.py that set one config key each, derived from the config schema (its `dinoFlag`, help and
+ * range; runtime/dino/config.ts): --lr, --min-lr, --weight-decay, --momentum-teacher, --out-dim, --norm-last-layer, ...
+ * Flags main_dino.py has for keys this command declares itself (below) are left out here.
+ */
+const OWN_DINO_FLAGS = new Set(['batch-size-per-gpu', 'epochs', 'seed', 'patch-size', 'local-crops-number']);
+const SCHEMA_FLAGS = dinoFlagKeys().filter(({ flag, spec }) => !OWN_DINO_FLAGS.has(flag) && ['number', 'integer', 'boolean'].includes(spec.type));
+
+/** `text` broken at spaces into lines of at most `width` characters. */
+function wrap(text: string, width: number): string {
+  const lines: string[] = [];
+  let line = '';
+  for (const word of text.split(' ')) {
+    if (line && line.length + 1 + word.length > width) { lines.push(line); line = word; }
+    else line = line ? `${line} ${word}` : word;
+  }
+  return [...lines, line].join('\n');
+}
+
+function schemaFlagOption(spec: KeySpec): OptionSpec {
+  const range = { ...(spec.min !== undefined ? { min: spec.min } : {}), ...(spec.max !== undefined ? { max: spec.max } : {}) };
+  if (spec.type === 'boolean') return { kind: 'choice', choices: ['true', 'false'], help: spec.help };
+  if (spec.type === 'integer') return { kind: 'int', ...range, help: spec.help };
+  return { kind: 'number', ...range, ...(spec.exclusiveMin ? { exclusiveMin: true } : {}), help: spec.help };
+}
+
+/** main_dino.py's other flags (defaults are the preset's: DINO's own for --arch). */
 const DINO_FLAGS = {
-  lr: { kind: 'number', min: 0, help: 'peak learning rate for a batch of 256 (scaled by batch / 256), after warm-up' },
-  'min-lr': { kind: 'number', min: 0, help: 'final learning rate of the cosine' },
   'warmup-epochs': { kind: 'int', min: 0, help: 'epochs of linear lr warm-up (with --epochs)' },
-  'weight-decay': { kind: 'number', min: 0, help: 'weight decay at the start (cosine schedule)' },
-  'weight-decay-end': { kind: 'number', min: 0, help: 'weight decay at the end' },
-  'momentum-teacher': { kind: 'number', min: 0, max: 1, help: 'teacher EMA momentum at the start, cosine to 1 (DINO: 0.996; higher for small batches)' },
-  'teacher-temp': { kind: 'number', min: 0, exclusiveMin: true, help: 'final teacher temperature (DINO: 0.04; above 0.07 is unstable)' },
-  'warmup-teacher-temp': { kind: 'number', min: 0, exclusiveMin: true, help: 'teacher temperature at the start of its warm-up' },
   'warmup-teacher-temp-epochs': { kind: 'int', min: 0, help: 'epochs of teacher-temperature warm-up (with --epochs)' },
   'freeze-last-layer': { kind: 'int', min: 0, help: 'epochs during which the head\'s last layer is not updated (with --epochs)' },
-  'clip-grad': { kind: 'number', min: 0, help: 'per-parameter gradient-norm clipping (0: off)' },
-  'drop-path-rate': { kind: 'number', min: 0, max: 1, help: 'stochastic depth rate' },
-  'out-dim': { kind: 'int', min: 1, help: 'K, the head\'s output dimension' },
-  'norm-last-layer': { kind: 'choice', choices: ['true', 'false'], help: 'weight-normalised last layer with weight_g fixed to 1' },
-  'use-bn-in-head': { kind: 'choice', choices: ['true', 'false'], help: 'BatchNorm after each hidden layer of the head (DINO: false)' },
   'saveckp-freq': { kind: 'int', min: 1, placeholder: 'N', help: 'also save every N epochs (--checkpoint-every counts steps; the latest is always DIR/checkpoint.safetensors)' },
   'dist-url': { kind: 'string', help: 'refused: one process trains on one device here (no distributed training); leave it out' },
   'local-rank': { kind: 'int', help: 'refused: one process trains on one device here (no distributed training); leave it out' },
@@ -74,13 +89,17 @@ export const trainCommand = defineCommand(
       set: { kind: 'repeated', placeholder: 'KEY=VALUE', help: 'override any config field, e.g. --set lr=0.002 --set head.outDim=1024 (repeatable)' },
       // main_dino.py's hyper-parameters under its own names (written with dashes; its underscores work too).
       ...DINO_FLAGS,
+      ...(Object.fromEntries(SCHEMA_FLAGS.map(({ flag, spec }) => [flag, schemaFlagOption(spec)])) as Record<string, OptionSpec>),
     },
     epilog: `Resuming: \`dino train --resume DIR\` reads DIR/config.json and DIR/checkpoint.safetensors and continues; a run
-stopped with Ctrl-C and resumed equals the run not stopped, bit for bit on CPU with the same --threads (the default,
-one per core, is the same on the same machine). On resume only --steps or --epochs (to
-lengthen the run: the schedules are then recomputed over the new length, as DINO's --epochs), --ep, --threads,
---recompute, --steps-per-run, --checkpoint-every and --skip-bad-images may be given; a flag that would change
-anything else is refused, naming the config key.`,
+stopped with Ctrl-C or SIGTERM (timeout, docker stop, SLURM) saves a checkpoint first, and resumed equals the run not
+stopped, bit for bit on CPU with the same --threads (the default, one per core, is the same on the same machine). On
+resume only --steps or --epochs (to lengthen the run: the schedules are then recomputed over the new length, as
+DINO's --epochs), --ep, --threads, --recompute, --steps-per-run, --checkpoint-every, --saveckp-freq and
+--skip-bad-images may be given; a flag that would change anything else is refused, naming the config key.
+
+Config keys for --set KEY=VALUE (each key's type and DINO's advice: CONFIG_SCHEMA in runtime/dino/config.ts):
+${wrap(Object.keys(CONFIG_SCHEMA).filter((k) => !CONFIG_SCHEMA[k as ConfigKey].setBy).join(', '), 116)}`,
   },
   async (p) => {
     for (const flag of ['dist-url', 'local-rank'] as const) {
@@ -119,13 +138,6 @@ anything else is refused, naming the config key.`,
 
 type TrainParsed = Parsed<typeof trainCommand.spec.options>;
 
-/** The config key each of main_dino.py's numeric flags sets (DINO's advice is in TrainConfig's TSDoc). */
-const DINO_KEYS = {
-  lr: 'lr', 'min-lr': 'minLr', 'weight-decay': 'weightDecay', 'weight-decay-end': 'weightDecayEnd',
-  'momentum-teacher': 'momentumTeacher', 'teacher-temp': 'teacherTemp', 'warmup-teacher-temp': 'warmupTeacherTemp',
-  'clip-grad': 'clipGrad', 'drop-path-rate': 'backbone.dropPathRate', 'out-dim': 'head.outDim',
-} as const;
-
 /** Flags that may accompany --resume: they change how the run is executed or how long it is, not what it is. */
 const RESUMABLE_FLAGS = new Set(['resume', 'out', 'output-dir', 'steps', 'epochs', 'ep', 'threads', 'recompute', 'steps-per-run', 'checkpoint-every', 'saveckp-freq', 'skip-bad-images']);
 
@@ -151,24 +163,22 @@ function configFromFlags(p: TrainParsed, base: TrainConfig): TrainConfig {
     if (imageSize !== 224) cfg = { ...cfg, preset: `${cfg.preset}_${imageSize}px` };
   } else {
     if (o['patch-size'] !== undefined) throw new UsageError('--patch-size applies to --arch vit_tiny|vit_small|vit_base; for a preset use --set backbone.patchSize=N', 'train');
-    if (o['image-size'] !== undefined) cfg = applyOverrides(cfg, [`backbone.imgSize=${o['image-size']}`, `augment.globalSize=${o['image-size']}`]);
+    if (o['image-size'] !== undefined) cfg = withValues(cfg, { 'backbone.imgSize': o['image-size'], 'augment.globalSize': o['image-size'] });
   }
   if (o['local-crops'] !== undefined && o['local-crops-number'] !== undefined) throw new UsageError('--local-crops and --local-crops-number are the same option: give one', 'train');
-  const sets: string[] = [];
-  if (o.steps !== undefined) sets.push(`steps=${o.steps}`);
+  const values: [ConfigKey, unknown][] = [];
+  if (o.steps !== undefined) values.push(['steps', o.steps]);
   const batch = alias(o.batch, o['batch-size-per-gpu'], 'batch', 'batch-size-per-gpu');
-  if (batch !== undefined) sets.push(`batch=${batch}`);
-  for (const [flag, key] of Object.entries(DINO_KEYS)) {
-    const v = o[flag as keyof typeof DINO_KEYS];
-    if (v !== undefined) sets.push(`${key}=${v}`);
+  if (batch !== undefined) values.push(['batch', batch]);
+  for (const { flag, key, spec } of SCHEMA_FLAGS) {
+    const v = (o as Readonly<Record<string, unknown>>)[flag];
+    if (v !== undefined) values.push([key, spec.type === 'boolean' ? v === 'true' : v]);
   }
-  if (o['norm-last-layer'] !== undefined) sets.push(`head.normLastLayer=${o['norm-last-layer']}`);
-  if (o['use-bn-in-head'] !== undefined) sets.push(`head.useBn=${o['use-bn-in-head']}`);
-  if (o.seed !== undefined) sets.push(`seed=${o.seed}`);
-  if (o.augment !== undefined) sets.push(`augment.augment="${o.augment}"`);
+  if (o.seed !== undefined) values.push(['seed', o.seed]);
+  if (o.augment !== undefined) values.push(['augment.augment', o.augment]);
   const localCrops = o['local-crops-number'] ?? o['local-crops'];
-  if (localCrops !== undefined) sets.push(`augment.localCrops=${localCrops}`);
-  cfg = applyOverrides(cfg, [...sets, ...o.set]);
+  if (localCrops !== undefined) values.push(['augment.localCrops', localCrops]);
+  cfg = applyOverrides(withValues(cfg, values), o.set);
   const fp16 = o['use-fp16'] === undefined ? undefined : o['use-fp16'] === 'true' ? 'fp16' : 'fp32';
   const precision = alias(o.precision, fp16, 'precision', 'use-fp16');
   if (precision !== undefined) cfg = withPrecision(cfg, precision);

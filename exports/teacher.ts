@@ -23,7 +23,8 @@ import { Graph, type ParamSpec, Scope, emitOnnx, formatError, reduceMean, specOf
 import { type ViTConfig, lastBlocksCls, visionTransformer } from '../models/vit.ts';
 import { checkWeights, formatWeightProblems } from '../models/weights.ts';
 import { getPreset as getModelPreset } from '../models/presets.ts';
-import { type TrainConfig, getPreset as getTrainPreset, presetNames as trainPresetNames } from '../runtime/dino/config.ts';
+import { type TrainConfig } from '../runtime/dino/config.ts';
+import { getPreset as getTrainPreset, presetNames as trainPresetNames } from '../runtime/dino/presets.ts';
 import { DINO_AUGMENT } from '../runtime/data/multicrop.ts';
 import type { NamedTensor } from '../runtime/io/safetensors.ts';
 import { writeBytesAtomic } from '../runtime/io/atomic.ts';

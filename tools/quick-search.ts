@@ -23,7 +23,8 @@
 import { appendFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { applyOverrides, getPreset } from '../runtime/dino/config.ts';
+import { applyOverrides } from '../runtime/dino/config.ts';
+import { getPreset } from '../runtime/dino/presets.ts';
 import { RunFolder } from '../runtime/dino/run-folder.ts';
 import { loadFashionMnist } from '../runtime/data/fashion-mnist.ts';
 import { CURVE_PROBE, type Yardstick, trainCurve } from '../exports/curve.ts';

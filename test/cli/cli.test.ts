@@ -16,7 +16,8 @@ import { UsageError } from '../../cli/args.ts';
 import { DataFitError } from '../../runtime/dino/data-fit.ts';
 import { encodeSafetensors } from '../../runtime/io/safetensors.ts';
 import { CheckpointError, loadCheckpoint } from '../../runtime/dino/checkpoint.ts';
-import { ConfigOverrideError, getPreset } from '../../runtime/dino/config.ts';
+import { ConfigOverrideError } from '../../runtime/dino/config.ts';
+import { getPreset } from '../../runtime/dino/presets.ts';
 import { InitWeightsError, initialState } from '../../runtime/dino/train.ts';
 import { RunFolderError } from '../../runtime/dino/run-folder.ts';
 

@@ -9,7 +9,8 @@ import { createHash } from 'node:crypto';
 import * as E from 'fp-ts/lib/Either.js';
 import { emitOnnx } from '../../../dsl/index.ts';
 import { buildDinoStep } from '../../../models/dino-step.ts';
-import { type TrainConfig, applyOverrides, getPreset, presetNames, stepConfig, withPrecision } from '../../../runtime/dino/config.ts';
+import { type TrainConfig, applyOverrides, stepConfig, withPrecision } from '../../../runtime/dino/config.ts';
+import { getPreset, presetNames } from '../../../runtime/dino/presets.ts';
 
 const sha = (bytes: Uint8Array | string) => createHash('sha256').update(bytes).digest('hex').slice(0, 16);
 
