@@ -18,6 +18,7 @@
  */
 import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { runFile } from '../runtime/dino/run-folder.ts';
 import {
   CURVE_PROBE, CURVE_YARDSTICK, type CurveFile, type FeatureSet, type KnnResult, curveSteps, describeYardstick, formatCurveTable, knnEvaluate, rawPixelFeatures,
   knnClassify, scoreRawPixels, trainCurve, trainLinearProbe, writeCurve, writeReport,
@@ -150,7 +151,7 @@ export const startCommand = defineCommand(
     });
     console.log(summary);
     console.log(`\n(scoring the curve took ${curveSeconds.toFixed(0)} s; the three linear probes on the full splits ${probeSeconds.total.toFixed(0)} s)`);
-    writeFileSync(join(out, 'summary.txt'), summary + '\n');
+    writeFileSync(runFile(out, 'summary'), summary + '\n');
     const report = await writeReport({ run: out, knn: trained.result, curve, log });
     console.log(`\nrun folder: ${out} (teacher.onnx, checkpoint.safetensors, metrics.jsonl, knn.json, curve.json, summary.txt, report: ${report})`);
   },

@@ -13,7 +13,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { createSession } from '../runtime/backend.ts';
 import type { Dataset } from '../runtime/data/dataset.ts';
-import { RunFolder } from '../runtime/dino/run-folder.ts';
+import { RunFolder, runFile } from '../runtime/dino/run-folder.ts';
 import type { TrainConfig } from '../runtime/dino/config.ts';
 import { type TrainOptions, type TrainResult, train } from '../runtime/dino/train.ts';
 import { type FeatureSet, KNN_TEMPERATURE, evenlySpaced, extractFeatures, knnClassify, rawPixelFeatures } from './knn.ts';
@@ -175,7 +175,7 @@ export async function trainCurve(opts: TrainCurveOptions): Promise<TrainCurveRes
     done = result.steps;
     if (result.interrupted) return { points, result, interrupted: true };
     const e0 = performance.now();
-    const model = path.join(out, 'teacher.onnx');
+    const model = runFile(out, 'teacher');
     exportTeacher({ run: out, out: model });
     const score = await scoreModel(fs.readFileSync(model), dataset, yardstick(done));
     const m = result.lastMetrics;
@@ -201,14 +201,14 @@ export function describeYardstick(y: Yardstick, data: Dataset): CurveFile['yards
 }
 
 export function writeCurve(dir: string, curve: CurveFile): string {
-  const file = path.join(dir, 'curve.json');
+  const file = runFile(dir, 'curve');
   fs.writeFileSync(file, JSON.stringify(curve, null, 2) + '\n');
   return file;
 }
 
 /** DIR/curve.json, or undefined when there is none. */
 export function readCurve(dir: string): CurveFile | undefined {
-  const file = path.join(dir, 'curve.json');
+  const file = runFile(dir, 'curve');
   return fs.existsSync(file) ? (JSON.parse(fs.readFileSync(file, 'utf8')) as CurveFile) : undefined;
 }
 

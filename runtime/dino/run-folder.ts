@@ -15,8 +15,19 @@ import { readSafetensorsMetadata } from '../io/safetensors.ts';
 import { type CheckpointMeta, type LoadedCheckpoint, loadCheckpoint, readCheckpointMeta, saveCheckpoint } from './checkpoint.ts';
 import { type ConfigChange, type TrainConfig, checkTrainConfig, configDifferences, formatConfigChange, resumableKey } from './config.ts';
 
-/** The files of a run folder, by role. */
-export const RUN_FILES = { config: 'config.json', metrics: 'metrics.jsonl', checkpoint: 'checkpoint.safetensors' } as const;
+/**
+ * The files of a run folder, by role: those training writes, then those its evaluations add (the exported teacher,
+ * `dino knn`'s result, the accuracy curve, the report, `dino start`'s summary).
+ */
+export const RUN_FILES = {
+  config: 'config.json', metrics: 'metrics.jsonl', checkpoint: 'checkpoint.safetensors',
+  teacher: 'teacher.onnx', knn: 'knn.json', curve: 'curve.json', report: 'report.html', summary: 'summary.txt',
+} as const;
+
+/** DIR's file of `role` (RUN_FILES). */
+export function runFile(dir: string, role: keyof typeof RUN_FILES): string {
+  return path.join(dir, RUN_FILES[role]);
+}
 
 export class RunFolder {
   readonly configFile: string;
@@ -24,9 +35,9 @@ export class RunFolder {
   readonly checkpointFile: string;
 
   constructor(readonly dir: string) {
-    this.configFile = path.join(dir, RUN_FILES.config);
-    this.metricsFile = path.join(dir, RUN_FILES.metrics);
-    this.checkpointFile = path.join(dir, RUN_FILES.checkpoint);
+    this.configFile = runFile(dir, 'config');
+    this.metricsFile = runFile(dir, 'metrics');
+    this.checkpointFile = runFile(dir, 'checkpoint');
   }
 
   hasCheckpoint(): boolean {
