@@ -118,7 +118,7 @@ export interface KeySpec {
   readonly setBy?: string;
   /** A resumed run may change it (the run's length: the schedules are recomputed over it). */
   readonly resumable?: boolean;
-  /** main_dino.py's flag for it, when it has one (written with dashes; the CLI derives the flag from it). */
+  /** main_dino.py's flag for it, when it has one (with dashes). `dino train` derives its flag for a number or boolean key. */
   readonly dinoFlag?: string;
   /** The range a command-line flag for it accepts. */
   readonly min?: number;
