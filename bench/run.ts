@@ -4,7 +4,7 @@
  *   node --import tsx bench/run.ts [--preset fmnist-tiny6] [--batch 64] [--ep cpu] [--steps 10] [--threads 0] [--json] [--reduced] [--recompute none|mlp|blocks]
  */
 import { parseArgs } from 'node:util';
-import { EXECUTION_PROVIDERS, type ExecutionProvider } from '../runtime/ep/ort-select.ts';
+import { EXECUTION_PROVIDERS, type ExecutionProvider } from '../runtime/ep/records.ts';
 import { parseRecompute } from '../models/vit.ts';
 import { runBench } from './index.ts';
 
@@ -27,7 +27,7 @@ const int = (name: string, v: string | undefined) => {
   return n;
 };
 const ep = values.ep as ExecutionProvider | undefined;
-if (ep !== undefined && !(EXECUTION_PROVIDERS as readonly string[]).includes(ep)) throw new Error(`--ep must be cpu, cuda or webgpu, got "${ep}"`);
+if (ep !== undefined && !(EXECUTION_PROVIDERS as readonly string[]).includes(ep)) throw new Error(`--ep must be one of ${EXECUTION_PROVIDERS.join(', ')}, got "${ep}"`);
 await runBench({
   ...(values.preset !== undefined ? { preset: values.preset } : {}),
   ...(values.batch !== undefined ? { batch: int('batch', values.batch)! } : {}),

@@ -3,16 +3,16 @@
  * scheduled scalars, and swaps the `next.*` outputs into the state. Crops are made once beforehand
  * (augmentation is timed separately, see augment.ts).
  */
-import * as E from 'fp-ts/lib/Either.js';
-import { Prng, formatError } from '../dsl/index.ts';
+import { Prng } from '../dsl/index.ts';
 import { type FlopCount, type Phase, countFlops } from '../dsl/flops.ts';
 import type { Node } from '../dsl/graph.ts';
-import { type DinoStepGraph, type DinoStepInputs, type ScheduledScalars, buildDinoStep } from '../models/dino-step.ts';
+import type { DinoStepGraph, DinoStepInputs, ScheduledScalars } from '../models/dino-step.ts';
 import type { Recompute } from '../models/vit.ts';
 import type { ExecutionProvider, SessionOptions, ort } from '../runtime/backend.ts';
 import type { MultiCropBatch } from '../runtime/data/multicrop.ts';
 import { type TrainConfig, stepConfig } from '../runtime/dino/config.ts';
 import { stepScalars } from '../runtime/dino/schedules.ts';
+import { trainingStepGraph } from '../runtime/dino/step-graph.ts';
 import { dinoStepFeeds } from '../runtime/dino/step-feeds.ts';
 import { TrainState } from '../runtime/state.ts';
 import { StepRunner } from '../runtime/step-runner.ts';
@@ -57,11 +57,13 @@ export function dinoPhase(node: Node): Phase {
   return 'forward';
 }
 
-/** The step graph of `config`, with the student's activations recomputed as `recompute` says. */
-export function buildStepGraph(config: TrainConfig, opts: { recompute?: Recompute } = {}): DinoStepGraph {
-  const built = buildDinoStep({ ...stepConfig(config), recompute: opts.recompute ?? 'none' });
-  if (E.isLeft(built)) throw new Error(`DINO step graph for ${config.preset}: ${built.left.map(formatError).join('\n  ')}`);
-  return built.right;
+/**
+ * The step graph of `config` on `opts.ep` (default cpu): training's own (`trainingStepGraph`), with the student's
+ * activations recomputed as `recompute` says (default `none` here, the bench's baseline; training's default is
+ * DEFAULT_RECOMPUTE).
+ */
+export function buildStepGraph(config: TrainConfig, opts: { recompute?: Recompute; ep?: ExecutionProvider } = {}): DinoStepGraph {
+  return trainingStepGraph(config, { recompute: opts.recompute ?? 'none', ...(opts.ep ? { ep: opts.ep } : {}) });
 }
 
 /** The batch inputs of one step: crops and drop-path masks drawn from `prng` (as the training loop builds them). */
@@ -84,7 +86,7 @@ export interface CompiledStep {
 export async function benchTrainStep(opts: TrainBenchOptions): Promise<{ result: TrainBenchResult; compiled: CompiledStep }> {
   const { config } = opts;
   let t0 = performance.now();
-  const built = buildStepGraph(config, opts);
+  const built = buildStepGraph(config, { ...(opts.recompute ? { recompute: opts.recompute } : {}), ep: opts.ep });
   const buildMs = performance.now() - t0;
   const flops = countFlops(built.graph, { phaseOf: dinoPhase });
   const activations = estimateActivations(built.graph);

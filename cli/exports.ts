@@ -3,6 +3,7 @@ import { extname, join } from 'node:path';
 import { attentionMaps, exportTeacher, knnEvaluate, linearProbe, serve, writeReport } from '../exports/index.ts';
 import { runModel } from '../exports/knn.ts';
 import { writeTeacherWeights, writeWeights } from '../exports/weights.ts';
+import { exportHf } from '../exports/hf.ts';
 import { readDinoWeights } from '../runtime/io/weights.ts';
 import { UsageError, defineCommand } from './args.ts';
 
@@ -43,7 +44,7 @@ function dataOptions(command: string, o: { dataset?: string | undefined; data?: 
   };
 }
 
-const FORMATS = ['onnx', 'safetensors', 'pth'] as const;
+const FORMATS = ['onnx', 'safetensors', 'pth', 'hf'] as const;
 
 export const exportCommand = defineCommand(
   {
@@ -54,9 +55,9 @@ export const exportCommand = defineCommand(
       student: { kind: 'flag', help: 'export the student instead of the teacher' },
       preset: { kind: 'string', placeholder: 'NAME', help: 'the architecture of --weights (vit_small, vit_base_p8, fmnist-tiny6, ...)' },
       weights: { kind: 'string', placeholder: 'FILE', help: 'weights to export (.pth, .safetensors, .bin; DINO, timm or Hugging Face names)' },
-      out: { kind: 'string', placeholder: 'FILE', help: 'output file (default DIR/teacher.<format> for --run)' },
-      format: { kind: 'choice', choices: FORMATS, help: 'onnx (inference model), safetensors or pth (the backbone with DINO\'s keys, for torch.load + load_state_dict); default from --out\'s extension, else onnx' },
-      'image-size': { kind: 'int', min: 1, placeholder: 'N', help: 'a fixed input size (onnx); default any H, W multiple of the patch' },
+      out: { kind: 'string', placeholder: 'FILE', help: 'output file (default DIR/teacher.<format> for --run; a folder for hf, default DIR/teacher-hf)' },
+      format: { kind: 'choice', choices: FORMATS, help: 'onnx (inference model), safetensors or pth (the backbone with DINO\'s keys, for torch.load + load_state_dict), hf (a folder transformers.js loads: config.json, preprocessor_config.json, onnx/model.onnx); default from --out\'s extension, else onnx' },
+      'image-size': { kind: 'int', min: 1, placeholder: 'N', help: 'a fixed input size (onnx, hf); default any H, W multiple of the patch' },
       'preprocessor-config': { kind: 'flag', help: 'also write a Hugging Face preprocessor_config.json beside the .onnx (resize + rescale to [0, 1]; the graph normalises)' },
     },
     epilog: `The ONNX model takes images [N, C, H, W] in [0, 1] and returns features [N, D], patch_tokens [N, P, D] and
@@ -71,8 +72,19 @@ and a patch embedding over the stem's channels, which vision_transformer.py does
     const format = o.format ?? fromExt ?? 'onnx';
     if (o.format !== undefined && fromExt !== undefined && fromExt !== o.format) throw new UsageError(`--format ${o.format} but --out ${o.out} ends in .${fromExt}`, 'export');
     const network = o.student ? 'student' : 'teacher';
-    const out = o.out ?? (o.run !== undefined ? join(o.run, `${network}.${format}`) : undefined);
-    if (!out) throw new UsageError('--out FILE is required with --weights', 'export');
+    const out = o.out ?? (o.run !== undefined ? join(o.run, format === 'hf' ? `${network}-hf` : `${network}.${format}`) : undefined);
+    if (!out) throw new UsageError(`--out ${format === 'hf' ? 'FOLDER' : 'FILE'} is required with --weights`, 'export');
+    if (format === 'hf') {
+      if (o.weights !== undefined && o.preset === undefined) throw new UsageError('--weights needs --preset NAME (the architecture)', 'export');
+      if (o['preprocessor-config']) throw new UsageError('--preprocessor-config is for --format onnx: the hf folder always has its preprocessor_config.json', 'export');
+      const r = exportHf({
+        out,
+        ...(o.run !== undefined ? { run: o.run } : {}), ...(o.student ? { student: true } : {}),
+        ...(o.preset !== undefined ? { preset: o.preset } : {}), ...(o.weights !== undefined ? { weights: o.weights } : {}),
+        ...(o['image-size'] !== undefined ? { imageSize: o['image-size'] } : {}),
+      });
+      return void console.log(`wrote ${r.out} (config.json, preprocessor_config.json, onnx/model.onnx: ${(r.bytes / 1e6).toFixed(1)} MB) in ${r.seconds.toFixed(1)} s`);
+    }
     if (format !== 'onnx') {
       if (o['image-size'] !== undefined || o['preprocessor-config']) throw new UsageError(`--${o['image-size'] !== undefined ? 'image-size' : 'preprocessor-config'} applies to --format onnx`, 'export');
       const r = o.run !== undefined

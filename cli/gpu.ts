@@ -1,5 +1,7 @@
 /** `dino setup cuda` and `dino doctor`: getting a GPU execution provider, and saying which ones start here. */
 import { UsageError, defineCommand } from './args.ts';
+import { CUDA_SETUP_SIZE } from '../runtime/ep/cuda-setup.ts';
+import { EP_NAMES } from '../runtime/ep/records.ts';
 
 export const setupCommand = defineCommand(
   {
@@ -8,9 +10,10 @@ export const setupCommand = defineCommand(
     positionals: [{ name: 'TARGET', help: 'what to set up: cuda' }],
     options: { dir: { kind: 'string', placeholder: 'DIR', help: 'install folder (default .dino/cuda, or $DINO_CUDA_DIR)' } },
     epilog: `Installs onnxruntime-node 1.29.0 and the CUDA 13 provider libraries of the same ORT release (npm package
-com.github.asus4.onnxruntime.linux-x64-gpu@0.4.9, ~250 MB) into DIR, puts the provider next to libonnxruntime.so.1,
-checks that the versions match, and prints the CUDA libraries still needed with the LD_LIBRARY_PATH line.
-Afterwards --ep cuda uses that build.`,
+com.github.asus4.onnxruntime.linux-x64-gpu@0.4.9; ~${CUDA_SETUP_SIZE.downloadMb} MB download, ~${CUDA_SETUP_SIZE.diskGb} GB on disk) into DIR, puts the provider
+next to libonnxruntime.so.1, checks that the versions match, and prints the CUDA libraries still needed with the
+LD_LIBRARY_PATH line. Afterwards --ep cuda uses that build. It warns first when the NVIDIA driver (libcuda.so.1)
+is missing: the provider cannot start without it.`,
   },
   async ({ options: o, positionals }) => {
     if (positionals[0] !== 'cuda') throw new UsageError(`dino setup knows one target, "cuda"; got "${positionals[0]}"`, 'setup');
@@ -22,7 +25,7 @@ Afterwards --ep cuda uses that build.`,
 export const doctorCommand = defineCommand(
   {
     name: 'doctor',
-    summary: 'Which execution providers (cpu, cuda, webgpu) start here, and for each that does not, why and what to do.',
+    summary: `Which execution providers (${EP_NAMES.join(', ')}) start here, and for each that does not, why and what to do.`,
     options: { json: { kind: 'flag', help: 'print the results as JSON' } },
     epilog: 'Each provider opens and runs a one-node model in a child process.',
   },

@@ -13,7 +13,7 @@ import { RUN_FILES, RunFolder, resumeProblem } from '../runtime/dino/run-folder.
 import { readDinoWeights } from '../runtime/io/weights.ts';
 import { defaultStepsPerRun } from '../runtime/ep/steps-per-run.ts';
 import { RECOMPUTE_MODES } from '../models/vit.ts';
-import { EXECUTION_PROVIDERS } from '../runtime/ep/ort-select.ts';
+import { EXECUTION_PROVIDERS } from '../runtime/ep/records.ts';
 import type { Dataset } from '../runtime/data/dataset.ts';
 import { type OptionSpec, type Parsed, UsageError, defineCommand, parseCommand } from './args.ts';
 
@@ -116,7 +116,7 @@ ${wrap(Object.keys(CONFIG_SCHEMA).filter((k) => !CONFIG_SCHEMA[k as ConfigKey].s
     if (!resumeDir) new RunFolder(out).checkFresh();
     const { checkpointEvery, dataset } = await checkpointInterval(p, config, resolved.dataset);
     const initWeights = p.options.init !== undefined ? readInitWeights(p.options.init) : undefined;
-    const stepsPerRun = p.options['steps-per-run'] ?? (ep === 'cuda' ? defaultStepsPerRun(ep, [checkpointEvery]) : undefined);
+    const stepsPerRun = p.options['steps-per-run'] ?? defaultStepsPerRun(ep, [checkpointEvery]);
     const r = await train({
       config, out, ep,
       ...(resumeDir ? { resume: true } : {}),

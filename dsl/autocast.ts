@@ -40,11 +40,15 @@ const AUTOCAST: { readonly [P in Exclude<Precision, 'fp32'>]: { readonly dtype: 
 /** Whether a step in `precision` scales its loss (GradScaler): fp16 and its emulation only. */
 export const usesLossScaling = (precision: Precision): boolean => precision !== 'fp32' && AUTOCAST[precision].lossScaling;
 
-/** `a @ b` (ONNX MatMul) in the scope's precision; the result has `a`'s dtype. */
+/**
+ * `a @ b` (ONNX MatMul) in the scope's precision; the result has `a`'s dtype. Where the graph's target has no MatMul
+ * kernel in the precision's dtype (ONNX Runtime has bfloat16 MatMul on CUDA only), the product is lowered to its
+ * emulation: `bf16` builds `bf16-emulated`'s graph, the same numbers in float32.
+ */
 export function autocastMatmul(s: Scope, a: Tensor, b: Tensor): Tensor {
   if (s.precision === 'fp32' || a.dtype !== 'float32') return matmul(a, b);
   const { dtype, emulated } = AUTOCAST[s.precision];
-  if (emulated) return roundTo(matmul(roundTo(a, dtype), roundTo(b, dtype)), dtype);
+  if (emulated || !s.graph.target.matmulDtypes.includes(dtype)) return roundTo(matmul(roundTo(a, dtype), roundTo(b, dtype)), dtype);
   return cast(matmul(cast(a, dtype), cast(b, dtype)), a.dtype);
 }
 

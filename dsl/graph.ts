@@ -7,7 +7,6 @@
  */
 import * as E from 'fp-ts/lib/Either.js';
 import { type Dim, type Shape, formatShape, shapeEq } from './shape.ts';
-import type { OpDef } from './op.ts';
 
 export type DType = 'float32' | 'float64' | 'float16' | 'bfloat16' | 'int64' | 'int32' | 'bool';
 /**
@@ -25,6 +24,26 @@ export const isFloat = (d: DType): d is FloatDType | HalfDType => d === 'float32
  * MatMul in float32 and may drop the roundings, and has no bfloat16 MatMul at all).
  */
 export type Precision = 'fp32' | 'fp16' | 'fp16-emulated' | 'bf16' | 'bf16-emulated';
+
+/**
+ * What the machine that will run a graph offers, as far as building the graph needs to know (runtime/ep/records.ts
+ * holds one per execution provider). A graph is lowered for its target as it is built: an op in `missingOps` is
+ * replaced where it is applied by its record's `lowering` (the same values from ops the target has), and an
+ * autocast product in a 16-bit dtype missing from `matmulDtypes` computes that dtype's roundings in float32
+ * (dsl/autocast.ts). Lowering at build time, before autodiff, means the backward pass differentiates the form that
+ * runs. Emission refuses a node whose op the target lacks (dsl/onnx/emit.ts), e.g. one without a lowering.
+ */
+export interface Target {
+  /** Named in errors (an execution provider: `webgpu`). */
+  readonly name: string;
+  /** ONNX op types the target has no kernel for. */
+  readonly missingOps: readonly string[];
+  /** The 16-bit dtypes the target has a MatMul kernel in. */
+  readonly matmulDtypes: readonly HalfDType[];
+}
+
+/** A target with every op and both 16-bit MatMuls: graphs are built as written (the default). */
+export const ANY_TARGET: Target = { name: 'any', missingOps: [], matmulDtypes: ['float16', 'bfloat16'] };
 
 /** What a shape rule sees of a tensor: dtype, shape and, for constants, the values. */
 export interface TensorInfo {
@@ -82,6 +101,73 @@ export type Source =
   | { kind: 'const'; data: ArrayLike<number> }
   | { kind: 'param'; spec: ParamSpec }
   | { kind: 'node'; node: Node; index: number };
+
+// ---- Op records: what a node's op is (made by `defineOp`, dsl/op.ts) ------------------------------------------
+
+/**
+ * How an attribute is written to ONNX. `dtype`: a DSL dtype written as ONNX's TensorProto data-type number
+ * (Cast's `to`).
+ */
+export type AttrType = 'int' | 'float' | 'ints' | 'floats' | 'string' | 'dtype';
+
+/** A constant input appended at emission time (ONNX takes e.g. Reshape's shape and ReduceSum's axes as inputs). */
+export interface ConstInput {
+  readonly dtype: DType;
+  readonly shape: readonly number[];
+  readonly data: ArrayLike<number>;
+}
+
+export interface VjpArgs<A> {
+  readonly inputs: readonly Tensor[];
+  readonly outputs: readonly Tensor[];
+  readonly attrs: A;
+  /** Cotangents of the outputs; null where no gradient flows (a symbolic zero, never materialised). */
+  readonly grads: readonly (Tensor | null)[];
+}
+
+/** What a FLOP rule sees of a node, with its symbolic dims bound to values (dsl/flops.ts). */
+export interface FlopArgs<A> {
+  readonly inputs: readonly TensorInfo[];
+  readonly outputs: readonly TensorInfo[];
+  readonly attrs: A;
+  /** Number of elements of a tensor. */
+  readonly numel: (t: TensorInfo) => number;
+  /** Size of dim `i` (negative counts from the end). */
+  readonly dim: (t: TensorInfo, i: number) => number;
+}
+
+/**
+ * An op record. The functions are methods rather than function-typed properties on purpose: method parameters
+ * are bivariant, so an `OpDef<{ axis: number }>` is also an `OpDef<unknown>`, which is how a `Node` holds it
+ * (`Graph.apply` checked the node's attrs against the op when it was built).
+ */
+export interface OpDef<A = unknown> {
+  /** Registry key and node-name stem. */
+  readonly name: string;
+  /** ONNX operator type in the default domain. */
+  readonly onnxType: string;
+  /** Attributes emitted as ONNX attributes, with their types. Other attrs stay in the DSL. */
+  readonly attrTypes: Readonly<Record<string, AttrType | undefined>>;
+  outputCount(attrs: A): number;
+  /** Output dtypes and shapes, or an error message naming what is wrong. */
+  infer(inputs: readonly TensorInfo[], attrs: A): TensorInfo[] | string;
+  /** Extra constant inputs lowered from attributes (null = an omitted optional input). */
+  constInputs?(attrs: A, inputs: readonly TensorInfo[]): (ConstInput | null)[];
+  /**
+   * Gradients with respect to each input (null where none flows). `undefined` for ops whose outputs
+   * are not differentiable (comparisons, casts to integers); a gradient reaching such an op is an error.
+   * A gradient may have a broadcast of its input's shape: autodiff sums the broadcast axes.
+   */
+  vjp?(args: VjpArgs<A>): (Tensor | null)[];
+  /** FLOPs of one node (see `cost` for the common rules); required, so no op goes uncounted. */
+  flops(args: FlopArgs<A>): number;
+  /**
+   * The op's outputs built from other ops, for a graph whose target has no kernel for this one (`Target` in
+   * dsl/graph.ts; `Graph.apply` calls it instead of adding the node). The same values; its gradient is the
+   * lowered form's own.
+   */
+  lowering?(inputs: readonly Tensor[], attrs: A): Tensor[];
+}
 
 export class Tensor {
   constructor(
@@ -157,7 +243,11 @@ export class Graph {
   private readonly usedNames = new Set<string>();
   private readonly scalarConsts = new Map<string, Tensor>();
 
-  constructor(readonly name = 'graph') {}
+  constructor(
+    readonly name = 'graph',
+    /** What the graph is built for (see `Target`); ops it lacks are lowered in `apply`. */
+    readonly target: Target = ANY_TARGET,
+  ) {}
 
   get path(): string {
     return this.pathStack[this.pathStack.length - 1] ?? '';
@@ -251,12 +341,14 @@ export class Graph {
   /**
    * Creates a node for `op`, running its shape rule; see the class comment for failures. `attrs` has the op's
    * attribute type, and may be left out only by an op whose attributes are all optional (most have none).
+   * An op the target lacks is built as its record's lowering instead, where it has one (see `Target`).
    */
   apply<A>(op: OpDef<A>, inputs: readonly Tensor[], ...rest: {} extends A ? [attrs?: NoInfer<A>] : [attrs: NoInfer<A>]): Tensor[] {
     const attrs = (rest[0] ?? {}) as A;
     for (const t of inputs) {
       if (t.graph !== this) throw new Error(`${op.name}: input ${t.name} belongs to another graph`);
     }
+    if (op.lowering && this.target.missingOps.includes(op.onnxType)) return op.lowering(inputs, attrs);
     const nodeId = this.nextId++;
     const base = this.path ? `${this.path}/${op.name}` : op.name;
     const name = this.uniqueName(base);

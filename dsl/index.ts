@@ -14,6 +14,7 @@ export * from './train/optim.ts';
 export * from './train/step.ts';
 export * from './train/multi-step.ts';
 export * from './train/loss-scale.ts';
+export * from './train/split-step.ts';
 export * from './ops/conv.ts';
 export * from './ops/gather.ts';
 export * from './ops/norm.ts';

@@ -1,5 +1,6 @@
 /** What leaves the framework: the entry points the CLI (cli/) calls, and the pieces behind them. */
 export { exportTeacher, readExportInfo, buildTeacherGraph, backboneSpecs, preprocessorConfig, PREPROCESSOR_CONFIG, type ExportInfo, type ExportTeacherOptions, type ExportTeacherResult, type PreprocessorConfig } from './teacher.ts';
+export { exportHf, buildHfGraph, hfConfig, hfPreprocessorConfig, HF_EXPORT_INFO_KEY, type HfExportInfo, type HfExportOptions, type HfExportResult } from './hf.ts';
 export { knnEvaluate, knnClassify, checkKnnOptions, rawPixelKnn, rawPixelFeatures, extractFeatures, formatKnnTable, KNN_KS, KNN_TEMPERATURE, type KnnResult, type KnnEvaluateOptions, type KnnEvaluation, type FeatureSet, type LinearFeatureSpec } from './knn.ts';
 export { runDataSource, evalDataSource, loadEvalData, EvalOptionError, EvalDataError, type DataSource, type EvalDataOptions } from './eval.ts';
 export { linearProbe, trainLinearProbe, type LinearProbeOptions, type LinearProbeEvaluation } from './linear.ts';

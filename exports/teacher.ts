@@ -141,7 +141,8 @@ export function backboneSpecs(cfg: ViTConfig): ParamSpec[] {
 
 // ---- where the weights come from ---------------------------------------------------------------------
 
-interface Resolved {
+/** An export's backbone, normalisation, default size and weights, from a run folder or a weights file. */
+export interface ResolvedSource {
   readonly backbone: ViTConfig;
   readonly mean: readonly number[];
   readonly std: readonly number[];
@@ -161,7 +162,8 @@ export function checkpointPath(run: string): string {
   return new RunFolder(run).requireCheckpoint();
 }
 
-function resolveSource(opts: ExportTeacherOptions): Resolved {
+/** Where the weights of an export come from (shared by the ONNX and the Hugging Face exports). */
+export function resolveSource(opts: Pick<ExportTeacherOptions, 'run' | 'student' | 'preset' | 'backbone' | 'weights'>): ResolvedSource {
   const network = opts.student ? 'student' : 'teacher';
   if (opts.run) {
     const cfg = readRunConfig(opts.run);
@@ -261,7 +263,7 @@ export function exportTeacher(opts: ExportTeacherOptions): ExportTeacherResult {
   };
 }
 
-function writeAtomic(file: string, data: Uint8Array | string): void {
+export function writeAtomic(file: string, data: Uint8Array | string): void {
   writeBytesAtomic(file, data, 'export');
 }
 

@@ -9,9 +9,8 @@ import {
   add,
   div,
   log,
+  logSoftmax,
   maximum,
-  logSoftmax as logSoftmaxOp,
-  logSoftmaxComposite,
   meanAll,
   mul,
   neg,
@@ -45,11 +44,6 @@ export interface DinoLossInputs {
   readonly batch: number;
   readonly views: number;
   /**
-   * `op`: ONNX LogSoftmax (one kernel; default). `composite`: the same from ops every execution provider has, for
-   * ONNX Runtime's WebGPU EP, which has no LogSoftmax kernel and would run it on the CPU (dsl/ops/nn.ts).
-   */
-  readonly logSoftmax?: 'op' | 'composite';
-  /**
    * How the teacher's targets are made. `center` (default): DINO's softmax((t - c) / τ_t). `sinkhorn`: Sinkhorn-Knopp
    * on t / τ_t over the batch (models/sinkhorn.ts, DINOv2); the center is not used by the targets then, but still
    * updated and returned, so the step's state and checkpoints have one layout in both modes.
@@ -72,10 +66,9 @@ export function dinoLoss(a: DinoLossInputs): DinoLossOutputs {
   const { batch: b, views: v } = a;
   const k = a.teacher.dim(-1);
   const teacher = stopGradient(a.teacher);
-  const logSoftmax = a.logSoftmax === 'composite' ? logSoftmaxComposite : logSoftmaxOp;
   // The targets [2B, K] and their log, which is asked for only after the loss, so that the centering graph keeps the
   // order of its nodes (and its bytes) from before the option.
-  const targets = a.centering === 'sinkhorn' ? sinkhornTargets(teacher, a.teacherTemp) : centeredTargets(teacher, a.center, a.teacherTemp, logSoftmax);
+  const targets = a.centering === 'sinkhorn' ? sinkhornTargets(teacher, a.teacherTemp) : centeredTargets(teacher, a.center, a.teacherTemp);
   const pt = targets.p;
   const logPs = logSoftmax(div(a.student, a.studentTemp), -1); // [V B, K]
 
@@ -105,7 +98,7 @@ interface Targets {
 }
 
 /** DINO: P_t = softmax((t - c) / τ_t). */
-function centeredTargets(teacher: Tensor, center: Tensor, temp: Tensor, logSoftmax: (x: Tensor, axis: number) => Tensor): Targets {
+function centeredTargets(teacher: Tensor, center: Tensor, temp: Tensor): Targets {
   const teacherLogits = div(sub(teacher, center), temp);
   return { p: softmax(teacherLogits, -1), logP: () => logSoftmax(teacherLogits, -1) };
 }

@@ -10,7 +10,7 @@
  * bench and the schedules use these types, so a new input or metric is one edit here that `tsc` follows.
  */
 import * as E from 'fp-ts/lib/Either.js';
-import { type DslError, GRAD_SCALER_DEFAULTS, Graph, type LossScaling, METRIC, NEXT, type Precision, Scope, type Tensor, add, addOptimizerStep, concat, ema, mul, slice, usesLossScaling } from '../dsl/index.ts';
+import { ANY_TARGET, type DslError, GRAD_SCALER_DEFAULTS, Graph, type LossScaling, METRIC, NEXT, type Precision, Scope, type Target, type Tensor, add, addOptimizerStep, concat, ema, mul, slice, usesLossScaling } from '../dsl/index.ts';
 import { CENTERINGS, type Centering, dinoLoss } from './dino-loss.ts';
 import { koleoLoss } from './koleo.ts';
 import { type DinoHeadConfig, LAST_LAYER_TAG, dinoHead } from './head.ts';
@@ -37,8 +37,6 @@ export interface DinoStepConfig {
    * default `none`): less memory for more compute, the same numbers (measured in bench/RESULTS.md).
    */
   readonly recompute?: Recompute;
-  /** How the loss computes log softmax (`DinoLossInputs.logSoftmax`): `composite` for the WebGPU EP. */
-  readonly logSoftmax?: 'op' | 'composite';
   /**
    * `fp16`: mixed precision as DINO's `--use_fp16 true` (PyTorch autocast + GradScaler): the matrix products of
    * student and teacher run in float16 (dsl/autocast.ts), the rest and the weights stay float32, and the loss is
@@ -92,9 +90,87 @@ export type DinoStepInputs<T> = {
   readonly 'drop_path.locals'?: T;
 };
 
-/** The metrics each step returns, as outputs `metric.<name>` (dsl/train/step.ts `METRIC`). */
-export const DINO_METRICS = ['loss', 'teacher_entropy', 'teacher_kl', 'grad_norm'] as const;
-export type DinoMetric = (typeof DINO_METRICS)[number];
+/**
+ * What a term of the step's loss is built from: the step's tensors (student and teacher head outputs, the center,
+ * τ_t, the student backbone's features per crop resolution) and its config.
+ */
+export interface LossTermInputs {
+  readonly cfg: DinoStepConfig;
+  /** Student logits [V*B, K], view-major, the 2 global views first. */
+  readonly studentLogits: Tensor;
+  /** Teacher logits [2*B, K] on the global views (no gradient flows into the teacher). */
+  readonly teacherLogits: Tensor;
+  /** The DINO center [1, K] (state). */
+  readonly center: Tensor;
+  readonly teacherTemp: Tensor;
+  /** The student backbone's features: [0] of the global crops [2*B, D] (view-major), [1] of the local crops. */
+  readonly studentFeatures: readonly Tensor[];
+}
+
+/** A term's value, its metrics, and the new values of state it updates (graph-input name -> tensor). */
+export interface LossTermOutput<M extends string> {
+  readonly value: Tensor;
+  readonly metrics: { readonly [K in M]: Tensor };
+  readonly updates?: ReadonlyMap<string, Tensor>;
+}
+
+/**
+ * A term of the step's loss. The loss is the sum of `weight * value` over the terms of nonzero weight, each built
+ * under the node path `<name>_loss`; each term's metrics are step outputs. A term of weight 0 is not in the graph,
+ * so configs without it build the graph from before the term, byte for byte.
+ */
+export interface LossTerm<M extends string = string> {
+  readonly name: string;
+  weight(cfg: DinoStepConfig): number;
+  build(inputs: LossTermInputs): LossTermOutput<M>;
+  /** The names of the metrics it reports, in output order. */
+  readonly metrics: readonly M[];
+}
+
+/** DINO's cross-entropy between teacher and student views, with its center update and collapse metrics. */
+const DINO_TERM: LossTerm<'loss' | 'teacher_entropy' | 'teacher_kl'> = {
+  name: 'dino',
+  weight: () => 1,
+  metrics: ['loss', 'teacher_entropy', 'teacher_kl'],
+  build: ({ cfg, studentLogits, teacherLogits, center, teacherTemp }) => {
+    const centering = cfg.centering ?? 'center';
+    const dino = dinoLoss({
+      student: studentLogits, teacher: teacherLogits, center, teacherTemp,
+      studentTemp: cfg.studentTemp, centerMomentum: cfg.centerMomentum, batch: cfg.batch, views: 2 + cfg.localCrops,
+      ...(centering === 'sinkhorn' ? { centering } : {}),
+    });
+    return {
+      value: dino.loss,
+      metrics: { loss: dino.loss, teacher_entropy: dino.teacherEntropy, teacher_kl: dino.teacherKl },
+      updates: new Map([[CENTER, dino.nextCenter]]),
+    };
+  },
+};
+
+/**
+ * KoLeo (DINOv2) on the student's backbone features of each global view separately (the two crops of one image
+ * must not be each other's neighbour); its metric is the unweighted value, summed over the two views.
+ */
+const KOLEO_TERM: LossTerm<'koleo'> = {
+  name: 'koleo',
+  weight: (cfg) => Math.max(cfg.koleoWeight ?? 0, 0),
+  metrics: ['koleo'],
+  build: ({ cfg: { batch: b }, studentFeatures: [globals] }) => {
+    const koleo = add(koleoLoss(slice(globals!, [0], [b], [0])), koleoLoss(slice(globals!, [b], [2 * b], [0])));
+    return { value: koleo, metrics: { koleo } };
+  },
+};
+
+/**
+ * The step's loss terms: DINO's first (its metrics lead the step's, `DINO_METRICS`), then the optional ones. A new
+ * term is its module (the term's value as graph code) plus an entry here, with its weight in `DinoStepConfig`.
+ */
+export const LOSS_TERMS = [DINO_TERM, KOLEO_TERM] as const;
+type TermMetric<T> = T extends LossTerm<infer M> ? M : never;
+
+/** The metrics each step returns, as outputs `metric.<name>` (dsl/train/step.ts `METRIC`): DINO's and the optimizer's. */
+export const DINO_METRICS = [...DINO_TERM.metrics, 'grad_norm'] as const satisfies readonly string[];
+export type DinoMetric = TermMetric<typeof DINO_TERM> | 'grad_norm';
 /**
  * Metrics of loss-scaled steps only (`fp16`, `usesLossScaling`): the loss scale the step used, and 1 when its update
  * was skipped (an Inf or NaN gradient: student, moments, step counts, teacher and center kept their values; the
@@ -104,16 +180,24 @@ export type DinoMetric = (typeof DINO_METRICS)[number];
 export const AMP_METRICS = ['loss_scale', 'skipped'] as const;
 export type AmpMetric = (typeof AMP_METRICS)[number];
 /** Metrics of steps with a KoLeo term: its value (unweighted, summed over the two global views); `loss` stays DINO's. */
-export const KOLEO_METRICS = ['koleo'] as const;
-export type KoleoMetric = (typeof KOLEO_METRICS)[number];
-export type DinoMetrics = { readonly [K in DinoMetric]: number } & { readonly [K in AmpMetric | KoleoMetric]?: number };
+export const KOLEO_METRICS = KOLEO_TERM.metrics;
+/** The metrics of the optional loss terms, present in a step whose config gives the term a weight. */
+export type TermMetrics = TermMetric<(typeof LOSS_TERMS)[number]>;
+export type KoleoMetric = TermMetric<typeof KOLEO_TERM>;
+export type DinoMetrics = { readonly [K in DinoMetric]: number } & { readonly [K in AmpMetric | Exclude<TermMetrics, DinoMetric>]?: number };
+
+/** The loss terms in the step `cfg` describes (nonzero weight), with their weights. */
+const activeTerms = (cfg: Partial<DinoStepConfig>) =>
+  LOSS_TERMS.map((term) => ({ term: term as LossTerm, weight: term.weight(cfg as DinoStepConfig) })).filter((t) => t.weight > 0);
 
 /**
- * The metric outputs of a step in `precision`, with or without a KoLeo term, in output order: what `buildDinoStep`
- * emits and a run records.
+ * The metric outputs of a step in `precision` with the loss terms `cfg` weights, in output order: what
+ * `buildDinoStep` emits and a run records. DINO's metrics, the optimizer's gradient norm, the loss scaler's, then
+ * the other terms'.
  */
-export function dinoMetricNames(precision: Precision = 'fp32', koleo = false): readonly (DinoMetric | AmpMetric | KoleoMetric)[] {
-  return [...DINO_METRICS, ...(usesLossScaling(precision) ? AMP_METRICS : []), ...(koleo ? KOLEO_METRICS : [])];
+export function dinoMetricNames(precision: Precision = 'fp32', cfg: Pick<DinoStepConfig, 'koleoWeight'> = {}): readonly (DinoMetric | AmpMetric | TermMetrics)[] {
+  const termMetrics = activeTerms(cfg).filter((t) => t.term !== DINO_TERM).flatMap((t) => t.term.metrics as readonly TermMetrics[]);
+  return [...DINO_METRICS, ...(usesLossScaling(precision) ? AMP_METRICS : []), ...termMetrics];
 }
 
 /** Shapes of the batch inputs of the step `cfg` describes (the graph and the feed builder both use them). */
@@ -145,14 +229,19 @@ export interface DinoStepGraph {
   readonly scalars: { readonly [K in ScheduledScalar]: Tensor };
 }
 
-export function buildDinoStep(cfg: DinoStepConfig): E.Either<DslError[], DinoStepGraph> {
+/**
+ * DINO's training step for `cfg`, lowered for `target` (what the machine that runs it offers, dsl/graph.ts `Target`;
+ * runtime/ep/records.ts has one per execution provider). The step is written once: the target only decides how
+ * ops it lacks are built.
+ */
+export function buildDinoStep(cfg: DinoStepConfig, target: Target = ANY_TARGET): E.Either<DslError[], DinoStepGraph> {
   const centering = cfg.centering ?? 'center';
   if (!CENTERINGS.includes(centering)) {
     // Reachable from a hand-edited config.json, which is parsed without a type check.
     return E.left([{ op: 'dino_step', path: '', message: `centering must be one of ${CENTERINGS.join(', ')}, got ${JSON.stringify(centering)}`, shapes: [] }]);
   }
-  const g = new Graph('dino_train_step');
-  const { batch: b, backbone: bb } = cfg;
+  const g = new Graph('dino_train_step', target);
+  const bb = cfg.backbone;
   const shapes = dinoStepInputShapes(cfg);
   const input = (name: keyof DinoStepInputs<unknown>) => {
     const shape = shapes[name];
@@ -178,23 +267,12 @@ export function buildDinoStep(cfg: DinoStepConfig): E.Either<DslError[], DinoSte
   const teacherLogits = dinoHead(teacher.child('head'), network(teacher, globals, cfg), featureDim(bb), cfg.head, { train: true }).logits;
 
   const center = g.param({ name: CENTER, shape: [1, cfg.head.outDim], dtype: 'float32', init: { kind: 'zeros' }, decay: false, trainable: false, tags: [], kind: 'buffer' });
-  const dino = g.within('dino_loss', () =>
-    dinoLoss({
-      student: studentLogits, teacher: teacherLogits, center, teacherTemp,
-      studentTemp: cfg.studentTemp, centerMomentum: cfg.centerMomentum, batch: b, views: 2 + cfg.localCrops,
-      ...(cfg.logSoftmax ? { logSoftmax: cfg.logSoftmax } : {}),
-      ...(centering === 'sinkhorn' ? { centering } : {}),
-    }),
-  );
-
-  // KoLeo per global view (the two crops of one image must not be each other's neighbour), as DINOv2.
-  const koleoWeight = cfg.koleoWeight ?? 0;
-  const koleo = koleoWeight > 0
-    ? g.within('koleo_loss', () => add(koleoLoss(slice(studentFeats[0]!, [0], [b], [0])), koleoLoss(slice(studentFeats[0]!, [b], [2 * b], [0]))))
-    : undefined;
+  const termInputs: LossTermInputs = { cfg, studentLogits, teacherLogits, center, teacherTemp, studentFeatures: studentFeats };
+  const terms = activeTerms(cfg).map(({ term, weight }) => ({ term, weight, out: g.within(`${term.name}_loss`, () => term.build(termInputs)) }));
+  const loss = terms.map(({ out, weight }) => (weight === 1 ? out.value : mul(out.value, weight))).reduce((sum, t) => add(sum, t));
 
   const opt = addOptimizerStep(g, {
-    loss: koleo ? add(dino.loss, mul(koleo, koleoWeight)) : dino.loss,
+    loss,
     optimizer: { kind: 'adamw' },
     ...(cfg.clipGrad > 0 ? { clipGrad: cfg.clipGrad } : {}),
     select: (name, spec) => name.startsWith(STUDENT) && spec.kind === 'param' && spec.trainable,
@@ -224,14 +302,14 @@ export function buildDinoStep(cfg: DinoStepConfig): E.Either<DslError[], DinoSte
     }
   });
   // Student-side buffers (BatchNorm running stats) are emitted by addOptimizerStep via bufferUpdates.
-  g.output(NEXT + CENTER, keep(dino.nextCenter, center));
+  for (const { out } of terms) {
+    for (const [name, next] of out.updates ?? []) g.output(NEXT + name, keep(next, g.params.get(name)!));
+  }
   const amp: { readonly [K in AmpMetric]: Tensor } | undefined = scaling && { loss_scale: scaling.scale, skipped: scaling.skipped };
-  const metrics: { readonly [K in DinoMetric]: Tensor } & { readonly [K in AmpMetric | KoleoMetric]?: Tensor } = {
-    loss: dino.loss, teacher_entropy: dino.teacherEntropy, teacher_kl: dino.teacherKl, grad_norm: opt.right.gradNorm, ...amp, ...(koleo ? { koleo } : {}),
-  };
-  for (const name of dinoMetricNames(precision, koleo !== undefined)) {
+  const metrics: Readonly<Record<string, Tensor>> = { ...Object.assign({}, ...terms.map((t) => t.out.metrics)), grad_norm: opt.right.gradNorm, ...amp };
+  for (const name of dinoMetricNames(precision, cfg)) {
     const t = metrics[name];
-    // The names and the tensors derive from the same two facts (usesLossScaling, a KoLeo weight).
+    // The names and the tensors derive from the same facts (the terms' weights, usesLossScaling).
     if (!t) throw new Error(`buildDinoStep: no tensor for metric ${name} in precision ${precision}`);
     g.output(METRIC + name, t);
   }

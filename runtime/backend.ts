@@ -6,7 +6,9 @@ import { createRequire } from 'node:module';
 import type * as Ort from 'onnxruntime-node';
 import type { DType } from '../dsl/graph.ts';
 import { fromFloat16, toFloat16 } from '../dsl/float16.ts';
-import { type ExecutionProvider, chooseOrt } from './ep/ort-select.ts';
+import { chooseOrt } from './ep/ort-select.ts';
+import { EP_RECORDS, type ExecutionProvider } from './ep/records.ts';
+import { nvidiaDriverFound } from './ep/cuda-setup.ts';
 
 /** The onnxruntime-node this process runs: the project's, or `dino setup cuda`'s for DINO_EP=cuda (ep/ort-select.ts). */
 export const ortChoice = chooseOrt();
@@ -19,7 +21,7 @@ declare namespace ort {
   namespace InferenceSession { type SessionOptions = Ort.InferenceSession.SessionOptions; type ReturnType = Ort.InferenceSession.ReturnType }
 }
 
-export { EXECUTION_PROVIDERS, type ExecutionProvider } from './ep/ort-select.ts';
+export { EXECUTION_PROVIDERS, type ExecutionProvider } from './ep/records.ts';
 
 export interface SessionOptions {
   readonly ep?: ExecutionProvider;
@@ -41,14 +43,6 @@ export interface SessionOptions {
 /** Host data of a tensor; float16 tensors hold their bits in a Uint16Array (dsl/float16.ts). */
 export type HostArray = Float32Array | Float64Array | Uint16Array | BigInt64Array | Int32Array | Uint8Array;
 
-const REMEDY: Record<ExecutionProvider, string> = {
-  cpu: '',
-  cuda:
-    'this onnxruntime-node has no CUDA provider: run `npx dino setup cuda` (npm only; then --ep cuda loads that build), ' +
-    'or reinstall onnxruntime-node with ONNXRUNTIME_NODE_INSTALL=cuda12 (see README "GPU"), or use --ep cpu',
-  webgpu: 'no WebGPU adapter was found (needs a Vulkan/Metal/D3D12 GPU driver); use --ep cpu',
-};
-
 export async function createSession(model: Uint8Array | string, opts: SessionOptions = {}): Promise<ort.InferenceSession> {
   const ep = opts.ep ?? 'cpu';
   const so = ortSessionOptions(opts);
@@ -56,18 +50,19 @@ export async function createSession(model: Uint8Array | string, opts: SessionOpt
     return typeof model === 'string' ? await ort.InferenceSession.create(model, so) : await ort.InferenceSession.create(model, so);
   } catch (e) {
     const msg = (e as Error).message;
-    if (ep !== 'cpu') throw new Error(`could not start the ${ep} execution provider: ${epRemedy(ep)} (ORT said: ${msg})`);
+    if (ep !== 'cpu') throw new Error(`could not start the ${ep} execution provider: ${epRemedy(ep, ortChoice, msg)} (ORT said: ${msg})`);
     throw new Error(`ONNX Runtime could not load the model${typeof model === 'string' ? ` ${model}` : ''}: ${msg}`);
   }
 }
 
 /**
  * ORT's per-output location map for keeping `outputs` on the device (the training state between steps:
- * ep/device-state.ts), or undefined where the EP cannot: only WebGPU has a device tensor location in onnxruntime-node.
+ * ep/device-state.ts), or undefined where the EP cannot (its record's `deviceOutputLocation`: WebGPU only).
  */
 export function deviceOutputLocations(ep: ExecutionProvider, outputs: readonly string[]): Record<string, 'gpu-buffer'> | undefined {
-  if (ep !== 'webgpu' || outputs.length === 0) return undefined;
-  return Object.fromEntries(outputs.map((name) => [name, 'gpu-buffer' as const]));
+  const location = EP_RECORDS[ep].deviceOutputLocation;
+  if (!location || outputs.length === 0) return undefined;
+  return Object.fromEntries(outputs.map((name) => [name, location]));
 }
 
 /** ORT's session options for ours. */
@@ -89,13 +84,12 @@ export function ortSessionOptions(opts: SessionOptions = {}): ort.InferenceSessi
   };
 }
 
-/** What to do when `ep` does not start, given which onnxruntime-node this process loaded. */
-export function epRemedy(ep: ExecutionProvider, choice = ortChoice): string {
-  if (ep === 'cuda' && choice.kind === 'cuda-setup') {
-    return 'the CUDA build from `npx dino setup cuda` is loaded but its provider did not start: put the CUDA 13 libraries ' +
-      '(libcudart/libcublas/libcublasLt 13, libcurand 10, cuDNN 9) on LD_LIBRARY_PATH (`npx dino setup cuda` prints the line; `npx dino doctor` checks)';
-  }
-  return REMEDY[ep];
+/**
+ * What to do when `ep` does not start (its record's remedy, on one line), given which onnxruntime-node this process
+ * loaded, ORT's error, and whether the NVIDIA driver is here (looked up for CUDA unless given).
+ */
+export function epRemedy(ep: ExecutionProvider, choice = ortChoice, error = '', nvidiaDriver = ep === 'cuda' ? nvidiaDriverFound() : true): string {
+  return EP_RECORDS[ep].remedy({ error, cudaInstalled: choice.kind === 'cuda-setup', cudaBuildLoaded: choice.kind === 'cuda-setup', nvidiaDriver }).join(' ');
 }
 
 /** onnxruntime-node has no bfloat16 tensor type (its binding maps no ONNX type 16): bfloat16 lives inside graphs only. */

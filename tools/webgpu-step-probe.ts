@@ -24,6 +24,7 @@ import { stepScalars } from '../runtime/dino/schedules.ts';
 import { initialState } from '../runtime/dino/train.ts';
 import { StepRunner } from '../runtime/step-runner.ts';
 import { ort } from '../runtime/backend.ts';
+import { EP_RECORDS } from '../runtime/ep/records.ts';
 import { ortWebDist, startStaticServer } from '../exports/serve.ts';
 
 import { CHROMIUM, CHROMIUM_FLAGS } from './chromium.ts';
@@ -51,7 +52,11 @@ export async function probeWebgpuStep(o: ProbeOptions): Promise<ProbeResult> {
   const cfg = applyOverrides(getPreset('fmnist-tiny6'), [
     'batch=4', 'augment.localCrops=2', `backbone.depth=${o.depth}`, 'backbone.embedDim=48', 'backbone.numHeads=3', 'head.outDim=256', 'head.hiddenDim=64', 'head.bottleneckDim=32',
   ]);
-  const built = buildDinoStep({ ...stepConfig(cfg), recompute: 'mlp', logSoftmax: o.logSoftmax });
+  // `composite`: the WebGPU record's target, as dino train --ep webgpu lowers the step; `op`: the same without the
+  // LogSoftmax lowering.
+  const webgpu = EP_RECORDS.webgpu.target;
+  const target = o.logSoftmax === 'composite' ? webgpu : { ...webgpu, missingOps: webgpu.missingOps.filter((op) => op !== 'LogSoftmax') };
+  const built = buildDinoStep({ ...stepConfig(cfg), recompute: 'mlp' }, target);
   if (E.isLeft(built)) throw new Error(built.left.map(formatError).join('\n'));
   const bytes = emitOnnx(built.right.graph, { params: 'inputs' });
   if (E.isLeft(bytes)) throw new Error(bytes.left.map(formatError).join('\n'));

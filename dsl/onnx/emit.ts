@@ -79,6 +79,15 @@ export function toModelProto(graph: Graph, opts: EmitOptions): E.Either<DslError
   const valid = graph.validate();
   if (E.isLeft(valid)) return valid;
   const nodes = graph.liveNodes();
+  // The lowering's last check (dsl/graph.ts `Target`): an op the target lacks and that was not lowered, e.g. one
+  // without a lowering, or one a VJP added.
+  const missing = nodes.filter((n) => graph.target.missingOps.includes(n.op.onnxType));
+  if (missing.length) {
+    return E.left(missing.map((n) => ({
+      op: n.op.name, path: n.path, shapes: [],
+      message: `the target "${graph.target.name}" has no ${n.op.onnxType} kernel and the op has no lowering (node ${n.name})`,
+    })));
+  }
 
   // Outputs take the names of the tensors that produce them where possible; otherwise an Identity.
   const rename = new Map<number, string>();

@@ -135,14 +135,16 @@ export const LogSoftmax = defineOp<{ axis: number }>({
   infer: axisInfer,
   // g - softmax(x) sum(g)
   vjp: ({ outputs: [y], attrs: { axis }, grads: [g] }) => [sub(g!, mul(exp(y!), reduceSum(g!, axis, true)))],
+  // ONNX Runtime's WebGPU EP has no LogSoftmax kernel (runtime/ep/records.ts).
+  lowering: ([x], { axis }) => [logSoftmaxComposite(x!, axis)],
 });
 export const softmax = (x: Tensor, axis = -1): Tensor => x.graph.apply(Softmax, [x], { axis })[0]!;
 export const logSoftmax = (x: Tensor, axis = -1): Tensor => x.graph.apply(LogSoftmax, [x], { axis })[0]!;
 
 /**
- * log softmax built from ops every execution provider has (ReduceMax, Sub, Exp, ReduceSum, Log): ONNX Runtime's
- * WebGPU EP has no LogSoftmax kernel and runs that op on the CPU, moving its input and output across the bus both
- * ways. The same values to rounding; the gradient flows through the composite (the max is a constant shift, cut with
+ * log softmax built from ops every execution provider has (ReduceMax, Sub, Exp, ReduceSum, Log): LogSoftmax's
+ * lowering. ONNX Runtime's WebGPU EP has no LogSoftmax kernel and would run that op on the CPU, moving its input and
+ * output across the bus both ways. The same values to rounding; the gradient flows through the composite (the max is a constant shift, cut with
  * stopGradient), at the cost of keeping exp(z) for the backward pass where LogSoftmax keeps only its output.
  */
 export function logSoftmaxComposite(x: Tensor, axis = -1): Tensor {

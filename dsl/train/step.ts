@@ -12,7 +12,7 @@ import { gradients } from '../autodiff.ts';
 import { add, mul, sqrt } from '../ops/elementwise.ts';
 import { zerosLike } from '../ops/layout.ts';
 import { ADAMW_DEFAULTS, type AdamWHyper, adamw, clipCoefficient, gated, norm, sgd } from './optim.ts';
-import { type LossScaling, type LossScalingResult, finishLossScaling, lossScaler } from './loss-scale.ts';
+import { type LossScaler, type LossScaling, type LossScalingResult, finishLossScaling, lossScaler } from './loss-scale.ts';
 
 export const NEXT = 'next.';
 export const METRIC = 'metric.';
@@ -62,6 +62,39 @@ export function addOptimizerStep(graph: Graph, opts: OptimizerStepOptions): E.Ei
   const grads = gradients(scaler ? scaler.scaleLoss(opts.loss) : opts.loss, trained.map(([, t]) => t));
   if (E.isLeft(grads)) return grads;
 
+  const { scalars, updated, sumSq } = addParameterUpdates(graph, trained, grads.right, opts, scaler);
+  for (const [name, value] of graph.bufferUpdates) graph.output(NEXT + name, value);
+  const gradNorm = sqrt(sumSq);
+  if (!scaler) return E.right({ scalars, gradNorm, updated });
+  const lossScaling = finishLossScaling(graph, scaler, sumSq, NEXT);
+  // Later state (DINO's teacher EMA) reads the kept student, so no Inf of a skipped step reaches it.
+  for (const [name, next] of updated) updated.set(name, graph.outputs.get(NEXT + name) ?? next);
+  return E.right({ scalars, gradNorm, updated, lossScaling });
+}
+
+/** What `addParameterUpdates` adds to a graph. */
+export interface ParameterUpdates {
+  /** Graph inputs for the scalars: `lr`, `wd` and the gates, by name. */
+  readonly scalars: Map<string, Tensor>;
+  /** The updated value of each trained parameter, by graph-input name (also emitted as `next.<name>`). */
+  readonly updated: Map<string, Tensor>;
+  /** Sum of the squared norms of the (unscaled) gradients, before clipping. */
+  readonly sumSq: Tensor;
+}
+
+/**
+ * The optimizer half of a step: per-parameter clipping, AdamW or SGD, update gates, and the `next.*` outputs of the
+ * trained parameters and their optimizer state, from each parameter's gradient (`grads[i]` for `trained[i]`; null or
+ * undefined: the parameter does not reach the loss, a zero gradient). Shared by the one-graph step
+ * (`addOptimizerStep`) and the apply graph of a data-parallel step (dsl/train/split-step.ts), so both do the same maths.
+ */
+export function addParameterUpdates(
+  graph: Graph,
+  trained: readonly (readonly [string, Tensor])[],
+  grads: readonly (Tensor | null | undefined)[],
+  opts: Pick<OptimizerStepOptions, 'optimizer' | 'clipGrad' | 'gateOf'>,
+  scaler?: LossScaler,
+): ParameterUpdates {
   const scalars = new Map<string, Tensor>();
   const scalarInput = (name: string) => {
     let t = scalars.get(name);
@@ -93,7 +126,7 @@ export function addOptimizerStep(graph: Graph, opts: OptimizerStepOptions): E.Ei
   graph.within('optimizer', () => {
     trained.forEach(([name, p], i) => {
       const spec = specOf(p);
-      let g = grads.right[i] ?? zerosLike(p);
+      let g = grads[i] ?? zerosLike(p);
       if (scaler) g = scaler.unscale(g);
       const n = norm(g);
       sumSq = sumSq ? add(sumSq, mul(n, n)) : mul(n, n);
@@ -119,13 +152,7 @@ export function addOptimizerStep(graph: Graph, opts: OptimizerStepOptions): E.Ei
       graph.output(NEXT + name, updated.get(name)!);
     });
   });
-  for (const [name, value] of graph.bufferUpdates) graph.output(NEXT + name, value);
-  const gradNorm = sqrt(sumSq!);
-  if (!scaler) return E.right({ scalars, gradNorm, updated });
-  const lossScaling = finishLossScaling(graph, scaler, sumSq!, NEXT);
-  // Later state (DINO's teacher EMA) reads the kept student, so no Inf of a skipped step reaches it.
-  for (const [name, next] of updated) updated.set(name, graph.outputs.get(NEXT + name) ?? next);
-  return E.right({ scalars, gradNorm, updated, lossScaling });
+  return { scalars, updated, sumSq: sumSq! };
 }
 
 /** Description of a step graph's interface, what the runtime needs to drive it. */

@@ -2,9 +2,8 @@
  * The DINO training loop: data -> multi-crop (worker thread, overlapped) -> compiled step graph ->
  * metrics JSONL, progress, atomic checkpoints, resume, NaN stop, a checkpoint on Ctrl-C or SIGTERM.
  */
-import * as E from 'fp-ts/lib/Either.js';
-import { type Precision, Prng, formatError, initialValues, type ParamSpec } from '../../dsl/index.ts';
-import { type DinoMetrics, type DinoStepGraph, type DinoStepInputs, type ScheduledScalars, STUDENT, buildDinoStep, teacherFromStudent } from '../../models/dino-step.ts';
+import { Prng, initialValues, type ParamSpec } from '../../dsl/index.ts';
+import { type DinoMetrics, type DinoStepInputs, type ScheduledScalars, STUDENT, teacherFromStudent } from '../../models/dino-step.ts';
 import type { Recompute } from '../../models/vit.ts';
 import type { ExecutionProvider, ort } from '../backend.ts';
 import { StepRunner, stackSteps } from '../step-runner.ts';
@@ -21,9 +20,10 @@ import { stepScalars } from './schedules.ts';
 import { dinoStepFeeds } from './step-feeds.ts';
 import { checkDataFits } from './data-fit.ts';
 import { stateToHost } from '../ep/device-state.ts';
+import { precisionNotes } from '../ep/records.ts';
+import { trainingStepGraph } from './step-graph.ts';
 
-/** The training loop's activation recomputation unless told otherwise (see TrainOptions.recompute). */
-export const DEFAULT_RECOMPUTE: Recompute = 'mlp';
+export { DEFAULT_RECOMPUTE, stepPrecision, trainingStepGraph } from './step-graph.ts';
 
 /** PRNG stream for stochastic-depth masks (streams 1-2 are the loader's: see runtime/data/seeds.ts). */
 const DROP_PATH_STREAM = 3;
@@ -105,32 +105,6 @@ export function initialState(specs: readonly ParamSpec[], seed: number, initWeig
 }
 
 /**
- * The precision the step graph is built in on `ep`. ONNX Runtime has a bfloat16 MatMul kernel on CUDA only (its CPU
- * provider refuses a session with one: "Could not find an implementation for MatMul"), so on any other provider
- * `bf16` becomes `bf16-emulated`, float32 products of operands rounded to bfloat16, rounded again: the numbers of a
- * GPU's bfloat16 GEMM with float32 accumulation. float16 needs no such step: the CPU provider runs its MatMul.
- */
-export function stepPrecision(precision: Precision, ep: ExecutionProvider): Precision {
-  return precision === 'bf16' && ep !== 'cuda' ? 'bf16-emulated' : precision;
-}
-
-/**
- * The compiled-to-be step graph of a training run on `ep`: the one place the execution provider shapes the graph
- * (WebGPU has no LogSoftmax kernel, so the loss uses a composite that stays on the device: same values; only CUDA
- * has a bfloat16 MatMul kernel, so elsewhere `bf16` computes bfloat16's roundings in float32: same values, see
- * {@link stepPrecision}).
- */
-export function trainingStepGraph(cfg: TrainConfig, opts: Pick<TrainOptions, 'recompute' | 'ep'> = {}): DinoStepGraph {
-  const step = stepConfig(cfg);
-  const built = buildDinoStep({
-    ...step, ...(step.precision ? { precision: stepPrecision(step.precision, opts.ep ?? 'cpu') } : {}),
-    recompute: opts.recompute ?? DEFAULT_RECOMPUTE, ...(opts.ep === 'webgpu' ? { logSoftmax: 'composite' } : {}),
-  });
-  if (E.isLeft(built)) throw new Error(`the model config is invalid:\n  ${built.left.map(formatError).join('\n  ')}`);
-  return built.right;
-}
-
-/**
  * Trains (or resumes) a run: {@link openRun} checks the run before anything is compiled, the step graph is compiled
  * for the EP, {@link restoreOrInitialise} gives the state, {@link beginRun} writes the folder once all of that
  * worked, and {@link trainLoop} runs the steps, logs and saves until the end, a stop signal or a bad loss.
@@ -146,12 +120,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
   const compileStart = performance.now();
   const runner = await StepRunner.compile(built.graph, { ep: opts.ep ?? 'cpu', threads: opts.threads ?? 0, keepStateOnDevice: true });
   log(`compiled the training step (${(runner.onnxBytes.length / 1e6).toFixed(1)} MB ONNX, ${built.graph.nodes.length} nodes) in ${((performance.now() - compileStart) / 1000).toFixed(1)} s`);
-  if (cfg.precision === 'fp16' && (opts.ep ?? 'cpu') === 'cpu') {
-    log('note: precision fp16 on the CPU provider: ONNX Runtime runs float16 MatMul in float32 there (no gain); fp16 is meant for --ep cuda');
-  }
-  if (cfg.precision === 'bf16' && (opts.ep ?? 'cpu') !== 'cuda') {
-    log(`note: precision bf16 on the ${opts.ep ?? 'cpu'} provider, which has no bfloat16 MatMul: the step rounds to bfloat16 in float32 (the same numbers, slower than fp32); bf16 is meant for --ep cuda`);
-  }
+  for (const note of precisionNotes(opts.ep ?? 'cpu', cfg.precision ?? 'fp32')) log(note);
 
   let loader: MultiCropLoader | undefined;
   try {

@@ -36,6 +36,39 @@ export const CUDA_LIBRARIES: readonly { lib: string; what: string; wheel: string
   { lib: 'libcuda.so.1', what: 'the NVIDIA driver (580 or newer for CUDA 13)', wheel: 'installed with the driver, not by pip' },
 ];
 
+/**
+ * What `setup cuda` fetches and installs (measured 2026-12-07, bench/RESULTS.md "setup cuda"): the three npm tarballs
+ * (the provider package, the package it depends on, onnxruntime-node 1.29.0) come to ~440 MB, unpacked with the
+ * provider libraries copied next to libonnxruntime.so.1 to ~1.1 GB.
+ */
+export const CUDA_SETUP_SIZE = Object.freeze({ downloadMb: 440, diskGb: 1.1 });
+
+/** The NVIDIA driver's library: the CUDA provider cannot start without it, whatever else is installed. */
+export const NVIDIA_DRIVER_LIB = 'libcuda.so.1';
+
+/**
+ * Whether the NVIDIA driver's `libcuda.so.1` loads here, found as the CUDA runtime finds it (the loader's search:
+ * LD_LIBRARY_PATH, the ld.so cache, the system folders). Node's `process.dlopen` loads the library and then fails
+ * only because it is not a Node addon; a missing library fails with "cannot open shared object file" instead.
+ */
+export function nvidiaDriverFound(lib: string = NVIDIA_DRIVER_LIB): boolean {
+  if (process.platform !== 'linux') return false;
+  try {
+    process.dlopen({ exports: {} }, lib);
+    return true; // not reached for a real driver library, which registers no addon
+  } catch (e) {
+    return !/cannot open shared object file|No such file/i.test((e as Error).message);
+  }
+}
+
+/** What to tell a user whose machine has no NVIDIA driver. */
+export function nvidiaDriverAdvice(): string[] {
+  return [
+    `the NVIDIA driver is missing: ${NVIDIA_DRIVER_LIB} was not found. Install the NVIDIA driver (580 or newer for CUDA ${CUDA_BUILD.cudaMajor}),`,
+    'or, on a machine without an NVIDIA GPU, use --ep cpu (or --ep webgpu where a Vulkan/Metal/D3D12 GPU driver is present).',
+  ];
+}
+
 /** The CUDA folder: `$DINO_CUDA_DIR`, else `<root>/.dino/cuda`. */
 export function cudaDir(root: string = process.cwd(), env: NodeJS.ProcessEnv = process.env): string {
   return env['DINO_CUDA_DIR'] ? resolve(env['DINO_CUDA_DIR']) : join(resolve(root), '.dino', 'cuda');
@@ -170,6 +203,8 @@ export interface SetupCudaOptions {
   readonly log?: (line: string) => void;
   /** Runs `npm`; tests replace it. */
   readonly run?: CommandRunner;
+  /** Whether the NVIDIA driver is present (default {@link nvidiaDriverFound}); tests replace it. */
+  readonly driverFound?: () => boolean;
 }
 
 /**
@@ -186,8 +221,13 @@ export async function setupCuda(opts: SetupCudaOptions = {}): Promise<CudaCheck>
   // A package.json of its own keeps npm from walking up into (and editing) the project's.
   const pkg = join(dir, 'package.json');
   if (!existsSync(pkg)) writeFileSync(pkg, JSON.stringify({ name: 'dino-cuda-runtime', private: true, description: 'written by dino setup cuda' }, null, 2) + '\n');
+  if (!(opts.driverFound ?? nvidiaDriverFound)()) {
+    // Installing still works (the folder can serve a GPU machine that shares it), but this machine cannot use it.
+    log(`warning: ${nvidiaDriverAdvice().join(' ')} The CUDA provider will not start here; installing anyway.`);
+  }
   const { args, env } = npmInstallArgs(dir);
-  log(`installing onnxruntime-node@${CUDA_BUILD.ortVersion} and ${CUDA_BUILD.providerPackage}@${CUDA_BUILD.providerPackageVersion} into ${dir} (about 250 MB)`);
+  log(`installing onnxruntime-node@${CUDA_BUILD.ortVersion} and ${CUDA_BUILD.providerPackage}@${CUDA_BUILD.providerPackageVersion} into ${dir} ` +
+    `(downloads ~${CUDA_SETUP_SIZE.downloadMb} MB from npm, ~${CUDA_SETUP_SIZE.diskGb} GB on disk)`);
   const code = await (opts.run ?? spawnRunner)('npm', args, env);
   if (code !== 0) throw new Error(`npm ${args.join(' ')} failed with exit code ${code}; check the registry is reachable (npm config get registry)`);
   for (const f of copyProviderLibs(dir)) log(`copied ${f}`);

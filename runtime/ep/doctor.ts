@@ -1,8 +1,9 @@
 /**
- * `dino doctor`: for each execution provider, whether it starts (a one-node model opened with that EP alone and
- * run), and if not, why and what to do. Each EP is probed in a child process: the CUDA build of onnxruntime-node
- * can only be loaded into a process that has loaded no other (ep/ort-select.ts), and a native library that
- * fails badly then takes down only the probe.
+ * `dino doctor`: for each execution provider (runtime/ep/records.ts), whether it starts (a one-node model opened
+ * with that EP alone and run, in the ONNX Runtime package its record names), and if not, why and what to do (the
+ * record's remedy). Each EP is probed in a child process: the CUDA build of onnxruntime-node can only be loaded into
+ * a process that has loaded no other (ep/ort-select.ts), and a native library that fails badly then takes down
+ * only the probe.
  */
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -10,13 +11,13 @@ import * as E from 'fp-ts/lib/Either.js';
 import { Graph } from '../../dsl/graph.ts';
 import { add } from '../../dsl/ops/elementwise.ts';
 import { emitOnnx } from '../../dsl/onnx/emit.ts';
-import { EXECUTION_PROVIDERS, type ExecutionProvider } from './ort-select.ts';
-import { checkCudaLayout, cudaDir, cudaLibraryAdvice } from './cuda-setup.ts';
+import { EP_NAMES, EP_RECORDS, type EpName, type RemedyContext } from './records.ts';
+import { checkCudaLayout, cudaDir, nvidiaDriverFound } from './cuda-setup.ts';
 
 
 /** What one probe found. */
 export interface ProbeResult {
-  readonly ep: ExecutionProvider;
+  readonly ep: EpName;
   readonly ok: boolean;
   /** Which onnxruntime-node ran the probe and its version. */
   readonly ort: string;
@@ -35,17 +36,27 @@ export function probeModel(): Uint8Array {
 }
 
 /**
- * Probes `ep` in this process with the onnxruntime-node it loaded: opens the probe model with that EP alone,
- * runs it, and checks the answer.
+ * Probes `ep` in this process with the ONNX Runtime its record names (for onnxruntime-node, the build this process
+ * loaded): opens the probe model with that EP alone, runs it, and checks the answer.
  */
-export async function probeHere(ep: ExecutionProvider): Promise<ProbeResult> {
-  const { ort, ortChoice } = await import('../backend.ts');
-  const which = `${ortChoice.kind === 'default' ? 'onnxruntime-node' : `onnxruntime-node from ${ortChoice.module}`} ${ortVersion(ort)}`;
+export async function probeHere(ep: EpName): Promise<ProbeResult> {
+  const x = Float32Array.of(1.5, -2);
+  let which = '?';
   try {
-    const session = await ort.InferenceSession.create(probeModel(), { executionProviders: [ep], logSeverityLevel: 3 });
-    const out = await session.run({ x: new ort.Tensor('float32', Float32Array.of(1.5, -2), [2]) });
-    const y = out['y']!.data as Float32Array;
-    await session.release();
+    let y: Float32Array;
+    if (EP_RECORDS[ep].runtime === 'onnxruntime-web') {
+      const { createWebSession, ortWeb } = await import('../web.ts');
+      which = `onnxruntime-web ${ortWeb.env.versions.web ?? '?'}`;
+      const session = await createWebSession(probeModel());
+      y = (await session.run({ x: new ortWeb.Tensor('float32', x, [2]) }))['y']!.data as Float32Array;
+      await session.release();
+    } else {
+      const { ort, ortChoice } = await import('../backend.ts');
+      which = `${ortChoice.kind === 'default' ? 'onnxruntime-node' : `onnxruntime-node from ${ortChoice.module}`} ${ortVersion(ort)}`;
+      const session = await ort.InferenceSession.create(probeModel(), { executionProviders: [ep], logSeverityLevel: 3 });
+      y = (await session.run({ x: new ort.Tensor('float32', x, [2]) }))['y']!.data as Float32Array;
+      await session.release();
+    }
     if (y[0] !== 3 || y[1] !== -4) return { ep, ok: false, ort: which, error: `the probe computed [${[...y]}] instead of [3, -4]` };
     return { ep, ok: true, ort: which };
   } catch (e) {
@@ -58,7 +69,7 @@ function ortVersion(ort: unknown): string {
 }
 
 /** Runs {@link probeHere} in a child process with DINO_EP=`ep`, so `ep` gets the build it would get in training. */
-export function probeInChild(ep: ExecutionProvider, timeoutMs = 60_000): Promise<ProbeResult> {
+export function probeInChild(ep: EpName, timeoutMs = 60_000): Promise<ProbeResult> {
   const script = fileURLToPath(import.meta.url);
   return new Promise((resolvePromise) => {
     // tsx by its resolved URL: the probe must work from any current directory.
@@ -80,26 +91,15 @@ export function probeInChild(ep: ExecutionProvider, timeoutMs = 60_000): Promise
   });
 }
 
-/** The remedy for an EP that did not start, given what is installed. */
-export function remedyFor(ep: ExecutionProvider, cudaInstalled: boolean, error = ''): string[] {
-  if (ep === 'cpu') return ['reinstall the project\'s dependencies (npm ci): the CPU provider is part of every onnxruntime-node'];
-  if (ep === 'webgpu') {
-    return [
-      'needs a GPU driver with Vulkan (Linux), Metal (macOS) or D3D12 (Windows) that exposes a WebGPU adapter;',
-      'on a headless Linux GPU server install the vendor\'s Vulkan ICD (NVIDIA: the driver\'s libnvidia-gl / vulkan icd). Otherwise use --ep cpu or cuda.',
-    ];
-  }
-  if (!cudaInstalled) {
-    return [
-      'run `npx dino setup cuda` (installs onnxruntime-node with the CUDA 13 provider from npm into .dino/cuda),',
-      'or, with internet access: ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node (CUDA 12 build).',
-    ];
-  }
-  const missing = /lib[a-zA-Z]+\.so(\.\d+)*/.exec(error)?.[0];
-  return [
-    `the CUDA build from \`npx dino setup cuda\` is installed but its provider did not start${missing ? ` (${missing} was not found)` : ''}:`,
-    ...cudaLibraryAdvice(),
-  ];
+/**
+ * The remedy for an EP that did not start: its record's, given what is installed (`ctx` defaults to this machine's:
+ * the NVIDIA driver looked up, no CUDA build).
+ */
+export function remedyFor(ep: EpName, ctx: Partial<RemedyContext> = {}): readonly string[] {
+  return EP_RECORDS[ep].remedy({
+    error: ctx.error ?? '', cudaInstalled: ctx.cudaInstalled ?? false, cudaBuildLoaded: ctx.cudaBuildLoaded ?? false,
+    nvidiaDriver: ctx.nvidiaDriver ?? (ep === 'cuda' ? nvidiaDriverFound() : true),
+  });
 }
 
 export interface DoctorReport {
@@ -108,17 +108,21 @@ export interface DoctorReport {
 }
 
 /** Probes every EP (in child processes) and formats the findings. */
-export async function doctor(opts: { eps?: readonly ExecutionProvider[]; probe?: (ep: ExecutionProvider) => Promise<ProbeResult> } = {}): Promise<DoctorReport> {
+export async function doctor(opts: {
+  eps?: readonly EpName[]; probe?: (ep: EpName) => Promise<ProbeResult>; nvidiaDriver?: () => boolean;
+} = {}): Promise<DoctorReport> {
   const probe = opts.probe ?? probeInChild;
   const results: ProbeResult[] = [];
-  for (const ep of opts.eps ?? EXECUTION_PROVIDERS) results.push(await probe(ep)); // one at a time: GPU drivers dislike concurrent first opens
+  for (const ep of opts.eps ?? EP_NAMES) results.push(await probe(ep)); // one at a time: GPU drivers dislike concurrent first opens
   const cuda = await checkCudaLayout(cudaDir());
+  const nvidiaDriver = (opts.nvidiaDriver ?? nvidiaDriverFound)();
   const lines: string[] = [];
   for (const r of results) {
     lines.push(`${r.ep.padEnd(7)} ${r.ok ? 'starts' : 'does not start'}  (${r.ort})`);
     if (!r.ok) {
       lines.push(`        why: ${r.error}`);
-      for (const [i, l] of remedyFor(r.ep, r.ep === 'cuda' && cuda.ok, r.error).entries()) lines.push(`        ${i === 0 ? 'fix: ' : '     '}${l}`);
+      const remedy = remedyFor(r.ep, { error: r.error ?? '', cudaInstalled: cuda.ok, cudaBuildLoaded: r.ort.includes(' from '), nvidiaDriver });
+      for (const [i, l] of remedy.entries()) lines.push(`        ${i === 0 ? 'fix: ' : '     '}${l}`);
     }
   }
   const cudaState = cuda.ok
@@ -130,6 +134,6 @@ export async function doctor(opts: { eps?: readonly ExecutionProvider[]; probe?:
 
 // `node --import tsx runtime/ep/doctor.ts --probe EP`: the child side of probeInChild, one JSON line on stdout.
 if (process.argv[1] === fileURLToPath(import.meta.url) && process.argv[2] === '--probe') {
-  const ep = process.argv[3] as ExecutionProvider;
+  const ep = process.argv[3] as EpName;
   void probeHere(ep).then((r) => process.stdout.write(JSON.stringify(r) + '\n'));
 }

@@ -8,12 +8,8 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { PROVIDER_LIBS, cudaDir, cudaLayout } from './cuda-setup.ts';
 
-/**
- * The execution providers the runtime knows, in the order `doctor` probes them. Here rather than in backend.ts, which
- * loads an onnxruntime-node when imported: the CLI and `doctor` need the names before (or without) choosing a build.
- */
-export const EXECUTION_PROVIDERS = ['cpu', 'cuda', 'webgpu'] as const;
-export type ExecutionProvider = (typeof EXECUTION_PROVIDERS)[number];
+/** The `--ep` choices, from the EP records (here too, for callers that choose a build before loading one). */
+export { EXECUTION_PROVIDERS, type ExecutionProvider } from './records.ts';
 
 export interface OrtChoice {
   /** What `require` loads: a package name or an absolute package folder. */

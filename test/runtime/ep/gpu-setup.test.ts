@@ -9,7 +9,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  CUDA_BUILD, PROVIDER_LIBS, checkCudaLayout, copyProviderLibs, cudaDir, cudaLayout, embeddedOrtVersions, npmInstallArgs, setupCuda,
+  CUDA_BUILD, PROVIDER_LIBS, checkCudaLayout, copyProviderLibs, cudaDir, cudaLayout, embeddedOrtVersions, npmInstallArgs, nvidiaDriverFound, setupCuda,
 } from '../../../runtime/ep/cuda-setup.ts';
 import { chooseOrt, epFromArgv, preselectOrt } from '../../../runtime/ep/ort-select.ts';
 import { defaultStepsPerRun } from '../../../runtime/ep/steps-per-run.ts';
@@ -167,11 +167,42 @@ test('stateToHost: device tensors are downloaded and replaced, host tensors kept
 });
 
 test('remedies name the command that fixes the EP', () => {
-  assert.match(epRemedy('cuda', { module: 'onnxruntime-node', kind: 'default' }), /npx dino setup cuda.*ONNXRUNTIME_NODE_INSTALL=cuda12/);
-  assert.match(epRemedy('cuda', { module: '/p', kind: 'cuda-setup' }), /LD_LIBRARY_PATH/);
-  assert.match(remedyFor('cuda', false).join(' '), /npx dino setup cuda/);
-  assert.match(remedyFor('cuda', true, 'libcublasLt.so.13: cannot open shared object file').join(' '), /libcublasLt.so.13 was not found.*LD_LIBRARY_PATH/);
-  assert.match(remedyFor('webgpu', false).join(' '), /Vulkan/);
+  assert.match(epRemedy('cuda', { module: 'onnxruntime-node', kind: 'default' }, '', true), /npx dino setup cuda.*ONNXRUNTIME_NODE_INSTALL=cuda12/);
+  assert.match(epRemedy('cuda', { module: '/p', kind: 'cuda-setup' }, '', true), /LD_LIBRARY_PATH/);
+  assert.match(remedyFor('cuda', { nvidiaDriver: true }).join(' '), /npx dino setup cuda/);
+  assert.match(remedyFor('cuda', { cudaInstalled: true, nvidiaDriver: true, error: 'libcublasLt.so.13: cannot open shared object file' }).join(' '), /libcublasLt.so.13 was not found.*LD_LIBRARY_PATH/);
+  assert.match(remedyFor('webgpu').join(' '), /Vulkan/);
+  assert.match(remedyFor('wasm').join(' '), /onnxruntime-web/);
+});
+
+test('without the NVIDIA driver the CUDA remedy says so, whatever else is installed', () => {
+  const error = 'Failed to load shared library libonnxruntime_providers_cuda.so';
+  for (const ctx of [{ cudaInstalled: false }, { cudaInstalled: true }, { cudaInstalled: true, cudaBuildLoaded: true }]) {
+    const lines = remedyFor('cuda', { ...ctx, error, nvidiaDriver: false }).join(' ');
+    assert.match(lines, /the NVIDIA driver is missing: libcuda\.so\.1 was not found/);
+    assert.not.match(lines, /npx dino setup cuda/); // setup cannot fix a missing driver
+  }
+  assert.match(epRemedy('cuda', { module: '/p', kind: 'cuda-setup' }, error, false), /NVIDIA driver is missing/);
+});
+
+test('nvidiaDriverFound: a library the loader finds counts, a missing one does not', () => {
+  assert.is(nvidiaDriverFound('libdino-no-such-library.so.1'), false);
+  // libc is on every Linux loader path: it loads, and then fails only as "not a Node addon".
+  if (process.platform === 'linux') assert.is(nvidiaDriverFound('libc.so.6'), true);
+});
+
+test('setup cuda: warns before downloading when the NVIDIA driver is missing, and states the download size', async () => {
+  const dir = tmp();
+  const lines: string[] = [];
+  let npmAt = -1;
+  await setupCuda({ dir, log: (l) => lines.push(l), driverFound: () => false, run: async () => { npmAt = lines.length; fakeInstall(dir, '1.29.0', '1.29.0'); return 0; } });
+  const warning = lines.findIndex((l) => /^warning: the NVIDIA driver is missing: libcuda\.so\.1/.test(l));
+  const size = lines.findIndex((l) => /downloads ~440 MB from npm, ~1\.1 GB on disk/.test(l));
+  assert.ok(warning >= 0 && size >= 0, lines.join('\n'));
+  assert.ok(warning < npmAt && size < npmAt, 'both are said before npm runs');
+  const quiet: string[] = [], dir2 = tmp();
+  await setupCuda({ dir: dir2, log: (l) => quiet.push(l), driverFound: () => true, run: async () => { fakeInstall(dir2, '1.29.0', '1.29.0'); return 0; } });
+  assert.not.ok(quiet.some((l) => l.startsWith('warning:')), quiet.join('\n'));
 });
 
 test('doctor on this machine: cpu starts; an EP that does not start is explained with its remedy', async () => {
@@ -184,7 +215,9 @@ test('doctor on this machine: cpu starts; an EP that does not start is explained
     assert.ok(byEp[ep]!.error && byEp[ep]!.error.length > 0, r.text);
     assert.match(r.text, new RegExp(`^${ep} +does not start`, 'm'));
   }
-  if (!byEp['cuda']!.ok) assert.match(r.text, /npx dino setup cuda/);
+  if (!byEp['cuda']!.ok) assert.match(r.text, nvidiaDriverFound() ? /npx dino setup cuda/ : /the NVIDIA driver is missing/);
+  assert.ok(byEp['wasm']!.ok, r.text); // onnxruntime-web's WASM runs everywhere Node does
+  assert.match(r.text, /^wasm {4}starts {2}\(onnxruntime-web /m);
   if (!byEp['webgpu']!.ok) assert.match(r.text, /Vulkan/);
   assert.match(r.text, /^setup cuda: /m);
 });
