@@ -25,7 +25,7 @@ const log = (m: string) => process.stderr.write(m + '\n');
  * Flags main_dino.py has for keys this command declares itself (below) are left out here.
  */
 const OWN_DINO_FLAGS = new Set(['batch-size-per-gpu', 'epochs', 'seed', 'patch-size', 'local-crops-number']);
-const SCHEMA_FLAGS = dinoFlagKeys().filter(({ flag, spec }) => !OWN_DINO_FLAGS.has(flag) && ['number', 'integer', 'boolean'].includes(spec.type));
+const SCHEMA_FLAGS = dinoFlagKeys().filter(({ flag, spec }) => !OWN_DINO_FLAGS.has(flag) && (['number', 'integer', 'boolean'].includes(spec.type) || spec.length !== undefined));
 
 /** `text` broken at spaces into lines of at most `width` characters. */
 function wrap(text: string, width: number): string {
@@ -42,6 +42,7 @@ function schemaFlagOption(spec: KeySpec): OptionSpec {
   const range = { ...(spec.min !== undefined ? { min: spec.min } : {}), ...(spec.max !== undefined ? { max: spec.max } : {}) };
   if (spec.type === 'boolean') return { kind: 'choice', choices: ['true', 'false'], help: spec.help };
   if (spec.type === 'integer') return { kind: 'int', ...range, help: spec.help };
+  if (spec.type === 'number[]') return { kind: 'numbers', count: spec.length!, placeholder: spec.length === 2 ? 'LO HI' : 'N...', help: spec.help };
   return { kind: 'number', ...range, ...(spec.exclusiveMin ? { exclusiveMin: true } : {}), help: spec.help };
 }
 
@@ -50,6 +51,7 @@ const DINO_FLAGS = {
   'warmup-epochs': { kind: 'int', min: 0, help: 'epochs of linear lr warm-up (with --epochs)' },
   'warmup-teacher-temp-epochs': { kind: 'int', min: 0, help: 'epochs of teacher-temperature warm-up (with --epochs)' },
   'freeze-last-layer': { kind: 'int', min: 0, help: 'epochs during which the head\'s last layer is not updated (with --epochs)' },
+  optimizer: { kind: 'choice', choices: ['adamw', 'sgd', 'lars'], help: 'adamw (DINO\'s default, the one the step compiles); sgd and lars are refused' },
   'saveckp-freq': { kind: 'int', min: 1, placeholder: 'N', help: 'also save every N epochs (--checkpoint-every counts steps; the latest is always DIR/checkpoint.safetensors)' },
   'dist-url': { kind: 'string', help: 'refused: one process trains on one device here (no distributed training); leave it out' },
   'local-rank': { kind: 'int', help: 'refused: one process trains on one device here (no distributed training); leave it out' },
@@ -104,6 +106,9 @@ ${wrap(Object.keys(CONFIG_SCHEMA).filter((k) => !CONFIG_SCHEMA[k as ConfigKey].s
   async (p) => {
     for (const flag of ['dist-url', 'local-rank'] as const) {
       if (p.given.has(flag)) throw new UsageError(`--${flag} is main_dino.py's distributed-training flag; dino train runs one process on one device: leave it out (--ep picks the device)`, 'train');
+    }
+    if (p.options.optimizer !== undefined && p.options.optimizer !== 'adamw') {
+      throw new UsageError(`--optimizer ${p.options.optimizer}: the training step is compiled with AdamW (main_dino.py's default, which it recommends for ViTs); leave --optimizer out or give adamw`, 'train');
     }
     const resumeDir = p.given.has('resume') ? resumeFolder(p) : undefined;
     const ep = p.options.ep;

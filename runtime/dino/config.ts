@@ -109,6 +109,8 @@ export interface KeySpec {
   readonly help: string;
   /** The values a string key takes. */
   readonly choices?: readonly string[];
+  /** The length of a `number[]` key that has a fixed one (a range: 2). */
+  readonly length?: number;
   /**
    * An optional key: the value its absence means. It is written only when set to another value, so configs from
    * before the key existed stay valid and their step graphs unchanged.
@@ -118,7 +120,7 @@ export interface KeySpec {
   readonly setBy?: string;
   /** A resumed run may change it (the run's length: the schedules are recomputed over it). */
   readonly resumable?: boolean;
-  /** main_dino.py's flag for it, when it has one (with dashes). `dino train` derives its flag for a number or boolean key. */
+  /** main_dino.py's flag for it, when it has one (with dashes). `dino train` derives its flag from it. */
   readonly dinoFlag?: string;
   /** The range a command-line flag for it accepts. */
   readonly min?: number;
@@ -182,9 +184,9 @@ export const CONFIG_SCHEMA: { readonly [K in ConfigKey]: KeySpec } = {
   'augment.globalSize': { ...size, help: 'side of the two global crops (DINO: 224)' },
   'augment.localSize': { ...size, help: 'side of the local crops (DINO: 96)' },
   'augment.localCrops': { type: 'integer', min: 0, dinoFlag: 'local-crops-number', help: 'local crops per image (DINO: 8; 0 disables multi-crop)' },
-  'augment.globalScale': { type: 'number[]', dinoFlag: 'global-crops-scale', help: 'area fraction range of the global crops (DINO: [0.4, 1])' },
-  'augment.localScale': { type: 'number[]', dinoFlag: 'local-crops-scale', help: 'area fraction range of the local crops (DINO: [0.05, 0.4])' },
-  'augment.aspectRatio': { type: 'number[]', help: 'aspect ratio range of all crops (torchvision: [3/4, 4/3])' },
+  'augment.globalScale': { type: 'number[]', length: 2, dinoFlag: 'global-crops-scale', help: 'area fraction range of the global crops (DINO: [0.4, 1])' },
+  'augment.localScale': { type: 'number[]', length: 2, dinoFlag: 'local-crops-scale', help: 'area fraction range of the local crops (DINO: [0.05, 0.4])' },
+  'augment.aspectRatio': { type: 'number[]', length: 2, help: 'aspect ratio range of all crops (torchvision: [3/4, 4/3])' },
   'augment.flipP': { ...probability, help: 'horizontal flip probability (DINO: 0.5)' },
   'augment.colorJitterP': { ...probability, help: 'colour jitter probability (DINO: 0.8)' },
   'augment.brightness': { type: 'number', min: 0, help: 'brightness jitter (DINO: 0.4)' },
@@ -192,8 +194,8 @@ export const CONFIG_SCHEMA: { readonly [K in ConfigKey]: KeySpec } = {
   'augment.saturation': { type: 'number', min: 0, help: 'saturation jitter (DINO: 0.2)' },
   'augment.hue': { type: 'number', min: 0, max: 0.5, help: 'hue jitter in turns (DINO: 0.1)' },
   'augment.grayscaleP': { ...probability, help: 'grayscale probability (DINO: 0.2)' },
-  'augment.blurP': { type: 'number[]', help: 'blur probability of [first global, second global, each local] crop (DINO: [1.0, 0.1, 0.5])' },
-  'augment.blurSigma': { type: 'number[]', help: 'blur sigma range in pixels (DINO: [0.1, 2.0] for 224 px crops: scale it by size / 224)' },
+  'augment.blurP': { type: 'number[]', length: 3, help: 'blur probability of [first global, second global, each local] crop (DINO: [1.0, 0.1, 0.5])' },
+  'augment.blurSigma': { type: 'number[]', length: 2, help: 'blur sigma range in pixels (DINO: [0.1, 2.0] for 224 px crops: scale it by size / 224)' },
   'augment.solarizeP': { ...probability, help: 'solarization probability of the second global crop (DINO: 0.2)' },
   'augment.solarizeThreshold': { ...probability, help: 'values at or above it are inverted when solarizing (PIL: 128 / 255)' },
   'augment.mean': { type: 'number[]', help: 'per-channel mean subtracted last (DINO: ImageNet\'s)' },
@@ -224,6 +226,7 @@ function valueProblem(key: string, spec: KeySpec, value: unknown, shown: string)
       return undefined;
     case 'number[]':
       if (!Array.isArray(value) || value.some((e) => typeof e !== 'number')) return `"${key}" must be array of number, got ${typeOf(value)}${shown}`;
+      if (spec.length !== undefined && value.length !== spec.length) return `"${key}" must be ${spec.length} numbers, got ${value.length}${shown}`;
       return undefined;
     default:
       if (typeof value !== (spec.type === 'integer' ? 'number' : spec.type)) return `"${key}" must be ${typeName(spec)}, got ${typeOf(value)}${shown}`;

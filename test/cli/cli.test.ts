@@ -94,14 +94,16 @@ test('DINO flag names: --arch/--patch-size/--image-size/--local-crops-number bec
 
 test('the main_dino.py flags the config schema names are dino train options, with the schema\'s help and range', async () => {
   const options = trainCommand.spec.options as Readonly<Record<string, OptionSpec>>;
-  for (const { flag, spec } of dinoFlagKeys()) {
-    if (spec.type === 'number[]') continue; // DINO's two-number flags (--global_crops_scale LO HI): --set augment.globalScale=[LO,HI]
-    assert.ok(options[flag], `--${flag} (${spec.help})`);
-  }
+  for (const { flag, spec } of dinoFlagKeys()) assert.ok(options[flag], `--${flag} (${spec.help})`);
   const option = options['momentum-teacher']!;
   assert.equal([option.help, 'max' in option && option.max], [CONFIG_SCHEMA.momentumTeacher.help, 1]);
-  const { config } = await newRunFromArgs(['--steps', '5', '--use_bn_in_head', 'true', '--drop_path_rate', '0.2', '--min_lr', '0']);
-  assert.equal([config.head.useBn, config.backbone.dropPathRate, config.minLr], [true, 0.2, 0]);
+  const { config } = await newRunFromArgs(['--steps', '5', '--use_bn_in_head', 'true', '--drop_path_rate', '0.2', '--min_lr', '0',
+    '--global_crops_scale', '0.14', '1', '--local_crops_scale', '0.05,0.14', '--optimizer', 'adamw']);
+  assert.equal([config.head.useBn, config.backbone.dropPathRate, config.minLr, config.augment.globalScale, config.augment.localScale], [true, 0.2, 0, [0.14, 1], [0.05, 0.14]]);
+  const usage = async (argv: string[]) => ((await newRunFromArgs(argv).catch((e: unknown) => e)) as Error).message;
+  assert.is(await usage(['--global-crops-scale', '0.4']), '--global-crops-scale must be 2 numbers (e.g. 0.4 1), got "0.4"');
+  assert.match(await usage(['--global-crops-scale', '0.4', '1', '2']), '"2" is not an option of dino train');
+  assert.match(await usage(['--local-crops-scale', '0.5', '0.1']), /localScale must be \[lo, hi\] with 0 < lo <= hi <= 1/);
 });
 
 test('data that does not fit the preset: typed below, worded with the flags by the CLI', () => {

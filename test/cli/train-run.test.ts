@@ -1,7 +1,7 @@
 /**
  * `dino train` as a process meets the world: SIGTERM (what `timeout`, docker and SLURM send) saves a checkpoint as
  * Ctrl-C does; a run that cannot start leaves no folder; an existing run is refused before anything compiles;
- * main_dino.py's --saveckp_freq, --use_bn_in_head, --dist_url and --local_rank.
+ * main_dino.py's --saveckp_freq, --use_bn_in_head, --dist_url, --local_rank and --optimizer.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -71,7 +71,7 @@ test('--ep cuda on a machine without it fails leaving no run folder', async () =
   assert.not.ok(fs.existsSync(out), `${out} left behind:\n${r.stderr}`);
 });
 
-test('main_dino.py flags: --saveckp_freq (epochs), --use_bn_in_head; --dist_url and --local_rank refused naming why', async () => {
+test('main_dino.py flags: --saveckp_freq (epochs), --use_bn_in_head; --dist_url, --local_rank and --optimizer sgd refused naming why', async () => {
   // 16 grayscale 28 px images in 2 classes: 2 steps per epoch at batch 8.
   const data = path.join(DIR, 'images');
   for (const [c, shade] of [['a', 40], ['b', 200]] as const) {
@@ -94,6 +94,9 @@ test('main_dino.py flags: --saveckp_freq (epochs), --use_bn_in_head; --dist_url 
     assert.is(d.code, 2);
     assert.match(d.stderr, /distributed-training flag; dino train runs one process on one device: leave it out/);
   }
+  const sgd = await dino('train', ...TINY, '--optimizer', 'sgd', '--out', path.join(DIR, 'dist'));
+  assert.is(sgd.code, 2);
+  assert.match(sgd.stderr, /--optimizer sgd: the training step is compiled with AdamW/);
   assert.not.ok(fs.existsSync(path.join(DIR, 'dist')));
 });
 
