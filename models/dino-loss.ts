@@ -21,6 +21,7 @@ import {
   softmax,
   stopGradient,
   sub,
+  sumAll,
 } from '../dsl/index.ts';
 import { sinkhornKnopp } from './sinkhorn.ts';
 
@@ -72,6 +73,24 @@ export function dinoLoss(a: DinoLossInputs): DinoLossOutputs {
   const pt = targets.p;
   const logPs = logSoftmax(div(a.student, a.studentTemp), -1); // [V B, K]
 
+  const loss = crossViewLoss(pt, logPs, b, v, k, b);
+
+  const batchCenter = reduceMean(teacher, 0, true); // [1, K]
+  const nextCenter = centerUpdate(a.center, batchCenter, a.centerMomentum);
+
+  const logPt = targets.logP();
+  const teacherEntropy = neg(div(reduceSum(mul(pt, logPt), [0, 1]), 2 * b));
+  const meanPt = reduceMean(pt, 0, true);
+  const teacherKl = meanAll(reduceSum(mul(pt, sub(logPt, log(maximum(meanPt, 1e-30)))), -1));
+  return { loss, nextCenter, teacherEntropy, teacherKl };
+}
+
+/**
+ * The sum over the b images of the cross-entropies of all pairs (teacher view i, student view v != i), divided by
+ * `images` times the number of pairs: with `images` = b, the batch mean DINO minimises; with the global batch's
+ * image count, one rank's share of it.
+ */
+function crossViewLoss(pt: Tensor, logPs: Tensor, b: number, v: number, k: number, images: number): Tensor {
   // Sum over all pairs (i, v != i) of <P_t^i, log P_s^v> per image
   //   = <sum_i P_t^i, sum_v log P_s^v> - sum_{i in {0,1}} <P_t^i, log P_s^i>,
   // which costs two view sums instead of 2(V-1) separate cross-entropies.
@@ -80,16 +99,55 @@ export function dinoLoss(a: DinoLossInputs): DinoLossOutputs {
   const allPairs = reduceSum(mul(reduceSum(pt3, 0), reduceSum(ls3, 0)), [0, 1]);
   const samePairs = reduceSum(mul(pt3, slice(ls3, [0], [2], [0])), [0, 1, 2]);
   const pairs = 2 * v - 2;
-  const loss = neg(div(sub(allPairs, samePairs), b * pairs));
+  return neg(div(sub(allPairs, samePairs), images * pairs));
+}
 
-  const batchCenter = reduceMean(teacher, 0, true); // [1, K]
-  const nextCenter = stopGradient(add(mul(a.center, a.centerMomentum), mul(batchCenter, 1 - a.centerMomentum)));
+/** DINO's center EMA: m c + (1 - m) · the batch mean of the teacher's logits ([1, K]); no gradient. */
+export function centerUpdate(center: Tensor, batchMean: Tensor, momentum: number): Tensor {
+  return stopGradient(add(mul(center, momentum), mul(batchMean, 1 - momentum)));
+}
 
-  const logPt = targets.logP();
-  const teacherEntropy = neg(div(reduceSum(mul(pt, logPt), [0, 1]), 2 * b));
-  const meanPt = reduceMean(pt, 0, true);
-  const teacherKl = meanAll(reduceSum(mul(pt, sub(logPt, log(maximum(meanPt, 1e-30)))), -1));
-  return { loss, nextCenter, teacherEntropy, teacherKl };
+/** One rank's shares of DINO's loss and batch quantities (`dinoLossShares`). */
+export interface DinoLossShares {
+  /** This rank's share of the loss (its images' cross-entropies over the global batch's images and pairs). */
+  readonly loss: Tensor;
+  /** This rank's teacher logits summed over its rows, over 2 · globalBatch, [1, K]: the ranks' sum is the batch mean the center follows. */
+  readonly teacherMean: Tensor;
+  /** −Σ P_t log P_t over this rank's rows, over 2 · globalBatch: the ranks' sum is the batch's mean teacher entropy. */
+  readonly teacherEntropy: Tensor;
+  /** P_t summed over this rank's rows, over 2 · globalBatch, [1, K]: the ranks' sum is the batch-mean target distribution. */
+  readonly teacherProbs: Tensor;
+}
+
+/**
+ * One rank's shares of DINO's loss and of the batch quantities its center and metrics need, for a data-parallel step
+ * (docs/DISTRIBUTED.md): each is this rank's sum over its own images divided by the global batch's count, so the
+ * sum over ranks (the all-reduce) is the value one process computes on the whole batch. `a.batch` is this rank's
+ * image count, `globalBatch` every rank's together. DINO's centering only: Sinkhorn-Knopp normalises over the
+ * whole batch, which one sum cannot carry.
+ */
+export function dinoLossShares(a: Omit<DinoLossInputs, 'centering' | 'centerMomentum'>, globalBatch: number): DinoLossShares {
+  const { batch: b, views: v } = a;
+  const k = a.teacher.dim(-1);
+  const teacher = stopGradient(a.teacher);
+  const targets = centeredTargets(teacher, a.center, a.teacherTemp);
+  const pt = targets.p;
+  const logPs = logSoftmax(div(a.student, a.studentTemp), -1);
+  const loss = crossViewLoss(pt, logPs, b, v, k, globalBatch);
+  // One rank holding the whole batch computes exactly the one-process step's nodes (reduceMean, 2b).
+  const rowShare = (x: Tensor) => (globalBatch === b ? reduceMean(x, 0, true) : div(reduceSum(x, 0, true), 2 * globalBatch));
+  const teacherMean = rowShare(teacher);
+  const teacherEntropy = neg(div(reduceSum(mul(pt, targets.logP()), [0, 1]), 2 * globalBatch));
+  return { loss, teacherMean, teacherEntropy, teacherProbs: rowShare(pt) };
+}
+
+/**
+ * The mean KL(P_t(x) || mean_x P_t) of `dinoLoss` from the batch's summed shares: the mean over rows of
+ * Σ_k p log p − Σ_k p log m_k is −entropy − Σ_k m_k log m_k, m the batch-mean distribution. A difference of two
+ * numbers near log K, so its float32 error is absolute (~1e-6), not relative to a small KL.
+ */
+export function teacherKlFromShares(teacherEntropy: Tensor, teacherProbs: Tensor): Tensor {
+  return neg(add(teacherEntropy, sumAll(mul(teacherProbs, log(maximum(teacherProbs, 1e-30))))));
 }
 
 interface Targets {

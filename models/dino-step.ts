@@ -8,10 +8,12 @@
  * `head.mlp.0.weight`, ...), `center`, and the optimizer's `optim.*`. The other inputs and the outputs are
  * typed below ({@link DinoStepInputs}, {@link ScheduledScalars}, {@link DinoMetrics}): the training loop, the
  * bench and the schedules use these types, so a new input or metric is one edit here that `tsc` follows.
+ * The data-parallel form of the step, two graphs around an all-reduce, is models/dino-step-split.ts: it shares
+ * `dinoForward` and builds each loss term from its `split` form.
  */
 import * as E from 'fp-ts/lib/Either.js';
 import { ANY_TARGET, type DslError, GRAD_SCALER_DEFAULTS, Graph, type LossScaling, METRIC, NEXT, type Precision, Scope, type Target, type Tensor, add, addOptimizerStep, concat, ema, mul, slice, usesLossScaling } from '../dsl/index.ts';
-import { CENTERINGS, type Centering, dinoLoss } from './dino-loss.ts';
+import { CENTERINGS, type Centering, centerUpdate, dinoLoss, dinoLossShares, teacherKlFromShares } from './dino-loss.ts';
 import { koleoLoss } from './koleo.ts';
 import { type DinoHeadConfig, LAST_LAYER_TAG, dinoHead } from './head.ts';
 import { backbone as backboneFeatures } from './network.ts';
@@ -115,6 +117,27 @@ export interface LossTermOutput<M extends string> {
 }
 
 /**
+ * A term's data-parallel form (models/dino-step-split.ts, docs/DISTRIBUTED.md): in each rank's gradient graph, the
+ * rank's share of the term and the quantities summed over ranks with the gradients; in the apply graph, the term's
+ * metrics and state updates from those sums. Shares are sums over the rank's images divided by the global batch's
+ * count, so that the ranks' sum is what one process computes on the whole batch.
+ */
+export interface SplitLossTerm<M extends string> {
+  /** Why the term cannot be split for `cfg`, naming the option; undefined when it can. */
+  refusal?(cfg: DinoStepConfig): string | undefined;
+  /**
+   * In the gradient graph: this rank's share of the term's value (its gradient is what the ranks sum) and the
+   * float32 quantities to sum, by name (prefixed `<term name>.`).
+   */
+  share(inputs: LossTermInputs, globalBatch: number): { readonly value: Tensor; readonly sums: ReadonlyMap<string, Tensor> };
+  /**
+   * In the apply graph: the metrics (each the value one process reports for the whole batch) and the state updates,
+   * from the summed quantities; `state(name)` is the apply graph's input for the state tensor of that name.
+   */
+  finish(sums: ReadonlyMap<string, Tensor>, state: (name: string) => Tensor, cfg: DinoStepConfig): Omit<LossTermOutput<M>, 'value'>;
+}
+
+/**
  * A term of the step's loss. The loss is the sum of `weight * value` over the terms of nonzero weight, each built
  * under the node path `<name>_loss`; each term's metrics are step outputs. A term of weight 0 is not in the graph,
  * so configs without it build the graph from before the term, byte for byte.
@@ -125,6 +148,10 @@ export interface LossTerm<M extends string = string> {
   build(inputs: LossTermInputs): LossTermOutput<M>;
   /** The names of the metrics it reports, in output order. */
   readonly metrics: readonly M[];
+  /** Its data-parallel form; without one, a data-parallel step with the term is refused with `unsplittable`. */
+  readonly split?: SplitLossTerm<M>;
+  /** Why the term has no data-parallel form, naming the option that adds it to a step. */
+  readonly unsplittable?: string;
 }
 
 /** DINO's cross-entropy between teacher and student views, with its center update and collapse metrics. */
@@ -145,7 +172,32 @@ const DINO_TERM: LossTerm<'loss' | 'teacher_entropy' | 'teacher_kl'> = {
       updates: new Map([[CENTER, dino.nextCenter]]),
     };
   },
+  split: {
+    refusal: (cfg) =>
+      (cfg.centering ?? 'center') === 'sinkhorn'
+        ? 'centering "sinkhorn" normalises the teacher\'s targets over the whole batch (Sinkhorn-Knopp iterations), which one all-reduce of sums cannot carry: use centering "center" or train in one process'
+        : undefined,
+    share: ({ cfg, studentLogits, teacherLogits, center, teacherTemp }, globalBatch) => {
+      const s = dinoLossShares({ student: studentLogits, teacher: teacherLogits, center, teacherTemp, studentTemp: cfg.studentTemp, batch: cfg.batch, views: 2 + cfg.localCrops }, globalBatch);
+      return {
+        value: s.loss,
+        sums: new Map([['dino.loss', s.loss], ['dino.teacher_entropy', s.teacherEntropy], ['dino.teacher_probs', s.teacherProbs], ['dino.teacher_mean', s.teacherMean]]),
+      };
+    },
+    finish: (sums, state, cfg) => {
+      const sum = (name: string) => sums.get(name) ?? missingSum(name);
+      const entropy = sum('dino.teacher_entropy');
+      return {
+        metrics: { loss: sum('dino.loss'), teacher_entropy: entropy, teacher_kl: teacherKlFromShares(entropy, sum('dino.teacher_probs')) },
+        updates: new Map([[CENTER, centerUpdate(state(CENTER), sum('dino.teacher_mean'), cfg.centerMomentum)]]),
+      };
+    },
+  },
 };
+
+function missingSum(name: string): never {
+  throw new Error(`the packed buffer has no sum "${name}": the gradient graph and the apply graph disagree`);
+}
 
 /**
  * KoLeo (DINOv2) on the student's backbone features of each global view separately (the two crops of one image
@@ -159,6 +211,8 @@ const KOLEO_TERM: LossTerm<'koleo'> = {
     const koleo = add(koleoLoss(slice(globals!, [0], [b], [0])), koleoLoss(slice(globals!, [b], [2 * b], [0])));
     return { value: koleo, metrics: { koleo } };
   },
+  unsplittable:
+    'koleoWeight > 0: KoLeo relates each image to its nearest neighbour in the whole batch, which a rank holding a slice cannot see: set koleoWeight to 0 or train in one process',
 };
 
 /**
@@ -187,7 +241,7 @@ export type KoleoMetric = TermMetric<typeof KOLEO_TERM>;
 export type DinoMetrics = { readonly [K in DinoMetric]: number } & { readonly [K in AmpMetric | Exclude<TermMetrics, DinoMetric>]?: number };
 
 /** The loss terms in the step `cfg` describes (nonzero weight), with their weights. */
-const activeTerms = (cfg: Partial<DinoStepConfig>) =>
+export const activeTerms = (cfg: Partial<DinoStepConfig>) =>
   LOSS_TERMS.map((term) => ({ term: term as LossTerm, weight: term.weight(cfg as DinoStepConfig) })).filter((t) => t.weight > 0);
 
 /**
@@ -229,18 +283,32 @@ export interface DinoStepGraph {
   readonly scalars: { readonly [K in ScheduledScalar]: Tensor };
 }
 
-/**
- * DINO's training step for `cfg`, lowered for `target` (what the machine that runs it offers, dsl/graph.ts `Target`;
- * runtime/ep/records.ts has one per execution provider). The step is written once: the target only decides how
- * ops it lacks are built.
- */
-export function buildDinoStep(cfg: DinoStepConfig, target: Target = ANY_TARGET): E.Either<DslError[], DinoStepGraph> {
+/** A config's centering, refused by name when it is not one of CENTERINGS. */
+export function centeringRefusal(cfg: DinoStepConfig): DslError | undefined {
   const centering = cfg.centering ?? 'center';
-  if (!CENTERINGS.includes(centering)) {
-    // Reachable from a hand-edited config.json, which is parsed without a type check.
-    return E.left([{ op: 'dino_step', path: '', message: `centering must be one of ${CENTERINGS.join(', ')}, got ${JSON.stringify(centering)}`, shapes: [] }]);
-  }
-  const g = new Graph('dino_train_step', target);
+  // Reachable from a hand-edited config.json, which is parsed without a type check.
+  if (CENTERINGS.includes(centering)) return undefined;
+  return { op: 'dino_step', path: '', message: `centering must be one of ${CENTERINGS.join(', ')}, got ${JSON.stringify(centering)}`, shapes: [] };
+}
+
+/** The forward half of a DINO step: its inputs, student and teacher, the center, what the loss terms are built from. */
+export interface DinoForward {
+  readonly graph: Graph;
+  readonly inputs: DinoStepInputs<Tensor>;
+  readonly termInputs: LossTermInputs;
+  /** The teacher's EMA momentum input, where asked for. */
+  readonly momentum: Tensor;
+}
+
+/**
+ * The step's inputs, the student on all crops (grouped by resolution) and the teacher on the global crops, and the
+ * center: what the one-graph step (`buildDinoStep`) and the data-parallel gradient graph (models/dino-step-split.ts)
+ * share. `momentum`: whether to add the teacher-momentum input (the gradient graph has no teacher update).
+ */
+export function dinoForward(cfg: DinoStepConfig, target: Target, name: string, opts: { momentum: true }): DinoForward;
+export function dinoForward(cfg: DinoStepConfig, target: Target, name: string, opts: { momentum: false }): Omit<DinoForward, 'momentum'>;
+export function dinoForward(cfg: DinoStepConfig, target: Target, name: string, opts: { momentum: boolean }): Omit<DinoForward, 'momentum'> & { momentum?: Tensor } {
+  const g = new Graph(name, target);
   const bb = cfg.backbone;
   const shapes = dinoStepInputShapes(cfg);
   const input = (name: keyof DinoStepInputs<unknown>) => {
@@ -252,7 +320,7 @@ export function buildDinoStep(cfg: DinoStepConfig, target: Target = ANY_TARGET):
   const dropGlobal = input('drop_path.globals');
   const dropLocal = input('drop_path.locals');
   const teacherTemp = g.input('teacher_temp', 'float32', []);
-  const momentum = g.input('momentum', 'float32', []);
+  const momentum = opts.momentum ? g.input('momentum', 'float32', []) : undefined;
 
   // Student: the backbone once per resolution (DINO's MultiCropWrapper), the head once on all features.
   const precision = cfg.precision ?? 'fp32';
@@ -268,6 +336,23 @@ export function buildDinoStep(cfg: DinoStepConfig, target: Target = ANY_TARGET):
 
   const center = g.param({ name: CENTER, shape: [1, cfg.head.outDim], dtype: 'float32', init: { kind: 'zeros' }, decay: false, trainable: false, tags: [], kind: 'buffer' });
   const termInputs: LossTermInputs = { cfg, studentLogits, teacherLogits, center, teacherTemp, studentFeatures: studentFeats };
+  const inputs: DinoStepInputs<Tensor> = {
+    globals, ...(locals ? { locals } : {}), ...(dropGlobal ? { 'drop_path.globals': dropGlobal } : {}), ...(dropLocal ? { 'drop_path.locals': dropLocal } : {}),
+  };
+  return { graph: g, inputs, termInputs, ...(momentum ? { momentum } : {}) };
+}
+
+/**
+ * DINO's training step for `cfg`, lowered for `target` (what the machine that runs it offers, dsl/graph.ts `Target`;
+ * runtime/ep/records.ts has one per execution provider). The step is written once: the target only decides how
+ * ops it lacks are built.
+ */
+export function buildDinoStep(cfg: DinoStepConfig, target: Target = ANY_TARGET): E.Either<DslError[], DinoStepGraph> {
+  const refused = centeringRefusal(cfg);
+  if (refused) return E.left([refused]);
+  const { graph: g, inputs, termInputs, momentum } = dinoForward(cfg, target, 'dino_train_step', { momentum: true });
+  const { teacherTemp } = termInputs;
+  const precision = cfg.precision ?? 'fp32';
   const terms = activeTerms(cfg).map(({ term, weight }) => ({ term, weight, out: g.within(`${term.name}_loss`, () => term.build(termInputs)) }));
   const loss = terms.map(({ out, weight }) => (weight === 1 ? out.value : mul(out.value, weight))).reduce((sum, t) => add(sum, t));
 
@@ -314,9 +399,6 @@ export function buildDinoStep(cfg: DinoStepConfig, target: Target = ANY_TARGET):
     g.output(METRIC + name, t);
   }
 
-  const inputs: DinoStepInputs<Tensor> = {
-    globals, ...(locals ? { locals } : {}), ...(dropGlobal ? { 'drop_path.globals': dropGlobal } : {}), ...(dropLocal ? { 'drop_path.locals': dropLocal } : {}),
-  };
   return E.map(() => ({ graph: g, inputs, scalars }))(g.validate());
 }
 

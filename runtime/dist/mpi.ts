@@ -8,7 +8,7 @@
  */
 import { writeSync } from 'node:fs';
 import koffi, { type LibraryHandle } from 'koffi';
-import type { BroadcastBuffer, Collective } from './collective.ts';
+import type { BroadcastBuffer, Collective } from './collective-api.ts';
 
 /** Libraries tried in order: DINO_MPI_LIB, then Open MPI 4/5's soname (Debian's libopenmpi3), then the dev link. */
 const LIBRARY_CANDIDATES = ['libmpi.so.40', 'libmpi.so'];

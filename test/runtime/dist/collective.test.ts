@@ -69,7 +69,9 @@ if (unavailable) {
     assert.ok(r.code !== 0 && r.code !== null, `job ended with code ${r.code}, signal ${r.signal}`);
     assert.ok(r.seconds < 30, `the job took ${r.seconds.toFixed(1)} s to stop`);
     assert.match(r.stderr, /rank 1\/2 failed: Error: deliberate failure/);
-    assert.match(r.stderr, /MPI_ABORT was invoked on rank 1/);
+    // Open MPI's own notice; its show_help sometimes loses the text in a race of its own (seen ~1 run in 4 here:
+    // "ORTE_ERROR_LOG: Data unpack would read past end of buffer in file .../show_help.c"), which still aborted.
+    assert.match(r.stderr, /MPI_ABORT was invoked on rank 1|ORTE_ERROR_LOG: .*show_help\.c/);
     assert.not.match(r.stdout, /should never have finished/);
   });
 
