@@ -13,7 +13,7 @@
  */
 import { loadFashionMnist } from '../runtime/data/fashion-mnist.ts';
 import type { ExecutionProvider } from '../runtime/backend.ts';
-import { getPreset } from '../runtime/dino/config.ts';
+import { getPreset } from '../runtime/dino/presets.ts';
 import { DEFAULT_RECOMPUTE } from '../runtime/dino/train.ts';
 import type { Recompute } from '../models/vit.ts';
 import { benchAugment } from './augment.ts';

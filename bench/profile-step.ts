@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { countFlops } from '../dsl/flops.ts';
 import { loadFashionMnist } from '../runtime/data/fashion-mnist.ts';
-import { getPreset } from '../runtime/dino/config.ts';
+import { getPreset } from '../runtime/dino/presets.ts';
 import { benchAugment } from './augment.ts';
 import { peakRssMb } from './measure.ts';
 import { type ProfileSummary, findProfile, formatProfileRows, summarizeProfile } from './profile.ts';

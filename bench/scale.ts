@@ -13,7 +13,8 @@ import type { TrainPrecision } from '../dsl/autocast.ts';
 import { dinoStepInputShapes } from '../models/dino-step.ts';
 import type { Recompute } from '../models/vit.ts';
 import type { ExecutionProvider } from '../runtime/backend.ts';
-import { applyOverrides, getPreset, stepConfig, withPrecision } from '../runtime/dino/config.ts';
+import { applyOverrides, stepConfig, withPrecision, withValues } from '../runtime/dino/config.ts';
+import { getPreset } from '../runtime/dino/presets.ts';
 import { dinoStepFeeds } from '../runtime/dino/step-feeds.ts';
 import { initialState, trainingStepGraph } from '../runtime/dino/train.ts';
 import { StepRunner, stackSteps } from '../runtime/step-runner.ts';
@@ -76,7 +77,7 @@ function gpuMemoryUsedMib(): number | null {
 
 export async function runScaleBench(opts: ScaleBenchOptions): Promise<ScaleBenchResult> {
   const base = getPreset(opts.preset);
-  const config = applyOverrides(base, [...(opts.batch !== undefined ? [`batch=${opts.batch}`] : []), ...(opts.set ?? [])]);
+  const config = applyOverrides(opts.batch !== undefined ? withValues(base, { batch: opts.batch }) : base, opts.set ?? []);
   const k = opts.stepsPerRun ?? 1;
   const runs = opts.runs ?? 5;
   const precision = opts.precision ?? 'fp32';

@@ -48,16 +48,24 @@ export interface IntListOption extends BaseOption {
   readonly default?: readonly number[];
   readonly min?: number;
 }
+/**
+ * A fixed count of numbers, as separate arguments (`--global-crops-scale 0.4 1`, main_dino.py's `nargs='+'`) or
+ * comma-separated (`0.4,1`).
+ */
+export interface NumbersOption extends BaseOption {
+  readonly kind: 'numbers';
+  readonly count: number;
+}
 /** A string option that may be given several times, e.g. `--set a=1 --set b=2`. */
 export interface RepeatedOption extends BaseOption { readonly kind: 'repeated' }
 
-export type OptionSpec = FlagOption | StringOption | IntOption | NumberOption | ChoiceOption | IntListOption | RepeatedOption;
+export type OptionSpec = FlagOption | StringOption | IntOption | NumberOption | ChoiceOption | IntListOption | NumbersOption | RepeatedOption;
 export type OptionSpecs = Readonly<Record<string, OptionSpec>>;
 
 type ValueOf<O extends OptionSpec> = O extends FlagOption ? boolean
   : O extends IntOption | NumberOption ? number
   : O extends ChoiceOption<infer C> ? C
-  : O extends IntListOption ? readonly number[]
+  : O extends IntListOption | NumbersOption ? readonly number[]
   : O extends RepeatedOption ? readonly string[]
   : string;
 type HasDefault<O> = O extends FlagOption | RepeatedOption ? true : O extends { readonly default: unknown } ? true : false;
@@ -161,6 +169,12 @@ function parseValue(flag: string, spec: OptionSpec, raw: string, command: string
         throw new UsageError(`${flag} must be one of ${spec.choices.join(', ')}, got "${raw}"${didYouMean(raw, spec.choices)}`, command);
       }
       return raw;
+    case 'numbers': {
+      const parts = raw.split(',').map((part) => part.trim());
+      const numbers = parts.map((part) => (part === '' ? NaN : Number(part)));
+      if (numbers.length !== spec.count || !numbers.every(Number.isFinite)) fail(`${spec.count} numbers (e.g. ${spec.count === 2 ? '0.4 1' : Array(spec.count).fill('0').join(' ')})`);
+      return numbers;
+    }
     case 'ints':
       return raw.split(',').map((part) => {
         const t = part.trim();
@@ -241,6 +255,10 @@ export function parseCommand<S extends OptionSpecs>(spec: CommandSpec<S>, argv: 
         }
         raw = next;
         i++;
+        // A `numbers` option's further values follow as their own arguments (main_dino.py's `nargs='+'`).
+        if (opt.kind === 'numbers') {
+          while (raw.split(',').length < opt.count && i + 1 < argv.length && i + 1 !== cut && /^[+-]?(\d|\.\d)/.test(argv[i + 1]!)) raw += ',' + argv[++i];
+        }
       }
       const v = parseValue(flag, opt, raw, spec.name);
       if (opt.kind === 'repeated') values[name] = [...((values[name] as string[] | undefined) ?? []), v as string];

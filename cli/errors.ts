@@ -4,8 +4,10 @@
  */
 import { BadImageError } from '../runtime/data/image-folder.ts';
 import { CheckpointError } from '../runtime/dino/checkpoint.ts';
-import { ConfigOverrideError, fashionMnistPresetNames } from '../runtime/dino/config.ts';
-import { InitWeightsError, NonFiniteLossError, RunFolderError, formatConfigChange } from '../runtime/dino/train.ts';
+import { ConfigOverrideError, formatConfigChange } from '../runtime/dino/config.ts';
+import { fashionMnistPresetNames } from '../runtime/dino/presets.ts';
+import { InitWeightsError, NonFiniteLossError } from '../runtime/dino/train.ts';
+import { RunFolderError } from '../runtime/dino/run-folder.ts';
 import { DataFitError } from '../runtime/dino/data-fit.ts';
 import { EvalDataError, EvalOptionError } from '../exports/eval.ts';
 import { dirname } from 'node:path';

@@ -18,12 +18,14 @@
  */
 import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { runFile } from '../runtime/dino/run-folder.ts';
 import {
   CURVE_PROBE, CURVE_YARDSTICK, type CurveFile, type FeatureSet, type KnnResult, curveSteps, describeYardstick, formatCurveTable, knnEvaluate, rawPixelFeatures,
   knnClassify, scoreRawPixels, trainCurve, trainLinearProbe, writeCurve, writeReport,
 } from '../exports/index.ts';
 import { loadFashionMnist } from '../runtime/data/fashion-mnist.ts';
-import { applyOverrides, fashionMnistPresetNames, getPreset } from '../runtime/dino/config.ts';
+import { withValues } from '../runtime/dino/config.ts';
+import { fashionMnistPresetNames, getPreset } from '../runtime/dino/presets.ts';
 import { train } from '../runtime/dino/train.ts';
 import type { Dataset } from '../runtime/data/dataset.ts';
 import { UsageError, defineCommand } from './args.ts';
@@ -95,8 +97,7 @@ export const startCommand = defineCommand(
   },
   async ({ options: o }) => {
     const out = o.out;
-    const sets = [...(o.steps !== undefined ? [`steps=${o.steps}`] : []), ...(o.seed !== undefined ? [`seed=${o.seed}`] : [])];
-    const config = applyOverrides(getPreset(o.preset ?? 'fmnist-quick'), sets);
+    const config = withValues(getPreset(o.preset ?? 'fmnist-quick'), { ...(o.steps !== undefined ? { steps: o.steps } : {}), ...(o.seed !== undefined ? { seed: o.seed } : {}) });
     prepareStartFolder(out);
     const initRun = join(out, 'random-init');
     console.log(`dino-ts default job: DINO (${config.preset}) on Fashion-MNIST, ${config.steps} steps of ${config.batch} images -> ${out}`);
@@ -150,7 +151,7 @@ export const startCommand = defineCommand(
     });
     console.log(summary);
     console.log(`\n(scoring the curve took ${curveSeconds.toFixed(0)} s; the three linear probes on the full splits ${probeSeconds.total.toFixed(0)} s)`);
-    writeFileSync(join(out, 'summary.txt'), summary + '\n');
+    writeFileSync(runFile(out, 'summary'), summary + '\n');
     const report = await writeReport({ run: out, knn: trained.result, curve, log });
     console.log(`\nrun folder: ${out} (teacher.onnx, checkpoint.safetensors, metrics.jsonl, knn.json, curve.json, summary.txt, report: ${report})`);
   },

@@ -7,7 +7,7 @@ import { inspectPreset } from '../models/inspect.ts';
 import { RECOMPUTE_MODES } from '../models/vit.ts';
 import { EXECUTION_PROVIDERS } from '../runtime/ep/records.ts';
 import { presetNames as modelPresetNames } from '../models/presets.ts';
-import { getPreset as getTrainPreset, presetNames as trainPresetNames } from '../runtime/dino/config.ts';
+import { getPreset as getTrainPreset, presetNames as trainPresetNames } from '../runtime/dino/presets.ts';
 import { trainSpirals } from '../runtime/examples/spirals.ts';
 import { UsageError, defineCommand, didYouMean } from './args.ts';
 

@@ -2,40 +2,60 @@
  * `dino train`: flags -> a resolved TrainConfig (and initial weights) -> the training loop; and `--resume`, which
  * takes the config from the run folder and accepts only the flags a resumed run may change.
  */
-import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { type TrainConfig, RESUMABLE_KEYS, applyOverrides, configDifferences, getPreset, presetNames, withPrecision } from '../runtime/dino/config.ts';
+import { CONFIG_SCHEMA, type ConfigKey, type KeySpec, type TrainConfig, applyOverrides, dinoFlagKeys, formatConfigChange as formatChange, withPrecision, withValues } from '../runtime/dino/config.ts';
+import { getPreset, presetNames } from '../runtime/dino/presets.ts';
 import { PRECISIONS } from '../dsl/autocast.ts';
-import { formatConfigChange as formatChange, loadTrainingData, train } from '../runtime/dino/train.ts';
+import { loadTrainingData, train } from '../runtime/dino/train.ts';
 import { checkDataFits } from '../runtime/dino/data-fit.ts';
 import { DINO_ARCHS, dinoVitConfig, withEpochSteps, withEpochs } from '../runtime/dino/vit-presets.ts';
-import { readCheckpointMeta } from '../runtime/dino/checkpoint.ts';
+import { RUN_FILES, RunFolder, resumeProblem } from '../runtime/dino/run-folder.ts';
 import { readDinoWeights } from '../runtime/io/weights.ts';
 import { defaultStepsPerRun } from '../runtime/ep/steps-per-run.ts';
 import { RECOMPUTE_MODES } from '../models/vit.ts';
 import { EXECUTION_PROVIDERS } from '../runtime/ep/records.ts';
 import type { Dataset } from '../runtime/data/dataset.ts';
 import type { FolderIndex } from '../runtime/data/folder-index.ts';
-import { type Parsed, UsageError, defineCommand, parseCommand } from './args.ts';
+import { type OptionSpec, type Parsed, UsageError, defineCommand, parseCommand } from './args.ts';
 
 const log = (m: string) => process.stderr.write(m + '\n');
 
-/** main_dino.py's hyper-parameter flags (defaults are the preset's: DINO's own for --arch). */
+/**
+ * The flags of main_dino.py that set one config key each, derived from the config schema (its `dinoFlag`, help and
+ * range; runtime/dino/config.ts): --lr, --min-lr, --weight-decay, --momentum-teacher, --out-dim, --norm-last-layer, ...
+ * Flags main_dino.py has for keys this command declares itself (below) are left out here.
+ */
+const OWN_DINO_FLAGS = new Set(['batch-size-per-gpu', 'epochs', 'seed', 'patch-size', 'local-crops-number']);
+const SCHEMA_FLAGS = dinoFlagKeys().filter(({ flag, spec }) => !OWN_DINO_FLAGS.has(flag) && (['number', 'integer', 'boolean'].includes(spec.type) || spec.length !== undefined));
+
+/** `text` broken at spaces into lines of at most `width` characters. */
+function wrap(text: string, width: number): string {
+  const lines: string[] = [];
+  let line = '';
+  for (const word of text.split(' ')) {
+    if (line && line.length + 1 + word.length > width) { lines.push(line); line = word; }
+    else line = line ? `${line} ${word}` : word;
+  }
+  return [...lines, line].join('\n');
+}
+
+function schemaFlagOption(spec: KeySpec): OptionSpec {
+  const range = { ...(spec.min !== undefined ? { min: spec.min } : {}), ...(spec.max !== undefined ? { max: spec.max } : {}) };
+  if (spec.type === 'boolean') return { kind: 'choice', choices: ['true', 'false'], help: spec.help };
+  if (spec.type === 'integer') return { kind: 'int', ...range, help: spec.help };
+  if (spec.type === 'number[]') return { kind: 'numbers', count: spec.length!, placeholder: spec.length === 2 ? 'LO HI' : 'N...', help: spec.help };
+  return { kind: 'number', ...range, ...(spec.exclusiveMin ? { exclusiveMin: true } : {}), help: spec.help };
+}
+
+/** main_dino.py's other flags (defaults are the preset's: DINO's own for --arch). */
 const DINO_FLAGS = {
-  lr: { kind: 'number', min: 0, help: 'peak learning rate for a batch of 256 (scaled by batch / 256), after warm-up' },
-  'min-lr': { kind: 'number', min: 0, help: 'final learning rate of the cosine' },
   'warmup-epochs': { kind: 'int', min: 0, help: 'epochs of linear lr warm-up (with --epochs)' },
-  'weight-decay': { kind: 'number', min: 0, help: 'weight decay at the start (cosine schedule)' },
-  'weight-decay-end': { kind: 'number', min: 0, help: 'weight decay at the end' },
-  'momentum-teacher': { kind: 'number', min: 0, max: 1, help: 'teacher EMA momentum at the start, cosine to 1 (DINO: 0.996; higher for small batches)' },
-  'teacher-temp': { kind: 'number', min: 0, exclusiveMin: true, help: 'final teacher temperature (DINO: 0.04; above 0.07 is unstable)' },
-  'warmup-teacher-temp': { kind: 'number', min: 0, exclusiveMin: true, help: 'teacher temperature at the start of its warm-up' },
   'warmup-teacher-temp-epochs': { kind: 'int', min: 0, help: 'epochs of teacher-temperature warm-up (with --epochs)' },
   'freeze-last-layer': { kind: 'int', min: 0, help: 'epochs during which the head\'s last layer is not updated (with --epochs, or --arch and --steps on a folder: epochs of that folder)' },
-  'clip-grad': { kind: 'number', min: 0, help: 'per-parameter gradient-norm clipping (0: off)' },
-  'drop-path-rate': { kind: 'number', min: 0, max: 1, help: 'stochastic depth rate' },
-  'out-dim': { kind: 'int', min: 1, help: 'K, the head\'s output dimension' },
-  'norm-last-layer': { kind: 'choice', choices: ['true', 'false'], help: 'weight-normalised last layer with weight_g fixed to 1' },
+  optimizer: { kind: 'choice', choices: ['adamw', 'sgd', 'lars'], help: 'adamw (DINO\'s default, the one the step compiles); sgd and lars are refused' },
+  'saveckp-freq': { kind: 'int', min: 1, placeholder: 'N', help: 'also save every N epochs (--checkpoint-every counts steps; the latest is always DIR/checkpoint.safetensors)' },
+  'dist-url': { kind: 'string', help: 'refused: one process trains on one device here (no distributed training); leave it out' },
+  'local-rank': { kind: 'int', help: 'refused: one process trains on one device here (no distributed training); leave it out' },
   'batch-size-per-gpu': { kind: 'int', min: 1, help: 'the same as --batch (one device)' },
   'output-dir': { kind: 'string', placeholder: 'DIR', help: 'the same as --out' },
   'data-path': { kind: 'string', placeholder: 'FOLDER', help: 'the same as --data' },
@@ -74,21 +94,37 @@ export const trainCommand = defineCommand(
       set: { kind: 'repeated', placeholder: 'KEY=VALUE', help: 'override any config field, e.g. --set lr=0.002 --set head.outDim=1024 (repeatable)' },
       // main_dino.py's hyper-parameters under its own names (written with dashes; its underscores work too).
       ...DINO_FLAGS,
+      ...(Object.fromEntries(SCHEMA_FLAGS.map(({ flag, spec }) => [flag, schemaFlagOption(spec)])) as Record<string, OptionSpec>),
     },
     epilog: `Resuming: \`dino train --resume DIR\` reads DIR/config.json and DIR/checkpoint.safetensors and continues; a run
-stopped with Ctrl-C and resumed equals the run not stopped, bit for bit on CPU with the same --threads (the default,
-one per core, is the same on the same machine). On resume only --steps or --epochs (to
-lengthen the run: the schedules are then recomputed over the new length, as DINO's --epochs), --ep, --threads,
---recompute, --steps-per-run, --checkpoint-every and --skip-bad-images may be given; a flag that would change
-anything else is refused, naming the config key.`,
+stopped with Ctrl-C or SIGTERM (timeout, docker stop, SLURM) saves a checkpoint first, and resumed equals the run not
+stopped, bit for bit on CPU with the same --threads (the default, one per core, is the same on the same machine). On
+resume only --steps or --epochs (to lengthen the run: the schedules are then recomputed over the new length, as
+DINO's --epochs), --ep, --threads, --recompute, --steps-per-run, --checkpoint-every, --saveckp-freq and
+--skip-bad-images may be given; a flag that would change anything else is refused, naming the config key.
+
+Config keys for --set KEY=VALUE (each key's type and DINO's advice: CONFIG_SCHEMA in runtime/dino/config.ts):
+${wrap(Object.keys(CONFIG_SCHEMA).filter((k) => !CONFIG_SCHEMA[k as ConfigKey].setBy).join(', '), 116)}`,
   },
   async (p) => {
+    for (const flag of ['dist-url', 'local-rank'] as const) {
+      if (p.given.has(flag)) throw new UsageError(`--${flag} is main_dino.py's distributed-training flag; dino train runs one process on one device: leave it out (--ep picks the device)`, 'train');
+    }
+    if (p.options.optimizer !== undefined && p.options.optimizer !== 'adamw') {
+      throw new UsageError(`--optimizer ${p.options.optimizer}: the training step is compiled with AdamW (main_dino.py's default, which it recommends for ViTs); leave --optimizer out or give adamw`, 'train');
+    }
     const resumeDir = p.given.has('resume') ? resumeFolder(p) : undefined;
     const ep = p.options.ep;
-    const { config, dataset } = resumeDir ? await resumedConfig(p, resumeDir) : await newRunConfig(p);
-    const out = resumeDir ?? alias(p.options.out, p.options['output-dir'], 'out', 'output-dir') ?? join('runs', `${config.preset}-${config.seed}`);
+    const outFlag = alias(p.options.out, p.options['output-dir'], 'out', 'output-dir');
+    // Refused before the data is read or anything compiled (train() checks again, for the default folder too).
+    if (!resumeDir && outFlag !== undefined) new RunFolder(outFlag).checkFresh();
+    const resolved = resumeDir ? await resumedConfig(p, resumeDir) : await newRunConfig(p);
+    const config = resolved.config;
+    const out = resumeDir ?? outFlag ?? join('runs', `${config.preset}-${config.seed}`);
+    if (!resumeDir) new RunFolder(out).checkFresh();
+    const { checkpointEvery, dataset } = await checkpointInterval(p, config, resolved.dataset);
     const initWeights = p.options.init !== undefined ? readInitWeights(p.options.init) : undefined;
-    const stepsPerRun = p.options['steps-per-run'] ?? defaultStepsPerRun(ep, [p.options['checkpoint-every']]);
+    const stepsPerRun = p.options['steps-per-run'] ?? defaultStepsPerRun(ep, [checkpointEvery]);
     const r = await train({
       config, out, ep,
       ...(resumeDir ? { resume: true } : {}),
@@ -98,28 +134,21 @@ anything else is refused, naming the config key.`,
       threads: p.options.threads,
       recompute: p.options.recompute,
       ...(stepsPerRun !== undefined ? { stepsPerRun } : {}),
-      ...(p.options['checkpoint-every'] !== undefined ? { checkpointEvery: p.options['checkpoint-every'] } : {}),
+      ...(checkpointEvery !== undefined ? { checkpointEvery } : {}),
       ...(initWeights ? { initWeights } : {}),
     });
-    console.log(`${r.interrupted ? 'interrupted' : 'done'} after ${r.steps} steps; checkpoint ${r.checkpoint}; metrics ${join(out, 'metrics.jsonl')}`);
+    console.log(`${r.interrupted ? 'interrupted' : 'done'} after ${r.steps} steps; checkpoint ${r.checkpoint}; metrics ${new RunFolder(out).metricsFile}`);
     if (r.interrupted) {
       console.log(`resume with: npx dino train --resume ${out}`);
-      process.exitCode = 130; // stopped by the user (the checkpoint is saved): not a finished run
+      process.exitCode = r.stoppedBy === 'SIGTERM' ? 143 : 130; // stopped by a signal (the checkpoint is saved): not a finished run
     }
   },
 );
 
 type TrainParsed = Parsed<typeof trainCommand.spec.options>;
 
-/** The config key each of main_dino.py's numeric flags sets (DINO's advice is in TrainConfig's TSDoc). */
-const DINO_KEYS = {
-  lr: 'lr', 'min-lr': 'minLr', 'weight-decay': 'weightDecay', 'weight-decay-end': 'weightDecayEnd',
-  'momentum-teacher': 'momentumTeacher', 'teacher-temp': 'teacherTemp', 'warmup-teacher-temp': 'warmupTeacherTemp',
-  'clip-grad': 'clipGrad', 'drop-path-rate': 'backbone.dropPathRate', 'out-dim': 'head.outDim',
-} as const;
-
 /** Flags that may accompany --resume: they change how the run is executed or how long it is, not what it is. */
-const RESUMABLE_FLAGS = new Set(['resume', 'out', 'output-dir', 'steps', 'epochs', 'ep', 'threads', 'recompute', 'steps-per-run', 'checkpoint-every', 'skip-bad-images', 'num-workers']);
+const RESUMABLE_FLAGS = new Set(['resume', 'out', 'output-dir', 'steps', 'epochs', 'ep', 'threads', 'recompute', 'steps-per-run', 'checkpoint-every', 'saveckp-freq', 'skip-bad-images', 'num-workers']);
 
 function resumeFolder(p: TrainParsed): string {
   const dir = p.options.resume || p.options.out || p.options['output-dir'];
@@ -143,23 +172,22 @@ function configFromFlags(p: TrainParsed, base: TrainConfig): TrainConfig {
     if (imageSize !== 224) cfg = { ...cfg, preset: `${cfg.preset}_${imageSize}px` };
   } else {
     if (o['patch-size'] !== undefined) throw new UsageError('--patch-size applies to --arch vit_tiny|vit_small|vit_base; for a preset use --set backbone.patchSize=N', 'train');
-    if (o['image-size'] !== undefined) cfg = applyOverrides(cfg, [`backbone.imgSize=${o['image-size']}`, `augment.globalSize=${o['image-size']}`]);
+    if (o['image-size'] !== undefined) cfg = withValues(cfg, { 'backbone.imgSize': o['image-size'], 'augment.globalSize': o['image-size'] });
   }
   if (o['local-crops'] !== undefined && o['local-crops-number'] !== undefined) throw new UsageError('--local-crops and --local-crops-number are the same option: give one', 'train');
-  const sets: string[] = [];
-  if (o.steps !== undefined) sets.push(`steps=${o.steps}`);
+  const values: [ConfigKey, unknown][] = [];
+  if (o.steps !== undefined) values.push(['steps', o.steps]);
   const batch = alias(o.batch, o['batch-size-per-gpu'], 'batch', 'batch-size-per-gpu');
-  if (batch !== undefined) sets.push(`batch=${batch}`);
-  for (const [flag, key] of Object.entries(DINO_KEYS)) {
-    const v = o[flag as keyof typeof DINO_KEYS];
-    if (v !== undefined) sets.push(`${key}=${v}`);
+  if (batch !== undefined) values.push(['batch', batch]);
+  for (const { flag, key, spec } of SCHEMA_FLAGS) {
+    const v = (o as Readonly<Record<string, unknown>>)[flag];
+    if (v !== undefined) values.push([key, spec.type === 'boolean' ? v === 'true' : v]);
   }
-  if (o['norm-last-layer'] !== undefined) sets.push(`head.normLastLayer=${o['norm-last-layer']}`);
-  if (o.seed !== undefined) sets.push(`seed=${o.seed}`);
-  if (o.augment !== undefined) sets.push(`augment.augment="${o.augment}"`);
+  if (o.seed !== undefined) values.push(['seed', o.seed]);
+  if (o.augment !== undefined) values.push(['augment.augment', o.augment]);
   const localCrops = o['local-crops-number'] ?? o['local-crops'];
-  if (localCrops !== undefined) sets.push(`augment.localCrops=${localCrops}`);
-  cfg = applyOverrides(cfg, [...sets, ...o.set]);
+  if (localCrops !== undefined) values.push(['augment.localCrops', localCrops]);
+  cfg = applyOverrides(withValues(cfg, values), o.set);
   const fp16 = o['use-fp16'] === undefined ? undefined : o['use-fp16'] === 'true' ? 'fp16' : 'fp32';
   const precision = alias(o.precision, fp16, 'precision', 'use-fp16');
   if (precision !== undefined) cfg = withPrecision(cfg, precision);
@@ -170,6 +198,19 @@ function configFromFlags(p: TrainParsed, base: TrainConfig): TrainConfig {
     if (o.holdout > 0) cfg = { ...cfg, holdout: o.holdout };
   }
   return cfg;
+}
+
+/**
+ * Steps between periodic checkpoints: --checkpoint-every K, or main_dino.py's --saveckp-freq N in epochs (N x the
+ * steps of one pass over the data, which is then loaded here, once, and handed to the training loop).
+ */
+async function checkpointInterval(p: TrainParsed, cfg: TrainConfig, dataset: Dataset | FolderIndex | undefined): Promise<{ checkpointEvery?: number; dataset?: Dataset | FolderIndex }> {
+  const epochs = p.options['saveckp-freq'];
+  if (epochs === undefined) return { ...(p.options['checkpoint-every'] !== undefined ? { checkpointEvery: p.options['checkpoint-every'] } : {}), ...(dataset ? { dataset } : {}) };
+  if (p.options['checkpoint-every'] !== undefined) throw new UsageError('--saveckp-freq (epochs) and --checkpoint-every (steps) both set how often to save: give one', 'train');
+  if (!dataset) await checkDataFits(cfg, cfg.data);
+  const data = dataset ?? (await loadTrainingData(cfg, { skipBadImages: p.options['skip-bad-images'], log }));
+  return { checkpointEvery: epochs * Math.max(1, Math.floor(data.train.count / cfg.batch)), dataset: data };
 }
 
 /** The value of a flag given under either of its two names (refused when both are given). */
@@ -232,29 +273,25 @@ async function newRunConfig(p: TrainParsed): Promise<{ config: TrainConfig; data
  * is refused before anything is compiled, naming the config key and both values.
  */
 async function resumedConfig(p: TrainParsed, dir: string): Promise<{ config: TrainConfig; dataset?: Dataset | FolderIndex }> {
-  const ckptPath = join(dir, 'checkpoint.safetensors');
-  if (!existsSync(ckptPath)) {
-    const hint = existsSync(join(dir, 'config.json')) ? 'the run stopped before its first checkpoint; start it again without --resume' : `is ${dir} a run folder written by dino train?`;
-    throw new UsageError(`--resume ${dir}: no checkpoint.safetensors there (${hint})`, 'train');
+  const folder = new RunFolder(dir);
+  if (!folder.hasCheckpoint()) {
+    const hint = folder.hasConfig() ? 'the run stopped before its first checkpoint; start it again without --resume' : `is ${dir} a run folder written by dino train?`;
+    throw new UsageError(`--resume ${dir}: no ${RUN_FILES.checkpoint} there (${hint})`, 'train');
   }
-  const meta = readCheckpointMeta(ckptPath);
+  const meta = folder.readCheckpointMeta();
   const recorded = meta.config;
-  const configJson = join(dir, 'config.json');
-  if (existsSync(configJson)) {
-    const onDisk = JSON.parse(readFileSync(configJson, 'utf8')) as TrainConfig;
-    const drift = configDifferences(recorded, onDisk);
-    if (drift.length) log(`note: ${configJson} differs from the checkpoint's config (${drift.map(formatChange).join('; ')}); the checkpoint's is used`);
-  }
+  const drift = folder.configDrift(recorded);
+  if (drift.length) log(`note: ${folder.configFile} differs from the checkpoint's config (${drift.map(formatChange).join('; ')}); the checkpoint's is used`);
   const extra = [...p.given].filter((f) => !RESUMABLE_FLAGS.has(f));
   if (p.options.steps !== undefined && p.options.epochs !== undefined) throw new UsageError('--epochs and --steps both set the length of the run: give one', 'train');
   let cfg = recorded;
   if (extra.length) {
     // Flags given again with the run's own values are harmless; any real change is refused with its key.
     const wanted = configFromFlags(p, p.options.preset !== undefined || p.options.arch !== undefined ? getPreset(p.options.preset ?? p.options.arch!) : recorded);
-    const changed = configDifferences(recorded, wanted).filter((d) => !RESUMABLE_KEYS.includes(d.key));
-    if (changed.length) {
+    const problem = resumeProblem({ ...meta, step: 0 }, wanted); // the length is checked below, once it is known
+    if (problem?.kind === 'config-mismatch') {
       throw new UsageError(
-        `a resumed run keeps its config, but ${extra.map((f) => `--${f}`).join(', ')} would change ${changed.map(formatChange).join('; ')}. ` +
+        `a resumed run keeps its config, but ${extra.map((f) => `--${f}`).join(', ')} would change ${problem.changed.map(formatChange).join('; ')}. ` +
           `Resume without ${extra.length > 1 ? 'them' : 'it'}, or start a new run with another --out`,
         'train',
       );
@@ -262,7 +299,8 @@ async function resumedConfig(p: TrainParsed, dir: string): Promise<{ config: Tra
   }
   if (p.options.steps !== undefined) cfg = { ...cfg, steps: p.options.steps };
   const r = await withLength(cfg, p, p.options.epochs);
-  if (r.config.steps <= meta.step && r.config.steps !== recorded.steps) {
+  const problem = resumeProblem(meta, r.config);
+  if (problem?.kind === 'too-short') {
     throw new UsageError(`--resume ${dir}: the run has done ${meta.step} steps already; a longer run needs --steps > ${meta.step} (got ${r.config.steps})`, 'train');
   }
   return r;

@@ -13,7 +13,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { createSession } from '../runtime/backend.ts';
 import type { Dataset } from '../runtime/data/dataset.ts';
-import { readCheckpointMeta } from '../runtime/dino/checkpoint.ts';
+import { RunFolder, runFile } from '../runtime/dino/run-folder.ts';
 import type { TrainConfig } from '../runtime/dino/config.ts';
 import { type TrainOptions, type TrainResult, train } from '../runtime/dino/train.ts';
 import { type FeatureSet, KNN_TEMPERATURE, evenlySpaced, extractFeatures, knnClassify, rawPixelFeatures } from './knn.ts';
@@ -140,7 +140,7 @@ export interface TrainCurveResult {
 
 /** Sum of the per-step times in DIR/metrics.jsonl up to `step`, in seconds. */
 function stepSeconds(out: string, step: number): number {
-  const file = path.join(out, 'metrics.jsonl');
+  const file = new RunFolder(out).metricsFile;
   if (!fs.existsSync(file)) return 0;
   let ms = 0;
   for (const line of fs.readFileSync(file, 'utf8').split('\n')) {
@@ -163,8 +163,7 @@ export async function trainCurve(opts: TrainCurveOptions): Promise<TrainCurveRes
   const bad = at.find((s) => !(Number.isInteger(s) && s >= 0 && s <= config.steps));
   if (bad !== undefined) throw new Error(`curve steps must be integers from 0 to ${config.steps} (the run's steps), got ${bad}`);
   const yardstick = typeof opts.yardstick === 'function' ? opts.yardstick : () => opts.yardstick as Yardstick;
-  const ckpt = path.join(out, 'checkpoint.safetensors');
-  let done = opts.resume ? readCheckpointMeta(ckpt).step : 0;
+  let done = opts.resume ? new RunFolder(out).readCheckpointMeta().step : 0;
   let started = opts.resume === true;
   let result: TrainResult | undefined;
   const points: CurvePoint[] = [];
@@ -176,7 +175,7 @@ export async function trainCurve(opts: TrainCurveOptions): Promise<TrainCurveRes
     done = result.steps;
     if (result.interrupted) return { points, result, interrupted: true };
     const e0 = performance.now();
-    const model = path.join(out, 'teacher.onnx');
+    const model = runFile(out, 'teacher');
     exportTeacher({ run: out, out: model });
     const score = await scoreModel(fs.readFileSync(model), dataset, yardstick(done));
     const m = result.lastMetrics;
@@ -202,14 +201,14 @@ export function describeYardstick(y: Yardstick, data: Dataset): CurveFile['yards
 }
 
 export function writeCurve(dir: string, curve: CurveFile): string {
-  const file = path.join(dir, 'curve.json');
+  const file = runFile(dir, 'curve');
   fs.writeFileSync(file, JSON.stringify(curve, null, 2) + '\n');
   return file;
 }
 
 /** DIR/curve.json, or undefined when there is none. */
 export function readCurve(dir: string): CurveFile | undefined {
-  const file = path.join(dir, 'curve.json');
+  const file = runFile(dir, 'curve');
   return fs.existsSync(file) ? (JSON.parse(fs.readFileSync(file, 'utf8')) as CurveFile) : undefined;
 }
 

@@ -12,6 +12,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { RunFolder } from '../runtime/dino/run-folder.ts';
 import type { Dataset, ImageSet } from '../runtime/data/dataset.ts';
 import { loadFashionMnist } from '../runtime/data/fashion-mnist.ts';
 import { loadImageFolder } from '../runtime/data/image-folder.ts';
@@ -81,7 +82,7 @@ export interface EvalDataOptions {
 export function runDataSource(runDir: string): DataSource {
   const cfg = readRunConfig(runDir) as unknown as Record<string, unknown>;
   const parsed = parseDataSource(cfg['data']);
-  if (typeof parsed === 'string') throw new EvalDataError({ kind: 'record', file: path.join(runDir, 'config.json'), detail: parsed });
+  if (typeof parsed === 'string') throw new EvalDataError({ kind: 'record', file: new RunFolder(runDir).configFile, detail: parsed });
   // `dino train --holdout F` records the fraction next to the data path (TrainConfig.holdout).
   const holdout = cfg['holdout'];
   if (parsed.kind === 'folder' && parsed.holdout === undefined && typeof holdout === 'number') return { ...parsed, holdout };

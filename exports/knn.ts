@@ -20,6 +20,7 @@ import { type Dataset, gatherImages, type ImageSet } from '../runtime/data/datas
 import { resizeBicubic } from '../runtime/data/image-ops.ts';
 import { type EvalDataOptions, EvalOptionError, loadEvalData } from './eval.ts';
 import { type ExportInfo, checkpointPath, exportTeacher, readExportInfo } from './teacher.ts';
+import { runFile } from '../runtime/dino/run-folder.ts';
 
 export { loadEvalDataset } from './eval.ts';
 
@@ -515,7 +516,7 @@ export function runModel(opts: { run?: string; model?: string; intermediate?: nu
   }
   if (!opts.run) throw new Error('pass a run folder (--run DIR) or an exported model (--model FILE.onnx)');
   const n = opts.intermediate;
-  const out = path.join(opts.run, n === undefined ? 'teacher.onnx' : `teacher.linear-n${n}.onnx`);
+  const out = n === undefined ? runFile(opts.run, 'teacher') : path.join(opts.run, `teacher.linear-n${n}.onnx`);
   const ckpt = checkpointPath(opts.run);
   if (!fs.existsSync(out) || fs.statSync(out).mtimeMs < fs.statSync(ckpt).mtimeMs) {
     opts.log?.(`exporting the teacher of ${opts.run} to ${out}`);
@@ -546,7 +547,7 @@ export async function knnEvaluate(opts: KnnEvaluateOptions): Promise<KnnEvaluati
   } as KnnOptions);
   const t2 = performance.now();
   const json = JSON.stringify(result);
-  if (opts.run && opts.save !== false) fs.writeFileSync(path.join(opts.run, 'knn.json'), json + '\n');
+  if (opts.run && opts.save !== false) fs.writeFileSync(runFile(opts.run, 'knn'), json + '\n');
   const imagesPerSecond = (train.count + test.count) / ((t1 - t0) / 1000);
   return {
     result,

@@ -5,6 +5,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { RunFolder, runFile } from '../runtime/dino/run-folder.ts';
 import { createSession } from '../runtime/backend.ts';
 import { gatherImages } from '../runtime/data/dataset.ts';
 import { computeAttention, writeAttentionPngs } from './attention.ts';
@@ -167,8 +168,8 @@ export interface ReportOptions extends EvalDataOptions {
 /** Writes DIR/report.html and returns its path. */
 export async function writeReport(opts: ReportOptions): Promise<string> {
   const cfg = readRunConfig(opts.run);
-  const metrics = readMetrics(path.join(opts.run, 'metrics.jsonl'));
-  const knnFile = path.join(opts.run, 'knn.json');
+  const metrics = readMetrics(new RunFolder(opts.run).metricsFile);
+  const knnFile = runFile(opts.run, 'knn');
   const knn = opts.knn ?? (fs.existsSync(knnFile) ? (JSON.parse(fs.readFileSync(knnFile, 'utf8')) as KnnResult) : undefined);
   const rows = thin(metrics);
   const curve = (key: string) => rows.filter((r) => typeof r[key] === 'number').map((r) => [r.step, r[key]!] as [number, number]);
@@ -203,7 +204,7 @@ export async function writeReport(opts: ReportOptions): Promise<string> {
 
   const html = `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>DINO run report: ${escapeHtml(path.basename(path.resolve(opts.run)))}</title><style>${STYLE}</style></head>` +
     `<body><h1>DINO run report</h1><p class="note">generated ${new Date().toISOString()}</p>${sections.join('\n')}</body></html>\n`;
-  const out = path.join(opts.run, 'report.html');
+  const out = runFile(opts.run, 'report');
   fs.writeFileSync(out, html);
   return out;
 }

@@ -23,9 +23,12 @@ import { Graph, type ParamSpec, Scope, emitOnnx, formatError, reduceMean, specOf
 import { type ViTConfig, lastBlocksCls, visionTransformer } from '../models/vit.ts';
 import { checkWeights, formatWeightProblems } from '../models/weights.ts';
 import { getPreset as getModelPreset } from '../models/presets.ts';
-import { type TrainConfig, checkTrainConfig, getPreset as getTrainPreset, presetNames as trainPresetNames } from '../runtime/dino/config.ts';
+import { type TrainConfig } from '../runtime/dino/config.ts';
+import { getPreset as getTrainPreset, presetNames as trainPresetNames } from '../runtime/dino/presets.ts';
 import { DINO_AUGMENT } from '../runtime/data/multicrop.ts';
-import { readSafetensorsMetadata, type NamedTensor } from '../runtime/io/safetensors.ts';
+import type { NamedTensor } from '../runtime/io/safetensors.ts';
+import { writeBytesAtomic } from '../runtime/io/atomic.ts';
+import { RunFolder } from '../runtime/dino/run-folder.ts';
 import { readDinoWeights } from '../runtime/io/weights.ts';
 import { normalizeImages } from './normalize.ts';
 
@@ -151,32 +154,12 @@ export interface ResolvedSource {
 
 /** The run's TrainConfig (config.json, else the checkpoint's metadata); errors name the path and what to do. */
 export function readRunConfig(run: string): TrainConfig {
-  if (!fs.existsSync(run) || !fs.statSync(run).isDirectory()) {
-    throw new Error(`run folder ${run} does not exist: train one first (npx dino train --out ${run})`);
-  }
-  const configPath = path.join(run, 'config.json');
-  if (fs.existsSync(configPath)) {
-    let json: unknown;
-    try {
-      json = JSON.parse(fs.readFileSync(configPath, 'utf8'));
-    } catch (e) {
-      throw new Error(`${configPath}: not valid JSON (${(e as Error).message}); restore it from the checkpoint's metadata or re-run training`);
-    }
-    return checkTrainConfig(json, configPath);
-  }
-  const ckpt = checkpointPath(run);
-  const meta = readSafetensorsMetadata(ckpt)['config']; // the header alone, not the tensors
-  if (!meta) throw new Error(`${run} has no config.json and ${ckpt} carries no config metadata: is this a run folder written by \`dino train\`?`);
-  return checkTrainConfig(JSON.parse(meta), `the config in ${ckpt}'s metadata`);
+  return new RunFolder(run).readConfig();
 }
 
 /** DIR/checkpoint.safetensors, or an error saying how to get one. */
 export function checkpointPath(run: string): string {
-  const file = path.join(run, 'checkpoint.safetensors');
-  if (!fs.existsSync(file)) {
-    throw new Error(`${file} not found: the run has not written a checkpoint yet (one is saved periodically and at the end of training); let it run or resume it with npx dino train --resume ${run}`);
-  }
-  return file;
+  return new RunFolder(run).requireCheckpoint();
 }
 
 /** Where the weights of an export come from (shared by the ONNX and the Hugging Face exports). */
@@ -281,10 +264,7 @@ export function exportTeacher(opts: ExportTeacherOptions): ExportTeacherResult {
 }
 
 export function writeAtomic(file: string, data: Uint8Array | string): void {
-  fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
-  const tmp = `${file}.${process.pid}.tmp`;
-  fs.writeFileSync(tmp, data);
-  fs.renameSync(tmp, file);
+  writeBytesAtomic(file, data, 'export');
 }
 
 // ---- preprocessor_config.json ------------------------------------------------------------------------

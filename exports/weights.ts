@@ -7,6 +7,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { RunFolder } from '../runtime/dino/run-folder.ts';
 import { sortDinoViTKeys } from '../models/weight-names.ts';
 import { writePth } from '../runtime/io/pth-write.ts';
 import { readSafetensors, writeSafetensorsAtomic, type NamedTensor } from '../runtime/io/safetensors.ts';
@@ -72,7 +73,7 @@ export function teacherBackboneState(state: StateSource, network: 'teacher' | 's
 function readRunState(source: string): Map<string, NamedTensor> {
   let file = source;
   if (fs.existsSync(source) && fs.statSync(source).isDirectory()) {
-    file = path.join(source, 'checkpoint.safetensors');
+    file = new RunFolder(source).checkpointFile;
     if (!fs.existsSync(file)) {
       throw new Error(`${file} not found: the run has not written a checkpoint yet (one is saved periodically and at the end of training)`);
     }

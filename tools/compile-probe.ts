@@ -6,7 +6,8 @@ import * as E from 'fp-ts/lib/Either.js';
 import { emitOnnx } from '../dsl/index.ts';
 import { buildDinoStep } from '../models/dino-step.ts';
 import { getPreset as getModelPreset } from '../models/presets.ts';
-import { getPreset, stepConfig } from '../runtime/dino/config.ts';
+import { stepConfig } from '../runtime/dino/config.ts';
+import { getPreset } from '../runtime/dino/presets.ts';
 import { createSession } from '../runtime/backend.ts';
 
 const cases = [

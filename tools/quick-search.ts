@@ -20,10 +20,12 @@
  * n_test, loss, teacher_entropy, teacher_kl, train_seconds: training wall time so far, compile excluded,
  * eval_seconds) with the split and seconds (total). Lines written before the curve module name the k-NN `knn20`.
  */
-import { appendFileSync, existsSync } from 'node:fs';
+import { appendFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { applyOverrides, getPreset } from '../runtime/dino/config.ts';
+import { applyOverrides } from '../runtime/dino/config.ts';
+import { getPreset } from '../runtime/dino/presets.ts';
+import { RunFolder } from '../runtime/dino/run-folder.ts';
 import { loadFashionMnist } from '../runtime/data/fashion-mnist.ts';
 import { CURVE_PROBE, type Yardstick, trainCurve } from '../exports/curve.ts';
 
@@ -53,7 +55,7 @@ const yardstick = (step: number): Yardstick => {
 };
 const t0 = performance.now();
 await trainCurve({
-  config: cfg, out, dataset: data, at: evalAt, yardstick, resume: existsSync(join(out, 'checkpoint.safetensors')),
+  config: cfg, out, dataset: data, at: evalAt, yardstick, resume: new RunFolder(out).hasCheckpoint(),
   trainOptions: { progress: 'none', log: () => {}, ...(values.threads !== undefined ? { threads: Number(values.threads) } : {}) },
   onPoint: (p) => {
     const line = { ...p, split, train_seconds: +p.train_seconds.toFixed(1), eval_seconds: +p.eval_seconds.toFixed(1), seconds: +((performance.now() - t0) / 1000).toFixed(1) };

@@ -12,7 +12,8 @@
  */
 import { parseArgs } from 'node:util';
 import { Prng } from '../dsl/index.ts';
-import { applyOverrides, getPreset, type TrainConfig } from '../runtime/dino/config.ts';
+import { applyOverrides, type TrainConfig } from '../runtime/dino/config.ts';
+import { getPreset } from '../runtime/dino/presets.ts';
 import { DEFAULT_RECOMPUTE } from '../runtime/dino/train.ts';
 import { StepRunner } from '../runtime/step-runner.ts';
 import { TrainState } from '../runtime/state.ts';

@@ -14,7 +14,7 @@ import { parseArgs } from 'node:util';
 import { Prng, emitOnnx, formatError } from '../../dsl/index.ts';
 import { stepSignature } from '../../dsl/train/step.ts';
 import { loadFashionMnist } from '../../runtime/data/fashion-mnist.ts';
-import { getPreset } from '../../runtime/dino/config.ts';
+import { getPreset } from '../../runtime/dino/presets.ts';
 import { benchAugment } from '../augment.ts';
 import { machineInfo } from '../measure.ts';
 import { buildStepGraph, midRunScalars, stepInputs } from '../train.ts';

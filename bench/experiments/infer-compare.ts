@@ -6,7 +6,7 @@
  */
 import { parseArgs } from 'node:util';
 import { createSession, ort } from '../../runtime/backend.ts';
-import { getPreset } from '../../runtime/dino/config.ts';
+import { getPreset } from '../../runtime/dino/presets.ts';
 import { median, randomFloats } from '../measure.ts';
 import { teacherModel } from '../infer.ts';
 

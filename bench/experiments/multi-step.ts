@@ -15,7 +15,7 @@ import { parseArgs } from 'node:util';
 import { Prng } from '../../dsl/index.ts';
 import { stepSignature } from '../../dsl/train/step.ts';
 import { loadFashionMnist } from '../../runtime/data/fashion-mnist.ts';
-import { getPreset } from '../../runtime/dino/config.ts';
+import { getPreset } from '../../runtime/dino/presets.ts';
 import { DEFAULT_RECOMPUTE } from '../../runtime/dino/train.ts';
 import { parseRecompute } from '../../models/vit.ts';
 import { TrainState } from '../../runtime/state.ts';

@@ -24,7 +24,7 @@ import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { Prng } from '../../dsl/index.ts';
 import { loadFashionMnist } from '../../runtime/data/fashion-mnist.ts';
-import { getPreset } from '../../runtime/dino/config.ts';
+import { getPreset } from '../../runtime/dino/presets.ts';
 import { TrainState } from '../../runtime/state.ts';
 import { StepRunner } from '../../runtime/step-runner.ts';
 import { parseRecompute } from '../../models/vit.ts';

@@ -1,16 +1,14 @@
 /**
- * The typed DINO training configuration and its presets. Every field carries DINO's advice; defaults
- * are facebookresearch/dino's main_dino.py defaults unless the preset says otherwise.
+ * The typed DINO training configuration and its schema (one row per key: type, choices, optional or not, resumable
+ * or not, main_dino.py flag, help), from which the override parser, the config-file check, the resume check and the
+ * `dino train` flags are derived. Every field carries DINO's advice. The presets: runtime/dino/presets.ts.
  */
 import type { DinoHeadConfig } from '../../models/head.ts';
-import { getPreset as getModelPreset } from '../../models/presets.ts';
 import type { ViTConfig } from '../../models/vit.ts';
 import type { DinoStepConfig } from '../../models/dino-step.ts';
 import { CENTERINGS, type Centering } from '../../models/dino-loss.ts';
 import { PRECISIONS, type TrainPrecision } from '../../dsl/autocast.ts';
 import { type AugmentConfig, augmentConfig } from '../data/multicrop.ts';
-import { FASHION_MNIST_MEAN, FASHION_MNIST_STD } from '../data/fashion-mnist.ts';
-import { dinoVitPresets } from './vit-presets.ts';
 
 export interface TrainConfig {
   readonly preset: string;
@@ -97,117 +95,302 @@ export interface TrainConfig {
   readonly centering?: Centering;
 }
 
-type OptionalKey = 'koleoWeight' | 'centering';
-/**
- * Optional keys (dotted paths) with the value their absence means. They are written only when set to another value,
- * so configs from before a key existed resume unchanged; `--set key=value` may add them.
- */
-const OPTIONAL_KEYS: Readonly<Record<string, unknown>> = {
-  koleoWeight: 0, centering: 'center', 'backbone.convStem': [],
-} satisfies { readonly [K in OptionalKey]-?: NonNullable<TrainConfig[K]> } & { 'backbone.convStem': NonNullable<ViTConfig['convStem']> };
-/** String-valued keys (dotted paths) that take one of a few values: an override naming another is refused. */
-const KEY_CHOICES: Readonly<Record<string, readonly string[]>> = { centering: CENTERINGS };
+// ---- the schema --------------------------------------------------------------------------------------------------
 
-function vitPreset(name: string): { backbone: ViTConfig; head: DinoHeadConfig } {
-  const p = getModelPreset(name);
-  if (p.backbone.kind !== 'vit') throw new Error(`preset ${name} is not a ViT`);
-  return { backbone: p.backbone, head: p.head };
-}
-const FMNIST_MODEL = vitPreset('fmnist-tiny6');
-const FMNIST_AUGMENT = augmentConfig({
-  globalSize: 28, localSize: 12, localCrops: 6, mean: [FASHION_MNIST_MEAN], std: [FASHION_MNIST_STD],
-});
-
-/** `fmnist-tiny6`: DINO's defaults exactly (docs/ARCHITECTURE.md, "DINO reference"). */
-const FMNIST_TINY6: TrainConfig = {
-  preset: 'fmnist-tiny6',
-  backbone: FMNIST_MODEL.backbone,
-  head: FMNIST_MODEL.head,
-  augment: FMNIST_AUGMENT,
-  batch: 64, steps: 600, seed: 0,
-  lr: 0.0005, minLr: 1e-6, warmupFraction: 0.1,
-  weightDecay: 0.04, weightDecayEnd: 0.4,
-  momentumTeacher: 0.996, warmupTeacherTemp: 0.04, teacherTemp: 0.04, warmupTeacherTempSteps: 0,
-  studentTemp: 0.1, centerMomentum: 0.9, clipGrad: 3.0,
-  freezeLastLayerSteps: Math.ceil(60000 / 64),
-};
+/** A leaf of a config: a value, not an object of further keys. */
+type Leaf = string | number | boolean | readonly unknown[];
+/** The dotted paths of `T`'s leaves: `lr`, `backbone.depth`, `augment.blurSigma`, ... */
+type LeafPaths<T, Prefix extends string = ''> = {
+  [K in keyof T & string]-?: NonNullable<T[K]> extends Leaf ? `${Prefix}${K}` : LeafPaths<NonNullable<T[K]>, `${Prefix}${K}.`>;
+}[keyof T & string];
+/** Every key of a TrainConfig, dotted. */
+export type ConfigKey = LeafPaths<TrainConfig>;
 
 /**
- * `fmnist-quick`: the `npm start` default, chosen for the most k-NN accuracy per CPU-minute on a 2-core CPU
- * (≤ 10 minutes of training). Selected on a validation split carved from the train images, never on the test
- * split; search and numbers in docs/learning-per-cpu-minute.md. Departures from DINO's defaults (`fmnist-tiny6`):
- * - **Patch 7** (a 4 x 4 grid + [CLS], 17 tokens instead of 50) and **local crops of 14 px** (2 x 2 patches; DINO's
- *   locals are a whole number of patches too): the step costs 0.3-0.4x fmnist-tiny6's at batch 32, so the same
- *   minutes buy ~2.5-3x the updates, and the patch-7 ViT's random-init features are already a far better k-NN
- *   space at 28 px (DINO's advice "smaller patches are better" holds for long runs, not for a 10-minute one).
- * - **Head 192 -> 512 -> 512 -> 128 -> K = 1024** instead of 2048/2048/256/4096: the 2048-wide head held
- *   ~2.3x the backbone's parameters (optimizer and EMA traffic, and most of the step at patch 7); K = 1024 still
- *   exceeds the images' evident modes by far.
- * - A 4x base learning rate (0.002: peak 2.5e-4 at batch 32), a faster teacher (momentum 0.99, cosine to 1) that is
- *   sharper (temperature 0.02, no warm-up), and the last layer trained from the second step: a run this short
- *   has no epoch to spend warming up or frozen (docs/fmnist-quick.md).
- * - Batch 32 for more updates per CPU-minute; blur sigmas scaled by 28/224 (DINO's are meant for 224 px crops).
- * - **KoLeo** (DINOv2's regulariser, models/koleo.ts) at weight 0.3 on the student's [CLS] features of each global
- *   crop: it spreads the features over the sphere, which is what k-NN reads. It is the largest single gain found.
- * - A **convolutional stem** (`ViTConfig.convStem`, Xiao et al. 2021): two 3x3 conv + GELU layers of 16 channels
- *   before the patch-7 embedding. It costs 1.17x the step (tools/step-ratio.ts), so the preset's training time buys
- *   957 steps: 1,119 steps without the stem (450 steps of the first preset, patch 4 with the large head, ~10 min on a
- *   quiet 2-core CPU, times their measured step-time ratio 1 / 0.402) divided by 1.17.
- *
- * Val k-NN (5,000 val vs 55,000 train images, equal training time): 80.96% / 81.76% at seeds 0 / 1 with the stem
- * after 957 steps, against 79.40% / 79.48% without it after 1,119 (KoLeo 0.1: 78.7%, 1.0: 78.9%; without KoLeo
- * 73.6%, seed 1 73.3%); 71.9% at random init; the first preset's architecture starts at 60.2%. Test split, once per
- * seed, 3 seeds: k-NN 81.29% ± 0.77, linear probe 81.39% ± 0.87 (without the stem 80.14% ± 0.34 / 79.73% ± 0.47;
- * raw pixels 85.92% / 83.55%).
+ * What a config key holds. `integer` is a number that must be whole; `data` is the run's data record (a path, or an
+ * object from older runs), checked by its own parser (runtime/data/source.ts).
  */
-const FMNIST_QUICK: TrainConfig = {
-  ...FMNIST_TINY6,
-  preset: 'fmnist-quick',
-  backbone: { ...FMNIST_MODEL.backbone, patchSize: 7, convStem: [16, 16] },
-  head: { ...FMNIST_MODEL.head, hiddenDim: 512, bottleneckDim: 128, outDim: 1024 },
-  augment: augmentConfig({ ...FMNIST_AUGMENT, localSize: 14, blurSigma: [0.1 * 28 / 224, 2.0 * 28 / 224] }),
-  batch: 32,
-  steps: 957,
-  lr: 0.002,
-  momentumTeacher: 0.99,
-  warmupTeacherTemp: 0.02,
-  teacherTemp: 0.02,
-  freezeLastLayerSteps: 1,
-  koleoWeight: 0.3,
-};
+export type KeyType = 'number' | 'integer' | 'boolean' | 'string' | 'number[]' | 'data';
+
+/** One key of the schema. */
+export interface KeySpec {
+  readonly type: KeyType;
+  /** One line for `--help` and the docs, with DINO's advice where it gives some. */
+  readonly help: string;
+  /** The values a string key takes. */
+  readonly choices?: readonly string[];
+  /** The length of a `number[]` key that has a fixed one (a range: 2). */
+  readonly length?: number;
+  /**
+   * An optional key: the value its absence means. It is written only when set to another value, so configs from
+   * before the key existed stay valid and their step graphs unchanged.
+   */
+  readonly absent?: unknown;
+  /** Set through its own option (named here), never by an override; a config file may still hold it. */
+  readonly setBy?: string;
+  /** A resumed run may change it (the run's length: the schedules are recomputed over it). */
+  readonly resumable?: boolean;
+  /** main_dino.py's flag for it, when it has one (with dashes). `dino train` derives its flag from it. */
+  readonly dinoFlag?: string;
+  /** The range a command-line flag for it accepts. */
+  readonly min?: number;
+  readonly max?: number;
+  /** The value must be above `min` rather than at least `min` (a temperature). */
+  readonly exclusiveMin?: boolean;
+}
+
+const probability = { type: 'number', min: 0, max: 1 } as const;
+const size = { type: 'integer', min: 1 } as const;
 
 /**
- * `fmnist-long`: fmnist-quick's settings (chosen on val) for a budget of up to an hour of training on a quiet 2-core
- * CPU: 6,800 steps, every schedule stretched over them (8,000 steps without the stem took 54.4 min; 6,800 x 1.17 of
- * them: 54 min on that VM; timed on a slower one: 62.7 min, ~57 quiet). On val the stem stayed ahead at twice
- * fmnist-quick's budget (82.36% against 81.80%), and val k-NN grows with the budget (+2.4 points from 1x to 2x
- * without the stem; docs/learning-per-cpu-minute.md). Test split, once per seed, 3 seeds: k-NN 86.25% ± 0.37,
- * linear probe 84.58% ± 0.22 (raw pixels 85.92% / 83.55%).
+ * The training config's keys, one row each: type, choices, the value an optional key's absence means, whether a
+ * resumed run may change it, its main_dino.py flag and help. The override parser (`--set`), the check of a config
+ * file, the resume check and the `dino train` flags are derived from it; tsc requires a row for every key of
+ * TrainConfig. Defaults are the presets' (runtime/dino/presets.ts).
  */
-const FMNIST_LONG: TrainConfig = { ...FMNIST_QUICK, preset: 'fmnist-long', steps: 6800 };
-
-export const PRESETS: Readonly<Record<string, TrainConfig>> = {
-  'fmnist-quick': FMNIST_QUICK,
-  'fmnist-long': FMNIST_LONG,
-  'fmnist-tiny6': FMNIST_TINY6,
-  'fmnist-tiny12': { ...FMNIST_TINY6, preset: 'fmnist-tiny12', backbone: vitPreset('fmnist-tiny12').backbone },
-  // DINO's RGB setups: vit_tiny|vit_small|vit_base (patch 16) and <arch>_p8.
-  ...dinoVitPresets(),
+export const CONFIG_SCHEMA: { readonly [K in ConfigKey]: KeySpec } = {
+  preset: { type: 'string', help: 'the preset the config started from (a name, for the record)' },
+  data: { type: 'data', setBy: 'data', help: 'the image folder the run trains on (absolute path); absent: Fashion-MNIST' },
+  batch: { ...size, dinoFlag: 'batch-size-per-gpu', help: 'images per step; DINO\'s learning rate scales linearly with it' },
+  steps: { ...size, resumable: true, help: 'length of the run in steps; every schedule spans it' },
+  // Absent: the length was given in steps.
+  epochs: { ...size, absent: undefined, setBy: 'epochs', resumable: true, dinoFlag: 'epochs', help: 'the epochs `steps` was derived from' },
+  // Absent: no epoch-based schedule was scaled to the data (Fashion-MNIST presets, or a length in epochs).
+  epochSteps: { ...size, absent: undefined, setBy: 'steps', help: 'steps in one epoch of the run\'s data, floor(train images / batch), that --arch schedules were scaled to' },
+  // Absent: every image of the folder trains.
+  holdout: { type: 'number', min: 0, max: 1, exclusiveMin: true, absent: undefined, setBy: 'holdout', help: 'fraction of each class of a plain image folder held out for evaluation' },
+  seed: { type: 'integer', min: 0, dinoFlag: 'seed', help: 'the run\'s seed (init, shuffling, augmentation, stochastic depth)' },
+  lr: { type: 'number', min: 0, dinoFlag: 'lr', help: 'peak learning rate for a batch of 256 (scaled by batch / 256), after warm-up (DINO: 0.0005)' },
+  minLr: { type: 'number', min: 0, dinoFlag: 'min-lr', help: 'final learning rate of the cosine (DINO: 1e-6)' },
+  warmupFraction: { ...probability, resumable: true, help: 'fraction of the run in linear lr warm-up (DINO: 10 of 100 epochs)' },
+  weightDecay: { type: 'number', min: 0, dinoFlag: 'weight-decay', help: 'weight decay at the start, cosine schedule (DINO: 0.04)' },
+  weightDecayEnd: { type: 'number', min: 0, dinoFlag: 'weight-decay-end', help: 'weight decay at the end (DINO: 0.4; "a higher weight decay ... improves the performance for ViTs")' },
+  momentumTeacher: { ...probability, dinoFlag: 'momentum-teacher', help: 'teacher EMA momentum at the start, cosine to 1 (DINO: 0.996; higher for small batches, e.g. 0.9995 at batch 256)' },
+  warmupTeacherTemp: { type: 'number', min: 0, exclusiveMin: true, dinoFlag: 'warmup-teacher-temp', help: 'teacher temperature at the start of its warm-up (DINO: 0.04)' },
+  teacherTemp: { type: 'number', min: 0, exclusiveMin: true, dinoFlag: 'teacher-temp', help: 'final teacher temperature (DINO: 0.04, "increase this slightly if needed"; above 0.07 is unstable)' },
+  warmupTeacherTempSteps: { type: 'integer', min: 0, help: 'steps of teacher-temperature warm-up (DINO: 0; 30 epochs when teacherTemp > 0.04)' },
+  studentTemp: { type: 'number', min: 0, exclusiveMin: true, help: 'student temperature (DINO: 0.1)' },
+  centerMomentum: { ...probability, help: 'center EMA momentum (DINO: 0.9)' },
+  clipGrad: { type: 'number', min: 0, dinoFlag: 'clip-grad', help: 'per-parameter gradient-norm clipping, 0: off (DINO: 3.0; "0.3, 1.0, 2.0 for larger models")' },
+  freezeLastLayerSteps: { type: 'integer', min: 0, help: 'steps the head\'s last layer is not updated (DINO: 1 epoch; "try increasing this value if the loss does not decrease")' },
+  precision: { type: 'string', choices: PRECISIONS, absent: 'fp32', setBy: 'precision', help: 'fp16: DINO\'s --use_fp16 (float16 matrix products, loss scaling); bf16: bfloat16 products; for GPUs' },
+  koleoWeight: { type: 'number', min: 0, absent: 0, help: 'weight of the KoLeo regulariser on the student\'s [CLS] features (DINOv2: 0.1); 0: not in the graph' },
+  centering: { type: 'string', choices: CENTERINGS, absent: 'center', help: 'teacher targets: center (DINO) or sinkhorn (DINOv2, Sinkhorn-Knopp over the batch)' },
+  'backbone.kind': { type: 'string', help: 'the backbone family' },
+  'backbone.imgSize': { ...size, help: 'side of the global crops the position embedding is sized for (DINO: 224)' },
+  'backbone.patchSize': { ...size, dinoFlag: 'patch-size', help: 'ViT patch side (DINO: 16, or 8; smaller is better and costlier)' },
+  'backbone.inChans': { ...size, help: 'input channels (3: RGB, 1: Fashion-MNIST)' },
+  'backbone.embedDim': { ...size, help: 'token width (vit_tiny 192, vit_small 384, vit_base 768)' },
+  'backbone.depth': { ...size, help: 'transformer blocks (12 in DINO\'s ViTs)' },
+  'backbone.numHeads': { ...size, help: 'attention heads; must divide embedDim' },
+  'backbone.mlpRatio': { type: 'number', min: 0, exclusiveMin: true, help: 'MLP width / embedDim (DINO: 4)' },
+  'backbone.qkvBias': { type: 'boolean', help: 'bias in the qkv projection (DINO: true)' },
+  'backbone.layerNormEps': { type: 'number', min: 0, exclusiveMin: true, help: 'LayerNorm epsilon (DINO: 1e-6)' },
+  'backbone.dropPathRate': { ...probability, dinoFlag: 'drop-path-rate', help: 'stochastic depth rate of the last block (DINO: 0.1)' },
+  'backbone.convStem': { type: 'number[]', absent: [], help: 'channels of 3x3 conv + GELU layers before the patch embedding (Xiao et al. 2021); empty: none' },
+  'head.outDim': { ...size, dinoFlag: 'out-dim', help: 'K, the head\'s output dimension (DINO: 65536; "large values work well" for large datasets)' },
+  'head.hiddenDim': { ...size, help: 'width of the head\'s hidden layers (DINO: 2048)' },
+  'head.bottleneckDim': { ...size, help: 'width of the bottleneck before the L2 normalisation (DINO: 256)' },
+  'head.nlayers': { ...size, help: 'Linear layers in the head\'s MLP (DINO: 3)' },
+  'head.useBn': { type: 'boolean', dinoFlag: 'use-bn-in-head', help: 'BatchNorm after each hidden layer of the head (DINO: false)' },
+  'head.normLastLayer': { type: 'boolean', dinoFlag: 'norm-last-layer', help: 'weight-normalised last layer with weight_g fixed to 1 (DINO: true; false is better but less stable: "False with vit_small and True with vit_base")' },
+  'augment.augment': { type: 'string', choices: ['dino', 'none'], help: 'none: every crop is the whole image resized' },
+  'augment.globalSize': { ...size, help: 'side of the two global crops (DINO: 224)' },
+  'augment.localSize': { ...size, help: 'side of the local crops (DINO: 96)' },
+  'augment.localCrops': { type: 'integer', min: 0, dinoFlag: 'local-crops-number', help: 'local crops per image (DINO: 8; 0 disables multi-crop)' },
+  'augment.globalScale': { type: 'number[]', length: 2, dinoFlag: 'global-crops-scale', help: 'area fraction range of the global crops (DINO: [0.4, 1])' },
+  'augment.localScale': { type: 'number[]', length: 2, dinoFlag: 'local-crops-scale', help: 'area fraction range of the local crops (DINO: [0.05, 0.4])' },
+  'augment.aspectRatio': { type: 'number[]', length: 2, help: 'aspect ratio range of all crops (torchvision: [3/4, 4/3])' },
+  'augment.flipP': { ...probability, help: 'horizontal flip probability (DINO: 0.5)' },
+  'augment.colorJitterP': { ...probability, help: 'colour jitter probability (DINO: 0.8)' },
+  'augment.brightness': { type: 'number', min: 0, help: 'brightness jitter (DINO: 0.4)' },
+  'augment.contrast': { type: 'number', min: 0, help: 'contrast jitter (DINO: 0.4)' },
+  'augment.saturation': { type: 'number', min: 0, help: 'saturation jitter (DINO: 0.2)' },
+  'augment.hue': { type: 'number', min: 0, max: 0.5, help: 'hue jitter in turns (DINO: 0.1)' },
+  'augment.grayscaleP': { ...probability, help: 'grayscale probability (DINO: 0.2)' },
+  'augment.blurP': { type: 'number[]', length: 3, help: 'blur probability of [first global, second global, each local] crop (DINO: [1.0, 0.1, 0.5])' },
+  'augment.blurSigma': { type: 'number[]', length: 2, help: 'blur sigma range in pixels (DINO: [0.1, 2.0] for 224 px crops: scale it by size / 224)' },
+  'augment.solarizeP': { ...probability, help: 'solarization probability of the second global crop (DINO: 0.2)' },
+  'augment.solarizeThreshold': { ...probability, help: 'values at or above it are inverted when solarizing (PIL: 128 / 255)' },
+  'augment.mean': { type: 'number[]', help: 'per-channel mean subtracted last (DINO: ImageNet\'s)' },
+  'augment.std': { type: 'number[]', help: 'per-channel standard deviation divided by last (DINO: ImageNet\'s)' },
 };
 
-export function presetNames(): string[] {
-  return Object.keys(PRESETS);
+const SCHEMA_KEYS = Object.keys(CONFIG_SCHEMA) as ConfigKey[];
+/** The objects of keys: `backbone`, `head`, `augment`. */
+const SCHEMA_GROUPS = [...new Set(SCHEMA_KEYS.filter((k) => k.includes('.')).map((k) => k.slice(0, k.indexOf('.'))))];
+const specOf = (key: string): KeySpec | undefined => (Object.hasOwn(CONFIG_SCHEMA, key) ? CONFIG_SCHEMA[key as ConfigKey] : undefined);
+/** A config may leave the key out (every other key it must hold). */
+const isOptional = (spec: KeySpec): boolean => 'absent' in spec || spec.type === 'data';
+
+/** The type a value of `spec` has, in the words of the errors ("number", "array of number"). */
+function typeName(spec: KeySpec): string {
+  return spec.type === 'integer' ? 'number' : spec.type === 'number[]' ? 'array of number' : spec.type;
 }
 
-/** The presets made for Fashion-MNIST's 1-channel 28 px images (`fmnist-quick` first, the default). */
-export function fashionMnistPresetNames(): string[] {
-  return presetNames().filter((name) => PRESETS[name]!.backbone.inChans === 1 && PRESETS[name]!.augment.globalSize === 28);
+function typeOf(v: unknown): string {
+  if (Array.isArray(v)) return `array of ${v.length ? typeOf(v[0]) : 'any'}`;
+  return typeof v;
 }
 
-export function getPreset(name: string): TrainConfig {
-  const p = PRESETS[name];
-  if (!p) throw new Error(`unknown preset "${name}"; available: ${presetNames().join(', ')}`);
-  return p;
+/** What is wrong with `value` as the value of `key`, or undefined. */
+function valueProblem(key: string, spec: KeySpec, value: unknown, shown: string): string | undefined {
+  switch (spec.type) {
+    case 'data':
+      return undefined;
+    case 'number[]':
+      if (!Array.isArray(value) || value.some((e) => typeof e !== 'number')) return `"${key}" must be array of number, got ${typeOf(value)}${shown}`;
+      if (spec.length !== undefined && value.length !== spec.length) return `"${key}" must be ${spec.length} numbers, got ${value.length}${shown}`;
+      return undefined;
+    default:
+      if (typeof value !== (spec.type === 'integer' ? 'number' : spec.type)) return `"${key}" must be ${typeName(spec)}, got ${typeOf(value)}${shown}`;
+      if (spec.type === 'integer' && !Number.isInteger(value)) return `"${key}" must be an integer, got ${String(value)}`;
+      if (spec.choices && !spec.choices.includes(value as string)) return `"${key}" must be one of ${spec.choices.join(', ')}, got ${JSON.stringify(value)}`;
+      return undefined;
+  }
+}
+
+/** Sets (or, with undefined, deletes) the value at a dotted key of a mutable clone. */
+function setAt(obj: Record<string, unknown>, key: string, value: unknown): void {
+  const path = key.split('.');
+  let o = obj;
+  for (const part of path.slice(0, -1)) o = o[part] as Record<string, unknown>;
+  if (value === undefined) delete o[path[path.length - 1]!];
+  else o[path[path.length - 1]!] = value;
+}
+
+/** Config values by dotted key, each of its key's type (what `dino train`'s flags set). */
+export type ConfigValues = { readonly [K in ConfigKey]?: unknown };
+
+/**
+ * `cfg` with `values` set (dotted keys, typed values: `{ lr: 0.002, 'head.outDim': 1024 }`), each checked against
+ * the schema; an optional key set to the value its absence means is removed. Every problem is reported at once
+ * ({@link ConfigOverrideError}); the augmentation is checked as a whole after.
+ */
+export function withValues(cfg: TrainConfig, values: ConfigValues | ReadonlyArray<readonly [string, unknown]>): TrainConfig {
+  const entries: ReadonlyArray<readonly [string, unknown]> = Array.isArray(values) ? values : Object.entries(values);
+  const problems: string[] = [];
+  const out = structuredClone(cfg) as unknown as Record<string, unknown>;
+  for (const [key, value] of entries) {
+    const problem = settableProblem(key) ?? valueProblem(key, specOf(key)!, value, ` (${JSON.stringify(value)})`);
+    if (problem) { problems.push(problem); continue; }
+    const spec = specOf(key)!;
+    setAt(out, key, isOptional(spec) && JSON.stringify(value) === JSON.stringify(spec.absent) ? undefined : value);
+  }
+  if (problems.length) throw new ConfigOverrideError(problems);
+  out['augment'] = augmentConfig(out['augment'] as AugmentConfig);
+  return out as unknown as TrainConfig;
+}
+
+/** Why `key` cannot be set by an override, or undefined. */
+function settableProblem(key: string): string | undefined {
+  const spec = specOf(key);
+  if (!spec) return `unknown config key "${key}"`;
+  if (spec.setBy) return `"${key}" has its own option (${spec.setBy}), not an override`;
+  return undefined;
+}
+
+/**
+ * Applies `key=value` overrides (dotted paths, e.g. `lr=0.002`, `head.outDim=1024`,
+ * `augment.blurSigma=[0.0125,0.25]`): a string key takes the text as it is (or a JSON string), any other key a JSON
+ * value. An unknown key or a value of the wrong type is an error naming the key; every problem is reported at once.
+ */
+export function applyOverrides(cfg: TrainConfig, sets: readonly string[]): TrainConfig {
+  const problems: string[] = [];
+  const values: [string, unknown][] = [];
+  for (const set of sets) {
+    const eq = set.indexOf('=');
+    if (eq < 1) { problems.push(`"${set}" is not key=value`); continue; }
+    const key = set.slice(0, eq), raw = set.slice(eq + 1);
+    const notSettable = settableProblem(key);
+    if (notSettable) { problems.push(notSettable); continue; }
+    const spec = specOf(key)!;
+    let value: unknown;
+    try { value = spec.type === 'string' && !raw.startsWith('"') ? raw : JSON.parse(raw); }
+    catch { problems.push(`"${key}": cannot parse "${raw}" as ${typeName(spec)}`); continue; }
+    const problem = valueProblem(key, spec, value, ` (${raw})`);
+    if (problem) { problems.push(problem); continue; }
+    values.push([key, value]);
+  }
+  if (problems.length) throw new ConfigOverrideError(problems);
+  return withValues(cfg, values);
+}
+
+/** Every override that could not be applied, one line each (the CLI words it as `--set`). */
+export class ConfigOverrideError extends Error {
+  constructor(readonly problems: readonly string[]) {
+    super(`invalid config overrides:\n  ${problems.join('\n  ')}`);
+    this.name = 'ConfigOverrideError';
+  }
+}
+
+/**
+ * A TrainConfig read from a file (a run's config.json, a checkpoint's metadata), checked against the schema before
+ * anything builds on it: every key that is not optional, each of its type (or choices); the optional keys only with
+ * theirs; no other key; then the augmentation's own checks. Throws a {@link ConfigFileError} naming `source` and
+ * every problem.
+ */
+export function checkTrainConfig(value: unknown, source: string): TrainConfig {
+  const problems: string[] = [];
+  const isObject = (v: unknown): v is Record<string, unknown> => !!v && typeof v === 'object' && !Array.isArray(v);
+  /** The keys of `obj` (at `prefix`) that are neither a key of the schema nor a group of keys. */
+  const unknownKeys = (obj: Record<string, unknown>, prefix: string) => {
+    for (const key of Object.keys(obj)) {
+      const path = prefix + key;
+      if (!specOf(path) && !SCHEMA_GROUPS.includes(path)) problems.push(`unknown key "${path}"`);
+    }
+  };
+  if (!isObject(value)) problems.push(`the config must be an object, got ${typeOf(value)}`);
+  else {
+    unknownKeys(value, '');
+    for (const group of SCHEMA_GROUPS) {
+      if (!(group in value)) problems.push(`"${group}" is missing`);
+      else if (!isObject(value[group])) problems.push(`"${group}" must be an object, got ${typeOf(value[group])}`);
+      else unknownKeys(value[group], `${group}.`);
+    }
+    for (const key of SCHEMA_KEYS) {
+      const dot = key.indexOf('.');
+      const parent = dot < 0 ? value : value[key.slice(0, dot)];
+      if (!isObject(parent)) continue; // its group is reported above
+      const leaf = key.slice(dot + 1);
+      const spec = CONFIG_SCHEMA[key];
+      if (!(leaf in parent)) {
+        if (!isOptional(spec)) problems.push(`"${key}" is missing`);
+        continue;
+      }
+      const problem = valueProblem(key, spec, parent[leaf], '');
+      if (problem) problems.push(problem);
+    }
+  }
+  if (!problems.length) {
+    try { augmentConfig((value as TrainConfig).augment); } catch (e) { problems.push(`augment: ${(e as Error).message}`); }
+  }
+  if (problems.length) throw new ConfigFileError(source, problems);
+  return value as TrainConfig;
+}
+
+/** A config file that is not a TrainConfig: names the file and every problem. */
+export class ConfigFileError extends Error {
+  constructor(readonly source: string, readonly problems: readonly string[]) {
+    super(`${source} is not a valid training config:\n  ${problems.join('\n  ')}\nfix it by hand (config.json: the checkpoint holds the config it was trained with), or start a new run`);
+    this.name = 'ConfigFileError';
+  }
+}
+
+/** Config keys a resumed run may change: its length (the schedules are then recomputed over the new length). */
+export const RESUMABLE_KEYS: readonly ConfigKey[] = SCHEMA_KEYS.filter((k) => CONFIG_SCHEMA[k].resumable);
+
+/** Whether a resumed run may change the config key `key` (a dotted path). */
+export function resumableKey(key: string): boolean {
+  return specOf(key)?.resumable === true;
+}
+
+/** The schema's keys that main_dino.py has a flag for, with the flag (dashes) and the key's row. */
+export function dinoFlagKeys(): { readonly flag: string; readonly key: ConfigKey; readonly spec: KeySpec }[] {
+  return SCHEMA_KEYS.flatMap((key) => {
+    const spec = CONFIG_SCHEMA[key];
+    return spec.dinoFlag ? [{ flag: spec.dinoFlag, key, spec }] : [];
+  });
 }
 
 /** The graph-level part of a training config. */
@@ -228,123 +411,21 @@ export function withPrecision(cfg: TrainConfig, precision: TrainPrecision): Trai
   return precision === 'fp32' ? rest : { ...rest, precision };
 }
 
-/**
- * Applies `key=value` overrides (dotted paths, e.g. `lr=0.002`, `head.outDim=1024`,
- * `augment.blurSigma=[0.0125,0.25]`). An unknown key or a value of the wrong type is an error naming the key;
- * every problem is reported at once.
- */
-export function applyOverrides(cfg: TrainConfig, sets: readonly string[]): TrainConfig {
-  const out: any = structuredClone(cfg);
-  const problems: string[] = [];
-  for (const set of sets) {
-    const eq = set.indexOf('=');
-    if (eq < 1) { problems.push(`"${set}" is not key=value`); continue; }
-    const key = set.slice(0, eq), raw = set.slice(eq + 1);
-    const path = key.split('.');
-    let obj = out;
-    for (const part of path.slice(0, -1)) obj = obj && typeof obj === 'object' ? obj[part] : undefined;
-    const leaf = path[path.length - 1]!;
-    const optional = Object.hasOwn(OPTIONAL_KEYS, key) ? OPTIONAL_KEYS[key] : undefined;
-    if (!obj || typeof obj !== 'object' || !(leaf in obj || optional !== undefined)) { problems.push(`unknown config key "${key}"`); continue; }
-    const current = leaf in obj ? obj[leaf] : optional;
-    let value: unknown;
-    try { value = typeof current === 'string' ? (raw.startsWith('"') ? JSON.parse(raw) : raw) : JSON.parse(raw); }
-    catch { problems.push(`"${key}": cannot parse "${raw}" as ${typeOf(current)}`); continue; }
-    if (!sameType(value, current)) { problems.push(`"${key}" must be ${typeOf(current)}, got ${typeOf(value)} (${raw})`); continue; }
-    const choices = Object.hasOwn(KEY_CHOICES, key) ? KEY_CHOICES[key] : undefined;
-    if (choices && !choices.includes(value as string)) { problems.push(`"${key}" must be one of ${choices.join(', ')}, got "${String(value)}"`); continue; }
-    if (optional !== undefined && JSON.stringify(value) === JSON.stringify(optional)) delete obj[leaf];
-    else obj[leaf] = value;
-  }
-  if (problems.length) throw new ConfigOverrideError(problems);
-  out.augment = augmentConfig(out.augment);
-  return out as TrainConfig;
+/** A config key whose value differs between two configs (a checkpoint's and the one it is resumed with). */
+export interface ConfigChange {
+  readonly key: string;
+  readonly was: unknown;
+  readonly now: unknown;
 }
 
-/** Every `key=value` override that could not be applied, one line each (the CLI words it as `--set`). */
-export class ConfigOverrideError extends Error {
-  constructor(readonly problems: readonly string[]) {
-    super(`invalid config overrides:\n  ${problems.join('\n  ')}`);
-    this.name = 'ConfigOverrideError';
-  }
-}
-
-function typeOf(v: unknown): string {
-  if (Array.isArray(v)) return `array of ${v.length ? typeOf(v[0]) : 'any'}`;
-  return typeof v;
-}
-
-/** Keys a config file may hold beyond those of every preset, with a value of the type each takes. */
-const FILE_ONLY_KEYS: Readonly<Record<string, unknown>> = { epochs: 0, epochSteps: 0, holdout: 0, precision: 'fp32' };
-/** `data`, the run's data record (a path, or an object from older runs), has its own parser that names what is wrong. */
-const UNCHECKED_KEYS: readonly string[] = ['data'];
-const FILE_KEY_CHOICES: Readonly<Record<string, readonly string[]>> = { ...KEY_CHOICES, precision: PRECISIONS };
-
-/**
- * A TrainConfig read from a file (a run's config.json, a checkpoint's metadata), checked before anything builds on
- * it: every key every preset has, with the preset's type; the optional keys (`koleoWeight`, `centering`,
- * `backbone.convStem`, `data`, `epochs`, `precision`) only with their own type or choices; no other key; then the
- * augmentation's own checks. Throws a {@link ConfigFileError} naming `source` and every problem.
- */
-export function checkTrainConfig(value: unknown, source: string): TrainConfig {
-  const problems: string[] = [];
-  const reference = FMNIST_TINY6 as unknown as Record<string, unknown>;
-  const walk = (v: unknown, ref: Record<string, unknown>, prefix: string) => {
-    if (!v || typeof v !== 'object' || Array.isArray(v)) { problems.push(`${prefix || 'the config'} must be an object, got ${typeOf(v)}`); return; }
-    const obj = v as Record<string, unknown>;
-    for (const [key, expected] of Object.entries(ref)) {
-      const path = prefix + key;
-      if (!(key in obj)) problems.push(`"${path}" is missing`);
-      else if (expected && typeof expected === 'object' && !Array.isArray(expected)) walk(obj[key], expected as Record<string, unknown>, `${path}.`);
-      else if (!sameType(obj[key], expected)) problems.push(`"${path}" must be ${typeOf(expected)}, got ${typeOf(obj[key])}`);
-    }
-    for (const key of Object.keys(obj).filter((k) => !(k in ref))) {
-      const path = prefix + key;
-      if (UNCHECKED_KEYS.includes(path)) continue;
-      const example = Object.hasOwn(OPTIONAL_KEYS, path) ? OPTIONAL_KEYS[path] : Object.hasOwn(FILE_ONLY_KEYS, path) ? FILE_ONLY_KEYS[path] : undefined;
-      if (example === undefined) { problems.push(`unknown key "${path}"`); continue; }
-      const choices = FILE_KEY_CHOICES[path];
-      if (!sameType(obj[key], example) || (Array.isArray(example) && (obj[key] as unknown[]).some((e) => typeof e !== 'number'))) {
-        problems.push(`"${path}" must be ${Array.isArray(example) ? 'array of number' : typeOf(example)}, got ${typeOf(obj[key])}`);
-      } else if (choices && !choices.includes(obj[key] as string)) {
-        problems.push(`"${path}" must be one of ${choices.join(', ')}, got ${JSON.stringify(obj[key])}`);
-      }
-    }
-  };
-  walk(value, reference, '');
-  if (!problems.length) {
-    try { augmentConfig((value as TrainConfig).augment); } catch (e) { problems.push(`augment: ${(e as Error).message}`); }
-  }
-  if (problems.length) throw new ConfigFileError(source, problems);
-  return value as TrainConfig;
-}
-
-/** A config file that is not a TrainConfig: names the file and every problem. */
-export class ConfigFileError extends Error {
-  constructor(readonly source: string, readonly problems: readonly string[]) {
-    super(`${source} is not a valid training config:\n  ${problems.join('\n  ')}\nfix it by hand (config.json: the checkpoint holds the config it was trained with), or start a new run`);
-    this.name = 'ConfigFileError';
-  }
-}
-
-/** An empty array (an optional list's absence) takes an array of any element type. */
-function sameType(value: unknown, current: unknown): boolean {
-  if (Array.isArray(value) && Array.isArray(current) && (value.length === 0 || current.length === 0)) return true;
-  return typeOf(value) === typeOf(current);
-}
-
-/**
- * Config keys a resumed run may change: its length (the schedules are then recomputed over the new length).
- * `warmupFraction` belongs to it: a length given in epochs keeps DINO's 10 warm-up epochs as the run grows.
- */
-export const RESUMABLE_KEYS: readonly string[] = ['steps', 'epochs', 'warmupFraction'];
+export const formatConfigChange = (c: ConfigChange): string => `${c.key}: ${JSON.stringify(c.was) ?? 'absent'} -> ${JSON.stringify(c.now) ?? 'absent'}`;
 
 /**
  * The dotted keys whose values differ between two configs (`backbone.depth`, `augment.localCrops`, ...), each with
  * both values, in key order. A key absent from one side differs from any value on the other.
  */
-export function configDifferences(a: TrainConfig, b: TrainConfig): { key: string; was: unknown; now: unknown }[] {
-  const out: { key: string; was: unknown; now: unknown }[] = [];
+export function configDifferences(a: TrainConfig, b: TrainConfig): ConfigChange[] {
+  const out: ConfigChange[] = [];
   const walk = (x: unknown, y: unknown, key: string) => {
     const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
     if (isObj(x) && isObj(y)) {

@@ -7,7 +7,8 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import sharp from 'sharp';
 import type { Dataset } from '../data/dataset.ts';
-import { type TrainConfig, fashionMnistPresetNames } from './config.ts';
+import { type TrainConfig } from './config.ts';
+import { fashionMnistPresetNames } from './presets.ts';
 
 /** Files probed for colour: enough to catch an RGB folder, few enough to cost milliseconds. */
 const PROBE_FILES = 8;

@@ -1,9 +1,8 @@
 /**
  * The DINO training loop: data -> multi-crop (worker thread, overlapped) -> compiled step graph ->
- * metrics JSONL, progress, atomic checkpoints, resume, NaN stop, Ctrl-C save.
+ * metrics JSONL, progress, atomic checkpoints, resume, NaN stop, a checkpoint on Ctrl-C or SIGTERM.
  */
-import { appendFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync } from 'node:fs';
 import { Prng, initialValues, type ParamSpec } from '../../dsl/index.ts';
 import { type DinoMetrics, type DinoStepInputs, type ScheduledScalars, STUDENT, teacherFromStudent } from '../../models/dino-step.ts';
 import type { Recompute } from '../../models/vit.ts';
@@ -11,13 +10,14 @@ import type { ExecutionProvider, ort } from '../backend.ts';
 import { StepRunner, stackSteps } from '../step-runner.ts';
 import { TrainState } from '../state.ts';
 import type { Dataset } from '../data/dataset.ts';
-import { MultiCropLoader, decodeThreadsNote, defaultLoaderWorkers } from '../data/loader.ts';
+import { type LoaderPosition, MultiCropLoader, decodeThreadsNote, defaultLoaderWorkers } from '../data/loader.ts';
 import { derivePrng } from '../data/seeds.ts';
 import { loadFashionMnist } from '../data/fashion-mnist.ts';
 import { FolderIndex, indexImageFolder } from '../data/folder-index.ts';
 import { indexTarShards, isShardPattern } from '../data/tar-shards.ts';
-import { RESUMABLE_KEYS, type TrainConfig, configDifferences, stepConfig } from './config.ts';
-import { loadCheckpoint, restoreState, saveCheckpoint } from './checkpoint.ts';
+import { type TrainConfig, stepConfig } from './config.ts';
+import { type CheckpointMeta, restoreState } from './checkpoint.ts';
+import { RunFolder, checkResume, runFile } from './run-folder.ts';
 import { stepScalars } from './schedules.ts';
 import { dinoStepFeeds } from './step-feeds.ts';
 import { checkDataFits } from './data-fit.ts';
@@ -82,11 +82,11 @@ export interface TrainResult {
   readonly lastMetrics: Record<string, number>;
   readonly state: TrainState;
   readonly checkpoint: string;
+  /** Stopped by a signal before the end (the checkpoint holds the state at `steps`). */
   readonly interrupted: boolean;
+  /** The signal that stopped it, when one did. */
+  readonly stoppedBy?: StopSignal;
 }
-
-/** The run folder's record of its image folder's files (runtime/data/folder-index.ts), read back on resume. */
-export const DATA_INDEX_FILE = 'data-index.tsv';
 
 /**
  * The run's data: Fashion-MNIST in memory, or the image folder's index (its files are decoded per sample by the
@@ -97,7 +97,7 @@ export async function loadTrainingData(cfg: TrainConfig, opts: Pick<TrainOptions
   if (!cfg.data) return loadFashionMnist();
   // Tar shards are indexed again at each start (from their headers): there is no file list to record.
   if (isShardPattern(cfg.data)) return reportSkipped(await indexTarShards(cfg.data, { skipBadImages: opts.skipBadImages ?? false, holdout: cfg.holdout ?? 0 }), cfg.data, opts.log);
-  const cacheFile = opts.runDir !== undefined ? join(opts.runDir, DATA_INDEX_FILE) : undefined;
+  const cacheFile = opts.runDir !== undefined ? runFile(opts.runDir, 'dataIndex') : undefined;
   const frozen = opts.resume === true && cacheFile !== undefined && existsSync(cacheFile);
   const index = await indexImageFolder(cfg.data, {
     skipBadImages: opts.skipBadImages ?? false, holdout: cfg.holdout ?? 0,
@@ -130,15 +130,17 @@ export function initialState(specs: readonly ParamSpec[], seed: number, initWeig
   return TrainState.init(specs, Prng.seeded(seed), values);
 }
 
+/**
+ * Trains (or resumes) a run: {@link openRun} checks the run before anything is compiled, the step graph is compiled
+ * for the EP, {@link restoreOrInitialise} gives the state, {@link beginRun} writes the folder once all of that
+ * worked, and {@link trainLoop} runs the steps, logs and saves until the end, a stop signal or a bad loss.
+ */
 export async function train(opts: TrainOptions): Promise<TrainResult> {
   const log = opts.log ?? ((l: string) => process.stderr.write(l + '\n'));
   const cfg = opts.config;
   const stepsPerRun = opts.stepsPerRun ?? 1;
   if (!Number.isInteger(stepsPerRun) || stepsPerRun < 1) throw new Error(`stepsPerRun must be a positive integer, got ${stepsPerRun}`);
-  await checkDataFits(cfg, cfg.data, opts.dataset instanceof FolderIndex ? undefined : opts.dataset); // before anything is compiled or written
-  mkdirSync(opts.out, { recursive: true });
-  const ckptPath = join(opts.out, 'checkpoint.safetensors');
-  const metricsPath = join(opts.out, 'metrics.jsonl');
+  const run = await openRun(opts);
 
   const built = trainingStepGraph(cfg, opts);
   const compileStart = performance.now();
@@ -146,66 +148,180 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
   log(`compiled the training step (${(runner.onnxBytes.length / 1e6).toFixed(1)} MB ONNX, ${built.graph.nodes.length} nodes) in ${((performance.now() - compileStart) / 1000).toFixed(1)} s`);
   for (const note of precisionNotes(opts.ep ?? 'cpu', cfg.precision ?? 'fp32')) log(note);
 
-  let state: TrainState;
-  let startStep = 0;
-  let loaderStart = { epoch: 0, batch: 0 };
-  if (opts.resume) {
-    const ckpt = loadCheckpoint(ckptPath);
-    const changed = configDifferences(ckpt.meta.config, cfg).filter((d) => !RESUMABLE_KEYS.includes(d.key));
-    if (changed.length) throw new RunFolderError({ kind: 'config-mismatch', checkpoint: ckptPath, config: join(opts.out, 'config.json'), changed });
-    if (cfg.steps <= ckpt.meta.step && cfg.steps !== ckpt.meta.config.steps) {
-      throw new RunFolderError({ kind: 'too-short', checkpoint: ckptPath, config: join(opts.out, 'config.json'), done: ckpt.meta.step, steps: cfg.steps });
-    }
-    if (cfg.steps !== ckpt.meta.config.steps) {
-      log(`extending the run from ${ckpt.meta.config.steps} to ${cfg.steps} steps: the schedules now span ${cfg.steps} steps`);
-      writeFileSync(join(opts.out, 'config.json'), JSON.stringify(cfg, null, 2) + '\n');
-    }
-    state = initialState(runner.signature.state, cfg.seed);
-    restoreState(state, ckpt, ckptPath);
-    startStep = ckpt.meta.step;
-    loaderStart = ckpt.meta.loader;
-    log(`resuming from step ${startStep}`);
-  } else {
-    if (existsSync(ckptPath)) throw new RunFolderError({ kind: 'exists', checkpoint: ckptPath });
-    state = initialState(runner.signature.state, cfg.seed, opts.initWeights);
-    writeFileSync(join(opts.out, 'config.json'), JSON.stringify(cfg, null, 2) + '\n');
-    writeFileSync(metricsPath, '');
+  let loader: MultiCropLoader | undefined;
+  try {
+    const { state, step: startStep, loader: loaderStart } = restoreOrInitialise(run, runner, opts);
+    loader = await openLoader(run, opts, loaderStart, log);
+    beginRun(run, cfg, startStep, log);
+    return await trainLoop({ opts, folder: run.folder, runner, loader, state, startStep, stepsPerRun, log });
+  } finally {
+    await loader?.close();
+    await runner.release();
   }
+}
 
-  // A resumed run reads its recorded index back; a new one records the index it trains on.
-  const recordedIndex = opts.resume && cfg.data !== undefined && !isShardPattern(cfg.data) && existsSync(join(opts.out, DATA_INDEX_FILE));
-  const dataset = (recordedIndex ? undefined : opts.dataset) ?? (await loadTrainingData(cfg, { ...opts, runDir: opts.out, resume: opts.resume ?? false }));
-  if (dataset instanceof FolderIndex && !dataset.sharded && !opts.resume) await dataset.save(join(opts.out, DATA_INDEX_FILE));
+/** A run checked and ready to start: its folder, and the checkpoint's metadata when it resumes. */
+interface OpenedRun {
+  readonly folder: RunFolder;
+  readonly resumeFrom?: CheckpointMeta;
+}
+
+/**
+ * Checks a run before anything is compiled or written: the data fits the model, a new run would overwrite no
+ * checkpoint, a resumed one keeps its checkpoint's config (runtime/dino/run-folder.ts `resumeProblem`).
+ */
+async function openRun(opts: TrainOptions): Promise<OpenedRun> {
+  await checkDataFits(opts.config, opts.config.data, opts.dataset instanceof FolderIndex ? undefined : opts.dataset);
+  const folder = new RunFolder(opts.out);
+  if (!opts.resume) {
+    folder.checkFresh();
+    return { folder };
+  }
+  const resumeFrom = folder.readCheckpointMeta();
+  checkResume(folder, resumeFrom, opts.config);
+  return { folder, resumeFrom };
+}
+
+/** The state the loop starts from (the checkpoint's, or a fresh one) and where the step count and the data resume. */
+function restoreOrInitialise(run: OpenedRun, runner: StepRunner, opts: TrainOptions): { state: TrainState; step: number; loader: LoaderPosition } {
+  if (!run.resumeFrom) return { state: initialState(runner.signature.state, opts.config.seed, opts.initWeights), step: 0, loader: { epoch: 0, batch: 0 } };
+  const ckpt = run.folder.loadCheckpoint();
+  const state = initialState(runner.signature.state, opts.config.seed);
+  restoreState(state, ckpt, run.folder.checkpointFile);
+  return { state, step: ckpt.meta.step, loader: ckpt.meta.loader };
+}
+
+/**
+ * The loader of the run's data from `start`. An image folder's index is recorded in the run folder
+ * (RUN_FILES.dataIndex) by a new run and read back as recorded by a resumed one: the same files in the same order,
+ * even if the folder changed since. Tar shards are indexed again from their headers at each start.
+ */
+async function openLoader(run: OpenedRun, opts: TrainOptions, start: LoaderPosition, log: (line: string) => void): Promise<MultiCropLoader> {
+  const cfg = opts.config;
+  const indexFile = run.folder.dataIndexFile;
+  const recordedIndex = run.resumeFrom !== undefined && cfg.data !== undefined && !isShardPattern(cfg.data) && existsSync(indexFile);
+  const dataset = (recordedIndex ? undefined : opts.dataset) ?? (await loadTrainingData(cfg, { ...opts, runDir: run.folder.dir, resume: run.resumeFrom !== undefined }));
+  if (dataset instanceof FolderIndex && !dataset.sharded && run.resumeFrom === undefined) await dataset.save(indexFile);
   const workers = opts.numWorkers ?? (dataset instanceof FolderIndex ? defaultLoaderWorkers() : 1);
-  let skippedInRun = 0;
   const threadsNote = dataset instanceof FolderIndex ? decodeThreadsNote(workers) : undefined;
   if (threadsNote) log(threadsNote);
-  const loader = new MultiCropLoader({
-    dataset, batchSize: cfg.batch, seed: cfg.seed, augment: cfg.augment, workers, prefetch: 2, start: loaderStart,
+  let skippedInRun = 0;
+  return new MultiCropLoader({
+    dataset, batchSize: cfg.batch, seed: cfg.seed, augment: cfg.augment, workers, prefetch: 2, start,
     channels: cfg.backbone.inChans === 1 ? 1 : 3, skipBadImages: opts.skipBadImages ?? false,
     onSkip: (file, reason) => log(`skipping unreadable image ${file}: ${reason} (--skip-bad-images; ${++skippedInRun} so far; the same file is replaced on every epoch and on resume)`),
   });
+}
+
+/**
+ * The run folder's first writes, once the step compiled and the data is ready (a run that cannot start leaves no
+ * folder): a new run's config and empty metrics log; a resumed run's new length and its log cut back to the checkpoint.
+ */
+function beginRun(run: OpenedRun, cfg: TrainConfig, startStep: number, log: (line: string) => void): void {
+  if (!run.resumeFrom) {
+    run.folder.writeConfig(cfg);
+    run.folder.startMetrics();
+    return;
+  }
+  if (cfg.steps !== run.resumeFrom.config.steps) {
+    log(`extending the run from ${run.resumeFrom.config.steps} to ${cfg.steps} steps: the schedules now span ${cfg.steps} steps`);
+    run.folder.writeConfig(cfg);
+  }
+  run.folder.cutMetrics(startStep);
+  log(`resuming from step ${startStep}`);
+}
+
+/**
+ * The signals that stop a run with a checkpoint: Ctrl-C, and SIGTERM, which `timeout`, `docker stop`, Kubernetes and
+ * SLURM send before they kill. The step in flight finishes and the state is saved; a second signal exits at once
+ * without saving, with the shell's code for the signal (128 + its number).
+ */
+const STOP_SIGNALS = { SIGINT: 130, SIGTERM: 143 } as const;
+export type StopSignal = keyof typeof STOP_SIGNALS;
+
+/** Listens for the stop signals while the loop runs; `signal` is the first one received. */
+class StopRequest {
+  signal: StopSignal | undefined;
+  private readonly listeners = new Map<StopSignal, () => void>();
+
+  constructor(log: (line: string) => void) {
+    for (const name of Object.keys(STOP_SIGNALS) as StopSignal[]) {
+      const listener = () => {
+        if (this.signal) process.exit(STOP_SIGNALS[name]);
+        this.signal = name;
+        log(name === 'SIGINT'
+          ? '\ninterrupt: finishing this step and saving a checkpoint (Ctrl-C again to abort without saving)'
+          : '\nSIGTERM: finishing this step and saving a checkpoint (a second signal aborts without saving)');
+      };
+      this.listeners.set(name, listener);
+      process.on(name, listener);
+    }
+  }
+
+  dispose(): void {
+    for (const [name, listener] of this.listeners) process.removeListener(name, listener);
+  }
+}
+
+/** Progress on stderr (TrainOptions.progress): a redrawn bar, or a plain line every tenth of the run or every 30 s. */
+class ProgressReport {
+  private lastLine: { step: number; at: number };
+  private readonly t0 = performance.now();
+
+  constructor(
+    private readonly mode: 'bar' | 'lines' | 'none',
+    private readonly total: number,
+    private readonly startStep: number,
+    private readonly end: number,
+    private readonly batch: number,
+    private readonly log: (line: string) => void,
+  ) {
+    this.lastLine = { step: startStep, at: this.t0 };
+  }
+
+  /** `note` ends the line (the data-bound note, or nothing). */
+  update(step: number, metrics: DinoMetrics, note = ''): void {
+    if (this.mode === 'bar') process.stderr.write(`\r${progressText(step, this.total, this.startStep, this.t0, metrics, this.batch)}${note}   `);
+    else if (this.mode === 'lines') {
+      // Log files get no \r redraws.
+      const now = performance.now();
+      if (step === this.end || step - this.lastLine.step >= Math.max(1, Math.ceil(this.total / 10)) || now - this.lastLine.at >= 30_000) {
+        this.log(progressText(step, this.total, this.startStep, this.t0, metrics, this.batch) + note);
+        this.lastLine = { step, at: now };
+      }
+    }
+  }
+
+  close(): void {
+    if (this.mode === 'bar') process.stderr.write('\n');
+  }
+}
+
+interface LoopContext {
+  readonly opts: TrainOptions;
+  readonly folder: RunFolder;
+  readonly runner: StepRunner;
+  readonly loader: MultiCropLoader;
+  readonly state: TrainState;
+  readonly startStep: number;
+  readonly stepsPerRun: number;
+  readonly log: (line: string) => void;
+}
+
+/** Runs the steps from `startStep`: feeds, step, metrics log, progress, periodic and final checkpoints, stop signals. */
+async function trainLoop({ opts, folder, runner, loader, state, startStep, stepsPerRun, log }: LoopContext): Promise<TrainResult> {
+  const cfg = opts.config;
   const b = cfg.batch;
   const shape = stepConfig(cfg);
-
-  let interrupted = false;
-  const onSigint = () => {
-    interrupted = true;
-    log('\ninterrupt: finishing this step and saving a checkpoint (Ctrl-C again to abort without saving)');
-    process.once('SIGINT', () => process.exit(130));
-  };
-  process.once('SIGINT', onSigint);
-
-  const save = (step: number, position = loader.position()) => saveCheckpoint(ckptPath, state, { config: cfg, step, seed: cfg.seed, loader: position });
+  const stop = new StopRequest(log);
+  const save = (step: number, position = loader.position()) => folder.saveCheckpoint(state, { config: cfg, step, seed: cfg.seed, loader: position });
   const end = Math.min(cfg.steps, startStep + (opts.stopAfter ?? Infinity));
-  const progress = opts.progress ?? (process.stderr.isTTY ? 'bar' : 'lines');
-  let lastLine = { step: startStep, at: performance.now() };
+  const progress = new ProgressReport(opts.progress ?? (process.stderr.isTTY ? 'bar' : 'lines'), cfg.steps, startStep, end, b, log);
   const dataBound = new DataBoundMeter();
   let last: Record<string, number> = {};
   let step = startStep;
-  const t0 = performance.now();
   try {
-    while (step < end && !interrupted) {
+    while (step < end && !stop.signal) {
       const chunkStart = performance.now();
       // Steps in this run: up to stepsPerRun, never past the end or a checkpoint boundary.
       let chunk = Math.min(stepsPerRun, end - step);
@@ -229,21 +345,12 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
       const stepMs = (performance.now() - runStart) / chunk;
       dataBound.add(dataWaitMs.reduce((a, w) => a + w, 0), performance.now() - chunkStart);
       const bad = metrics.findIndex((m) => !Number.isFinite(m.loss));
-      if (bad >= 0) throw new NonFiniteLossError(step + bad + 1, metrics[bad]!.loss, existsSync(ckptPath) ? ckptPath : undefined);
-      for (const [k, m] of metrics.entries()) {
-        last = { ...m, ...scalars[k]!, step: step + k + 1, step_ms: stepMs, images_per_s: (b * 1000) / stepMs, data_wait_ms: dataWaitMs[k]! };
-        appendFileSync(metricsPath, JSON.stringify(last) + '\n');
-      }
+      if (bad >= 0) throw new NonFiniteLossError(step + bad + 1, metrics[bad]!.loss, folder.hasCheckpoint() ? folder.checkpointFile : undefined);
+      const rows = metrics.map((m, k) => ({ ...m, ...scalars[k]!, step: step + k + 1, step_ms: stepMs, images_per_s: (b * 1000) / stepMs, data_wait_ms: dataWaitMs[k]! }));
+      folder.appendMetrics(rows);
+      last = rows[rows.length - 1]!;
       step += chunk;
-      if (progress === 'bar') process.stderr.write(`\r${progressText(step, cfg.steps, startStep, t0, metrics[chunk - 1]!, b)}${dataBound.note()}   `);
-      else if (progress === 'lines') {
-        // A plain line every tenth of the run or every 30 s, whichever comes first: log files get no \r redraws.
-        const now = performance.now();
-        if (step === end || step - lastLine.step >= Math.max(1, Math.ceil(cfg.steps / 10)) || now - lastLine.at >= 30_000) {
-          log(progressText(step, cfg.steps, startStep, t0, metrics[chunk - 1]!, b) + dataBound.note());
-          lastLine = { step, at: now };
-        }
-      }
+      progress.update(step, metrics[chunk - 1]!, dataBound.note());
       if (opts.checkpointEvery && step % opts.checkpointEvery === 0 && step < end) {
         await stateToHost(state); // a no-op unless the state lives on the device (WebGPU)
         save(step);
@@ -252,12 +359,10 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
     await stateToHost(state);
     save(step);
   } finally {
-    process.removeListener('SIGINT', onSigint);
-    if (progress === 'bar') process.stderr.write('\n');
-    await loader.close();
-    await runner.release();
+    stop.dispose();
+    progress.close();
   }
-  return { steps: step, lastMetrics: last, state, checkpoint: ckptPath, interrupted };
+  return { steps: step, lastMetrics: last, state, checkpoint: folder.checkpointFile, interrupted: stop.signal !== undefined, ...(stop.signal ? { stoppedBy: stop.signal } : {}) };
 }
 
 /**
@@ -274,36 +379,6 @@ export class NonFiniteLossError extends Error {
   ) {
     super(`step ${step}: the loss is ${loss}; training stopped. The last good checkpoint (${checkpoint ?? 'none yet'}) is kept. ${advice}`);
     this.name = 'NonFiniteLossError';
-  }
-}
-
-/** A config key whose value differs between a checkpoint and the config it is resumed with. */
-export interface ConfigChange {
-  readonly key: string;
-  readonly was: unknown;
-  readonly now: unknown;
-}
-
-export type RunFolderProblem =
-  /** A fresh run would overwrite this checkpoint. */
-  | { readonly kind: 'exists'; readonly checkpoint: string }
-  /** Resuming with a config that differs from the checkpoint's in keys that may not change. */
-  | { readonly kind: 'config-mismatch'; readonly checkpoint: string; readonly config: string; readonly changed: readonly ConfigChange[] }
-  /** Resuming with a new length that the run has already passed. */
-  | { readonly kind: 'too-short'; readonly checkpoint: string; readonly config: string; readonly done: number; readonly steps: number };
-
-export const formatConfigChange = (c: ConfigChange): string => `${c.key}: ${JSON.stringify(c.was) ?? 'absent'} -> ${JSON.stringify(c.now) ?? 'absent'}`;
-
-export class RunFolderError extends Error {
-  constructor(readonly problem: RunFolderProblem) {
-    super(
-      problem.kind === 'exists'
-        ? `${problem.checkpoint} exists: resume that run (resume: true), or choose another run folder (nothing was overwritten)`
-        : problem.kind === 'too-short'
-          ? `${problem.checkpoint} has done ${problem.done} steps already; a resumed run can only grow (steps > ${problem.done}, got ${problem.steps})`
-          : `${problem.checkpoint}: the checkpoint was trained with another config (${problem.changed.map(formatConfigChange).join('; ')}); resume with the run's own config (${problem.config}) or start a new run folder`,
-    );
-    this.name = 'RunFolderError';
   }
 }
 

@@ -125,7 +125,7 @@ export function withEpochSteps(
   };
 }
 
-/** The training presets this module adds to `runtime/dino/config.ts`: each arch at patch 16 and 8. */
+/** The training presets this module adds to `runtime/dino/presets.ts`: each arch at patch 16 and 8. */
 export function dinoVitPresets(): Record<string, TrainConfig> {
   const out: Record<string, TrainConfig> = {};
   for (const arch of DINO_ARCHS) {

@@ -37,6 +37,11 @@ export function writeFileAtomic(path: string, chunks: () => Iterable<Uint8Array>
   fsyncFolder(folder, what);
 }
 
+/** Writes `data` (bytes, or text as UTF-8) to `path` atomically; `what` names the file in errors. */
+export function writeBytesAtomic(path: string, data: Uint8Array | string, what: string): void {
+  writeFileAtomic(path, () => [typeof data === 'string' ? Buffer.from(data, 'utf8') : data], what);
+}
+
 function fsyncFolder(folder: string, what: string): void {
   let fd: number | undefined;
   try {

@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import { Graph, Scope, add, matmul, relu } from '../../dsl/index.ts';
 import { countFlops } from '../../dsl/flops.ts';
 import { visionTransformer } from '../../models/vit.ts';
-import { getPreset } from '../../runtime/dino/config.ts';
+import { getPreset } from '../../runtime/dino/presets.ts';
 import { type BenchResult, runBench } from '../../bench/index.ts';
 import { estimateActivations } from '../../bench/memory.ts';
 import { summarizeProfile } from '../../bench/profile.ts';

@@ -12,7 +12,8 @@ import { emitOnnx } from '../../dsl/onnx/emit.ts';
 import type { Graph } from '../../dsl/graph.ts';
 import { dinoStepInputShapes } from '../../models/dino-step.ts';
 import { benchTrainStep, buildStepGraph } from '../../bench/train.ts';
-import { applyOverrides, getPreset, stepConfig, withPrecision } from '../../runtime/dino/config.ts';
+import { applyOverrides, stepConfig, withPrecision } from '../../runtime/dino/config.ts';
+import { getPreset } from '../../runtime/dino/presets.ts';
 import { DEFAULT_RECOMPUTE, trainingStepGraph } from '../../runtime/dino/step-graph.ts';
 import { EXECUTION_PROVIDERS } from '../../runtime/ep/records.ts';
 

@@ -11,13 +11,15 @@ import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { wordError } from '../../cli/errors.ts';
-import { newRunFromArgs, readInitWeights } from '../../cli/train.ts';
-import { UsageError } from '../../cli/args.ts';
+import { newRunFromArgs, readInitWeights, trainCommand } from '../../cli/train.ts';
+import { type OptionSpec, UsageError } from '../../cli/args.ts';
 import { DataFitError } from '../../runtime/dino/data-fit.ts';
 import { encodeSafetensors } from '../../runtime/io/safetensors.ts';
 import { CheckpointError, loadCheckpoint } from '../../runtime/dino/checkpoint.ts';
-import { ConfigOverrideError, getPreset } from '../../runtime/dino/config.ts';
-import { InitWeightsError, RunFolderError, initialState } from '../../runtime/dino/train.ts';
+import { CONFIG_SCHEMA, ConfigOverrideError, dinoFlagKeys } from '../../runtime/dino/config.ts';
+import { getPreset } from '../../runtime/dino/presets.ts';
+import { InitWeightsError, initialState } from '../../runtime/dino/train.ts';
+import { RunFolderError } from '../../runtime/dino/run-folder.ts';
 
 const errorOf = (f: () => unknown): unknown => {
   try { f(); } catch (e) { return e; }
@@ -88,6 +90,20 @@ test('DINO flag names: --arch/--patch-size/--image-size/--local-crops-number bec
   assert.match(await usage(['--steps', '5', '--warmup-epochs', '5']), '--warmup-epochs counts epochs: give the length with --epochs N');
   assert.match(await usage(['--batch', '8', '--batch-size-per-gpu', '16']), '--batch and --batch-size-per-gpu are the same option');
   assert.match(await usage(['--teacher-temp', '0']), '--teacher-temp must be a number > 0');
+});
+
+test('the main_dino.py flags the config schema names are dino train options, with the schema\'s help and range', async () => {
+  const options = trainCommand.spec.options as Readonly<Record<string, OptionSpec>>;
+  for (const { flag, spec } of dinoFlagKeys()) assert.ok(options[flag], `--${flag} (${spec.help})`);
+  const option = options['momentum-teacher']!;
+  assert.equal([option.help, 'max' in option && option.max], [CONFIG_SCHEMA.momentumTeacher.help, 1]);
+  const { config } = await newRunFromArgs(['--steps', '5', '--use_bn_in_head', 'true', '--drop_path_rate', '0.2', '--min_lr', '0',
+    '--global_crops_scale', '0.14', '1', '--local_crops_scale', '0.05,0.14', '--optimizer', 'adamw']);
+  assert.equal([config.head.useBn, config.backbone.dropPathRate, config.minLr, config.augment.globalScale, config.augment.localScale], [true, 0.2, 0, [0.14, 1], [0.05, 0.14]]);
+  const usage = async (argv: string[]) => ((await newRunFromArgs(argv).catch((e: unknown) => e)) as Error).message;
+  assert.is(await usage(['--global-crops-scale', '0.4']), '--global-crops-scale must be 2 numbers (e.g. 0.4 1), got "0.4"');
+  assert.match(await usage(['--global-crops-scale', '0.4', '1', '2']), '"2" is not an option of dino train');
+  assert.match(await usage(['--local-crops-scale', '0.5', '0.1']), /localScale must be \[lo, hi\] with 0 < lo <= hi <= 1/);
 });
 
 test('data that does not fit the preset: typed below, worded with the flags by the CLI', () => {

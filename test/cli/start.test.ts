@@ -3,7 +3,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { CurveFile, KnnResult } from '../../exports/index.ts';
 import { startSummary } from '../../cli/start.ts';
-import { fashionMnistPresetNames, getPreset } from '../../runtime/dino/config.ts';
+import { fashionMnistPresetNames, getPreset } from '../../runtime/dino/presets.ts';
 
 const knn = (top1: number): KnnResult => ({ top1: { '10': top1 + 1, '20': top1 }, top5: { '10': 99, '20': 99 }, n_train: 60000, n_test: 10000 });
 const curve: CurveFile = {

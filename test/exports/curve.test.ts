@@ -11,7 +11,8 @@ import { type CurveFile, type CurvePoint, curveSteps, describeYardstick, formatC
 import type { Dataset } from '../../runtime/data/dataset.ts';
 import { loadFashionMnist } from '../../runtime/data/fashion-mnist.ts';
 import { loadCheckpoint } from '../../runtime/dino/checkpoint.ts';
-import { type TrainConfig, applyOverrides, getPreset } from '../../runtime/dino/config.ts';
+import { type TrainConfig, applyOverrides } from '../../runtime/dino/config.ts';
+import { getPreset } from '../../runtime/dino/presets.ts';
 import { train } from '../../runtime/dino/train.ts';
 import { tempDir } from './helpers.ts';
 

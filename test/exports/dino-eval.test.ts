@@ -19,7 +19,7 @@ import { checkKnnOptions, extractFeatures, knnClassify, knnEvaluate, KNN_TEMPERA
 import { linearProbe } from '../../exports/linear.ts';
 import { writeReport } from '../../exports/report.ts';
 import { backboneSpecs, backboneValues, exportTeacher, preprocessorConfig, readExportInfo, teacherOnnx } from '../../exports/teacher.ts';
-import { getPreset } from '../../runtime/dino/config.ts';
+import { getPreset } from '../../runtime/dino/presets.ts';
 import { makeRun, randomImages, relativeError, tempDir } from './helpers.ts';
 
 const TMP = tempDir('dino-eval');

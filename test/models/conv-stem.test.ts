@@ -11,7 +11,8 @@ import { Graph, Prng, Scope, conv2d, emitOnnx, formatError } from '../../dsl/ind
 import { initialValues } from '../../dsl/init.ts';
 import { paramSpecs } from '../../models/network.ts';
 import { convStem, type ViTConfig } from '../../models/vit.ts';
-import { applyOverrides, getPreset, stepConfig } from '../../runtime/dino/config.ts';
+import { applyOverrides, stepConfig } from '../../runtime/dino/config.ts';
+import { getPreset } from '../../runtime/dino/presets.ts';
 import { buildTeacherGraph, backboneSpecs } from '../../exports/teacher.ts';
 import { TrainState } from '../../runtime/state.ts';
 import { createWebSession, ortWeb } from '../../runtime/web.ts';

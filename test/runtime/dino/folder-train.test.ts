@@ -13,7 +13,8 @@ import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { type TrainConfig, applyOverrides } from '../../../runtime/dino/config.ts';
-import { DATA_INDEX_FILE, DataBoundMeter, train } from '../../../runtime/dino/train.ts';
+import { DataBoundMeter, train } from '../../../runtime/dino/train.ts';
+import { RUN_FILES } from '../../../runtime/dino/run-folder.ts';
 import { loadCheckpoint } from '../../../runtime/dino/checkpoint.ts';
 import { newRunFromArgs } from '../../../cli/train.ts';
 import { BadImageError } from '../../../runtime/data/decode.ts';
@@ -56,7 +57,7 @@ test('--arch with --steps on a 300-image folder: schedules scaled to its 9-step 
   assert.equal(metrics.map((m) => m['gate.last_layer']), [...Array(9).fill(0), ...Array(21).fill(1)]);
   assert.ok(metrics.every((m) => Number.isFinite(m['data_wait_ms']) && m['data_wait_ms']! >= 0), 'data_wait_ms on every line');
   assert.is((JSON.parse(readFileSync(join(out, 'config.json'), 'utf8')) as TrainConfig).epochSteps, 9);
-  assert.ok(existsSync(join(out, DATA_INDEX_FILE)), 'the run records the files it trains on');
+  assert.ok(existsSync(join(out, RUN_FILES.dataIndex)), 'the run records the files it trains on');
 });
 
 test('the progress line says data-bound when steps wait for images more than 10% of the time', () => {
@@ -108,7 +109,7 @@ test('tar shards train too: --data with a brace pattern, no file list recorded',
   const out = join(tmp(), 'run');
   const done = await train({ config: r.config, out, dataset: r.dataset, numWorkers: 2, ...quiet });
   assert.is(done.steps, 2);
-  assert.not.ok(existsSync(join(out, DATA_INDEX_FILE)));
+  assert.not.ok(existsSync(join(out, RUN_FILES.dataIndex)));
 });
 
 test('unreadable files: mid-epoch the run stops naming the file with the last checkpoint kept; --skip-bad-images names and skips them', async () => {

@@ -7,7 +7,7 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
-import { getPreset, presetNames } from '../../../runtime/dino/config.ts';
+import { getPreset, presetNames } from '../../../runtime/dino/presets.ts';
 import { warmupSteps } from '../../../runtime/dino/schedules.ts';
 import { DINO_AUGMENT } from '../../../runtime/data/multicrop.ts';
 import { withEpochs } from '../../../runtime/dino/vit-presets.ts';

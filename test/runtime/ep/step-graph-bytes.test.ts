@@ -11,7 +11,8 @@ import { createHash } from 'node:crypto';
 import * as E from 'fp-ts/lib/Either.js';
 import { emitOnnx } from '../../../dsl/onnx/emit.ts';
 import type { TrainPrecision } from '../../../dsl/autocast.ts';
-import { getPreset, withPrecision } from '../../../runtime/dino/config.ts';
+import { withPrecision } from '../../../runtime/dino/config.ts';
+import { getPreset } from '../../../runtime/dino/presets.ts';
 import type { ExecutionProvider } from '../../../runtime/backend.ts';
 import { trainingStepGraph } from '../../../runtime/dino/step-graph.ts';
 
