@@ -85,6 +85,10 @@ test('usage mistakes exit 2 naming the flag, with a suggestion for a typo', asyn
     [['knn', '--run', 'r', '--temperature', '0'], /--temperature must be a number > 0, got "0"/],
     [['linear', '--run', 'r', '--n-last-blocks', '0'], /--n-last-blocks must be an integer >= 1/],
     [['knn', '--run', 'r', '--model', 'm.onnx'], /--run and --model both name the model/],
+    [['features', '--run', 'r'], /--out FILE.safetensors or FILE.npy is required/],
+    [['features', '--run', 'r', '--out', 'f.pt'], /--out f.pt: the file must end in .safetensors or .npy/],
+    [['knn', '--features', 'f.safetensors', '--run', 'r'], /--features gives the features: --run does not apply with it/],
+    [['linear', '--features', 'f.safetensors', '--n-last-blocks', '4'], /pass them to dino features instead of --features/],
     [['bench', '--precision', 'bf17'], /--precision must be one of fp32, fp16, bf16/],
     // bf16 is a valid --precision of dino bench: what is refused is a precision for the full report.
     [['bench', '--preset', 'fmnist-tiny6', '--precision', 'bf16'], /--steps-per-run, --precision and --set apply to --train-only/],
