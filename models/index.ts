@@ -8,3 +8,7 @@ export * from './presets.ts';
 export * from './network.ts';
 export * from './weights.ts';
 export * from './inspect.ts';
+export * from './dino-loss.ts';
+export * from './dino-step.ts';
+export * from './koleo.ts';
+export * from './sinkhorn.ts';
