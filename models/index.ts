@@ -6,6 +6,7 @@ export * from './resnet.ts';
 export * from './head.ts';
 export * from './presets.ts';
 export * from './network.ts';
+export * from './backbones.ts';
 export * from './weights.ts';
 export * from './inspect.ts';
 export * from './dino-loss.ts';

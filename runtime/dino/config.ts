@@ -3,7 +3,7 @@
  * are facebookresearch/dino's main_dino.py defaults unless the preset says otherwise.
  */
 import type { DinoHeadConfig } from '../../models/head.ts';
-import { getPreset as getModelPreset } from '../../models/presets.ts';
+import { type BackboneConfig, getPreset as getModelPreset } from '../../models/presets.ts';
 import type { ViTConfig } from '../../models/vit.ts';
 import type { DinoStepConfig } from '../../models/dino-step.ts';
 import { CENTERINGS, type Centering } from '../../models/dino-loss.ts';
@@ -12,10 +12,13 @@ import { type AugmentConfig, augmentConfig } from '../data/multicrop.ts';
 import { FASHION_MNIST_MEAN, FASHION_MNIST_STD } from '../data/fashion-mnist.ts';
 import { dinoVitPresets } from './vit-presets.ts';
 
-export interface TrainConfig {
+/**
+ * A training config. `B` is its backbone's config: a ViT (the presets, the CLI, export), or for library use any
+ * backbone the DINO step builds (a ResNet, a backbone registered with `registerBackbone`): `train` takes any.
+ */
+export interface TrainConfig<B extends BackboneConfig = ViTConfig> {
   readonly preset: string;
-  /** DINO training here runs ViT backbones (the step graph itself also accepts ResNets). */
-  readonly backbone: ViTConfig;
+  readonly backbone: B;
   readonly head: DinoHeadConfig;
   readonly augment: AugmentConfig;
   /** Images per step. DINO's learning rate scales linearly with it. */
@@ -201,7 +204,7 @@ export function getPreset(name: string): TrainConfig {
 }
 
 /** The graph-level part of a training config. */
-export function stepConfig(cfg: TrainConfig): DinoStepConfig {
+export function stepConfig(cfg: TrainConfig<BackboneConfig>): DinoStepConfig {
   return {
     backbone: cfg.backbone, head: cfg.head, batch: cfg.batch,
     globalSize: cfg.augment.globalSize, localSize: cfg.augment.localSize, localCrops: cfg.augment.localCrops,
@@ -333,7 +336,7 @@ export const RESUMABLE_KEYS: readonly string[] = ['steps', 'epochs', 'warmupFrac
  * The dotted keys whose values differ between two configs (`backbone.depth`, `augment.localCrops`, ...), each with
  * both values, in key order. A key absent from one side differs from any value on the other.
  */
-export function configDifferences(a: TrainConfig, b: TrainConfig): { key: string; was: unknown; now: unknown }[] {
+export function configDifferences(a: TrainConfig<BackboneConfig>, b: TrainConfig<BackboneConfig>): { key: string; was: unknown; now: unknown }[] {
   const out: { key: string; was: unknown; now: unknown }[] = [];
   const walk = (x: unknown, y: unknown, key: string) => {
     const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);

@@ -2,6 +2,7 @@
  * The DINO training loop: data -> multi-crop (worker thread, overlapped) -> compiled step graph ->
  * metrics JSONL, progress, atomic checkpoints, resume, NaN stop, Ctrl-C save.
  */
+import type { BackboneConfig } from '../../models/presets.ts';
 import { appendFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as E from 'fp-ts/lib/Either.js';
@@ -30,7 +31,8 @@ export const DEFAULT_RECOMPUTE: Recompute = 'mlp';
 const DROP_PATH_STREAM = 3;
 
 export interface TrainOptions {
-  readonly config: TrainConfig;
+  /** Any backbone the DINO step builds (ViT, ResNet, a registered one); the CLI's are ViTs. */
+  readonly config: TrainConfig<BackboneConfig>;
   /** Run folder: config.json, metrics.jsonl, checkpoint.safetensors. */
   readonly out: string;
   /**
@@ -78,7 +80,7 @@ export interface TrainResult {
   readonly interrupted: boolean;
 }
 
-export async function loadTrainingData(cfg: TrainConfig, opts: Pick<TrainOptions, 'skipBadImages' | 'log'>): Promise<Dataset> {
+export async function loadTrainingData(cfg: TrainConfig<BackboneConfig>, opts: Pick<TrainOptions, 'skipBadImages' | 'log'>): Promise<Dataset> {
   if (!cfg.data) return loadFashionMnist();
   const r = await loadImageFolder(cfg.data, { imageSize: cfg.backbone.imgSize, channels: cfg.backbone.inChans === 1 ? 1 : 3, skipBadImages: opts.skipBadImages ?? false });
   if (r.skipped.length) opts.log?.(`skipped ${r.skipped.length} unreadable image(s), e.g. ${r.skipped[0]!.file}: ${r.skipped[0]!.reason}`);
@@ -118,7 +120,7 @@ export function stepPrecision(precision: Precision, ep: ExecutionProvider): Prec
  * has a bfloat16 MatMul kernel, so elsewhere `bf16` computes bfloat16's roundings in float32: same values, see
  * {@link stepPrecision}).
  */
-export function trainingStepGraph(cfg: TrainConfig, opts: Pick<TrainOptions, 'recompute' | 'ep'> = {}): DinoStepGraph {
+export function trainingStepGraph(cfg: TrainConfig<BackboneConfig>, opts: Pick<TrainOptions, 'recompute' | 'ep'> = {}): DinoStepGraph {
   const step = stepConfig(cfg);
   const built = buildDinoStep({
     ...step, ...(step.precision ? { precision: stepPrecision(step.precision, opts.ep ?? 'cpu') } : {}),
