@@ -31,7 +31,7 @@ import { readExportInfo, readRunConfig } from './teacher.ts';
 // ---- the batched source ---------------------------------------------------------------------------------
 
 /** `count` preprocessed images: float32 [count, C, H, W] in [0, 1] at the model's input size, rows first..first+count-1. */
-export interface ImageBatch {
+export interface ModelInputBatch {
   readonly first: number;
   readonly count: number;
   readonly images: Float32Array;
@@ -55,7 +55,7 @@ export interface BatchedImages {
   /** What the images are and how they were preprocessed, for the file's metadata. */
   readonly description: { readonly data: string; readonly transform: string };
   /** Batches of up to `batchSize` rows from row `from` on, in order. The yielded arrays may be reused by the next batch. */
-  batches(from: number, batchSize: number): AsyncIterable<ImageBatch>;
+  batches(from: number, batchSize: number): AsyncIterable<ModelInputBatch>;
 }
 
 /**
