@@ -53,6 +53,8 @@ export function wordError(e: unknown): string {
           : `${p.role === 'val' ? 'validation' : 'image'} folder ${p.folder} not found: check the path`;
       case 'no-held-out':
         return `${p.folder} has no held-out images (a class needs at least 10 images for every 10th to be held out, or the folder train/ and test/ sub-folders): pass --val FOLDER`;
+      case 'no-split':
+        return `run ${p.run} trained on every image of ${p.folder}, so none is held out for evaluation: pass --val FOLDER, lay the data out as FOLDER/train + FOLDER/val, or train with --holdout F (e.g. 0.1)`;
       case 'channels':
         return p.run
           ? `run ${p.run} records no data folder in its config.json and its model takes ${p.channels}-channel images, so the Fashion-MNIST default cannot apply: pass the image folder it was trained on with --data FOLDER`

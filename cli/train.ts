@@ -8,13 +8,14 @@ import { type TrainConfig, RESUMABLE_KEYS, applyOverrides, configDifferences, ge
 import { PRECISIONS } from '../dsl/autocast.ts';
 import { formatConfigChange as formatChange, loadTrainingData, train } from '../runtime/dino/train.ts';
 import { checkDataFits } from '../runtime/dino/data-fit.ts';
-import { DINO_ARCHS, dinoVitConfig, withEpochs } from '../runtime/dino/vit-presets.ts';
+import { DINO_ARCHS, dinoVitConfig, withEpochSteps, withEpochs } from '../runtime/dino/vit-presets.ts';
 import { readCheckpointMeta } from '../runtime/dino/checkpoint.ts';
 import { readDinoWeights } from '../runtime/io/weights.ts';
 import { defaultStepsPerRun } from '../runtime/ep/steps-per-run.ts';
 import { RECOMPUTE_MODES } from '../models/vit.ts';
 import { EXECUTION_PROVIDERS } from '../runtime/ep/ort-select.ts';
 import type { Dataset } from '../runtime/data/dataset.ts';
+import type { FolderIndex } from '../runtime/data/folder-index.ts';
 import { type Parsed, UsageError, defineCommand, parseCommand } from './args.ts';
 
 const log = (m: string) => process.stderr.write(m + '\n');
@@ -30,7 +31,7 @@ const DINO_FLAGS = {
   'teacher-temp': { kind: 'number', min: 0, exclusiveMin: true, help: 'final teacher temperature (DINO: 0.04; above 0.07 is unstable)' },
   'warmup-teacher-temp': { kind: 'number', min: 0, exclusiveMin: true, help: 'teacher temperature at the start of its warm-up' },
   'warmup-teacher-temp-epochs': { kind: 'int', min: 0, help: 'epochs of teacher-temperature warm-up (with --epochs)' },
-  'freeze-last-layer': { kind: 'int', min: 0, help: 'epochs during which the head\'s last layer is not updated (with --epochs)' },
+  'freeze-last-layer': { kind: 'int', min: 0, help: 'epochs during which the head\'s last layer is not updated (with --epochs, or --arch and --steps on a folder: epochs of that folder)' },
   'clip-grad': { kind: 'number', min: 0, help: 'per-parameter gradient-norm clipping (0: off)' },
   'drop-path-rate': { kind: 'number', min: 0, max: 1, help: 'stochastic depth rate' },
   'out-dim': { kind: 'int', min: 1, help: 'K, the head\'s output dimension' },
@@ -56,7 +57,9 @@ export const trainCommand = defineCommand(
       out: { kind: 'string', placeholder: 'DIR', help: 'run folder (config.json, metrics.jsonl, checkpoint.safetensors); default runs/<preset>-<seed>' },
       resume: { kind: 'string', placeholder: '[DIR]', optionalValue: true, help: 'continue the run in DIR (or in --out) from its checkpoint, with its own config' },
       data: { kind: 'string', placeholder: 'FOLDER', help: 'train on an image folder (class subfolders give labels for evaluation); default: Fashion-MNIST' },
-      'skip-bad-images': { kind: 'flag', help: 'skip unreadable images instead of stopping (they are counted in the log)' },
+      'skip-bad-images': { kind: 'flag', help: 'skip unreadable images instead of stopping (they are named and counted in the log; the same files on resume)' },
+      'num-workers': { kind: 'int', min: 0, placeholder: 'N', help: 'loader threads that decode and crop images (DINO\'s --num_workers; same crops for any N). Default: cores - 1 for an image folder, 1 for Fashion-MNIST' },
+      holdout: { kind: 'number', min: 0, max: 1, placeholder: 'F', help: 'hold out this fraction of each class of a plain --data folder for knn/linear (not trained on). Default: train on every image' },
       ep: { kind: 'choice', choices: EXECUTION_PROVIDERS, default: 'cpu', help: 'ONNX Runtime execution provider' },
       threads: { kind: 'int', min: 0, default: 0, help: 'intra-op threads (0: one per core)' },
       precision: { kind: 'choice', choices: PRECISIONS, help: 'fp16: mixed precision as DINO\'s --use_fp16 (float16 matrix products, dynamic loss scaling); bf16: bfloat16 matrix products, no loss scaling. Both for GPUs (bf16 on a CPU is emulated, slower). Default fp32' },
@@ -91,6 +94,7 @@ anything else is refused, naming the config key.`,
       ...(resumeDir ? { resume: true } : {}),
       ...(dataset ? { dataset } : {}),
       ...(p.options['skip-bad-images'] ? { skipBadImages: true } : {}),
+      ...(p.options['num-workers'] !== undefined ? { numWorkers: p.options['num-workers'] } : {}),
       threads: p.options.threads,
       recompute: p.options.recompute,
       ...(stepsPerRun !== undefined ? { stepsPerRun } : {}),
@@ -115,7 +119,7 @@ const DINO_KEYS = {
 } as const;
 
 /** Flags that may accompany --resume: they change how the run is executed or how long it is, not what it is. */
-const RESUMABLE_FLAGS = new Set(['resume', 'out', 'output-dir', 'steps', 'epochs', 'ep', 'threads', 'recompute', 'steps-per-run', 'checkpoint-every', 'skip-bad-images']);
+const RESUMABLE_FLAGS = new Set(['resume', 'out', 'output-dir', 'steps', 'epochs', 'ep', 'threads', 'recompute', 'steps-per-run', 'checkpoint-every', 'skip-bad-images', 'num-workers']);
 
 function resumeFolder(p: TrainParsed): string {
   const dir = p.options.resume || p.options.out || p.options['output-dir'];
@@ -161,6 +165,10 @@ function configFromFlags(p: TrainParsed, base: TrainConfig): TrainConfig {
   if (precision !== undefined) cfg = withPrecision(cfg, precision);
   const data = alias(o.data, o['data-path'], 'data', 'data-path');
   if (data !== undefined) cfg = { ...cfg, data: resolve(data) };
+  if (o.holdout !== undefined) {
+    if (cfg.data === undefined) throw new UsageError('--holdout holds out part of an image folder: give it with --data FOLDER (Fashion-MNIST has its own test split)', 'train');
+    if (o.holdout > 0) cfg = { ...cfg, holdout: o.holdout };
+  }
   return cfg;
 }
 
@@ -188,8 +196,10 @@ function epochSchedule(p: TrainParsed, epochs: number | undefined): { warmupEpoc
  * The run's length in epochs (`--epochs`, or the epochs an --arch preset carries when no --steps is given) needs
  * the data set's size: the data is then loaded here, once, and handed to the training loop.
  */
-async function withLength(cfg: TrainConfig, p: TrainParsed, epochs: number | undefined): Promise<{ config: TrainConfig; dataset?: Dataset }> {
+async function withLength(cfg: TrainConfig, p: TrainParsed, epochs: number | undefined): Promise<{ config: TrainConfig; dataset?: Dataset | FolderIndex }> {
   if (epochs === undefined) {
+    // An --arch preset's schedules count epochs: with --steps on a folder, they are scaled to the folder's epoch.
+    if (cfg.epochs !== undefined && p.options.steps !== undefined && cfg.data !== undefined && !p.given.has('resume')) return withDataEpoch(cfg, p);
     epochSchedule(p, undefined); // refuses epoch-based flags without a length in epochs
     return { config: cfg };
   }
@@ -200,7 +210,16 @@ async function withLength(cfg: TrainConfig, p: TrainParsed, epochs: number | und
   return { config, dataset };
 }
 
-async function newRunConfig(p: TrainParsed): Promise<{ config: TrainConfig; dataset?: Dataset }> {
+/** A run given in steps whose epoch-based schedules are scaled to one epoch of its data (the --set overrides win). */
+async function withDataEpoch(cfg: TrainConfig, p: TrainParsed): Promise<{ config: TrainConfig; dataset: Dataset | FolderIndex }> {
+  await checkDataFits(cfg, cfg.data);
+  const dataset = await loadTrainingData(cfg, { skipBadImages: p.options['skip-bad-images'], log });
+  const config = applyOverrides(withEpochSteps(cfg, dataset.train.count, epochSchedule(p, 1)), p.options.set);
+  log(`one epoch of ${dataset.train.count} images at batch ${config.batch} is ${config.epochSteps} steps: last layer frozen ${config.freezeLastLayerSteps} steps, lr warm-up ${Math.round(config.warmupFraction * config.steps)} of ${config.steps} steps`);
+  return { config, dataset };
+}
+
+async function newRunConfig(p: TrainParsed): Promise<{ config: TrainConfig; dataset?: Dataset | FolderIndex }> {
   if (p.options.steps !== undefined && p.options.epochs !== undefined) throw new UsageError('--epochs and --steps both set the length of the run: give one', 'train');
   const base = getPreset(p.options.preset ?? 'fmnist-quick');
   const cfg = configFromFlags(p, base);
@@ -212,7 +231,7 @@ async function newRunConfig(p: TrainParsed): Promise<{ config: TrainConfig; data
  * A resumed run's config: the checkpoint's, with only a new length allowed. Every other flag that would change it
  * is refused before anything is compiled, naming the config key and both values.
  */
-async function resumedConfig(p: TrainParsed, dir: string): Promise<{ config: TrainConfig; dataset?: Dataset }> {
+async function resumedConfig(p: TrainParsed, dir: string): Promise<{ config: TrainConfig; dataset?: Dataset | FolderIndex }> {
   const ckptPath = join(dir, 'checkpoint.safetensors');
   if (!existsSync(ckptPath)) {
     const hint = existsSync(join(dir, 'config.json')) ? 'the run stopped before its first checkpoint; start it again without --resume' : `is ${dir} a run folder written by dino train?`;
@@ -250,7 +269,7 @@ async function resumedConfig(p: TrainParsed, dir: string): Promise<{ config: Tra
 }
 
 /** The config (and the data, when the length is given in epochs) that these `dino train` arguments give a new run. */
-export async function newRunFromArgs(argv: readonly string[]): Promise<{ config: TrainConfig; dataset?: Dataset }> {
+export async function newRunFromArgs(argv: readonly string[]): Promise<{ config: TrainConfig; dataset?: Dataset | FolderIndex }> {
   const p = parseCommand(trainCommand.spec, argv);
   if (p === 'help') throw new UsageError('--help is no run', 'train');
   return newRunConfig(p);

@@ -4,9 +4,11 @@
  * - Fashion-MNIST: the train split is the memory bank / probe training set, the test split is evaluated (as before);
  * - an image folder with a validation folder: every image of the folder (its `train/` sub-folder when it has the
  *   train/test layout) against every image of the validation folder, classes matched by name;
- * - an image folder alone: the split `loadImageFolder` makes, which is the one training already held out (training
- *   reads only the train split): the folder's own `test/` (or `val/`) sub-folder next to `train/`, otherwise, in each
- *   class, every 10th file by sorted path (positions 10, 20, ...) is evaluated and the other 90% are the bank.
+ * - a run's image folder alone: the folder's own `test/` (or `val/`) sub-folder next to `train/`; for a plain folder,
+ *   the files training held out (`--holdout F`, recorded in config.json as `holdout`); a run that trained on every
+ *   image of a plain folder has no held-out images, and evaluating it without a validation folder is refused;
+ * - an image folder given explicitly (`dataset`), not a run's: its `test/` (or `val/`) sub-folder, otherwise in each
+ *   class every 10th file by sorted path (positions 10, 20, ...) is evaluated and the other 90% are the bank.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -32,6 +34,8 @@ export class EvalDataError extends Error {
     readonly problem:
       | { readonly kind: 'missing'; readonly folder: string; readonly role: 'data' | 'val'; readonly run?: string }
       | { readonly kind: 'no-held-out'; readonly folder: string }
+      /** A run trained on every image of a plain folder: nothing is held out for it. */
+      | { readonly kind: 'no-split'; readonly folder: string; readonly run: string }
       | { readonly kind: 'channels'; readonly channels: number; readonly run?: string }
       | { readonly kind: 'record'; readonly file: string; readonly detail: string },
   ) {
@@ -48,6 +52,8 @@ function evalDataMessage(p: EvalDataError['problem']): string {
         : `${p.role === 'val' ? 'validation' : 'image'} folder ${p.folder} not found: check the path`;
     case 'no-held-out':
       return `${p.folder} has no held-out images (a class needs at least 10 images for every 10th to be held out, or the folder train/ and test/ sub-folders): pass a validation folder (val: FOLDER)`;
+    case 'no-split':
+      return `run ${p.run} trained on every image of ${p.folder}, so none is held out for evaluation: pass a validation folder (val: FOLDER), lay the data out as FOLDER/train + FOLDER/val, or train with a holdout (holdout: F, e.g. 0.1)`;
     case 'channels':
       return p.run
         ? `run ${p.run} records no data folder in its config.json (written before runs recorded their data) and its model takes ${p.channels}-channel images, so the Fashion-MNIST default cannot apply: pass the image folder it was trained on (dataset: FOLDER)`
@@ -75,6 +81,9 @@ export function runDataSource(runDir: string): DataSource {
   const cfg = readRunConfig(runDir) as unknown as Record<string, unknown>;
   const parsed = parseDataSource(cfg['data']);
   if (typeof parsed === 'string') throw new EvalDataError({ kind: 'record', file: path.join(runDir, 'config.json'), detail: parsed });
+  // `dino train --holdout F` records the fraction next to the data path (TrainConfig.holdout).
+  const holdout = cfg['holdout'];
+  if (parsed.kind === 'folder' && parsed.holdout === undefined && typeof holdout === 'number') return { ...parsed, holdout };
   return parsed;
 }
 
@@ -117,14 +126,20 @@ export async function loadEvalData(opts: EvalDataOptions, info: ExportInfo, use:
   check(src.path, 'data', true);
   if (src.val !== undefined) check(src.val, 'val', opts.val === undefined);
   const size = info.imageSize ? info.imageSize[0] : info.backbone.imgSize;
-  const load = async (folder: string, testEvery?: number) => {
-    const r = await loadImageFolder(folder, { imageSize: size, channels, skipBadImages: opts.skipBadImages ?? false, ...(testEvery !== undefined ? { testEvery } : {}) });
+  const load = async (folder: string, testEvery?: number, holdout?: number) => {
+    const r = await loadImageFolder(folder, {
+      imageSize: size, channels, skipBadImages: opts.skipBadImages ?? false,
+      ...(testEvery !== undefined ? { testEvery } : {}), ...(holdout !== undefined ? { holdout } : {}),
+    });
     if (r.skipped.length) opts.log?.(`skipped ${r.skipped.length} unreadable image(s) in ${folder}, e.g. ${r.skipped[0]!.file}: ${r.skipped[0]!.reason}`);
     return r.dataset;
   };
   if (src.val === undefined) {
-    const data = await load(src.path);
-    if (data.test.count === 0 && use.needTest !== false) throw new EvalDataError({ kind: 'no-held-out', folder: src.path });
+    // A run's own folder: the files its training held out (none without a holdout); a folder given: every 10th.
+    const data = run !== undefined ? await load(src.path, undefined, src.holdout ?? 0) : await load(src.path);
+    if (data.test.count === 0 && use.needTest !== false) {
+      throw new EvalDataError(run !== undefined && !src.holdout ? { kind: 'no-split', folder: src.path, run } : { kind: 'no-held-out', folder: src.path });
+    }
     return data;
   }
   // Every image of the data folder is in the bank (testEvery 0), every image of the validation folder is evaluated.

@@ -6,7 +6,8 @@
  *   anything else directly in `root` is ignored.
  * - otherwise `root` itself holds the images, and the split is deterministic: inside each class (and inside the
  *   unlabelled group), files sorted by path, every `testEvery`-th file (positions testEvery-1, 2 testEvery-1, ...)
- *   is test and the rest train; with the default 10 that is 10% test, the same files on every run.
+ *   is test and the rest train; with the default 10 that is 10% test, the same files on every run (the listing and
+ *   the split are folder-index.ts's, with holdout 1 / testEvery: training with that holdout held out these files).
  * Inside a split folder, each sub-folder is a class (its files, searched recursively, get its label); the classes
  * are the sorted (by code unit, like Python's `sorted`) union of the sub-folder names of both splits. Files lying
  * next to class folders, and all files of a folder without sub-folders, get label -1.
@@ -19,11 +20,19 @@
  * Every non-hidden file is treated as an image: an empty, truncated, corrupt or non-image file (or a format other
  * than JPEG / PNG / WebP) stops loading with an Error naming the file, unless `skipBadImages` is set, in which case
  * it is left out and reported in {@link ImageFolderResult.skipped}.
+ *
+ * This decodes a whole split into memory (one SharedArrayBuffer, so at most 2^32 bytes: about 28,500 images at
+ * 224 px); training streams its files instead (folder-index.ts, loader.ts).
  */
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import sharp from 'sharp';
 import type { Dataset, ImageSet } from './dataset.ts';
+import { ACCEPTED_FORMATS, BadImageError } from './decode.ts';
+import { type FolderFiles, type SkippedImage, indexImageFolder } from './folder-index.ts';
+
+export { BadImageError } from './decode.ts';
+export type { SkippedImage } from './folder-index.ts';
 
 export interface ImageFolderOptions {
   /** Side of the square every image is resized to (`--image-size`). Default 224. */
@@ -34,28 +43,16 @@ export interface ImageFolderOptions {
   skipBadImages?: boolean;
   /** Without train/ and test/ folders, every `testEvery`-th file of each class is test; 0 puts all in train. Default 10. */
   testEvery?: number;
+  /** Instead of `testEvery`: the fraction of each class held out as test, as training's `--holdout F` (folder-index.ts). */
+  holdout?: number;
   /** Images decoded at the same time. Default 4. */
   concurrency?: number;
-}
-
-/** A file that was left out because it could not be decoded as an image. */
-export interface SkippedImage {
-  readonly file: string;
-  readonly reason: string;
 }
 
 export interface ImageFolderResult {
   readonly dataset: Dataset;
   /** Files left out under `skipBadImages`, in the order they were listed. */
   readonly skipped: SkippedImage[];
-}
-
-const ACCEPTED_FORMATS = new Set(['jpeg', 'png', 'webp']);
-
-interface ListedImage {
-  readonly file: string;
-  /** Class name, or undefined for an unlabelled file. */
-  readonly className: string | undefined;
 }
 
 /**
@@ -71,78 +68,16 @@ export async function loadImageFolder(root: string, options: ImageFolderOptions 
   if (channels !== 1 && channels !== 3) throw new Error(`channels must be 1 or 3, got ${String(channels)}`);
   if (!(Number.isInteger(testEvery) && testEvery >= 0)) throw new Error(`testEvery must be a non-negative integer, got ${testEvery}`);
 
-  const rootEntries = await listDir(root);
-  const dirNames = new Set(rootEntries.filter((e) => e.isDirectory()).map((e) => e.name));
-  const testDirName = dirNames.has('test') ? 'test' : dirNames.has('val') ? 'val' : undefined;
-
-  let trainList: ListedImage[];
-  let testList: ListedImage[];
-  if (dirNames.has('train') && testDirName !== undefined) {
-    trainList = await listSplit(path.join(root, 'train'));
-    testList = await listSplit(path.join(root, testDirName));
-  } else {
-    [trainList, testList] = splitEveryNth(await listSplit(root), testEvery);
-  }
-  if (trainList.length + testList.length === 0) {
-    throw new Error(`no image files in ${root}: expected JPEG/PNG/WebP files, in class sub-folders or directly in the folder`);
-  }
-  const classes = [...new Set([...trainList, ...testList].flatMap((f) => (f.className === undefined ? [] : [f.className])))].sort(byCodeUnit);
-
-  const skipped: SkippedImage[] = [];
-  const decodeOptions = { imageSize, channels, skipBadImages: options.skipBadImages ?? false, concurrency: options.concurrency ?? 4 };
-  const train = await decodeAll(trainList, classes, decodeOptions, skipped);
-  const test = await decodeAll(testList, classes, decodeOptions, skipped);
+  const skipBadImages = options.skipBadImages ?? false;
+  const index = await indexImageFolder(root, { skipBadImages, holdout: options.holdout ?? (testEvery > 0 ? 1 / testEvery : 0) });
+  const skipped: SkippedImage[] = [...index.skipped];
+  const decodeOptions = { imageSize, channels, skipBadImages, concurrency: options.concurrency ?? 4 };
+  const train = await decodeAll(index.train, decodeOptions, skipped);
+  const test = await decodeAll(index.test, decodeOptions, skipped);
+  const classes = [...index.classes];
   if (train.count + test.count === 0) throw new Error(`no readable image in ${root}: all ${skipped.length} files were skipped`);
   const dataset: Dataset = { name: path.basename(path.resolve(root)), channels, height: imageSize, width: imageSize, train, test, classes };
   return { dataset, skipped };
-}
-
-const byCodeUnit = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
-
-async function listDir(dir: string) {
-  try {
-    const entries = await fs.readdir(dir, { withFileTypes: true });
-    return entries.filter((e) => !e.name.startsWith('.')).sort((a, b) => byCodeUnit(a.name, b.name));
-  } catch (error) {
-    throw new Error(`cannot read image folder ${dir} (${(error as Error).message}): check the path`);
-  }
-}
-
-/** Files of a split folder: class sub-folders (recursively) and loose files (label -1), sorted by path. */
-async function listSplit(dir: string): Promise<ListedImage[]> {
-  const listed: ListedImage[] = [];
-  for (const entry of await listDir(dir)) {
-    const full = path.join(dir, entry.name);
-    if (entry.isDirectory()) {
-      for (const file of await listFilesRecursively(full)) listed.push({ file, className: entry.name });
-    } else if (entry.isFile()) {
-      listed.push({ file: full, className: undefined });
-    }
-  }
-  return listed;
-}
-
-async function listFilesRecursively(dir: string): Promise<string[]> {
-  const files: string[] = [];
-  for (const entry of await listDir(dir)) {
-    const full = path.join(dir, entry.name);
-    if (entry.isDirectory()) files.push(...(await listFilesRecursively(full)));
-    else if (entry.isFile()) files.push(full);
-  }
-  return files;
-}
-
-/** Deterministic split: per group (class or unlabelled), the k-th file is test when (k + 1) % testEvery == 0. */
-function splitEveryNth(files: ListedImage[], testEvery: number): [ListedImage[], ListedImage[]] {
-  const train: ListedImage[] = [];
-  const test: ListedImage[] = [];
-  const positionInGroup = new Map<string | undefined, number>();
-  for (const f of files) {
-    const k = positionInGroup.get(f.className) ?? 0;
-    positionInGroup.set(f.className, k + 1);
-    (testEvery > 0 && (k + 1) % testEvery === 0 ? test : train).push(f);
-  }
-  return [train, test];
 }
 
 interface DecodeOptions {
@@ -152,29 +87,21 @@ interface DecodeOptions {
   concurrency: number;
 }
 
-/** An image that cannot be decoded; the CLI words the remedy with its flag (cli/errors.ts). */
-export class BadImageError extends Error {
-  constructor(readonly file: string, readonly reason: string) {
-    super(`cannot load image ${file}: ${reason}. Fix or remove the file, or skip unreadable files (skipBadImages: true)`);
-    this.name = 'BadImageError';
-  }
-}
-
 /** Decodes `files` into an ImageSet (pixels in a SharedArrayBuffer), `concurrency` files at a time, order kept. */
-async function decodeAll(files: ListedImage[], classes: string[], options: DecodeOptions, skipped: SkippedImage[]): Promise<ImageSet> {
+async function decodeAll(files: FolderFiles, options: DecodeOptions, skipped: SkippedImage[]): Promise<ImageSet> {
   const { imageSize, channels } = options;
-  const decoded = new Array<Uint8Array | SkippedImage>(files.length);
+  const decoded = new Array<Uint8Array | SkippedImage>(files.count);
   let nextIndex = 0;
   const work = async () => {
-    while (nextIndex < files.length) {
+    while (nextIndex < files.count) {
       const i = nextIndex++;
-      const file = files[i]!.file;
+      const file = files.file(i);
       try {
         decoded[i] = await decodeRgb(file, imageSize);
       } catch (error) {
         const reason = (error as Error).message;
         if (!options.skipBadImages) {
-          nextIndex = files.length; // stop the other workers from starting new files
+          nextIndex = files.count; // stop the other workers from starting new files
           throw new BadImageError(file, reason);
         }
         decoded[i] = { file, reason };
@@ -190,8 +117,7 @@ async function decodeAll(files: ListedImage[], classes: string[], options: Decod
   const labels = new Int32Array(good.length);
   const plane = imageSize * imageSize;
   good.forEach((src, dst) => {
-    const className = files[src]!.className;
-    labels[dst] = className === undefined ? -1 : classes.indexOf(className);
+    labels[dst] = files.label(src);
     // sharp gives HWC RGB bytes; store CHW bytes (or PIL's luma for 1 channel: ITU-R 601-2 in 16-bit fixed point, as PIL's convert('L')).
     const bytes = decoded[src] as Uint8Array;
     const base = dst * imageLength;

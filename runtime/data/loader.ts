@@ -1,6 +1,10 @@
 /**
  * The training batch iterator: shuffled batches of a dataset's train split, multi-cropped in worker threads while
- * the caller runs its training step.
+ * the caller runs its training step. Two kinds of data, one iterator:
+ * - a {@link Dataset} in memory (Fashion-MNIST): the workers read its pixels from shared memory;
+ * - a {@link FolderIndex} (an image folder): each worker reads and decodes its batch's files itself, per sample and
+ *   per epoch (decode.ts), and crops every view from the file at its own size (`multiCropImages`). Memory holds the
+ *   index and the batches in flight, never the dataset.
  *
  * Determinism (one seeded PRNG, bit-identical resume: docs/ARCHITECTURE.md, "Runtime"):
  * - epoch e visits the train images in the order of a permutation drawn from `derivePrng(seed, shuffle, e)`;
@@ -12,10 +16,16 @@
  *   resumed loader yields exactly the batches the first one would have.
  *
  * Workers: `workers` threads (default 1; 0 = augment on the calling thread inside `next()`). Batch `step` goes to
- * worker `step % workers` as soon as it is requested, up to `prefetch` batches (default 2) ahead of the one being
- * consumed; each worker works through its jobs in order without waiting for the main thread, which may be busy
- * with a training step. Workers are unref'd while they have no job, so a loader that is never closed does not keep
- * the process alive; still, call `close()` when done.
+ * worker `step % workers` as soon as it is requested; `workers + prefetch - 1` batches (default prefetch 2) are
+ * requested ahead of the one being consumed, so every worker has a batch to make and the next one queued, and no
+ * more (backpressure: memory holds at most that many batches). Each worker works through its jobs without waiting
+ * for the main thread, which may be busy with a training step. Workers are unref'd while they have no job, so a
+ * loader that is never closed does not keep the process alive; still, call `close()` when done.
+ *
+ * Unreadable files (a folder's file that passed the index's header check but does not decode): without
+ * `skipBadImages` the batch fails with a {@link BadImageError} naming the file; with it, the file is reported once
+ * (`onSkip`) and replaced, wherever it is drawn, by the next readable file of the index (index + 1, + 2, ...,
+ * wrapping): which file that is depends only on the folder, so a resumed run sees the same batches.
  *
  * How the workers run TypeScript: `new Worker(new URL('./augment-worker.ts', import.meta.url))` does not work
  * under `node --import tsx` (nor under the `tsx` CLI, nor after tsx's `register()` as bin/dino.mjs does): node 20
@@ -23,10 +33,18 @@
  * So each worker is started from a two-line `eval` bootstrap that imports `tsx/esm/api`, calls `register()`, then
  * imports augment-worker.ts. This works in all three launch modes.
  */
+import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { type Dataset, gatherImages } from './dataset.ts';
-import { multiCrop, type AugmentConfig, type MultiCropBatch } from './multicrop.ts';
+import { BadImageError, decodeImageFile } from './decode.ts';
+import { FolderIndex } from './folder-index.ts';
+import { multiCrop, multiCropImages, type AugmentConfig, type MultiCropBatch, type SourceImage } from './multicrop.ts';
 import { derivePrng, STREAM } from './seeds.ts';
+
+/** Loader workers by default: one per core but one (left to the training step's own threads), at least 1. */
+export function defaultLoaderWorkers(): number {
+  return Math.max(1, availableParallelism() - 1);
+}
 
 /** Where a loader stands: the epoch and the index within it of the batch `next()` returns next. JSON-serialisable. */
 export interface LoaderPosition {
@@ -35,8 +53,14 @@ export interface LoaderPosition {
 }
 
 export interface LoaderOptions {
-  /** Its train split is iterated. */
-  dataset: Dataset;
+  /** Its train split is iterated: images in memory, or an indexed folder whose files are decoded per sample. */
+  dataset: Dataset | FolderIndex;
+  /** A folder's images are decoded to this many channels (1: PIL's luma). Default 3; a Dataset has its own. */
+  channels?: 1 | 3;
+  /** A folder's file that cannot be decoded is replaced (see the module comment) instead of failing the batch. */
+  skipBadImages?: boolean;
+  /** Called once per file replaced under `skipBadImages`. */
+  onSkip?: (file: string, reason: string) => void;
   /** Images per batch; each epoch's last incomplete batch is dropped. */
   batchSize: number;
   /** The run's seed (uint32): shuffling and augmentation derive from it. */
@@ -63,8 +87,9 @@ export interface LoaderBatch extends MultiCropBatch {
   readonly labels: Int32Array;
 }
 
-/** What a worker needs, sent once at start (the pixels are shared memory, not copied). @internal */
+/** What a worker needs for a Dataset in memory, sent once at start (the pixels are shared memory, not copied). @internal */
 export interface WorkerSetup {
+  readonly kind?: 'memory';
   /** The train split's bytes (see ImageSet). */
   readonly pixels: Uint8Array;
   readonly count: number;
@@ -75,22 +100,61 @@ export interface WorkerSetup {
   readonly seed: number;
 }
 
+/** What a worker needs for a folder: how to decode and crop (the files come with each job). @internal */
+export interface FilesSetup {
+  readonly kind: 'files';
+  readonly channels: 1 | 3;
+  readonly config: AugmentConfig;
+  readonly seed: number;
+}
+
+/** @internal */
+export type WorkerInit = WorkerSetup | FilesSetup;
+
 /** @internal */
 export interface AugmentJob {
   readonly step: number;
   readonly indices: Uint32Array;
+  /** For a folder: the absolute paths of the files `indices` name. */
+  readonly files?: readonly string[];
+}
+
+/** A file of a job that did not decode: its position in the batch and why. @internal */
+export interface BadSample {
+  readonly position: number;
+  readonly file: string;
+  readonly reason: string;
 }
 
 /** @internal */
 export type AugmentResult =
   | { readonly step: number; readonly globals: Float32Array; readonly locals: Float32Array }
+  | { readonly step: number; readonly bad: readonly BadSample[] }
   | { readonly step: number; readonly error: string };
 
-/** The crops of batch `step` made of train images `indices`: the one function both threads run. @internal */
+/** The crops of batch `step` made of in-memory train images `indices`. @internal */
 export function augmentBatch(setup: WorkerSetup, step: number, indices: Uint32Array): MultiCropBatch {
   const { channels, height, width } = setup;
   const images = { count: indices.length, channels, height, width, pixels: gatherImages(setup, setup, indices) };
   return multiCrop(images, setup.config, derivePrng(setup.seed, STREAM.augment, step));
+}
+
+/**
+ * The crops of batch `step` made of the image files `files` (decoded here, at their own size), or the files that
+ * could not be decoded. @internal
+ */
+export async function augmentFiles(setup: FilesSetup, step: number, files: readonly string[]): Promise<MultiCropBatch | BadSample[]> {
+  const decoded = await Promise.allSettled(files.map((file) => decodeImageFile(file, setup.channels)));
+  const bad: BadSample[] = [];
+  decoded.forEach((d, position) => {
+    if (d.status === 'rejected') {
+      const e = d.reason as Error;
+      bad.push({ position, file: files[position]!, reason: e instanceof BadImageError ? e.reason : e.message });
+    }
+  });
+  if (bad.length) return bad;
+  const images = decoded.map((d) => (d as PromiseFulfilledResult<SourceImage>).value);
+  return multiCropImages(images, setup.config, derivePrng(setup.seed, STREAM.augment, step));
 }
 
 /** The train-split indices of epoch `epoch`, in visiting order. */
@@ -100,7 +164,8 @@ export function epochPermutation(seed: number, epoch: number, count: number): Ui
 
 interface Pending {
   readonly step: number;
-  readonly indices: Uint32Array;
+  /** The batch's train indices; under skipBadImages, unreadable files are replaced here before it is resolved. */
+  indices: Uint32Array;
   readonly promise: Promise<LoaderBatch>;
   resolve(batch: LoaderBatch): void;
   reject(error: Error): void;
@@ -110,10 +175,18 @@ interface Pending {
 export class MultiCropLoader implements AsyncIterable<LoaderBatch> {
   /** Full batches per epoch: floor(train count / batch size). */
   readonly batchesPerEpoch: number;
-  private readonly setup: WorkerSetup;
+  private readonly setup: WorkerInit;
   private readonly labels: Int32Array;
+  /** The folder's train files (undefined for a Dataset in memory). */
+  private readonly files: FolderIndex['train'] | undefined;
+  private readonly skipBadImages: boolean;
+  private readonly onSkip: ((file: string, reason: string) => void) | undefined;
+  /** Train indices found unreadable (under skipBadImages), with why. */
+  private readonly bad = new Map<number, string>();
+  private readonly count: number;
   private readonly batchSize: number;
-  private readonly prefetch: number;
+  /** Batches requested beyond the one being returned. */
+  private readonly ahead: number;
   private nextStep: number;
   private readonly permutations = new Map<number, Uint32Array>();
   /** Requested batches not yet returned by `next()`, by step. */
@@ -129,15 +202,18 @@ export class MultiCropLoader implements AsyncIterable<LoaderBatch> {
   constructor(options: LoaderOptions) {
     const { dataset, batchSize, seed } = options;
     const train = dataset.train;
+    const isFolder = dataset instanceof FolderIndex;
+    const channels = isFolder ? (options.channels ?? 3) : dataset.channels;
     if (!(Number.isInteger(batchSize) && batchSize > 0)) throw new Error(`batch size must be a positive integer, got ${batchSize}`);
     if (train.count < batchSize) throw new Error(`${dataset.name}: the train split has ${train.count} images, fewer than one batch of ${batchSize}`);
     const workers = options.workers ?? 1;
     const prefetch = options.prefetch ?? 2;
     if (!(Number.isInteger(workers) && workers >= 0)) throw new Error(`workers must be a non-negative integer, got ${workers}`);
     if (!(Number.isInteger(prefetch) && prefetch >= 0)) throw new Error(`prefetch must be a non-negative integer, got ${prefetch}`);
+    if (channels !== 1 && channels !== 3) throw new Error(`channels must be 1 or 3, got ${String(channels)}`);
     const { mean, std } = options.augment;
-    if (![1, dataset.channels].includes(mean.length) || std.length !== mean.length) {
-      throw new Error(`augmentation mean/std have ${mean.length}/${std.length} values for ${dataset.channels}-channel images: give 1 or ${dataset.channels}`);
+    if (![1, channels].includes(mean.length) || std.length !== mean.length) {
+      throw new Error(`augmentation mean/std have ${mean.length}/${std.length} values for ${channels}-channel images: give 1 or ${channels}`);
     }
     this.batchesPerEpoch = Math.floor(train.count / batchSize);
     const start = options.start ?? { epoch: 0, batch: 0 };
@@ -146,16 +222,36 @@ export class MultiCropLoader implements AsyncIterable<LoaderBatch> {
     }
     this.nextStep = start.epoch * this.batchesPerEpoch + start.batch;
     this.batchSize = batchSize;
-    this.prefetch = prefetch;
-    this.labels = train.labels;
-    // Workers read the pixels from shared memory; copy them there once if the dataset did not put them there.
-    let pixels = train.pixels;
-    if (!(pixels.buffer instanceof SharedArrayBuffer)) {
-      pixels = new Uint8Array(new SharedArrayBuffer(train.pixels.byteLength));
-      pixels.set(train.pixels);
+    this.count = train.count;
+    this.ahead = Math.max(0, prefetch + workers - 1);
+    this.skipBadImages = options.skipBadImages ?? false;
+    this.onSkip = options.onSkip;
+    if (isFolder) {
+      this.files = dataset.train;
+      this.labels = dataset.train.labels();
+      this.setup = { kind: 'files', channels, config: options.augment, seed: seed >>> 0 };
+    } else {
+      this.files = undefined;
+      this.labels = dataset.train.labels;
+      // Workers read the pixels from shared memory; copy them there once if the dataset did not put them there.
+      let pixels = dataset.train.pixels;
+      if (!(pixels.buffer instanceof SharedArrayBuffer)) {
+        pixels = new Uint8Array(new SharedArrayBuffer(dataset.train.pixels.byteLength));
+        pixels.set(dataset.train.pixels);
+      }
+      this.setup = { kind: 'memory', pixels, count: train.count, channels, height: dataset.height, width: dataset.width, config: options.augment, seed: seed >>> 0 };
     }
-    this.setup = { pixels, count: train.count, channels: dataset.channels, height: dataset.height, width: dataset.width, config: options.augment, seed: seed >>> 0 };
     for (let i = 0; i < workers; i++) this.startWorker();
+  }
+
+  /** Batches requested from the workers and not answered yet: at most `workers + prefetch` (backpressure). */
+  batchesInFlight(): number {
+    return this.inFlight.size;
+  }
+
+  /** Files replaced so far under skipBadImages, with why. */
+  skipped(): { file: string; reason: string }[] {
+    return [...this.bad].map(([i, reason]) => ({ file: this.files!.file(i), reason }));
   }
 
   /** The position of the batch the next `next()` returns; pass it as `start` to resume there. */
@@ -168,18 +264,22 @@ export class MultiCropLoader implements AsyncIterable<LoaderBatch> {
     if (this.closed) return Promise.reject(new Error('the loader is closed'));
     if (this.failure !== undefined) return Promise.reject(this.failure);
     const step = this.nextStep++;
-    if (this.workers.length === 0) {
-      try {
-        const indices = this.indicesOf(step);
-        return Promise.resolve(this.toBatch(step, indices, augmentBatch(this.setup, step, indices)));
-      } catch (error) {
-        return Promise.reject(error as Error);
-      }
-    }
-    for (let s = step; s <= step + this.prefetch; s++) this.request(s);
+    if (this.workers.length === 0) return this.inThread(step);
+    for (let s = step; s <= step + this.ahead; s++) this.request(s);
     const pending = this.requested.get(step)!;
     this.requested.delete(step);
     return pending.promise;
+  }
+
+  /** Batch `step` made on this thread (no workers). */
+  private async inThread(step: number): Promise<LoaderBatch> {
+    let indices = this.indicesOf(step);
+    if (this.setup.kind !== 'files') return this.toBatch(step, indices, augmentBatch(this.setup, step, indices));
+    for (;;) {
+      const crops = await augmentFiles(this.setup, step, this.filesOf(indices));
+      if (!Array.isArray(crops)) return this.toBatch(step, indices, crops);
+      indices = this.replaceBad(indices, crops);
+    }
   }
 
   async *[Symbol.asyncIterator](): AsyncIterator<LoaderBatch> {
@@ -204,13 +304,45 @@ export class MultiCropLoader implements AsyncIterable<LoaderBatch> {
     const batch = step % this.batchesPerEpoch;
     let permutation = this.permutations.get(epoch);
     if (permutation === undefined) {
-      permutation = epochPermutation(this.setup.seed, epoch, this.setup.count);
+      permutation = epochPermutation(this.setup.seed, epoch, this.count);
       this.permutations.set(epoch, permutation);
       // Keep only the epochs still reachable: the current one and what prefetch reaches.
       const oldest = Math.floor(this.nextStep / this.batchesPerEpoch) - 1;
       for (const e of this.permutations.keys()) if (e < oldest) this.permutations.delete(e);
     }
-    return permutation.slice(batch * this.batchSize, (batch + 1) * this.batchSize);
+    return this.withoutKnownBad(permutation.slice(batch * this.batchSize, (batch + 1) * this.batchSize));
+  }
+
+  private filesOf(indices: Uint32Array): string[] {
+    return Array.from(indices, (i) => this.files!.file(i));
+  }
+
+  /** `indices` with every file known to be unreadable replaced by the next index not known to be. */
+  private withoutKnownBad(indices: Uint32Array): Uint32Array {
+    if (this.bad.size === 0) return indices;
+    return indices.map((i) => {
+      let j = i;
+      for (let tries = 0; this.bad.has(j); tries++) {
+        if (tries >= this.count) throw new Error('every file of the folder is unreadable');
+        j = (j + 1) % this.count;
+      }
+      return j;
+    });
+  }
+
+  /**
+   * Records the `bad` samples of a batch (or throws a BadImageError naming the first, without skipBadImages) and
+   * returns the batch's indices with them replaced.
+   */
+  private replaceBad(indices: Uint32Array, bad: readonly BadSample[]): Uint32Array {
+    if (!this.skipBadImages) throw new BadImageError(bad[0]!.file, bad[0]!.reason);
+    for (const b of bad) {
+      const index = indices[b.position]!;
+      if (this.bad.has(index)) continue;
+      this.bad.set(index, b.reason);
+      this.onSkip?.(b.file, b.reason);
+    }
+    return this.withoutKnownBad(indices);
   }
 
   private toBatch(step: number, indices: Uint32Array, crops: MultiCropBatch): LoaderBatch {
@@ -236,7 +368,11 @@ export class MultiCropLoader implements AsyncIterable<LoaderBatch> {
     this.inFlight.set(step, pending);
     const w = step % this.workers.length;
     if (this.outstanding[w]!++ === 0) this.workers[w]!.ref(); // keep the process alive while a batch is computed
-    const job: AugmentJob = { step, indices: pending.indices };
+    this.post(w, pending);
+  }
+
+  private post(w: number, pending: Pending): void {
+    const job: AugmentJob = { step: pending.step, indices: pending.indices, ...(this.files ? { files: this.filesOf(pending.indices) } : {}) };
     this.workers[w]!.postMessage(job);
   }
 
@@ -259,10 +395,23 @@ export class MultiCropLoader implements AsyncIterable<LoaderBatch> {
 
   private onResult(w: number, result: AugmentResult): void {
     if (this.closed) return; // a result that was already queued when close() ref'd the workers to await their exit
-    if (--this.outstanding[w]! === 0) this.workers[w]!.unref();
     const pending = this.inFlight.get(result.step);
+    if (pending !== undefined && 'bad' in result) {
+      // Replace the unreadable files and send the batch again to the same worker (still outstanding there).
+      try {
+        pending.indices = this.replaceBad(pending.indices, result.bad);
+      } catch (error) {
+        this.inFlight.delete(result.step);
+        if (--this.outstanding[w]! === 0) this.workers[w]!.unref();
+        pending.reject(error as Error);
+        return;
+      }
+      this.post(w, pending);
+      return;
+    }
+    if (--this.outstanding[w]! === 0) this.workers[w]!.unref();
     this.inFlight.delete(result.step);
-    if (pending === undefined) return; // not expected: every job posted is in flight until answered
+    if (pending === undefined || 'bad' in result) return; // not expected: every job posted is in flight until answered
     if ('error' in result) {
       pending.reject(new Error(`augmenting batch ${result.step} failed in a worker: ${result.error}`));
       return;

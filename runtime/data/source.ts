@@ -13,6 +13,11 @@ export type DataSource =
       readonly path: string;
       /** A folder of held-out images for evaluation; without it, the folder's own held-out split is used. */
       readonly val?: string;
+      /**
+       * The fraction of each class training held out of a plain folder (`--holdout F`, folder-index.ts): evaluation
+       * scores those files. Absent: training used every image, and only `val` or a train/ + val/ layout gives a split.
+       */
+      readonly holdout?: number;
     };
 
 /** The record for a run trained on `data` (a folder; absent = Fashion-MNIST), with an optional validation folder. */
@@ -34,9 +39,9 @@ export function parseDataSource(raw: unknown): DataSource | string {
   if (typeof raw === 'object' && !Array.isArray(raw)) {
     const r = raw as Record<string, unknown>;
     if (r['kind'] === 'fmnist') return { kind: 'fmnist' };
-    if (r['kind'] === 'folder' && typeof r['path'] === 'string' && (r['val'] === undefined || typeof r['val'] === 'string')) {
-      return { kind: 'folder', path: r['path'], ...(typeof r['val'] === 'string' ? { val: r['val'] } : {}) };
+    if (r['kind'] === 'folder' && typeof r['path'] === 'string' && (r['val'] === undefined || typeof r['val'] === 'string') && (r['holdout'] === undefined || typeof r['holdout'] === 'number')) {
+      return { kind: 'folder', path: r['path'], ...(typeof r['val'] === 'string' ? { val: r['val'] } : {}), ...(typeof r['holdout'] === 'number' ? { holdout: r['holdout'] } : {}) };
     }
   }
-  return `"data" must be {"kind":"fmnist"} or {"kind":"folder","path":"...","val"?:"..."}, got ${JSON.stringify(raw)}`;
+  return `"data" must be {"kind":"fmnist"} or {"kind":"folder","path":"...","val"?:"...","holdout"?:F}, got ${JSON.stringify(raw)}`;
 }

@@ -32,6 +32,16 @@ export interface TrainConfig<B extends BackboneConfig = ViTConfig> {
   readonly data?: string;
   /** The epochs `steps` was derived from (`--epochs`, runtime/dino/vit-presets.ts `withEpochs`); absent when given in steps. */
   readonly epochs?: number;
+  /**
+   * Steps in one epoch of the run's data (floor(train images / batch)), recorded when epoch-based schedules (an
+   * `--arch` preset's warm-ups and frozen last layer) were scaled to it for a run given in steps (`withEpochSteps`).
+   */
+  readonly epochSteps?: number;
+  /**
+   * Fraction of each class of a plain image folder held out for evaluation, never trained on (`--holdout F`,
+   * runtime/data/folder-index.ts). Absent: training uses every image; a folder with train/ + val/ has its own split.
+   */
+  readonly holdout?: number;
   readonly seed: number;
   /**
    * Peak learning rate for a batch of 256 (scaled by batch / 256), reached after warm-up. DINO: 0.0005.
@@ -268,7 +278,7 @@ function typeOf(v: unknown): string {
 }
 
 /** Keys a config file may hold beyond those of every preset, with a value of the type each takes. */
-const FILE_ONLY_KEYS: Readonly<Record<string, unknown>> = { epochs: 0, precision: 'fp32' };
+const FILE_ONLY_KEYS: Readonly<Record<string, unknown>> = { epochs: 0, epochSteps: 0, holdout: 0, precision: 'fp32' };
 /** `data`, the run's data record (a path, or an object from older runs), has its own parser that names what is wrong. */
 const UNCHECKED_KEYS: readonly string[] = ['data'];
 const FILE_KEY_CHOICES: Readonly<Record<string, readonly string[]>> = { ...KEY_CHOICES, precision: PRECISIONS };

@@ -13,10 +13,10 @@ import type { ExecutionProvider, ort } from '../backend.ts';
 import { StepRunner, stackSteps } from '../step-runner.ts';
 import { TrainState } from '../state.ts';
 import type { Dataset } from '../data/dataset.ts';
-import { MultiCropLoader } from '../data/loader.ts';
+import { MultiCropLoader, defaultLoaderWorkers } from '../data/loader.ts';
 import { derivePrng } from '../data/seeds.ts';
 import { loadFashionMnist } from '../data/fashion-mnist.ts';
-import { loadImageFolder } from '../data/image-folder.ts';
+import { FolderIndex, indexImageFolder } from '../data/folder-index.ts';
 import { RESUMABLE_KEYS, type TrainConfig, configDifferences, stepConfig } from './config.ts';
 import { loadCheckpoint, restoreState, saveCheckpoint } from './checkpoint.ts';
 import { stepScalars } from './schedules.ts';
@@ -42,6 +42,12 @@ export interface TrainOptions {
    */
   readonly resume?: boolean;
   readonly skipBadImages?: boolean;
+  /**
+   * Loader worker threads that read, decode and crop the images (`--num-workers`). Default: for an image folder
+   * one per core but one (runtime/data/loader.ts `defaultLoaderWorkers`); for Fashion-MNIST, whose crops are
+   * cheap, 1. The crops are the same for any number.
+   */
+  readonly numWorkers?: number;
   readonly ep?: ExecutionProvider;
   readonly threads?: number;
   /**
@@ -68,8 +74,8 @@ export interface TrainOptions {
    */
   readonly progress?: 'bar' | 'lines' | 'none';
   readonly log?: (line: string) => void;
-  /** Data already loaded (tests and benches reuse it). */
-  readonly dataset?: Dataset;
+  /** Data already loaded or indexed (tests and benches reuse it). */
+  readonly dataset?: Dataset | FolderIndex;
 }
 
 export interface TrainResult {
@@ -80,11 +86,25 @@ export interface TrainResult {
   readonly interrupted: boolean;
 }
 
-export async function loadTrainingData(cfg: TrainConfig<BackboneConfig>, opts: Pick<TrainOptions, 'skipBadImages' | 'log'>): Promise<Dataset> {
+/** The run folder's record of its image folder's files (runtime/data/folder-index.ts), read back on resume. */
+export const DATA_INDEX_FILE = 'data-index.tsv';
+
+/**
+ * The run's data: Fashion-MNIST in memory, or the image folder's index (its files are decoded per sample by the
+ * loader). With `runDir`, the index is kept there; `resume` reads it back as recorded (the same files in the same
+ * order, even if the folder changed since).
+ */
+export async function loadTrainingData(cfg: TrainConfig<BackboneConfig>, opts: Pick<TrainOptions, 'skipBadImages' | 'log'> & { runDir?: string; resume?: boolean }): Promise<Dataset | FolderIndex> {
   if (!cfg.data) return loadFashionMnist();
-  const r = await loadImageFolder(cfg.data, { imageSize: cfg.backbone.imgSize, channels: cfg.backbone.inChans === 1 ? 1 : 3, skipBadImages: opts.skipBadImages ?? false });
-  if (r.skipped.length) opts.log?.(`skipped ${r.skipped.length} unreadable image(s), e.g. ${r.skipped[0]!.file}: ${r.skipped[0]!.reason}`);
-  return r.dataset;
+  const cacheFile = opts.runDir !== undefined ? join(opts.runDir, DATA_INDEX_FILE) : undefined;
+  const frozen = opts.resume === true && cacheFile !== undefined && existsSync(cacheFile);
+  const index = await indexImageFolder(cfg.data, {
+    skipBadImages: opts.skipBadImages ?? false, holdout: cfg.holdout ?? 0,
+    ...(cacheFile !== undefined ? { cacheFile, frozen } : {}),
+  });
+  for (const s of index.skipped.slice(0, 5)) opts.log?.(`skipped unreadable image ${s.file}: ${s.reason}`);
+  if (index.skipped.length) opts.log?.(`skipped ${index.skipped.length} unreadable image(s) of ${cfg.data} when indexing (--skip-bad-images)`);
+  return index;
 }
 
 /** Fresh state: student drawn from the seed, teacher = copy of the student, zeros elsewhere. */
@@ -135,7 +155,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
   const cfg = opts.config;
   const stepsPerRun = opts.stepsPerRun ?? 1;
   if (!Number.isInteger(stepsPerRun) || stepsPerRun < 1) throw new Error(`stepsPerRun must be a positive integer, got ${stepsPerRun}`);
-  await checkDataFits(cfg, cfg.data, opts.dataset); // before anything is compiled or written
+  await checkDataFits(cfg, cfg.data, opts.dataset instanceof FolderIndex ? undefined : opts.dataset); // before anything is compiled or written
   mkdirSync(opts.out, { recursive: true });
   const ckptPath = join(opts.out, 'checkpoint.safetensors');
   const metricsPath = join(opts.out, 'metrics.jsonl');
@@ -177,8 +197,17 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
     writeFileSync(metricsPath, '');
   }
 
-  const dataset = opts.dataset ?? (await loadTrainingData(cfg, opts));
-  const loader = new MultiCropLoader({ dataset, batchSize: cfg.batch, seed: cfg.seed, augment: cfg.augment, workers: 1, prefetch: 2, start: loaderStart });
+  // A resumed run reads its recorded index back; a new one records the index it trains on.
+  const recordedIndex = opts.resume && cfg.data !== undefined && existsSync(join(opts.out, DATA_INDEX_FILE));
+  const dataset = (recordedIndex ? undefined : opts.dataset) ?? (await loadTrainingData(cfg, { ...opts, runDir: opts.out, resume: opts.resume ?? false }));
+  if (dataset instanceof FolderIndex && !opts.resume) await dataset.save(join(opts.out, DATA_INDEX_FILE));
+  const workers = opts.numWorkers ?? (dataset instanceof FolderIndex ? defaultLoaderWorkers() : 1);
+  let skippedInRun = 0;
+  const loader = new MultiCropLoader({
+    dataset, batchSize: cfg.batch, seed: cfg.seed, augment: cfg.augment, workers, prefetch: 2, start: loaderStart,
+    channels: cfg.backbone.inChans === 1 ? 1 : 3, skipBadImages: opts.skipBadImages ?? false,
+    onSkip: (file, reason) => log(`skipping unreadable image ${file}: ${reason} (--skip-bad-images; ${++skippedInRun} so far; the same file is replaced on every epoch and on resume)`),
+  });
   const b = cfg.batch;
   const shape = stepConfig(cfg);
 
@@ -194,22 +223,30 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
   const end = Math.min(cfg.steps, startStep + (opts.stopAfter ?? Infinity));
   const progress = opts.progress ?? (process.stderr.isTTY ? 'bar' : 'lines');
   let lastLine = { step: startStep, at: performance.now() };
+  const dataBound = new DataBoundMeter();
   let last: Record<string, number> = {};
   let step = startStep;
   const t0 = performance.now();
   try {
     while (step < end && !interrupted) {
+      const chunkStart = performance.now();
       // Steps in this run: up to stepsPerRun, never past the end or a checkpoint boundary.
       let chunk = Math.min(stepsPerRun, end - step);
       if (opts.checkpointEvery) chunk = Math.min(chunk, opts.checkpointEvery - (step % opts.checkpointEvery));
       const feeds: DinoStepInputs<ort.Tensor>[] = [];
       const scalars: ScheduledScalars[] = [];
+      const dataWaitMs: number[] = [];
       for (let k = 0; k < chunk; k++) {
         const at = step + k;
+        // How long the step waits for its batch: the loader's lag behind the training step.
+        const waitStart = performance.now();
+        const batch = await loader.next();
+        dataWaitMs.push(performance.now() - waitStart);
         // Masks from their own stream, indexed by step: a resumed run draws the same ones.
-        feeds.push(dinoStepFeeds(shape, await loader.next(), () => derivePrng(cfg.seed, DROP_PATH_STREAM, at)));
+        feeds.push(dinoStepFeeds(shape, batch, () => derivePrng(cfg.seed, DROP_PATH_STREAM, at)));
         scalars.push(stepScalars(cfg, at));
       }
+      dataBound.add(dataWaitMs.reduce((a, w) => a + w, 0), performance.now() - chunkStart);
       const runStart = performance.now();
       // Every DINO_METRICS name is an output: buildDinoStep emits them from a record typed by that list.
       const metrics = (chunk === 1 ? [await runner.run(state, feeds[0]!, scalars[0]!)] : await runner.runSteps(state, stackSteps(feeds), scalars)) as DinoMetrics[];
@@ -217,16 +254,16 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
       const bad = metrics.findIndex((m) => !Number.isFinite(m.loss));
       if (bad >= 0) throw new NonFiniteLossError(step + bad + 1, metrics[bad]!.loss, existsSync(ckptPath) ? ckptPath : undefined);
       for (const [k, m] of metrics.entries()) {
-        last = { ...m, ...scalars[k]!, step: step + k + 1, step_ms: stepMs, images_per_s: (b * 1000) / stepMs };
+        last = { ...m, ...scalars[k]!, step: step + k + 1, step_ms: stepMs, images_per_s: (b * 1000) / stepMs, data_wait_ms: dataWaitMs[k]! };
         appendFileSync(metricsPath, JSON.stringify(last) + '\n');
       }
       step += chunk;
-      if (progress === 'bar') process.stderr.write(`\r${progressText(step, cfg.steps, startStep, t0, metrics[chunk - 1]!, b)}   `);
+      if (progress === 'bar') process.stderr.write(`\r${progressText(step, cfg.steps, startStep, t0, metrics[chunk - 1]!, b)}${dataBound.note()}   `);
       else if (progress === 'lines') {
         // A plain line every tenth of the run or every 30 s, whichever comes first: log files get no \r redraws.
         const now = performance.now();
         if (step === end || step - lastLine.step >= Math.max(1, Math.ceil(cfg.steps / 10)) || now - lastLine.at >= 30_000) {
-          log(progressText(step, cfg.steps, startStep, t0, metrics[chunk - 1]!, b));
+          log(progressText(step, cfg.steps, startStep, t0, metrics[chunk - 1]!, b) + dataBound.note());
           lastLine = { step, at: now };
         }
       }
@@ -302,6 +339,23 @@ export class InitWeightsError extends Error {
         : `initial weights: "${problem.name}" has ${problem.got} values, the model needs ${problem.need}`,
     );
     this.name = 'InitWeightsError';
+  }
+}
+
+/**
+ * Whether training waits on its data: the share of recent wall time spent waiting for the loader (an exponential
+ * average over about 20 chunks of steps). Above 10% the progress line says so, with the remedy.
+ */
+class DataBoundMeter {
+  private waitMs = 0;
+  private totalMs = 0;
+  add(waitMs: number, totalMs: number): void {
+    this.waitMs = 0.95 * this.waitMs + waitMs;
+    this.totalMs = 0.95 * this.totalMs + totalMs;
+  }
+  note(): string {
+    const share = this.totalMs > 0 ? this.waitMs / this.totalMs : 0;
+    return share > 0.1 ? `  data-bound: ${Math.round(100 * share)}% waiting for images (more --num-workers or cores)` : '';
   }
 }
 

@@ -90,13 +90,38 @@ export function withEpochs(
     throw new Error(`the training split has ${trainImages} images, fewer than one batch of ${cfg.batch}: lower the batch, or give the length in steps instead of epochs`);
   }
   const warmupEpochs = schedule.warmupEpochs ?? DINO_EPOCHS.warmupEpochs;
+  const { epochSteps: _stale, ...rest } = cfg;
   return {
-    ...cfg,
+    ...rest,
     epochs,
     steps: epochs * perEpoch,
     warmupFraction: Math.min(1, warmupEpochs / epochs),
     freezeLastLayerSteps: (schedule.freezeLastLayerEpochs ?? DINO_EPOCHS.freezeLastLayerEpochs) * perEpoch,
     warmupTeacherTempSteps: (schedule.warmupTeacherTempEpochs ?? DINO_EPOCHS.warmupTeacherTempEpochs) * perEpoch,
+  };
+}
+
+/**
+ * `cfg` with its length kept at `cfg.steps` (`--steps N`) and DINO's epoch-based schedules converted to steps of
+ * the real data's epoch, floor(`trainImages` / batch), instead of the preset's ImageNet epoch: last layer frozen
+ * 1 epoch, teacher-temperature warm-up 0 epochs, lr warm-up 10 epochs as a fraction of the run (capped at 1). The
+ * epoch's length is recorded as `epochSteps`; `epochs` is dropped (the length is given in steps).
+ * @throws Error when there is not one full batch of images.
+ */
+export function withEpochSteps(
+  cfg: TrainConfig,
+  trainImages: number,
+  schedule: { warmupEpochs?: number; freezeLastLayerEpochs?: number; warmupTeacherTempEpochs?: number } = {},
+): TrainConfig {
+  const epochSteps = Math.floor(trainImages / cfg.batch);
+  if (epochSteps < 1) throw new Error(`the training split has ${trainImages} images, fewer than one batch of ${cfg.batch}: lower the batch`);
+  const { epochs: _epochs, ...rest } = cfg;
+  return {
+    ...rest,
+    epochSteps,
+    warmupFraction: Math.min(1, ((schedule.warmupEpochs ?? DINO_EPOCHS.warmupEpochs) * epochSteps) / cfg.steps),
+    freezeLastLayerSteps: (schedule.freezeLastLayerEpochs ?? DINO_EPOCHS.freezeLastLayerEpochs) * epochSteps,
+    warmupTeacherTempSteps: (schedule.warmupTeacherTempEpochs ?? DINO_EPOCHS.warmupTeacherTempEpochs) * epochSteps,
   };
 }
 

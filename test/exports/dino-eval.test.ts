@@ -3,6 +3,7 @@
  * PyTorch fixture, the linear-evaluation features (n last blocks, average patch token), k-NN options, the run's own
  * data by default (data source record, held-out split, validation folder, errors), and preprocessor_config.json.
  */
+import { wordError } from '../../cli/errors.ts';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as fs from 'node:fs';
@@ -240,10 +241,10 @@ async function imageFolder(dir: string, classes: string[], perClass: number, see
 }
 
 /** An RGB 28 px run (fmnist-tiny6 with 3 channels) whose config.json records `data`. */
-function rgbRun(dir: string, data?: unknown) {
+function rgbRun(dir: string, data?: unknown, extra: Record<string, unknown> = {}) {
   const base = getPreset('fmnist-tiny6');
   const r = makeRun(dir, { config: { backbone: { ...base.backbone, inChans: 3 }, augment: { ...base.augment, mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25] } } });
-  if (data !== undefined) fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ ...r.config, data }, null, 2));
+  if (data !== undefined) fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ ...r.config, data, ...extra }, null, 2));
   return r;
 }
 
@@ -270,8 +271,13 @@ test('a run trained on a folder: k-NN, linear probe and report use its held-out 
   const folder = path.join(TMP, 'shapes');
   await imageFolder(folder, ['a', 'b', 'c'], 10);
   const dir = path.join(TMP, 'rgb-run');
-  rgbRun(dir, { kind: 'folder', path: folder });
-  // held-out split: the 10th file of each class (img09.png), as training left it out
+  // trained on every image (no --holdout): nothing is held out, and evaluation says how to give a split
+  rgbRun(dir, folder);
+  const noSplit = await knnEvaluate({ run: dir, ks: [1], save: false }).then(() => undefined, (e: unknown) => e);
+  assert.ok(noSplit instanceof EvalDataError && noSplit.problem.kind === 'no-split', String(noSplit));
+  assert.ok(wordError(noSplit).includes('--holdout F') && wordError(noSplit).includes('--val FOLDER'), wordError(noSplit));
+  // --holdout 0.1: the 10th file of each class (img09.png), as training left it out
+  rgbRun(dir, folder, { holdout: 0.1 });
   const ev = await knnEvaluate({ run: dir, ks: [1, 5], save: false });
   assert.is(ev.result.n_train, 27);
   assert.is(ev.result.n_test, 3);

@@ -1,4 +1,5 @@
 /** DINO's RGB training presets, --epochs, DINO's flag names, and the refusal of data that does not fit the preset. */
+import { FolderIndex } from '../../../runtime/data/folder-index.ts';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { rejects } from 'node:assert/strict';
@@ -100,7 +101,7 @@ test('a reduced RGB run trains end to end on an image folder, its length given i
   const { config, dataset } = await newRunFromArgs(['--arch', 'vit_tiny', '--patch-size', '8', '--image-size', '32', '--local-crops-number', '2', '--data', root, '--epochs', '2', ...sets.flatMap((x) => ['--set', x])]);
   if (!dataset) throw new Error('a length in epochs loads the data');
   assert.is(config.data, root);
-  assert.equal([dataset.channels, dataset.train.count, config.steps, config.freezeLastLayerSteps], [3, 10, 4, 2]); // 10 train images (5 per class: none is a 10th): 2 full batches of 4 per epoch
+  assert.equal([dataset instanceof FolderIndex, dataset.train.count, config.steps, config.freezeLastLayerSteps], [true, 10, 4, 2]); // the folder indexed, not decoded: 10 train images, 2 full batches of 4 per epoch
   const out = join(tmp(), 'run');
   const r = await train({ config, out, dataset, progress: 'none', log: () => {}, threads: 1 });
   assert.is(r.steps, 4);

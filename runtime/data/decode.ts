@@ -1,0 +1,92 @@
+/**
+ * One image file decoded to 8-bit channel-first pixels at its own size: what the streaming loader's workers
+ * (and evaluation) feed to the augmentation. DINO crops every view from the decoded file, so nothing is resized here.
+ *
+ * As PIL's `Image.open(f).convert('RGB')` in torchvision's ImageFolder: auto-rotated by the EXIF orientation,
+ * converted to sRGB, alpha dropped. With `channels: 1` the gray level is PIL's `convert('L')` luma, 0.299 R +
+ * 0.587 G + 0.114 B of the sRGB values in 16-bit fixed point (libvips' own grayscale would weigh linear light
+ * instead: red would come out at 127, not 76).
+ */
+import { promises as fs } from 'node:fs';
+import sharp from 'sharp';
+import type { SourceImage } from './multicrop.ts';
+
+/** The formats an image folder may hold. */
+export const ACCEPTED_FORMATS: ReadonlySet<string> = new Set(['jpeg', 'png', 'webp']);
+
+/** An image that cannot be decoded; the CLI words the remedy with its flag (cli/errors.ts). */
+export class BadImageError extends Error {
+  constructor(readonly file: string, readonly reason: string) {
+    super(`cannot load image ${file}: ${reason}. Fix or remove the file, or skip unreadable files (skipBadImages: true)`);
+    this.name = 'BadImageError';
+  }
+}
+
+/**
+ * The first bytes of a JPEG, PNG or WebP file, checked without decoding: why `head` cannot start an accepted
+ * image, or undefined when it can. `size` is the whole file's size.
+ */
+export function headerProblem(head: Uint8Array, size: number): string | undefined {
+  if (size === 0) return 'the file is empty';
+  const is = (offset: number, bytes: number[]) => bytes.every((b, k) => head[offset + k] === b);
+  if (is(0, [0xff, 0xd8, 0xff])) return undefined; // JPEG SOI + first marker
+  if (is(0, [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a])) return undefined; // PNG signature
+  if (is(0, [0x52, 0x49, 0x46, 0x46]) && is(8, [0x57, 0x45, 0x42, 0x50])) return undefined; // RIFF....WEBP
+  return 'not a JPEG, PNG or WebP image (its first bytes are no such header)';
+}
+
+/** Bytes of a file's header that {@link headerProblem} reads. */
+export const HEADER_BYTES = 12;
+
+/**
+ * Decodes `bytes` (the contents of `file`, which names it in errors) to (channels, height, width) bytes.
+ * @throws Error saying why the bytes are no readable image (the caller names the file: see {@link BadImageError}).
+ */
+export async function decodeImageBytes(bytes: Uint8Array, channels: 1 | 3): Promise<SourceImage> {
+  if (bytes.length === 0) throw new Error('the file is empty');
+  const metadata = await sharp(bytes).metadata();
+  if (metadata.format === undefined || !ACCEPTED_FORMATS.has(metadata.format)) {
+    throw new Error(`not a JPEG, PNG or WebP image (format: ${metadata.format ?? 'unknown'})`);
+  }
+  const { data, info } = await sharp(bytes, { failOn: 'warning' })
+    .rotate()
+    .removeAlpha()
+    .toColourspace('srgb')
+    .raw({ depth: 'uchar' })
+    .toBuffer({ resolveWithObject: true });
+  const { width, height } = info;
+  if (info.channels !== 3 || data.length !== width * height * 3) {
+    throw new Error(`decoded to ${width}x${height}x${info.channels}, expected 3 channels`);
+  }
+  return { channels, height, width, data: hwcRgbToChw(data, width * height, channels) };
+}
+
+/** Reads and decodes one image file; throws a {@link BadImageError} naming it when it cannot. */
+export async function decodeImageFile(file: string, channels: 1 | 3): Promise<SourceImage> {
+  let bytes: Uint8Array;
+  try {
+    bytes = await fs.readFile(file);
+  } catch (error) {
+    throw new BadImageError(file, `cannot read it (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
+  }
+  try {
+    return await decodeImageBytes(bytes, channels);
+  } catch (error) {
+    throw new BadImageError(file, (error as Error).message);
+  }
+}
+
+/** HWC RGB bytes -> CHW bytes (3 channels), or PIL's luma (1 channel: ITU-R 601-2 in 16-bit fixed point, as convert('L')). */
+export function hwcRgbToChw(rgb: Uint8Array, pixels: number, channels: 1 | 3): Uint8Array {
+  const out = new Uint8Array(channels * pixels);
+  if (channels === 1) {
+    for (let p = 0; p < pixels; p++) out[p] = (rgb[3 * p]! * 19595 + rgb[3 * p + 1]! * 38470 + rgb[3 * p + 2]! * 7471 + 0x8000) >> 16;
+  } else {
+    for (let p = 0; p < pixels; p++) {
+      out[p] = rgb[3 * p]!;
+      out[pixels + p] = rgb[3 * p + 1]!;
+      out[2 * pixels + p] = rgb[3 * p + 2]!;
+    }
+  }
+  return out;
+}
