@@ -305,3 +305,503 @@ export function solarize(image: ChwImage, threshold: number): void {
   const data = image.data;
   for (let i = 0; i < data.length; i++) if (data[i]! >= t) data[i] = 1 - data[i]!;
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// 8-bit operations: DataAugmentationDINO as PIL computes it on uint8 images (Pillow 9.4, torchvision 0.14).
+//
+// torchvision's transforms on a PIL image round to uint8 after every operation (and PIL inside some of them);
+// these reproduce that integer arithmetic, so they give PIL's bytes, not an approximation of them:
+// - {@link resizeBytes}: Resample.c's fixed-point convolution (22-bit coefficients, rounded and clipped to uint8
+//   after the horizontal pass and after the vertical pass);
+// - {@link gaussianBlurBytes}: BoxBlur.c's three extended box blurs per direction, 24-bit fixed point, a uint8
+//   line after each pass;
+// - colour adjustments: ImageEnhance's `Image.blend(degenerate, image, factor)` in float32, truncated to uint8;
+//   hue through PIL's uint8 HSV (Convert.c's rgb2hsv / hsv2rgb, float32 as C computes it);
+// - grayscale: PIL's `convert('L')`, (19595 R + 38470 G + 7471 B + 2^15) >> 16.
+// Working in uint8 is also what makes them fast: one byte per value, lookup tables for the pointwise colour ops.
+// ---------------------------------------------------------------------------------------------------------------
+
+/** An 8-bit image, channel-first: `data[c * height * width + y * width + x]`, values 0-255. */
+export interface ByteImage {
+  readonly channels: number;
+  readonly height: number;
+  readonly width: number;
+  readonly data: Uint8Array;
+}
+
+/** Fractional bits of PIL's 8-bit resampling coefficients (Resample.c PRECISION_BITS = 32 - 8 - 2). */
+const RESAMPLE_BITS = 22;
+const RESAMPLE_ONE = 1 << RESAMPLE_BITS;
+const RESAMPLE_HALF = 1 << (RESAMPLE_BITS - 1);
+
+/** PIL's 8-bit resampling coefficients for `inSize` input pixels onto `outSize`: per output pixel, its first input
+ * pixel and `taps` fixed-point weights (Resample.c `precompute_coeffs` + `normalize_coeffs_8bpc`). Every output
+ * gets exactly `taps` weights, zero-padded, its window moved left where it would pass the input's end (zero weights
+ * change no sum), so that the kernels below run a fixed, unrolled number of taps. */
+interface FixedCoefficients {
+  readonly taps: number;
+  readonly first: Int32Array;
+  readonly weights: Int32Array;
+}
+
+function fixedCoefficients(inSize: number, outSize: number): FixedCoefficients {
+  const scale = inSize / outSize;
+  const filterScale = scale < 1 ? 1 : scale;
+  const support = 2 * filterScale; // bicubic support 2, widened when shrinking (antialiasing)
+  const taps = Math.min(Math.ceil(support) * 2 + 1, inSize);
+  const inverse = 1 / filterScale;
+  const first = new Int32Array(outSize);
+  const weights = new Int32Array(outSize * taps);
+  const raw = new Float64Array(Math.ceil(support) * 2 + 1);
+  for (let o = 0; o < outSize; o++) {
+    const center = (o + 0.5) * scale;
+    const lo = Math.max(Math.trunc(center - support + 0.5), 0);
+    const hi = Math.min(Math.trunc(center + support + 0.5), inSize);
+    let total = 0;
+    for (let k = 0; k < hi - lo; k++) {
+      const w = bicubic((k + lo - center + 0.5) * inverse);
+      raw[k] = w;
+      total += w;
+    }
+    const start = Math.min(lo, inSize - taps); // window [start, start + taps) holds [lo, hi)
+    for (let k = 0; k < hi - lo; k++) {
+      const w = total !== 0 ? raw[k]! / total : raw[k]!;
+      weights[o * taps + lo - start + k] = w < 0 ? Math.trunc(-0.5 + w * RESAMPLE_ONE) : Math.trunc(0.5 + w * RESAMPLE_ONE);
+    }
+    first[o] = start;
+  }
+  return { taps, first, weights };
+}
+
+/** Fixed-point sums at or above this clip to 255 (PIL's clip8). */
+const RESAMPLE_MAX = 255 * RESAMPLE_ONE;
+
+/**
+ * The two resampling passes over a plane, taps unrolled (V8 runs a short loop of variable length about three
+ * times slower than the same multiply-adds written out), made once per tap count. Sums stay below 2^31 (255
+ * times the positive weights, about 1.1 x 2^22), so int32 arithmetic is exact.
+ * Each kernel does every channel at once (planes `srcPlane` / `dstPlane` apart), sharing the weight loads.
+ * Horizontal: `lines` rows of `src` from `srcStart` (row step `srcStride`), output o of a row reading taps from
+ * `first[o]`; written from `dstStart`, `dstStep` apart (-1 mirrors), rows `dstStride` apart.
+ * Vertical: output row y reads rows `first[y]`.. of `src` (`width` bytes each, from `srcStart`), all its
+ * outputs sharing one set of weights, held in locals; rows written `width` apart from `dstStart`.
+ */
+type HorizontalKernel = (
+  src: Uint8Array, srcStart: number, srcStride: number, srcPlane: number, lines: number, first: Int32Array, weights: Int32Array,
+  dst: Uint8Array, dstStart: number, dstStep: number, dstStride: number, dstPlane: number, outputs: number,
+) => void;
+type VerticalKernel = (
+  src: Uint8Array, srcStart: number, width: number, srcPlane: number, first: Int32Array, weights: Int32Array,
+  dst: Uint8Array, dstStart: number, dstPlane: number, outputs: number,
+) => void;
+
+const horizontalKernels = new Map<number, HorizontalKernel>();
+const verticalKernels = new Map<number, VerticalKernel>();
+const clipSource = (sum: string) => `${sum} <= 0 ? 0 : ${sum} >= ${RESAMPLE_MAX} ? 255 : ${sum} >> ${RESAMPLE_BITS}`;
+
+function horizontalKernel(taps: number, channels: number): HorizontalKernel {
+  const key = taps * 16 + channels;
+  let kernel = horizontalKernels.get(key);
+  if (kernel === undefined) {
+    const weights = Array.from({ length: taps }, (_, k) => `const w${k} = weights[b + ${k}];`).join(' ');
+    const perChannel = Array.from({ length: channels }, (_, c) => {
+      const terms = Array.from({ length: taps }, (_, k) => `Math.imul(src[i${c} + ${k}], w${k})`).join(' + ');
+      return `const i${c} = i + ${c * 1} * srcPlane; const sum${c} = (${RESAMPLE_HALF} + ${terms}) | 0; dst[d + ${c} * dstPlane] = ${clipSource(`sum${c}`)};`;
+    }).join('\n');
+    kernel = new Function('src', 'srcStart', 'srcStride', 'srcPlane', 'lines', 'first', 'weights', 'dst', 'dstStart', 'dstStep', 'dstStride', 'dstPlane', 'outputs', `
+      for (let line = 0; line < lines; line++) {
+        const srcLine = srcStart + line * srcStride;
+        let d = dstStart + line * dstStride;
+        for (let o = 0, b = 0; o < outputs; o++, b += ${taps}, d += dstStep) {
+          ${weights}
+          const i = srcLine + first[o];
+          ${perChannel}
+        }
+      }`) as HorizontalKernel;
+    horizontalKernels.set(key, kernel);
+  }
+  return kernel;
+}
+
+function verticalKernel(taps: number, channels: number): VerticalKernel {
+  const key = taps * 16 + channels;
+  let kernel = verticalKernels.get(key);
+  if (kernel === undefined) {
+    const loads = Array.from({ length: taps }, (_, k) => `const w${k} = weights[b + ${k}];`).join(' ');
+    // One start index per (channel, tap) row, so that each load inside the x loop is a start plus x.
+    const rowStarts = Array.from({ length: channels }, (_, c) => Array.from({ length: taps }, (_, k) => `const r${c}_${k} = row + ${c} * srcPlane + ${k} * width;`).join(' ')).join(' ');
+    const perChannel = Array.from({ length: channels }, (_, c) => {
+      const terms = Array.from({ length: taps }, (_, k) => `Math.imul(src[r${c}_${k} + x], w${k})`).join(' + ');
+      return `const sum${c} = (${RESAMPLE_HALF} + ${terms}) | 0; dst[d + x + ${c} * dstPlane] = ${clipSource(`sum${c}`)};`;
+    }).join('\n');
+    kernel = new Function('src', 'srcStart', 'width', 'srcPlane', 'first', 'weights', 'dst', 'dstStart', 'dstPlane', 'outputs', `
+      for (let y = 0, b = 0; y < outputs; y++, b += ${taps}) {
+        ${loads}
+        const row = srcStart + first[y] * width;
+        ${rowStarts}
+        const d = dstStart + y * width;
+        for (let x = 0; x < width; x++) {
+          ${perChannel}
+        }
+      }`) as VerticalKernel;
+    verticalKernels.set(key, kernel);
+  }
+  return kernel;
+}
+
+/** Scratch for the horizontal pass, grown as needed (each worker thread has its own module instance). */
+let resizeScratch = new Uint8Array(0);
+
+/**
+ * `image.crop(box).resize((outWidth, outHeight), BICUBIC)` as Pillow computes it, bytes equal; optionally
+ * mirrored left-right (exact: the flip commutes with every later step) and restricted to the `window` of the
+ * resized image (exact too: each output pixel depends only on its own coefficients; CenterCrop after Resize).
+ * Writes into `out` when given (length `channels * window.height * window.width`).
+ */
+export function resizeBytes(
+  src: ByteImage,
+  box: CropBox,
+  outHeight: number,
+  outWidth: number,
+  options: { readonly flip?: boolean; readonly window?: CropBox; readonly out?: Uint8Array } = {},
+): ByteImage {
+  const { channels, width: inWidth } = src;
+  const window = options.window ?? { top: 0, left: 0, height: outHeight, width: outWidth };
+  const flip = options.flip ?? false;
+  const h = fixedCoefficients(box.width, outWidth);
+  const v = fixedCoefficients(box.height, outHeight);
+  // Crop rows that the window's output rows read: the horizontal pass computes only these (as PIL does).
+  const rowFirst = v.first[window.top]!;
+  const rows = v.first[window.top + window.height - 1]! + v.taps - rowFirst;
+  const midWidth = window.width;
+  const midPlane = rows * midWidth;
+  if (resizeScratch.length < channels * midPlane) resizeScratch = new Uint8Array(channels * midPlane);
+  const mid = resizeScratch;
+  const outPlane = window.height * window.width;
+  const result = options.out ?? new Uint8Array(channels * outPlane);
+  // Every channel in one pass when there are at most 4 (RGB, gray), else one channel at a time.
+  const fused = channels <= 4 ? channels : 1;
+  const horizontal = horizontalKernel(h.taps, fused);
+  const vertical = verticalKernel(v.taps, fused);
+  // Offsets relative to the window's first output, so the kernels index `first` and `weights` from 0.
+  const hFirst = h.first.subarray(window.left, window.left + window.width);
+  const hWeights = h.weights.subarray(window.left * h.taps, (window.left + window.width) * h.taps);
+  const vFirst = v.first.subarray(window.top, window.top + window.height).map((f) => f - rowFirst);
+  const vWeights = v.weights.subarray(window.top * v.taps, (window.top + window.height) * v.taps);
+  const inPlane = src.height * inWidth;
+  for (let c = 0; c < channels; c += fused) {
+    const srcStart = c * inPlane + (box.top + rowFirst) * inWidth + box.left;
+    // Horizontal over the needed crop rows, mirrored by writing right to left; then vertical.
+    horizontal(src.data, srcStart, inWidth, inPlane, rows, hFirst, hWeights, mid, c * midPlane + (flip ? midWidth - 1 : 0), flip ? -1 : 1, midWidth, midPlane, midWidth);
+    vertical(mid, c * midPlane, midWidth, midPlane, vFirst, vWeights, result, c * outPlane, outPlane, window.height);
+  }
+  return { channels, height: window.height, width: window.width, data: result };
+}
+
+/** Pillow's `_gaussian_blur_radius` in float32, as C computes it: the radius of each of the three box blurs. */
+function boxBlurRadiusF32(sigma: number): number {
+  const f = Math.fround;
+  const r = f(sigma);
+  const sigma2 = f(f(r * r) / BLUR_PASSES);
+  const boxLength = f(Math.sqrt(12.0 * sigma2 + 1.0));
+  const l = f(Math.floor((boxLength - 1.0) / 2.0));
+  let a = f(f(2 * l + 1) * f(f(l * f(l + 1)) - f(3 * sigma2)));
+  a = f(a / f(6 * f(sigma2 - f(f(l + 1) * f(l + 1)))));
+  return f(l + a);
+}
+
+let blurLineIn = new Int32Array(0);
+let blurLineOut = new Int32Array(0);
+let blurPlanes = new Uint8Array(0);
+let blurColumnSums = new Int32Array(0);
+
+/**
+ * PIL's `ImageFilter.GaussianBlur(radius=sigma)` on an 8-bit image, in place, bytes equal to Pillow's: three
+ * extended box blurs along rows, then three along columns (BoxBlur.c: 24-bit fixed-point weights, edge pixels
+ * replicated, a uint8 line after each pass). Column passes run a row at a time, every column's window sum side by
+ * side, so that memory is read in order.
+ */
+export function gaussianBlurBytes(image: ByteImage, sigma: number): void {
+  const radiusF = boxBlurRadiusF32(sigma);
+  if (radiusF === 0) return;
+  const radius = Math.trunc(radiusF);
+  const ww = Math.trunc(Math.fround(16777216 / Math.fround(Math.fround(radiusF * 2) + 1)));
+  const fw = Math.trunc((16777216 - (radius * 2 + 1) * ww) / 2);
+  const { channels, height, width, data } = image;
+  const pad = radius + 1;
+  if (blurLineIn.length < width + 2 * pad) {
+    blurLineIn = new Int32Array(width + 2 * pad);
+    blurLineOut = new Int32Array(width + 2 * pad);
+  }
+  const plane = height * width;
+  if (blurPlanes.length < 2 * plane) blurPlanes = new Uint8Array(2 * plane);
+  if (blurColumnSums.length < width) blurColumnSums = new Int32Array(width);
+  const a = blurLineIn, b = blurLineOut;
+  const first = blurPlanes.subarray(0, plane), second = blurPlanes.subarray(plane, 2 * plane);
+  for (let c = 0; c < channels; c++) {
+    const channel = data.subarray(c * plane, (c + 1) * plane);
+    for (let y = 0; y < height; y++) {
+      const row = y * width;
+      for (let x = 0; x < width; x++) a[pad + x] = channel[row + x]!;
+      boxPassBytes(a, b, width, pad, radius, ww, fw);
+      boxPassBytes(b, a, width, pad, radius, ww, fw);
+      boxPassBytes(a, b, width, pad, radius, ww, fw);
+      for (let x = 0; x < width; x++) channel[row + x] = b[pad + x]!;
+    }
+    columnBoxPass(channel, first, width, height, radius, ww, fw, blurColumnSums);
+    columnBoxPass(first, second, width, height, radius, ww, fw, blurColumnSums);
+    columnBoxPass(second, channel, width, height, radius, ww, fw, blurColumnSums);
+  }
+}
+
+/** One of BoxBlur.c's line passes over `from[pad .. pad + length)` into `to`: a running window of 2 radius + 1
+ * pixels weighted `ww` plus the two next ones weighted `fw` (weights / 2^24), rounded to uint8. */
+function boxPassBytes(from: Int32Array, to: Int32Array, length: number, pad: number, radius: number, ww: number, fw: number): void {
+  const firstValue = from[pad]!, lastValue = from[pad + length - 1]!;
+  for (let k = 0; k < pad; k++) {
+    from[k] = firstValue;
+    from[pad + length + k] = lastValue;
+  }
+  let sum = 0;
+  for (let k = -radius; k <= radius; k++) sum += from[pad + k]!;
+  for (let x = pad, end = pad + length; x < end; x++) {
+    // < 2^32: exact in a double; `>>> 24` truncates as C's unsigned shift does.
+    to[x] = (sum * ww + (from[x - pad]! + from[x + pad]!) * fw + 8388608) >>> 24;
+    sum += from[x + radius + 1]! - from[x - radius]!;
+  }
+}
+
+/** {@link boxPassBytes} down every column of a `width` x `height` plane at once, rows clamped at the edges. */
+function columnBoxPass(src: Uint8Array, dst: Uint8Array, width: number, height: number, radius: number, ww: number, fw: number, sums: Int32Array): void {
+  const last = height - 1;
+  const rowAt = (y: number) => (y < 0 ? 0 : y > last ? last : y) * width;
+  // The window of the row before row 0, [-radius - 1, radius - 1].
+  sums.fill(0, 0, width);
+  for (let y = -radius - 1; y <= radius - 1; y++) {
+    const r = rowAt(y);
+    for (let x = 0; x < width; x++) sums[x] = sums[x]! + src[r + x]!;
+  }
+  for (let y = 0; y < height; y++) {
+    const add = rowAt(y + radius), leave = rowAt(y - radius - 1), far = rowAt(y + radius + 1), out = y * width;
+    for (let x = 0; x < width; x++) {
+      const left = src[leave + x]!;
+      const sum = sums[x]! + src[add + x]! - left;
+      sums[x] = sum;
+      dst[out + x] = (sum * ww + (left + src[far + x]!) * fw + 8388608) >>> 24;
+    }
+  }
+}
+
+/** PIL's luma of one pixel, `convert('L')`. */
+const lumaByte = (r: number, g: number, b: number) => (r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16;
+
+/** `Image.blend(degenerate, image, alpha)` of one value (Blend.c: float32, truncated, clipped when extrapolating). */
+function blendByte(degenerate: number, value: number, alpha: number): number {
+  const t = Math.fround(degenerate + Math.fround(alpha * (value - degenerate)));
+  return t <= 0 ? 0 : t >= 255 ? 255 : t | 0;
+}
+
+/** The 256-entry table of `blendByte(degenerate, v, factor)`. */
+function blendTable(degenerate: number, factor: number): Uint8Array {
+  const alpha = Math.fround(factor);
+  const table = new Uint8Array(256);
+  for (let v = 0; v < 256; v++) table[v] = blendByte(degenerate, v, alpha);
+  return table;
+}
+
+function applyTable(data: Uint8Array, table: Uint8Array): void {
+  for (let i = 0; i < data.length; i++) data[i] = table[data[i]!]!;
+}
+
+/** torchvision `adjust_brightness` on a PIL image (ImageEnhance.Brightness: blend with black), in place. */
+export function adjustBrightnessBytes(image: ByteImage, factor: number): void {
+  applyTable(image.data, blendTable(0, factor));
+}
+
+/** The mean of PIL's `convert('L')` rounded to an integer, as ImageEnhance.Contrast takes it. */
+function meanLumaByte(image: ByteImage): number {
+  const plane = image.height * image.width;
+  const data = image.data;
+  let sum = 0;
+  if (image.channels === 3) {
+    for (let p = 0; p < plane; p++) sum += lumaByte(data[p]!, data[plane + p]!, data[2 * plane + p]!);
+  } else {
+    for (let p = 0; p < plane; p++) sum += data[p]!;
+  }
+  return Math.trunc(sum / plane + 0.5);
+}
+
+/** torchvision `adjust_contrast` on a PIL image (ImageEnhance.Contrast: blend with the rounded mean luma), in place. */
+export function adjustContrastBytes(image: ByteImage, factor: number): void {
+  applyTable(image.data, blendTable(meanLumaByte(image), factor));
+}
+
+/** torchvision `adjust_saturation` on a PIL image (ImageEnhance.Color: blend with the pixel's luma), in place;
+ * nothing changes on 1 channel. */
+export function adjustSaturationBytes(image: ByteImage, factor: number): void {
+  if (image.channels !== 3) return;
+  const plane = image.height * image.width;
+  const data = image.data;
+  const alpha = Math.fround(factor);
+  const f = Math.fround;
+  for (let p = 0; p < plane; p++) {
+    const r = data[p]!, g = data[plane + p]!, b = data[2 * plane + p]!;
+    const l = lumaByte(r, g, b);
+    const tr = f(l + f(alpha * (r - l)));
+    const tg = f(l + f(alpha * (g - l)));
+    const tb = f(l + f(alpha * (b - l)));
+    data[p] = tr <= 0 ? 0 : tr >= 255 ? 255 : tr | 0;
+    data[plane + p] = tg <= 0 ? 0 : tg >= 255 ? 255 : tg | 0;
+    data[2 * plane + p] = tb <= 0 ? 0 : tb >= 255 ? 255 : tb | 0;
+  }
+}
+
+/** Convert.c `rgb2hsv`'s hue byte of a pixel whose max and min differ, in its float32 arithmetic. */
+function hueByteOf(r: number, g: number, b: number): number {
+  const f = Math.fround;
+  const max = Math.max(r, g, b), cr = max - Math.min(r, g, b);
+  const rc = f((max - r) / cr), gc = f((max - g) / cr), bc = f((max - b) / cr);
+  let h: number;
+  if (r === max) h = f(bc - gc);
+  else if (g === max) h = f(2.0 + rc - bc);
+  else h = f(4.0 + gc - rc);
+  return Math.trunc(f((h / 6.0 + 1.0) % 1.0) * 255.0);
+}
+
+/**
+ * Lookup tables for PIL's uint8 HSV round trip, made on first use (about 0.5 MB; a few ms):
+ * - hue: the hue byte depends only on the channel differences from the max, one of which is 0 (the max channel, the
+ *   first of r, g, b among equals) and one of which is the chroma (the min channel); indexed by
+ *   (max channel x 2 + which of the other two is the min) x 65536 + chroma x 256 + the third channel's difference;
+ * - saturation byte by max x 256 + chroma; per hue byte, the HSV sector and its float32 remainder.
+ */
+let hsvTables: { hue: Uint8Array; saturation: Uint8Array; sector: Uint8Array; remainder: Float64Array } | null = null;
+function hsv(): NonNullable<typeof hsvTables> {
+  if (hsvTables !== null) return hsvTables;
+  const f = Math.fround;
+  const hue = new Uint8Array(6 * 65536);
+  for (let maxChannel = 0; maxChannel < 3; maxChannel++) {
+    for (let minSlot = 0; minSlot < 2; minSlot++) {
+      const others = [0, 1, 2].filter((c) => c !== maxChannel);
+      const minChannel = others[minSlot]!, midChannel = others[1 - minSlot]!;
+      for (let chroma = 1; chroma < 256; chroma++) {
+        for (let d = 0; d <= chroma; d++) {
+          const pixel = [0, 0, 0];
+          pixel[maxChannel] = 255;
+          pixel[minChannel] = 255 - chroma;
+          pixel[midChannel] = 255 - d;
+          hue[(maxChannel * 2 + minSlot) * 65536 + chroma * 256 + d] = hueByteOf(pixel[0]!, pixel[1]!, pixel[2]!);
+        }
+      }
+    }
+  }
+  const saturation = new Uint8Array(65536);
+  for (let max = 1; max < 256; max++) for (let chroma = 1; chroma <= max; chroma++) saturation[max * 256 + chroma] = Math.trunc(f(chroma / max) * 255.0);
+  const sector = new Uint8Array(256);
+  const remainder = new Float64Array(256);
+  for (let h = 0; h < 256; h++) {
+    const i = Math.floor((h * 6.0) / 255.0);
+    sector[h] = i % 6;
+    remainder[h] = f((h * 6.0) / 255.0 - i);
+  }
+  return (hsvTables = { hue, saturation, sector, remainder });
+}
+
+/** The hue byte step torchvision adds: `np.uint8(shift * 255)`, truncated, wrapping around. */
+const hueStepOf = (shift: number) => ((Math.trunc(shift * 255) % 256) + 256) % 256;
+
+/** One pixel through PIL's uint8 HSV with `hueStep` added to its hue, packed as (r << 16) | (g << 8) | b. */
+function hueShiftPixel(r: number, g: number, b: number, hueStep: number, tables: NonNullable<typeof hsvTables>): number {
+  let max: number, key: number;
+  // The max channel (first among equals), which other channel is the min, and the third one's difference.
+  if (r >= g && r >= b) { max = r; key = g >= b ? 65536 + (max - b) * 256 + (max - g) : (max - g) * 256 + (max - b); }
+  else if (g >= b) { max = g; key = r >= b ? 3 * 65536 + (max - b) * 256 + (max - r) : 2 * 65536 + (max - r) * 256 + (max - b); }
+  else { max = b; key = r >= g ? 5 * 65536 + (max - g) * 256 + (max - r) : 4 * 65536 + (max - r) * 256 + (max - g); }
+  const chroma = (key >> 8) & 255;
+  if (chroma === 0) return (r << 16) | (g << 8) | b; // gray: s = 0, unchanged
+  const sat = tables.saturation[max * 256 + chroma]!;
+  if (sat === 0) return (max << 16) | (max << 8) | max;
+  const hue = (tables.hue[key]! + hueStep) & 255;
+  // hsv2rgb, in Convert.c's float32 / double mix.
+  const frac = tables.remainder[hue]!;
+  const fs = Math.fround(sat / 255.0);
+  const pv = Math.round(max * (1.0 - fs));
+  const qv = Math.round(max * (1.0 - Math.fround(fs * frac)));
+  const tv = Math.round(max * (1.0 - fs * (1.0 - frac)));
+  switch (tables.sector[hue]) {
+    case 0: return (max << 16) | (tv << 8) | pv;
+    case 1: return (qv << 16) | (max << 8) | pv;
+    case 2: return (pv << 16) | (max << 8) | tv;
+    case 3: return (pv << 16) | (qv << 8) | max;
+    case 4: return (tv << 16) | (pv << 8) | max;
+    default: return (max << 16) | (pv << 8) | qv;
+  }
+}
+
+/**
+ * torchvision `adjust_hue` on a PIL image, in place: `convert('HSV')`, the uint8 hue plus `uint8(shift * 255)`
+ * (truncated, wrapping around), back to RGB; Convert.c's float32 arithmetic, the rgb2hsv half through tables.
+ * Nothing changes on 1 channel.
+ */
+export function adjustHueBytes(image: ByteImage, shift: number): void {
+  if (image.channels !== 3) return;
+  // No early return for a zero step: PIL's round trip through uint8 HSV alone changes colours by a level or two.
+  const hueStep = hueStepOf(shift);
+  const tables = hsv();
+  const plane = image.height * image.width;
+  const data = image.data;
+  for (let p = 0; p < plane; p++) {
+    const rgb = hueShiftPixel(data[p]!, data[plane + p]!, data[2 * plane + p]!, hueStep, tables);
+    data[p] = rgb >> 16;
+    data[plane + p] = (rgb >> 8) & 255;
+    data[2 * plane + p] = rgb & 255;
+  }
+}
+
+/** ColorJitter's factors and order (0 brightness, 1 contrast, 2 saturation, 3 hue), as torchvision draws them. */
+export interface JitterParams {
+  readonly order: ArrayLike<number>;
+  readonly brightness: number;
+  readonly contrast: number;
+  readonly saturation: number;
+  readonly hue: number;
+}
+
+/**
+ * ColorJitter (when `jitter` is given: {@link adjustBrightnessBytes}, {@link adjustContrastBytes},
+ * {@link adjustSaturationBytes}, {@link adjustHueBytes} in `jitter.order`) then RandomGrayscale (when
+ * `grayscale`: {@link toGrayscaleBytes}), in place. One pass per step: measured faster here than one fused pass,
+ * whether the fused loop dispatched per pixel or was generated per order (24 loops, each to warm up).
+ */
+export function colorJitterBytes(image: ByteImage, jitter: JitterParams | null, grayscale: boolean): void {
+  if (jitter !== null) {
+    for (let k = 0; k < jitter.order.length; k++) {
+      const op = jitter.order[k];
+      if (op === 0) adjustBrightnessBytes(image, jitter.brightness);
+      else if (op === 1) adjustContrastBytes(image, jitter.contrast);
+      else if (op === 2) adjustSaturationBytes(image, jitter.saturation);
+      else adjustHueBytes(image, jitter.hue);
+    }
+  }
+  if (grayscale) toGrayscaleBytes(image);
+}
+
+/** torchvision `rgb_to_grayscale(num_output_channels=3)` on a PIL image: PIL's luma in all three channels, in
+ * place; nothing changes on 1 channel. */
+export function toGrayscaleBytes(image: ByteImage): void {
+  if (image.channels !== 3) return;
+  const plane = image.height * image.width;
+  const data = image.data;
+  for (let p = 0; p < plane; p++) {
+    const l = lumaByte(data[p]!, data[plane + p]!, data[2 * plane + p]!);
+    data[p] = l;
+    data[plane + p] = l;
+    data[2 * plane + p] = l;
+  }
+}
+
+/** `ImageOps.solarize(image, threshold)`: values at or above `threshold` (0-255) become 255 - v, in place. */
+export function solarizeBytes(image: ByteImage, threshold: number): void {
+  const data = image.data;
+  for (let i = 0; i < data.length; i++) if (data[i]! >= threshold) data[i] = 255 - data[i]!;
+}

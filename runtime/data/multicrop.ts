@@ -17,12 +17,22 @@
  * The draw sequence is fixed by the config, not by the image's channel count: the saturation/hue factors and the
  * grayscale coin are drawn on 1-channel images too, as torchvision does.
  *
- * The reference works on uint8 PIL images between steps; this works in float32 (no rounding between steps).
+ * Two paths share these draws:
+ * - {@link multiCropImages} (decoded files: 8-bit images of any size) computes as torchvision does on PIL images,
+ *   uint8 between steps, and gives PIL's bytes for every step and torch's float32 tensors at the end (checked by
+ *   test/runtime/data/augment-fidelity.test.ts against fixtures from tools/make_augment_fixtures.py). uint8 was
+ *   chosen over float after measuring both against those fixtures: float differs from torchvision by up to 2.5
+ *   levels (mean 1.6) because PIL truncates after every colour op, uint8 by none; and it is the cheaper one (bytes
+ *   to move, lookup tables for the pointwise ops). Draws happen first ({@link drawViewParams}), pixels after
+ *   ({@link renderView}), with the flip folded into the resize and solarize into the normalisation table.
+ * - {@link multiCrop} (float images in [0, 1], Fashion-MNIST) works in float32 with no rounding between steps.
+ * {@link evalTransform} is DINO's evaluation transform on the same 8-bit images.
  */
 import type { Prng } from '../../dsl/prng.ts';
 import {
-  adjustBrightness, adjustContrast, adjustHue, adjustSaturation, flipHorizontal, gaussianBlur, resizeBicubic,
-  solarize, toGrayscale, type ChwImage, type CropBox,
+  adjustBrightness, adjustContrast, adjustHue, adjustSaturation, colorJitterBytes, flipHorizontal, gaussianBlur,
+  gaussianBlurBytes, resizeBicubic, resizeBytes, solarize, toGrayscale, type ByteImage, type ChwImage, type CropBox,
+  type JitterParams,
 } from './image-ops.ts';
 
 /**
@@ -209,7 +219,7 @@ function colorJitter(image: ChwImage, config: AugmentConfig, prng: Prng): void {
 }
 
 /** Which of DINO's three view kinds a crop is: they differ in scale, size, blur probability and solarization. */
-type ViewKind = 'global1' | 'global2' | 'local';
+export type ViewKind = 'global1' | 'global2' | 'local';
 
 /** One augmented view of `source`, written normalised into `out` at `offset`. */
 function augmentView(
@@ -278,21 +288,183 @@ export function multiCrop(images: ImageBatch, config: AugmentConfig, prng: Prng)
 }
 
 /**
- * {@link multiCrop} of 8-bit source images of any size (each cropped from its own full extent, as
- * DataAugmentationDINO crops the decoded file). Every image must have `channels` channels.
+ * {@link multiCrop} of 8-bit source images of any size, each cropped from its own full extent as
+ * DataAugmentationDINO crops the decoded file, and computed as torchvision computes it on PIL images: uint8 between
+ * operations, bytes equal to PIL's for every operation (see image-ops.ts), normalised as ToTensor + Normalize do
+ * in float32. Every image must have the same channel count. Same draws, in the same order, as {@link multiCrop}.
  */
 export function multiCropImages(images: readonly SourceImage[], config: AugmentConfig, prng: Prng): MultiCropBatch {
   const channels = images[0]?.channels ?? config.mean.length;
-  const sources = images.map((image, b): ChwImage => {
+  images.forEach((image, b) => {
     if (image.channels !== channels) throw new Error(`image ${b} of the batch has ${image.channels} channels, image 0 has ${channels}`);
     if (image.data.length !== image.channels * image.height * image.width) {
       throw new Error(`image ${b} holds ${image.data.length} bytes, expected ${image.channels} x ${image.height} x ${image.width}`);
     }
-    const data = new Float32Array(image.data.length);
-    for (let k = 0; k < data.length; k++) data[k] = image.data[k]! / 255;
-    return { channels: image.channels, height: image.height, width: image.width, data };
   });
-  return cropAll(sources, channels, config, prng);
+  const { plain } = normalizeTablesOf(config, channels);
+  const count = images.length;
+  const globalLength = channels * config.globalSize * config.globalSize;
+  const localLength = channels * config.localSize * config.localSize;
+  const globals = new Float32Array(2 * count * globalLength);
+  const locals = new Float32Array(config.localCrops * count * localLength);
+  for (let b = 0; b < count; b++) {
+    const source = images[b]!;
+    const globalOffset = (view: number) => (view * count + b) * globalLength;
+    const localOffset = (view: number) => (view * count + b) * localLength;
+    if (config.augment === 'none') {
+      const whole = { top: 0, left: 0, height: source.height, width: source.width };
+      for (let v = 0; v < 2; v++) normalizeBytesInto(resizeBytes(source, whole, config.globalSize, config.globalSize, { out: viewScratch(globalLength) }), plain, globals, globalOffset(v));
+      for (let v = 0; v < config.localCrops; v++) normalizeBytesInto(resizeBytes(source, whole, config.localSize, config.localSize, { out: viewScratch(localLength) }), plain, locals, localOffset(v));
+      continue;
+    }
+    const imagePrng = prng.fork();
+    const view = (kind: ViewKind) => drawViewParams(source.height, source.width, kind, config, imagePrng);
+    renderView(source, view('global1'), config, globals, globalOffset(0));
+    renderView(source, view('global2'), config, globals, globalOffset(1));
+    for (let v = 0; v < config.localCrops; v++) renderView(source, view('local'), config, locals, localOffset(v));
+  }
+  return { batchSize: count, channels, globalSize: config.globalSize, localSize: config.localSize, localCrops: config.localCrops, globals, locals };
+}
+
+/** One view's bytes, reused from view to view (each worker thread has its own module instance). */
+let viewBytes = new Uint8Array(0);
+function viewScratch(length: number): Uint8Array {
+  if (viewBytes.length < length) viewBytes = new Uint8Array(length);
+  return viewBytes.subarray(0, length);
+}
+
+/** Per channel, value byte -> normalised float32, as ToTensor (v / 255) then Normalize ((x - mean) / std) compute
+ * it in float32; bytes at or above `solarizeFrom` are first inverted (255 - v), folding Solarization in. */
+function normalizeTables(config: AugmentConfig, channels: number, solarizeFrom: number): Float32Array[] {
+  const f = Math.fround;
+  return Array.from({ length: channels }, (_, c) => {
+    const mean = f(config.mean.length === 1 ? config.mean[0]! : config.mean[c]!);
+    const std = f(config.std.length === 1 ? config.std[0]! : config.std[c]!);
+    const table = new Float32Array(256);
+    for (let v = 0; v < 256; v++) table[v] = f(f(f((v >= solarizeFrom ? 255 - v : v) / 255) - mean) / std);
+    return table;
+  });
+}
+
+/** The byte threshold of PIL's `ImageOps.solarize` for a threshold in [0, 1]: the first v with v / 255 >= it. */
+function solarizeThresholdByte(threshold: number): number {
+  return Math.ceil(threshold * 255 - 1e-9);
+}
+
+function normalizeBytesInto(view: ByteImage, tables: readonly Float32Array[], out: Float32Array, offset: number): void {
+  const plane = view.height * view.width;
+  const data = view.data;
+  for (let c = 0; c < view.channels; c++) {
+    const table = tables[c]!;
+    const base = c * plane;
+    for (let p = 0; p < plane; p++) out[offset + base + p] = table[data[base + p]!]!;
+  }
+}
+
+/** Everything random about one view, drawn before any pixel is touched (the draws of {@link augmentView}). */
+export interface ViewParams {
+  /** RandomResizedCrop's box in the source, resized to `size` x `size`. */
+  readonly box: CropBox;
+  readonly size: number;
+  readonly flip: boolean;
+  /** ColorJitter when applied: the order of the adjustments (0 brightness, 1 contrast, 2 saturation, 3 hue) and
+   * their factors. */
+  readonly jitter: JitterParams | null;
+  readonly grayscale: boolean;
+  /** GaussianBlur's radius (PIL's), when applied. */
+  readonly blurSigma: number | null;
+  readonly solarize: boolean;
+}
+
+/** The parameters of one view of a `height` x `width` source, drawn from `prng` in torchvision's order. */
+export function drawViewParams(height: number, width: number, kind: ViewKind, config: AugmentConfig, prng: Prng): ViewParams {
+  const isGlobal = kind !== 'local';
+  const box = sampleCropBox(height, width, isGlobal ? config.globalScale : config.localScale, config.aspectRatio, prng);
+  const flip = prng.uniform() < config.flipP;
+  let jitter: ViewParams['jitter'] = null;
+  if (prng.uniform() < config.colorJitterP) {
+    const order = prng.permutation(4);
+    const brightness = prng.range(Math.max(0, 1 - config.brightness), 1 + config.brightness);
+    const contrast = prng.range(Math.max(0, 1 - config.contrast), 1 + config.contrast);
+    const saturation = prng.range(Math.max(0, 1 - config.saturation), 1 + config.saturation);
+    const hue = prng.range(-config.hue, config.hue);
+    jitter = { order, brightness, contrast, saturation, hue };
+  }
+  const grayscale = prng.uniform() < config.grayscaleP;
+  const blurP = kind === 'global1' ? config.blurP[0] : kind === 'global2' ? config.blurP[1] : config.blurP[2];
+  const blurSigma = prng.uniform() <= blurP ? prng.range(config.blurSigma[0], config.blurSigma[1]) : null;
+  const solarize = kind === 'global2' && prng.uniform() < config.solarizeP;
+  return { box, size: isGlobal ? config.globalSize : config.localSize, flip, jitter, grayscale, blurSigma, solarize };
+}
+
+/**
+ * One view of an 8-bit `source` with the given parameters, as DataAugmentationDINO computes it on a PIL image
+ * (uint8 between steps, PIL's bytes; see image-ops.ts), normalised into `out` at `offset`
+ * (`channels * size * size` floats).
+ */
+export function renderView(source: SourceImage, view: ViewParams, config: AugmentConfig, out: Float32Array, offset: number): void {
+  // The flip is folded into the resize: exact, as every later step commutes with it.
+  const image = resizeBytes(source, view.box, view.size, view.size, { flip: view.flip, out: viewScratch(source.channels * view.size * view.size) });
+  colorJitterBytes(image, view.jitter, view.grayscale);
+  if (view.blurSigma !== null) gaussianBlurBytes(image, view.blurSigma);
+  const tables = normalizeTablesOf(config, source.channels);
+  normalizeBytesInto(image, view.solarize ? tables.solarized : tables.plain, out, offset);
+}
+
+/** The normalisation tables of a config, made once per config object and channel count. */
+const tablesByConfig = new WeakMap<AugmentConfig, Map<number, { plain: Float32Array[]; solarized: Float32Array[] }>>();
+function normalizeTablesOf(config: AugmentConfig, channels: number): { plain: Float32Array[]; solarized: Float32Array[] } {
+  let byChannels = tablesByConfig.get(config);
+  if (byChannels === undefined) tablesByConfig.set(config, (byChannels = new Map()));
+  let tables = byChannels.get(channels);
+  if (tables === undefined) {
+    checkMeanStd(config, channels);
+    tables = { plain: normalizeTables(config, channels, 256), solarized: normalizeTables(config, channels, solarizeThresholdByte(config.solarizeThreshold)) };
+    byChannels.set(channels, tables);
+  }
+  return tables;
+}
+
+/** Sizes and normalisation of DINO's evaluation transform; ImageNet's is resize 256, crop 224. */
+export interface EvalTransformOptions {
+  /** The image's short side is resized to this (torchvision `Resize(resize)`, bicubic). */
+  readonly resize: number;
+  /** Side of the centred square crop taken next (torchvision `CenterCrop(crop)`); at most `resize`. */
+  readonly crop: number;
+  /** Per-channel mean and standard deviation (one value, or one per channel). */
+  readonly mean: readonly number[];
+  readonly std: readonly number[];
+}
+
+/**
+ * DINO's eval transform (eval_knn.py / eval_linear.py): `Resize(resize, BICUBIC)`, `CenterCrop(crop)`, `ToTensor`,
+ * `Normalize(mean, std)`, as torchvision computes it on a PIL image (the resize is PIL's, bytes equal; only the
+ * cropped pixels are computed). Writes `channels * crop * crop` floats into `out` at `offset`.
+ */
+export function evalTransform(image: SourceImage, options: EvalTransformOptions, out: Float32Array, offset = 0): void {
+  const { resize, crop } = options;
+  if (!(Number.isInteger(resize) && Number.isInteger(crop) && crop > 0 && crop <= resize)) {
+    throw new Error(`eval transform: resize ${resize} and crop ${crop} must be integers with 0 < crop <= resize (DINO: 256 and 224)`);
+  }
+  if (image.data.length !== image.channels * image.height * image.width) {
+    throw new Error(`eval transform: the image holds ${image.data.length} bytes, expected ${image.channels} x ${image.height} x ${image.width}`);
+  }
+  const length = image.channels * crop * crop;
+  if (offset + length > out.length) throw new Error(`eval transform: ${length} values at offset ${offset} do not fit an output of ${out.length}`);
+  checkMeanStd(options, image.channels);
+  // torchvision's _compute_resized_output_size: the short side becomes `resize`, the long side is truncated.
+  const { height, width } = image;
+  const outHeight = width <= height ? Math.trunc((resize * height) / width) : resize;
+  const outWidth = width <= height ? resize : Math.trunc((resize * width) / height);
+  const window = { top: roundHalfEven((outHeight - crop) / 2), left: roundHalfEven((outWidth - crop) / 2), height: crop, width: crop };
+  const view = resizeBytes(image, { top: 0, left: 0, height, width }, outHeight, outWidth, { window, out: viewScratch(length) });
+  normalizeBytesInto(view, normalizeTables({ ...DINO_AUGMENT, mean: options.mean, std: options.std }, image.channels, 256), out, offset);
+}
+
+function checkMeanStd(config: { readonly mean: readonly number[]; readonly std: readonly number[] }, channels: number): void {
+  if ((config.mean.length !== 1 && config.mean.length !== channels) || config.std.length !== config.mean.length) {
+    throw new Error(`mean/std have ${config.mean.length}/${config.std.length} values for ${channels}-channel images: give 1 or ${channels} of each`);
+  }
 }
 
 function cropAll(sources: readonly ChwImage[], channels: number, config: AugmentConfig, prng: Prng): MultiCropBatch {

@@ -205,22 +205,37 @@ test('config validation lists every problem', () => {
   assert.throws(() => multiCrop(randomImages(1, 1, 8, 8, 1), augmentConfig({ globalSize: 8, localSize: 4 }), Prng.seeded(1)), /3 values for 1-channel/);
 });
 
-test('multiCropImages crops 8-bit sources of different sizes, each from its own extent, as multiCrop does', () => {
+test('multiCropImages crops 8-bit sources of different sizes, each from its own extent, with multiCrop\'s draws', () => {
   const config = augmentConfig({ globalSize: 16, localSize: 8, localCrops: 2, mean: [0.5], std: [0.25] });
   const sizes = [[20, 30], [33, 17]] as const;
-  const sources = sizes.map(([h, w], i) => ({ channels: 1, height: h, width: w, data: Uint8Array.from({ length: h * w }, (_, k) => (k * 7 + i * 13) % 256) }));
+  const sources = sizes.map(([h, w], i) => ({ channels: 1, height: h, width: w, data: Uint8Array.from({ length: h * w }, (_, k) => Math.round(127.5 + 120 * Math.sin(k * 0.37 + i))) }));
   const mixed = multiCropImages(sources, config, Prng.seeded(5));
   assert.is(mixed.globals.length, 2 * 2 * 16 * 16);
   assert.is(mixed.locals.length, 2 * 2 * 8 * 8);
-  // Each image alone, through the float path, with the generator state it gets inside the batch.
+  // Each image alone through the float path, with the generator state it gets inside the batch: the same boxes and
+  // parameters, so the views agree up to the uint8 rounding between steps (PIL truncates after each colour op: a
+  // bias of up to a level per op; measured here max 2.5, mean 1.6 levels of 255).
   const prng = Prng.seeded(5);
   for (const [b, s] of sources.entries()) {
     const alone = multiCrop({ count: 1, channels: 1, height: s.height, width: s.width, pixels: Float32Array.from(s.data, (v) => v / 255) }, config, prng);
     for (let v = 0; v < 2; v++) {
-      assert.equal(Array.from(mixed.globals.subarray((v * 2 + b) * 256, (v * 2 + b + 1) * 256)), Array.from(alone.globals.subarray(v * 256, (v + 1) * 256)));
+      const ours = mixed.globals.subarray((v * 2 + b) * 256, (v * 2 + b + 1) * 256);
+      const float = alone.globals.subarray(v * 256, (v + 1) * 256);
+      let max = 0, sum = 0;
+      for (let k = 0; k < 256; k++) { const d = Math.abs(ours[k]! - float[k]!) * 0.25 * 255; max = Math.max(max, d); sum += d; }
+      assert.ok(max <= 4 && sum / 256 <= 2, `image ${b} view ${v}: max ${max.toFixed(2)}, mean ${(sum / 256).toFixed(2)} levels`);
     }
   }
+  assert.equal(multiCropImages(sources, config, Prng.seeded(5)), mixed, 'same seed, same crops');
   assert.throws(() => multiCropImages([sources[0]!, { ...sources[1]!, channels: 3 }], config, Prng.seeded(1)), /image 1 of the batch has 3 channels/);
+  assert.throws(() => multiCropImages([{ ...sources[0]!, height: 21 }], config, Prng.seeded(1)), /image 0 holds 600 bytes/);
+});
+
+test('multiCropImages in none mode: every view is the whole image resized, no randomness', () => {
+  const config = augmentConfig({ augment: 'none', globalSize: 8, localSize: 4, localCrops: 1, mean: [0], std: [1] });
+  const flat = { channels: 1, height: 10, width: 14, data: new Uint8Array(140).fill(51) };
+  const out = multiCropImages([flat], config, Prng.seeded(1));
+  for (const v of [...out.globals, ...out.locals]) assert.is(v, Math.fround(51 / 255));
 });
 
 test.run();

@@ -1,0 +1,101 @@
+/**
+ * The 8-bit DataAugmentationDINO pipeline against torchvision 0.14 + Pillow 9.4 (Debian's python3-torchvision), on
+ * the fixtures made by tools/make_augment_fixtures.py: fixed crop boxes and parameters, so every op is compared
+ * byte for byte with what DINO's transforms produce on a PIL image.
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { readFileSync } from 'node:fs';
+import {
+  adjustBrightnessBytes, adjustContrastBytes, adjustHueBytes, adjustSaturationBytes, gaussianBlurBytes,
+  resizeBytes, solarizeBytes, toGrayscaleBytes, type ByteImage,
+} from '../../../runtime/data/image-ops.ts';
+import { augmentConfig, evalTransform, renderView } from '../../../runtime/data/multicrop.ts';
+
+interface Source { channels: number; height: number; width: number; data: string }
+interface Fixture {
+  generator: string;
+  mean: number[]; std: number[];
+  sources: Record<string, Source>;
+  crops: Array<{ source: string; box: [number, number, number, number]; size: number; output: string }>;
+  opsBase: { image: Source };
+  ops: Array<{ op: string; factor: number; output: string }>;
+  views: Array<{ box: [number, number, number, number]; size: number; flip: boolean; jitter: [number[], number, number, number, number] | null; gray: boolean; blur: number | null; solarize: boolean; output: string }>;
+  evals: Array<{ source: string; resize: number; crop: number; output: string }>;
+}
+const fixture = JSON.parse(readFileSync(new URL('./fixtures/torchvision-augment.json', import.meta.url), 'utf8')) as Fixture;
+const bytes = (b64: string) => new Uint8Array(Buffer.from(b64, 'base64'));
+const floats = (b64: string) => { const b = Buffer.from(b64, 'base64'); return new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.length)); };
+const image = (s: Source): ByteImage => ({ channels: s.channels, height: s.height, width: s.width, data: bytes(s.data) });
+
+/** Largest absolute difference and how many values differ. */
+function diff(ours: ArrayLike<number>, theirs: ArrayLike<number>): { max: number; differing: number } {
+  assert.is(ours.length, theirs.length);
+  let max = 0, differing = 0;
+  for (let i = 0; i < ours.length; i++) {
+    const d = Math.abs(ours[i]! - theirs[i]!);
+    if (d > 0) differing++;
+    if (d > max) max = d;
+  }
+  return { max, differing };
+}
+
+test(`fixtures come from ${fixture.generator}`, () => {
+  assert.is(fixture.generator, 'tools/make_augment_fixtures.py');
+});
+
+test('crop + bicubic resize equals PIL byte for byte (shrink, enlarge, mixed, whole image)', () => {
+  for (const c of fixture.crops) {
+    const [top, left, height, width] = c.box;
+    const out = resizeBytes(image(fixture.sources[c.source]!), { top, left, height, width }, c.size, c.size);
+    const d = diff(out.data, bytes(c.output));
+    assert.ok(d.max === 0, `${c.source} box ${c.box} -> ${c.size}: max ${d.max}, ${d.differing} values differ`);
+  }
+});
+
+test('colour jitter, grayscale, blur and solarize equal torchvision on PIL byte for byte', () => {
+  for (const o of fixture.ops) {
+    const img = image(fixture.opsBase.image);
+    if (o.op === 'brightness') adjustBrightnessBytes(img, o.factor);
+    else if (o.op === 'contrast') adjustContrastBytes(img, o.factor);
+    else if (o.op === 'saturation') adjustSaturationBytes(img, o.factor);
+    else if (o.op === 'hue') adjustHueBytes(img, o.factor);
+    else if (o.op === 'grayscale') toGrayscaleBytes(img);
+    else if (o.op === 'blur') gaussianBlurBytes(img, o.factor);
+    else if (o.op === 'solarize') solarizeBytes(img, o.factor);
+    else assert.unreachable(`unknown op ${o.op}`);
+    const d = diff(img.data, bytes(o.output));
+    assert.ok(d.max === 0, `${o.op} ${o.factor}: max ${d.max}, ${d.differing} values differ`);
+  }
+});
+
+test('whole views (crop, flip, jitter in a given order, grayscale, blur, solarize, normalise) equal torchvision\'s tensors', () => {
+  const config = augmentConfig({ mean: fixture.mean, std: fixture.std });
+  const source = image(fixture.sources['large']!);
+  for (const v of fixture.views) {
+    const [top, left, height, width] = v.box;
+    const jitter = v.jitter === null ? null : { order: v.jitter[0], brightness: v.jitter[1], contrast: v.jitter[2], saturation: v.jitter[3], hue: v.jitter[4] };
+    const out = new Float32Array(3 * v.size * v.size);
+    renderView(source, { box: { top, left, height, width }, size: v.size, flip: v.flip, jitter, grayscale: v.gray, blurSigma: v.blur, solarize: v.solarize }, config, out, 0);
+    // ToTensor and Normalize in float32 as torch computes them: the same floats, not merely close ones.
+    const d = diff(out, floats(v.output));
+    assert.ok(d.max === 0, `view ${JSON.stringify(v.box)} -> ${v.size}: max ${d.max}, ${d.differing} values differ`);
+  }
+});
+
+test('eval transform equals Resize(short side, bicubic) + CenterCrop + ToTensor + Normalize', () => {
+  for (const e of fixture.evals) {
+    const src = image(fixture.sources[e.source]!);
+    const out = new Float32Array(2 + 3 * e.crop * e.crop).fill(7);
+    evalTransform(src, { resize: e.resize, crop: e.crop, mean: fixture.mean, std: fixture.std }, out, 1);
+    assert.is(out[0], 7);
+    assert.is(out[out.length - 1], 7);
+    const d = diff(out.subarray(1, out.length - 1), floats(e.output));
+    assert.ok(d.max === 0, `${e.source} resize ${e.resize} crop ${e.crop}: max ${d.max}, ${d.differing} values differ`);
+  }
+  const src = image(fixture.sources['small']!);
+  assert.throws(() => evalTransform(src, { resize: 20, crop: 24, mean: fixture.mean, std: fixture.std }, new Float32Array(3 * 24 * 24)), /crop <= resize/);
+  assert.throws(() => evalTransform(src, { resize: 24, crop: 24, mean: fixture.mean, std: fixture.std }, new Float32Array(10)), /do not fit/);
+});
+
+test.run();
