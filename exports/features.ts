@@ -3,8 +3,9 @@
  * with its label and (for image folders) its file.
  *
  * The extraction reads an abstract batched source ({@link BatchedImages}: preprocessed float batches, labels and
- * row numbers) so that a source that decodes files as it goes and one that holds the dataset in memory are used
- * the same way. Rows are written as they come into a file allocated at its final size up front (a feature file's
+ * row numbers): image folders are indexed (runtime/data/folder-index.ts) and each batch's files decoded when it is
+ * needed, through DINO's eval transform ({@link folderImages}); an in-memory dataset (Fashion-MNIST) is used as the
+ * evaluations use it ({@link datasetImages}). Rows are written as they come into a file allocated at its final size up front (a feature file's
  * size is known from the row count and the feature width), so memory does not grow with the dataset, and a
  * progress record beside it (`OUT.progress.json`) says how many rows are complete: a run that is stopped (Ctrl-C,
  * a crash, a killed job) continues from there when the same command runs again, and the finished file is byte for
@@ -23,7 +24,10 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { createSession, type ExecutionProvider, type ort } from '../runtime/backend.ts';
 import type { Dataset, ImageSet } from '../runtime/data/dataset.ts';
-import { type EvalDataOptions, EvalOptionError, evalDataSource, loadEvalData } from './eval.ts';
+import { decodeImageFile } from '../runtime/data/decode.ts';
+import { type FolderFiles, type FolderIndex, indexImageFolder } from '../runtime/data/folder-index.ts';
+import { type EvalTransformOptions, evalTransform } from '../runtime/data/multicrop.ts';
+import { type EvalDataOptions, EvalDataError, EvalOptionError, evalDataSource, loadEvalData } from './eval.ts';
 import { type FeatureFileInfo, featureFilePaths, featureFormat, normalizeRows, openFeatureFile, writeAt, writeProgress } from './feature-file.ts';
 import { type LinearFeatureSpec, checkLinearFeature, featureRows, linearFeatureDim, modelInputBatch, modelInputSize, runModel } from './knn.ts';
 import { readExportInfo, readRunConfig } from './teacher.ts';
@@ -223,9 +227,89 @@ export interface ExtractFeaturesOptions extends EvalDataOptions {
   readonly progress?: (done: number, total: number) => void;
 }
 
+/** DINO's evaluation transform (eval_knn.py, eval_linear.py) scaled to a model input side `side`: the short side resized
+ * to side * 256 / 224 (bicubic), a centred side x side crop; values in [0, 1] (the exported model normalises). */
+export function dinoEvalTransform(side: number): EvalTransformOptions {
+  return { resize: Math.round((side * 256) / 224), crop: side, mean: [0], std: [1] };
+}
+
+/** One split of an indexed folder, or the files of an explicit list, as rows of a folder source. */
+export interface FolderRows {
+  readonly name: string;
+  readonly files: FolderFiles;
+  /** Maps the list's labels into the source's classes (a validation folder's own class order differs). */
+  readonly label?: (i: number) => number;
+}
+
+/** The splits of consecutive parts, parts of the same name (a validation folder's train/ and val/) counted as one. */
+function splitsOf(parts: readonly FolderRows[]): { name: string; count: number }[] {
+  const splits: { name: string; count: number }[] = [];
+  for (const p of parts) {
+    const last = splits[splits.length - 1];
+    if (last && last.name === p.name) last.count += p.files.count;
+    else splits.push({ name: p.name, count: p.files.count });
+  }
+  return splits;
+}
+
+/**
+ * Image files streamed as model input: each batch's files are read and decoded when the batch is asked for (the
+ * next batch while the model runs the current one), through {@link evalTransform} with `transform`. Memory holds two
+ * batches, whatever the number of files. A file that cannot be decoded stops the extraction with an error naming it.
+ */
+export function folderImages(
+  parts: readonly FolderRows[],
+  opts: { root: string; classes: readonly string[]; channels: 1 | 3; transform: EvalTransformOptions; data: string; concurrency?: number },
+): BatchedImages {
+  const { channels, transform } = opts;
+  const side = transform.crop, per = channels * side * side;
+  const count = parts.reduce((n, p) => n + p.files.count, 0);
+  const rows: { part: FolderRows; i: number }[] = []; // row -> file: two numbers per row, not the decoded image
+  for (const part of parts) for (let i = 0; i < part.files.count; i++) rows.push({ part, i });
+  const files = rows.map(({ part, i }) => path.relative(opts.root, part.files.file(i)).split(path.sep).join('/'));
+  const concurrency = opts.concurrency ?? 8;
+  const load = async (first: number, n: number, images: Float32Array, labels: Int32Array): Promise<ModelInputBatch> => {
+    let next = 0;
+    const work = async () => {
+      for (let k = next++; k < n; k = next++) {
+        const { part, i } = rows[first + k]!;
+        const image = await decodeImageFile(part.files.file(i), channels);
+        evalTransform(image, transform, images, k * per);
+        labels[k] = part.label ? part.label(i) : part.files.label(i);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(concurrency, n) }, work));
+    return { first, count: n, images: images.subarray(0, n * per), labels: labels.subarray(0, n) };
+  };
+  return {
+    count, channels, height: side, width: side, classes: opts.classes,
+    splits: splitsOf(parts), files,
+    description: { data: opts.data, transform: `DINO's eval transform: Resize(${transform.resize}, bicubic) + CenterCrop(${side}), values in [0, 1]` },
+    async *batches(from, batchSize) {
+      // Two buffers: the next batch is decoded into one while the caller uses the other.
+      const buffers = [0, 1].map(() => ({ images: new Float32Array(batchSize * per), labels: new Int32Array(batchSize) }));
+      let turn = 0;
+      const start = (first: number) => {
+        if (first >= count) return undefined;
+        const buffer = buffers[turn]!;
+        turn = 1 - turn;
+        return load(first, Math.min(batchSize, count - first), buffer.images, buffer.labels);
+      };
+      let pending = start(from);
+      while (pending) {
+        const batch = await pending;
+        pending = start(batch.first + batch.count);
+        yield batch;
+      }
+    },
+  };
+}
+
 /**
  * `dino features`: the model (a run's teacher, exported when needed, or an `.onnx`), the data (the run's own, a
- * folder or Fashion-MNIST, split as the evaluations split it: exports/eval.ts), then {@link writeFeatures}.
+ * folder or Fashion-MNIST, split as the evaluations split it: exports/eval.ts), then {@link writeFeatures}. Image
+ * folders are streamed through DINO's eval transform ({@link folderImages}); Fashion-MNIST is read in memory and
+ * used at its 28 px, as the evaluations use it.
  */
 export async function extractFeatureFile(opts: ExtractFeaturesOptions): Promise<WriteFeaturesResult> {
   featureFormat(opts.out); // before exporting or loading anything
@@ -235,11 +319,16 @@ export async function extractFeatureFile(opts: ExtractFeaturesOptions): Promise<
   const model = runModel({ ...opts, ...(plain || opts.model ? {} : { intermediate: linear.nLastBlocks }) });
   const info = readExportInfo(model);
   const split = opts.split ?? 'all';
-  const data = await loadEvalData({ ...opts, skipBadImages: opts.skipBadImages ?? false }, info, { needTest: false });
   const splits = split === 'all' ? (['train', 'test'] as const) : ([split] as const);
-  const size = modelInputSize(info, data.height, data.width);
-  const files = await folderFiles(opts, data, splits);
-  const images = datasetImages(data, splits, size, files ? { files } : {});
+  const src = evalDataSource(opts);
+  let images: BatchedImages;
+  if (src.kind === 'folder') {
+    const side = info.imageSize ? info.imageSize[0] : info.backbone.imgSize;
+    images = await folderSource(src, opts, splits, { channels: info.backbone.inChans === 1 ? 1 : 3, transform: dinoEvalTransform(side) });
+  } else {
+    const data = await loadEvalData(opts, info, { needTest: false });
+    images = datasetImages(data, splits, modelInputSize(info, data.height, data.width));
+  }
   return writeFeatures({
     model, images, out: opts.out, ...(plain ? {} : { linear }),
     ...(opts.normalize ? { normalize: true } : {}), ...(opts.batch ? { batch: opts.batch } : {}),
@@ -249,39 +338,42 @@ export async function extractFeatureFile(opts: ExtractFeaturesOptions): Promise<
 }
 
 /**
- * The file of each row of a folder dataset, relative to the folder, listed as `loadImageFolder` orders them (its
- * train/ + test/ (or val/) layout, or every 10th file per class held out). Undefined for Fashion-MNIST and when a
- * validation folder or skipped images make the listing differ from the loader's rows.
+ * The rows of an image folder, split as exports/eval.ts splits it for the evaluations: a run's own folder by the
+ * holdout its training recorded (or its train/ + val/ layout), a folder given by every 10th file of each class (or
+ * its layout); with a validation folder, the data folder's training files against every file of the validation
+ * folder, classes matched by name.
  */
-async function folderFiles(opts: EvalDataOptions, data: Dataset, splits: readonly ('train' | 'test')[]): Promise<string[] | undefined> {
-  const src = evalDataSource(opts);
-  if (src.kind !== 'folder' || src.val !== undefined) return undefined;
-  const listed = listImageFolder(src.path);
-  if (listed.train.length !== data.train.count || listed.test.length !== data.test.count) return undefined; // skipped images
-  return splits.flatMap((s) => listed[s]);
-}
-
-/**
- * Lists an image folder in the order `loadImageFolder` (runtime/data/image-folder.ts) loads it: hidden entries
- * ignored, entries sorted by code unit, class folders searched recursively, loose files in their sorted place; the
- * train/ + test/ (or val/) layout, else in each class every 10th file is test. Paths are relative to `root`, with `/`.
- */
-export function listImageFolder(root: string): { train: string[]; test: string[] } {
-  const entries = (dir: string) => fs.readdirSync(dir, { withFileTypes: true }).filter((e) => !e.name.startsWith('.')).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-  const recursive = (dir: string): string[] => entries(dir).flatMap((e) => (e.isDirectory() ? recursive(path.join(dir, e.name)) : e.isFile() ? [path.join(dir, e.name)] : []));
-  type Listed = { file: string; group: string | undefined };
-  const split = (dir: string): Listed[] =>
-    entries(dir).flatMap((e): Listed[] => (e.isDirectory() ? recursive(path.join(dir, e.name)).map((file) => ({ file, group: e.name })) : e.isFile() ? [{ file: path.join(dir, e.name), group: undefined }] : []));
-  const dirs = new Set(entries(root).filter((e) => e.isDirectory()).map((e) => e.name));
-  const testDir = dirs.has('test') ? 'test' : dirs.has('val') ? 'val' : undefined;
-  const rel = (f: { file: string }) => path.relative(root, f.file).split(path.sep).join('/');
-  if (dirs.has('train') && testDir !== undefined) return { train: split(path.join(root, 'train')).map(rel), test: split(path.join(root, testDir)).map(rel) };
-  const train: string[] = [], test: string[] = [];
-  const seen = new Map<string | undefined, number>();
-  for (const f of split(root)) {
-    const k = seen.get(f.group) ?? 0;
-    seen.set(f.group, k + 1);
-    ((k + 1) % 10 === 0 ? test : train).push(rel(f));
+async function folderSource(
+  src: Extract<ReturnType<typeof evalDataSource>, { kind: 'folder' }>,
+  opts: ExtractFeaturesOptions,
+  splits: readonly ('train' | 'test')[],
+  how: { channels: 1 | 3; transform: EvalTransformOptions },
+): Promise<BatchedImages> {
+  const skipBadImages = opts.skipBadImages ?? false;
+  const report = (index: FolderIndex) => {
+    if (index.skipped.length) opts.log?.(`skipped ${index.skipped.length} unreadable image(s) in ${index.root}, e.g. ${index.skipped[0]!.file}: ${index.skipped[0]!.reason}`);
+    return index;
+  };
+  for (const [folder, role] of [[src.path, 'data'], [src.val, 'val']] as const) {
+    if (folder !== undefined && !(fs.existsSync(folder) && fs.statSync(folder).isDirectory())) {
+      throw new EvalDataError({ kind: 'missing', folder, role, ...(opts.dataset === undefined && src.run ? { run: src.run } : {}) });
+    }
   }
-  return { train, test };
+  const ownRun = opts.dataset === undefined && src.run !== undefined;
+  if (src.val === undefined) {
+    const index = report(await indexImageFolder(src.path, { skipBadImages, holdout: ownRun ? src.holdout ?? 0 : 0.1 }));
+    const parts = splits.map((name) => ({ name, files: index[name] }));
+    return folderImages(parts, { root: index.root, classes: index.classes, ...how, data: `${index.name} (${splits.join(' + ')})` });
+  }
+  const bank = report(await indexImageFolder(src.path, { skipBadImages, holdout: 0 }));
+  const val = report(await indexImageFolder(src.val, { skipBadImages, holdout: 0 }));
+  const classes = [...bank.classes, ...val.classes.filter((c) => !bank.classes.includes(c))];
+  const toBank = (files: FolderFiles) => (i: number) => (files.label(i) < 0 ? -1 : classes.indexOf(val.classes[files.label(i)]!));
+  const parts: FolderRows[] = [];
+  if (splits.includes('train')) parts.push({ name: 'train', files: bank.train });
+  if (splits.includes('test')) {
+    // The validation folder's files in the order the evaluations read them: its train/ (or all), then its val/.
+    for (const files of [val.train, val.test].filter((f) => f.count > 0)) parts.push({ name: 'test', files, label: toBank(files) });
+  }
+  return folderImages(parts, { root: bank.root, classes, ...how, data: `${bank.name} (val: ${val.name})` });
 }

@@ -1,8 +1,9 @@
 /**
- * exports/features.ts, exports/feature-file.ts and `dino features`: the rows of a feature file equal
- * `extractFeatures` on the same images, in data order, with their labels and files; a row is the feature of its
- * file; both formats read back alike; a run stopped by SIGINT and run again gives the very file an uninterrupted
- * run gives; k-NN and the linear probe take the files instead of a model.
+ * exports/features.ts, exports/feature-file.ts and `dino features`: a folder's rows are its files through DINO's
+ * eval transform and the model, in data order with their labels and files; an in-memory dataset's rows equal
+ * `extractFeatures`; a row is the feature of its file; the run's recorded holdout and a validation folder split the
+ * rows as the evaluations split them; both formats read back alike; a run stopped by SIGINT and run again gives the
+ * very file an uninterrupted run gives; k-NN and the linear probe take the files instead of a model.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -10,11 +11,15 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import sharp from 'sharp';
-import { readFeatureFile, readFeatureSplits } from '../../exports/feature-file.ts';
-import { extractFeatureFile, listImageFolder } from '../../exports/features.ts';
-import { extractFeatures, knnEvaluate, runModel } from '../../exports/knn.ts';
-import { linearProbe } from '../../exports/linear.ts';
-import { loadImageFolder } from '../../runtime/data/image-folder.ts';
+import { Prng } from '../../dsl/index.ts';
+import { featureSplit, readFeatureFile, readFeatureSplits } from '../../exports/feature-file.ts';
+import { datasetImages, dinoEvalTransform, extractFeatureFile, writeFeatures } from '../../exports/features.ts';
+import { type LinearFeatureSpec, extractFeatures, featureRows, knnClassify, knnEvaluate, runModel } from '../../exports/knn.ts';
+import { linearProbe, trainLinearProbe } from '../../exports/linear.ts';
+import { createSession } from '../../runtime/backend.ts';
+import type { Dataset } from '../../runtime/data/dataset.ts';
+import { decodeImageFile } from '../../runtime/data/decode.ts';
+import { evalTransform } from '../../runtime/data/multicrop.ts';
 import { makeRun, tempDir } from './helpers.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
@@ -48,24 +53,45 @@ async function rejection(f: () => Promise<unknown>): Promise<Error> {
 
 const rowsOf = (data: Float32Array, dim: number, i: number) => Array.from(data.subarray(i * dim, (i + 1) * dim));
 
-test('rows equal extractFeatures on the same images, in data order, with labels and files (.safetensors and .npy)', async () => {
+/** Each file alone through DINO's eval transform at 28 px (grayscale) and the model: the rows a feature file must hold. */
+async function reference(modelFile: string, files: readonly string[], linear?: LinearFeatureSpec): Promise<Float32Array[]> {
+  const session = await createSession(modelFile, { threads: 1 });
+  const rows: Float32Array[] = [];
+  const dim = linear ? 192 * (linear.nLastBlocks + (linear.avgpoolPatchtokens ? 1 : 0)) : 192;
+  for (const file of files) {
+    const input = new Float32Array(28 * 28);
+    evalTransform(await decodeImageFile(file, 1), dinoEvalTransform(28), input);
+    const row = new Float32Array(dim);
+    await featureRows(session, 192, input, [1, 1, 28, 28], linear, row);
+    rows.push(row);
+  }
+  await session.release();
+  return rows;
+}
+
+function assertRowsClose(got: Float32Array, dim: number, want: Float32Array[], what: string): void {
+  want.forEach((w, i) => {
+    const g = got.subarray(i * dim, (i + 1) * dim);
+    const err = Math.max(...Array.from(w, (v, j) => Math.abs(v - g[j]!)));
+    assert.ok(err < 1e-4, `${what} row ${i}: max difference ${err}`);
+  });
+}
+
+test("a folder's rows are its files through DINO's eval transform, in data order, with labels and files (.safetensors, .npy)", async () => {
   await makeFolder();
   const out = path.join(dir, 'f.safetensors');
   const r = await extractFeatureFile({ run, dataset: folder, out, batch: 5 });
   assert.ok(r.finished);
-  assert.is(r.info.count, 36);
   const file = readFeatureFile(out);
-  const data = (await loadImageFolder(folder, { imageSize: 28, channels: 1 })).dataset;
-  const expected = [data.train, data.test].map((set) => extractFeatures(model, { channels: 1, height: 28, width: 28, set }, { batch: 5 }));
-  const [train, test] = await Promise.all(expected);
+  assert.is(file.count, 36);
   assert.equal(file.info.splits, [{ name: 'train', count: 33 }, { name: 'test', count: 3 }]);
-  assert.equal(Array.from(file.data), [...Array.from(train!.data), ...Array.from(test!.data)], 'rows = extractFeatures, train then test');
-  assert.equal(Array.from(file.labels), [...Array.from(train!.labels), ...Array.from(test!.labels)]);
   assert.equal(file.info.classes, ['cat', 'dog', 'emu']);
-  // Files: every 10th of each class is test, as loadImageFolder splits; each row's label is its file's folder.
+  assert.match(file.info.transform, /Resize\(32, bicubic\) \+ CenterCrop\(28\)/);
+  // Every 10th file of each class is test, as the evaluations split a folder given to them; labels are the folders.
   assert.equal(file.files!.slice(0, 3), ['cat/00.png', 'cat/01.png', 'cat/02.png']);
   assert.equal(file.files!.slice(33), ['cat/09.png', 'dog/09.png', 'emu/09.png']);
   file.files!.forEach((f, i) => assert.is(file.info.classes[file.labels[i]!], f.split('/')[0], `row ${i} (${f})`));
+  assertRowsClose(file.data, file.dim, await reference(model, file.files!.map((f) => path.join(folder, f))), 'f.safetensors');
   // The .npy form holds the same rows.
   const npy = path.join(dir, 'g.npy');
   await extractFeatureFile({ run, dataset: folder, out: npy, batch: 5 });
@@ -87,34 +113,59 @@ test('rows equal extractFeatures on the same images, in data order, with labels 
 test('a row is the feature of its file: a file alone in a folder gives the same row', async () => {
   const file = readFeatureFile(path.join(dir, 'f.safetensors'));
   for (const row of [4, 20, 35]) {
-    const lone = path.join(dir, `lone-${row}`, 'x');
-    fs.mkdirSync(lone, { recursive: true });
-    fs.copyFileSync(path.join(folder, file.files![row]!), path.join(lone, 'image.png'));
-    const data = (await loadImageFolder(path.dirname(lone), { imageSize: 28, channels: 1, testEvery: 0 })).dataset;
-    const one = await extractFeatures(model, { channels: 1, height: 28, width: 28, set: data.train });
-    assert.equal(Array.from(one.data), rowsOf(file.data, file.dim, row), `row ${row} = ${file.files![row]}`);
+    const lone = path.join(dir, `lone-${row}`);
+    fs.mkdirSync(path.join(lone, 'x'), { recursive: true });
+    fs.copyFileSync(path.join(folder, file.files![row]!), path.join(lone, 'x', 'image.png'));
+    const out = path.join(lone, 'one.safetensors');
+    await extractFeatureFile({ model, dataset: lone, out, split: 'train' });
+    const one = readFeatureFile(out);
+    assert.is(one.count, 1);
+    assertRowsClose(one.data, one.dim, [file.data.subarray(row * file.dim, (row + 1) * file.dim)], `row ${row} = ${file.files![row]}`);
   }
 });
 
-test('listImageFolder orders files as loadImageFolder: train/ + val/ layout', () => {
-  const root = path.join(dir, 'layout');
-  for (const f of ['train/b/2.png', 'train/b/1.png', 'train/a/z/3.png', 'train/loose.png', 'val/a/9.png', '.hidden/x.png']) {
-    fs.mkdirSync(path.dirname(path.join(root, f)), { recursive: true });
-    fs.writeFileSync(path.join(root, f), '');
-  }
-  assert.equal(listImageFolder(root), { train: ['train/a/z/3.png', 'train/b/1.png', 'train/b/2.png', 'train/loose.png'], test: ['val/a/9.png'] });
+test("an in-memory dataset's rows equal extractFeatures on the same images, bit for bit", async () => {
+  const prng = Prng.seeded(9);
+  const set = (n: number) => ({ count: n, pixels: Uint8Array.from({ length: n * 28 * 28 }, () => Math.floor(prng.uniform() * 256)), labels: Int32Array.from({ length: n }, (_, i) => i % 3) });
+  const data: Dataset = { name: 'random', channels: 1, height: 28, width: 28, classes: ['a', 'b', 'c'], train: set(20), test: set(7) };
+  const out = path.join(dir, 'mem.safetensors');
+  await writeFeatures({ model, out, batch: 8, images: datasetImages(data, ['train', 'test'], [28, 28]) });
+  const file = readFeatureFile(out);
+  const [train, test] = [await extractFeatures(model, { channels: 1, height: 28, width: 28, set: data.train }, { batch: 8 }), await extractFeatures(model, { channels: 1, height: 28, width: 28, set: data.test }, { batch: 8 })];
+  assert.equal(Array.from(file.data), [...Array.from(train.data), ...Array.from(test.data)]);
+  assert.equal(Array.from(file.labels), [...Array.from(data.train.labels), ...Array.from(data.test.labels)]);
+  assert.is(file.files, undefined);
 });
 
-test('linear feature (2 last blocks + mean patch token) equals extractFeatures with the same spec; normalize gives unit rows', async () => {
+test("a run's own folder is split by its recorded holdout; a validation folder's classes are matched by name", async () => {
+  const holdRun = makeRun(path.join(dir, 'hold-run'), { config: { data: { kind: 'folder', path: folder }, holdout: 0.25 } as never }).dir;
+  const out = path.join(dir, 'hold.npy');
+  await extractFeatureFile({ run: holdRun, out, split: 'test' });
+  const held = readFeatureFile(out);
+  // floor((k + 1) 0.25) > floor(k 0.25): files k = 3, 7, 11 of each class.
+  assert.equal(held.files, ['cat', 'dog', 'emu'].flatMap((c) => ['03', '07', '11'].map((k) => `${c}/${k}.png`)));
+  const val = path.join(dir, 'val');
+  for (const [cls, src] of [['dog', 'cat/00.png'], ['zebra', 'emu/05.png']]) {
+    fs.mkdirSync(path.join(val, cls!), { recursive: true });
+    fs.copyFileSync(path.join(folder, src!), path.join(val, cls!, 'v.png'));
+  }
+  const withVal = path.join(dir, 'with-val.safetensors');
+  await extractFeatureFile({ model, dataset: folder, val, out: withVal });
+  const v = readFeatureFile(withVal);
+  assert.equal(v.info.splits, [{ name: 'train', count: 36 }, { name: 'test', count: 2 }]);
+  assert.equal(v.info.classes, ['cat', 'dog', 'emu', 'zebra']);
+  assert.equal(Array.from(v.labels.subarray(36)), [1, 3]);
+  assert.equal(v.files!.slice(36), ['../val/dog/v.png', '../val/zebra/v.png']);
+});
+
+test('linear feature (2 last blocks + mean patch token) as the probe reads it; normalize gives unit rows', async () => {
   const linear = { nLastBlocks: 2, avgpoolPatchtokens: true };
   const out = path.join(dir, 'lin.safetensors');
   await extractFeatureFile({ run, dataset: folder, out, split: 'test', ...linear });
   const file = readFeatureFile(out);
-  const data = (await loadImageFolder(folder, { imageSize: 28, channels: 1 })).dataset;
-  const ref = await extractFeatures(runModel({ run, intermediate: 2 }), { channels: 1, height: 28, width: 28, set: data.test }, { linear });
   assert.is(file.dim, 3 * 192);
-  assert.equal(Array.from(file.data), Array.from(ref.data));
   assert.equal(file.info.linear, linear);
+  assertRowsClose(file.data, file.dim, await reference(runModel({ run, intermediate: 2 }), file.files!.map((f) => path.join(folder, f)), linear), 'linear');
   const unit = path.join(dir, 'unit.npy');
   await extractFeatureFile({ run, dataset: folder, out: unit, split: 'test', normalize: true });
   const u = readFeatureFile(unit);
@@ -184,20 +235,22 @@ test('SIGINT mid-way, then the same command again: the file an uninterrupted run
 });
 
 test('knn and linear take precomputed features: a dino features file, and a knn --dump-features folder', async () => {
-  const viaModel = await knnEvaluate({ run, dataset: folder, ks: [1, 5], save: false, dumpFeatures: path.join(dir, 'dump') });
+  const file = readFeatureFile(path.join(dir, 'f.safetensors'));
+  const [train, test] = [featureSplit(file, 'train'), featureSplit(file, 'test')];
   const viaFile = await knnEvaluate({ features: path.join(dir, 'f.safetensors'), ks: [1, 5] });
+  assert.equal(viaFile.result, await knnClassify(train, test, { ks: [1, 5], numClasses: 3 }));
+  const viaModel = await knnEvaluate({ run, dataset: folder, ks: [1, 5], save: false, dumpFeatures: path.join(dir, 'dump') });
   const viaDump = await knnEvaluate({ features: path.join(dir, 'dump'), ks: [1, 5] });
-  assert.equal(viaFile.result, viaModel.result);
   assert.equal(viaDump.result, viaModel.result);
   const dumped = readFeatureSplits(path.join(dir, 'dump'));
   assert.is(dumped.train.count, 33);
   assert.ok(Math.abs(Math.hypot(...rowsOf(dumped.test.data, dumped.test.dim, 0)) - 1) < 1e-5, 'dumped rows are L2-normalised, as eval_knn.py dumps them');
-  const probeModel = await linearProbe({ run, dataset: folder, epochs: 3 });
   const probeFile = await linearProbe({ features: path.join(dir, 'f.safetensors'), epochs: 3 });
-  assert.is(probeFile.top1, probeModel.top1);
-  assert.equal(probeFile.epochLosses, probeModel.epochLosses);
+  const probe = await trainLinearProbe(train, test, { epochs: 3, numClasses: 3 });
+  assert.is(probeFile.top1, probe.top1);
+  assert.equal(probeFile.epochLosses, probe.epochLosses);
   assert.match((await rejection(() => knnEvaluate({ features: path.join(dir, 'lin.safetensors') }))).message, /no train split/);
 });
 
-test.after(() => { if (!process.env['KEEP']) fs.rmSync(dir, { recursive: true, force: true }); });
+test.after(() => fs.rmSync(dir, { recursive: true, force: true }));
 test.run();
