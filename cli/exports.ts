@@ -4,7 +4,8 @@ import { attentionMaps, exportTeacher, knnEvaluate, linearProbe, serve, writeRep
 import { extractFeatureFile } from '../exports/features.ts';
 import { runModel } from '../exports/knn.ts';
 import { EXECUTION_PROVIDERS } from '../runtime/backend.ts';
-import { writeTeacherWeights, writeWeights } from '../exports/weights.ts';
+import { readRunConfig } from '../exports/teacher.ts';
+import { pytorchLoadLines, weightFormatFor, writeTeacherWeights, writeWeights } from '../exports/weights.ts';
 import { readDinoWeights } from '../runtime/io/weights.ts';
 import { UsageError, defineCommand } from './args.ts';
 
@@ -148,14 +149,20 @@ export const exportCommand = defineCommand(
     epilog: `The ONNX model takes images [N, C, H, W] in [0, 1] and returns features [N, D], patch_tokens [N, P, D] and
 cls_attention [N, heads, P]. The .pth / .safetensors files hold the backbone under DINO's vision_transformer.py keys:
   model = vits.vit_small(patch_size=16); model.load_state_dict(torch.load('teacher.pth', weights_only=True))
+(the export prints these lines for the run's own backbone, with img_size when it is not 224).
 A backbone with a convolutional stem (backbone.convStem, as fmnist-quick and fmnist-long) also holds patch_embed.stem.<i>.weight|bias
 and a patch embedding over the stem's channels, which vision_transformer.py does not define.`,
   },
   async ({ options: o }) => {
     if ((o.run === undefined) === (o.weights === undefined)) throw new UsageError('give --run DIR, or --preset NAME with --weights FILE', 'export');
-    const fromExt = o.out !== undefined ? FORMATS.find((f) => extname(o.out!) === `.${f}`) : undefined;
+    // The format follows --out's extension (.pt is PyTorch's too); another extension needs --format.
+    const ext = o.out !== undefined ? extname(o.out).toLowerCase() : undefined;
+    const fromExt = ext === '.onnx' ? 'onnx' : ext !== undefined && o.out !== undefined ? weightFormatFor(o.out) : undefined;
+    if (o.out !== undefined && fromExt === undefined && o.format === undefined) {
+      throw new UsageError(`--out ${o.out}: name the format with the extension (.onnx, .pth or .pt, .safetensors) or with --format`, 'export');
+    }
     const format = o.format ?? fromExt ?? 'onnx';
-    if (o.format !== undefined && fromExt !== undefined && fromExt !== o.format) throw new UsageError(`--format ${o.format} but --out ${o.out} ends in .${fromExt}`, 'export');
+    if (o.format !== undefined && fromExt !== undefined && fromExt !== o.format) throw new UsageError(`--format ${o.format} but --out ${o.out} ends in ${ext} (a ${fromExt} file)`, 'export');
     const network = o.student ? 'student' : 'teacher';
     const out = o.out ?? (o.run !== undefined ? join(o.run, `${network}.${format}`) : undefined);
     if (!out) throw new UsageError('--out FILE is required with --weights', 'export');
@@ -164,7 +171,11 @@ and a patch embedding over the stem's channels, which vision_transformer.py does
       const r = o.run !== undefined
         ? writeTeacherWeights(o.run, out, format, { network })
         : { path: out, bytes: writeWeights(out, readDinoWeights(o.weights!, network).backbone, format) };
-      return void console.log(`wrote ${r.path} (${(r.bytes / 1e6).toFixed(1)} MB, ${format})`);
+      console.log(`wrote ${r.path} (${(r.bytes / 1e6).toFixed(1)} MB, ${format})`);
+      // The run's architecture is known (its config); weights given with --weights are copied as they are.
+      const backbone = o.run !== undefined ? readRunConfig(o.run).backbone : undefined;
+      if (backbone) console.log(`load it in PyTorch:\n${pytorchLoadLines(backbone, r.path).map((l) => `  ${l}`).join('\n')}`);
+      return;
     }
     if (o.weights !== undefined && o.preset === undefined) throw new UsageError('--weights needs --preset NAME (the architecture)', 'export');
     const r = exportTeacher({
