@@ -27,10 +27,12 @@ import type { Dataset, ImageSet } from '../runtime/data/dataset.ts';
 import { decodeImageFile } from '../runtime/data/decode.ts';
 import { type FolderFiles, type FolderIndex, indexImageFolder } from '../runtime/data/folder-index.ts';
 import { type EvalTransformOptions, evalTransform } from '../runtime/data/multicrop.ts';
-import { type EvalDataOptions, EvalDataError, EvalOptionError, evalDataSource, loadEvalData } from './eval.ts';
+import { loadFashionMnist } from '../runtime/data/fashion-mnist.ts';
+import { type EvalDataOptions, EvalDataError, EvalOptionError, evalDataSource } from './eval.ts';
 import { type FeatureFileInfo, featureFilePaths, featureFormat, normalizeRows, openFeatureFile, writeAt, writeProgress } from './feature-file.ts';
 import { type LinearFeatureSpec, checkLinearFeature, featureRows, linearFeatureDim, modelInputBatch, modelInputSize, runModel } from './knn.ts';
-import { readExportInfo, readRunConfig } from './teacher.ts';
+import { readBackboneExportInfo } from './backbone-export.ts';
+import { type ExportInfo, readExportInfo, readRunConfig } from './teacher.ts';
 
 // ---- the batched source ---------------------------------------------------------------------------------
 
@@ -104,6 +106,29 @@ export function datasetImages(
   };
 }
 
+// ---- the model ----
+
+/** What the extraction needs of a model: a ViT export (exports/teacher.ts) or any backbone's (exports/backbone-export.ts). */
+interface FeatureModel {
+  readonly kind: string;
+  readonly inChans: number;
+  /** Width of `features`. */
+  readonly dim: number;
+  /** The fixed input side, or null for a ViT export of any size. */
+  readonly fixedSide: number | null;
+  /** The side it was trained at (DINO's eval transform crops to it). */
+  readonly trainedSide: number;
+  /** The ViT export's own description (the linear-evaluation features need it). */
+  readonly vit?: ExportInfo;
+}
+
+function featureModel(bytes: Uint8Array): FeatureModel {
+  const other = readBackboneExportInfo(bytes);
+  if (other) return { kind: other.backbone.kind, inChans: other.backbone.inChans, dim: other.featureDim, fixedSide: other.imageSize[0], trainedSide: other.imageSize[0] };
+  const vit = readExportInfo(bytes); // throws naming the file when it has neither description
+  return { kind: 'vit', inChans: vit.backbone.inChans, dim: vit.backbone.embedDim, fixedSide: vit.imageSize ? vit.imageSize[0] : null, trainedSide: vit.imageSize ? vit.imageSize[0] : vit.backbone.imgSize, vit };
+}
+
 // ---- extraction -----------------------------------------------------------------------------------------
 
 export interface WriteFeaturesOptions {
@@ -144,20 +169,21 @@ export async function writeFeatures(opts: WriteFeaturesOptions): Promise<WriteFe
   const { images } = opts;
   featureFormat(opts.out);
   const bytes = fs.readFileSync(opts.model);
-  const model = readExportInfo(bytes);
-  if (model.backbone.inChans !== images.channels) {
-    throw new Error(`${opts.model} takes ${model.backbone.inChans}-channel images, the data has ${images.channels} channels`);
+  const model = featureModel(bytes);
+  if (model.inChans !== images.channels) {
+    throw new Error(`${opts.model} takes ${model.inChans}-channel images, the data has ${images.channels} channels`);
   }
   const linear = opts.linear && (opts.linear.nLastBlocks !== 1 || opts.linear.avgpoolPatchtokens) ? opts.linear : undefined;
   if (linear) {
-    checkLinearFeature(linear, model.backbone.depth);
-    if (linear.nLastBlocks > (model.intermediate ?? 1)) {
-      throw new Error(`${opts.model} holds the [CLS] of its last ${model.intermediate ?? 1} block(s) only; nLastBlocks ${linear.nLastBlocks} needs a model exported with intermediate >= ${linear.nLastBlocks} (or extract from the run, which exports it)`);
+    if (!model.vit) throw new EvalOptionError('nLastBlocks', linear, `plain features: ${opts.model} is a ${model.kind} backbone, which has no [CLS] of each block or patch tokens`);
+    checkLinearFeature(linear, model.vit.backbone.depth);
+    if (linear.nLastBlocks > (model.vit.intermediate ?? 1)) {
+      throw new Error(`${opts.model} holds the [CLS] of its last ${model.vit.intermediate ?? 1} block(s) only; nLastBlocks ${linear.nLastBlocks} needs a model exported with intermediate >= ${linear.nLastBlocks} (or extract from the run, which exports it)`);
     }
   }
   const batch = opts.batch ?? 128;
   if (!(Number.isInteger(batch) && batch >= 1)) throw new EvalOptionError('batch', batch, 'an integer >= 1');
-  const d = model.backbone.embedDim;
+  const d = model.dim;
   const dim = linear ? linearFeatureDim(linear, d) : d;
   const info: FeatureFileInfo = {
     format: 'dino-ts-features/1', count: images.count, dim, classes: images.classes, splits: images.splits,
@@ -317,17 +343,18 @@ export async function extractFeatureFile(opts: ExtractFeaturesOptions): Promise<
   const plain = linear.nLastBlocks === 1 && !linear.avgpoolPatchtokens;
   if (!plain && opts.run && !opts.model) checkLinearFeature(linear, readRunConfig(opts.run).backbone.depth);
   const model = runModel({ ...opts, ...(plain || opts.model ? {} : { intermediate: linear.nLastBlocks }) });
-  const info = readExportInfo(model);
+  const bytes = fs.readFileSync(model);
+  const shape = featureModel(bytes);
   const split = opts.split ?? 'all';
   const splits = split === 'all' ? (['train', 'test'] as const) : ([split] as const);
   const src = evalDataSource(opts);
   let images: BatchedImages;
   if (src.kind === 'folder') {
-    const side = info.imageSize ? info.imageSize[0] : info.backbone.imgSize;
-    images = await folderSource(src, opts, splits, { channels: info.backbone.inChans === 1 ? 1 : 3, transform: dinoEvalTransform(side) });
+    images = await folderSource(src, opts, splits, { channels: shape.inChans === 1 ? 1 : 3, transform: dinoEvalTransform(shape.trainedSide) });
   } else {
-    const data = await loadEvalData(opts, info, { needTest: false });
-    images = datasetImages(data, splits, modelInputSize(info, data.height, data.width));
+    if (shape.inChans !== 1) throw new EvalDataError({ kind: 'channels', channels: shape.inChans, ...(opts.dataset === undefined && src.run ? { run: src.run } : {}) });
+    const data = await loadFashionMnist();
+    images = datasetImages(data, splits, shape.vit ? modelInputSize(shape.vit, data.height, data.width) : [shape.trainedSide, shape.trainedSide]);
   }
   return writeFeatures({
     model, images, out: opts.out, ...(plain ? {} : { linear }),

@@ -10,7 +10,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import {
   type BackboneConfig, type CustomBackboneConfig, type Dataset, Prng, type Scope, type Tensor, type TrainConfig,
-  buildDinoStep, conv2d, gelu, getPreset, linear, reduceMean, registerBackbone, train, trainingStepGraph,
+  buildDinoStep, conv2d, datasetImages, exportBackbone, gelu, getPreset, linear, readFeatureFile, readSafetensors, reduceMean, registerBackbone,
+  train, trainingStepGraph, writeFeatures,
 } from 'dino-ts';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dino-backbones-'));
@@ -73,6 +74,65 @@ test('a ResNet trains with DINO (BatchNorm in training mode, its running statist
   const names = [...trainingStepGraph(cfg).graph.params.keys()];
   assert.ok(names.includes('student.backbone.layer4.0.conv2.weight'));
   assert.ok(names.includes('teacher.backbone.bn1.running_mean'));
+});
+
+/** erf to 1.5e-7 (Abramowitz and Stegun 7.1.26). */
+function erf(x: number): number {
+  const t = 1 / (1 + 0.3275911 * Math.abs(x));
+  const y = 1 - ((((1.061405429 * t - 1.453152027) * t + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * Math.exp(-x * x);
+  return x >= 0 ? y : -y;
+}
+
+test("the user's backbone exports as a feature model: its features equal a hand computation from the checkpoint's teacher", async () => {
+  const cfg = JSON.parse(fs.readFileSync(path.join(dir, 'custom', 'config.json'), 'utf8')) as TrainConfig<BackboneConfig>;
+  const checkpoint = path.join(dir, 'custom', 'checkpoint.safetensors');
+  const model = path.join(dir, 'custom.onnx');
+  const r = exportBackbone({ config: cfg, checkpoint, out: model });
+  assert.is(r.info.featureDim, 12);
+  const data = randomDataset();
+  const out = path.join(dir, 'custom-features.safetensors');
+  await writeFeatures({ model, out, batch: 16, images: datasetImages(data, ['train'], [28, 28]) });
+  const file = readFeatureFile(out);
+  assert.equal([file.count, file.dim], [48, 12]);
+  const state = readSafetensors(checkpoint).tensors;
+  const w = (name: string) => state.get(`teacher.backbone.${name}`)!.data as Float32Array;
+  const [m, sd] = [cfg.augment.mean[0]!, cfg.augment.std[0]!];
+  for (const i of [0, 17, 47]) {
+    const px = (y: number, x: number) => (y < 0 || x < 0 || y >= 28 || x >= 28 ? 0 : (data.train.pixels[i * 784 + y * 28 + x]! / 255 - m) / sd);
+    const pooled = new Float64Array(12);
+    for (let c = 0; c < 12; c++) {
+      for (let oy = 0; oy < 14; oy++) for (let ox = 0; ox < 14; ox++) {
+        let v = w('stem.bias')[c]!;
+        for (let dy = 0; dy < 3; dy++) for (let dx = 0; dx < 3; dx++) v += w('stem.weight')[c * 9 + dy * 3 + dx]! * px(2 * oy + dy - 1, 2 * ox + dx - 1);
+        pooled[c]! += (0.5 * v * (1 + erf(v / Math.SQRT2))) / 196;
+      }
+    }
+    for (let o = 0; o < 12; o++) {
+      let f = w('proj.bias')[o]!;
+      for (let c = 0; c < 12; c++) f += w('proj.weight')[o * 12 + c]! * pooled[c]!;
+      assert.ok(Math.abs(f - file.data[i * 12 + o]!) < 1e-4, `image ${i} feature ${o}: ${file.data[i * 12 + o]} vs hand ${f}`);
+    }
+  }
+});
+
+test("the ResNet teacher exports as a feature model: BatchNorm reads the checkpoint's running statistics", async () => {
+  const cfg = JSON.parse(fs.readFileSync(path.join(dir, 'resnet', 'config.json'), 'utf8')) as TrainConfig<BackboneConfig>;
+  const state = new Map(readSafetensors(path.join(dir, 'resnet', 'checkpoint.safetensors')).tensors);
+  const images = datasetImages(randomDataset(), ['train'], [28, 28]);
+  const features = async (name: string, st: typeof state, network: 'teacher' | 'student' = 'teacher') => {
+    const model = path.join(dir, `${name}.onnx`);
+    assert.is(exportBackbone({ config: cfg, checkpoint: st, out: model, network }).info.featureDim, 32, '4 * 2^3 channels (basic blocks)');
+    await writeFeatures({ model, out: path.join(dir, `${name}.npy`), images });
+    return readFeatureFile(path.join(dir, `${name}.npy`)).data;
+  };
+  const teacher = await features('resnet-teacher', state);
+  assert.ok(teacher.every(Number.isFinite));
+  assert.not.equal(Array.from(await features('resnet-student', state, 'student')), Array.from(teacher), 'the student is another network');
+  // BatchNorm in inference mode: shifting layer4's last running mean shifts the features; the batch does not.
+  const key = 'teacher.backbone.layer4.0.bn2.running_mean';
+  const shifted = new Map(state);
+  shifted.set(key, { ...state.get(key)!, data: (state.get(key)!.data as Float32Array).map((v) => v + 1) });
+  assert.not.equal(Array.from(await features('resnet-shifted', shifted)), Array.from(teacher));
 });
 
 test('an unregistered backbone is refused naming registerBackbone', () => {
