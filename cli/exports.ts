@@ -59,7 +59,10 @@ export const featuresCommand = defineCommand(
     summary: 'Frozen features of a dataset through a run\'s teacher or an exported model, written to a .safetensors or .npy file (rows in data order, with labels and files).',
     options: {
       ...MODEL_OPTIONS,
-      dataset: DATA_OPTIONS.dataset, data: DATA_OPTIONS.data, val: DATA_OPTIONS.val, 'skip-bad-images': DATA_OPTIONS['skip-bad-images'],
+      dataset: { kind: 'choice', choices: ['fmnist'], help: 'Fashion-MNIST (its train split, then its test split) instead of the run\'s own data' },
+      data: { kind: 'string', placeholder: 'FOLDER', help: 'this image folder (one subfolder per class) instead of the run\'s own data' },
+      val: { kind: 'string', placeholder: 'FOLDER', help: 'a validation folder as the test split, against the data folder\'s training files (classes matched by name)' },
+      'skip-bad-images': DATA_OPTIONS['skip-bad-images'],
       out: { kind: 'string', placeholder: 'FILE', help: 'output: FILE.safetensors (tensors features [N, D] and labels [N], metadata dino.features) or FILE.npy (with FILE.labels.npy and FILE.json); FILE.files.txt lists the file of each row for image folders (required)' },
       split: { kind: 'choice', choices: ['all', 'train', 'test'], default: 'all', help: 'which rows: the train split, the test split (held out, as knn and linear split the data), or both, train first' },
       'n-last-blocks': { kind: 'int', min: 1, default: 1, placeholder: 'N', help: 'concatenate the final-norm [CLS] of the last N blocks (as linear)' },
@@ -69,7 +72,9 @@ export const featuresCommand = defineCommand(
       ep: { kind: 'choice', choices: EXECUTION_PROVIDERS, default: 'cpu', help: 'ONNX Runtime execution provider' },
       threads: { kind: 'int', min: 0, placeholder: 'N', help: 'intra-op threads (default: one per core)' },
     },
-    epilog: `Rows are written as they are computed into a file allocated at its final size; OUT.progress.json records the
+    epilog: `Image folders are read batch by batch through DINO's eval transform at the model's size S (Resize(S * 256/224),
+bicubic, then CenterCrop(S)); a model of another backbone (exportBackbone) works as a ViT's does.
+Rows are written as they are computed into a file allocated at its final size; OUT.progress.json records the
 rows done. Stopped (Ctrl-C, a killed job), the same command continues where it stopped, and the finished file is byte
 for byte the one an uninterrupted run writes; run again on a finished file, it does nothing. Read a file with
 numpy.load, or safetensors.numpy.load_file / safe_open (metadata: f.metadata()["dino.features"]).`,
