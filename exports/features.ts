@@ -281,7 +281,8 @@ function splitsOf(parts: readonly FolderRows[]): { name: string; count: number }
 /**
  * Image files streamed as model input: each batch's files are read and decoded when the batch is asked for (the
  * next batch while the model runs the current one), through {@link evalTransform} with `transform`. Memory holds two
- * batches, whatever the number of files. A file that cannot be decoded stops the extraction with an error naming it.
+ * batches of images, whatever the number of files, and the file list (its paths, as the index does). A file that
+ * cannot be decoded stops the extraction with an error naming it.
  */
 export function folderImages(
   parts: readonly FolderRows[],
@@ -290,15 +291,20 @@ export function folderImages(
   const { channels, transform } = opts;
   const side = transform.crop, per = channels * side * side;
   const count = parts.reduce((n, p) => n + p.files.count, 0);
-  const rows: { part: FolderRows; i: number }[] = []; // row -> file: two numbers per row, not the decoded image
-  for (const part of parts) for (let i = 0; i < part.files.count; i++) rows.push({ part, i });
-  const files = rows.map(({ part, i }) => path.relative(opts.root, part.files.file(i)).split(path.sep).join('/'));
+  // Row r is file r - starts[k] of part k, for the last part k starting at or before r (a handful of parts).
+  const starts = parts.map((_, k) => parts.slice(0, k).reduce((n, p) => n + p.files.count, 0));
+  const rowFile = (r: number) => {
+    let k = parts.length - 1;
+    while (starts[k]! > r) k--;
+    return { part: parts[k]!, i: r - starts[k]! };
+  };
+  const files = parts.flatMap((part) => Array.from({ length: part.files.count }, (_, i) => path.relative(opts.root, part.files.file(i)).split(path.sep).join('/')));
   const concurrency = opts.concurrency ?? 8;
   const load = async (first: number, n: number, images: Float32Array, labels: Int32Array): Promise<ModelInputBatch> => {
     let next = 0;
     const work = async () => {
       for (let k = next++; k < n; k = next++) {
-        const { part, i } = rows[first + k]!;
+        const { part, i } = rowFile(first + k);
         const image = await decodeImageFile(part.files.file(i), channels);
         evalTransform(image, transform, images, k * per);
         labels[k] = part.label ? part.label(i) : part.files.label(i);
