@@ -16,6 +16,7 @@ import type { Dataset, ImageSet } from '../runtime/data/dataset.ts';
 import { loadFashionMnist } from '../runtime/data/fashion-mnist.ts';
 import { loadImageFolder } from '../runtime/data/image-folder.ts';
 import { type DataSource, parseDataSource } from '../runtime/data/source.ts';
+import { isShardPattern } from '../runtime/data/tar-shards.ts';
 import { type ExportInfo, readRunConfig } from './teacher.ts';
 
 export type { DataSource } from '../runtime/data/source.ts';
@@ -120,6 +121,9 @@ export async function loadEvalData(opts: EvalDataOptions, info: ExportInfo, use:
     return loadFashionMnist();
   }
   const run = opts.dataset === undefined ? src.run : undefined;
+  if (isShardPattern(src.path)) {
+    throw new Error(`${src.path}: evaluation reads image folders, not tar shards (training streams those); pass an image folder to evaluate on (dataset: FOLDER, with val: FOLDER if it has no split)`);
+  }
   const check = (folder: string, role: 'data' | 'val', recorded: boolean) => {
     if (!fs.existsSync(folder) || !fs.statSync(folder).isDirectory()) throw new EvalDataError({ kind: 'missing', folder, role, ...(recorded && run ? { run } : {}) });
   };

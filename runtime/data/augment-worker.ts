@@ -1,6 +1,6 @@
 /**
  * Worker thread of the multi-crop loader (loader.ts): receives its setup once (a Dataset's pixels as shared memory,
- * or only the decode settings for a folder), then jobs `{ step, indices, files? }`, and answers each with the
+ * or only the decode settings for a folder), then jobs `{ step, indices, sources? }`, and answers each with the
  * batch's crops (a folder's files are read and decoded here), or with the files that did not decode. The crops
  * depend only on (seed, step, indices), never on which worker computes them. A folder's jobs overlap: the next
  * job's files are decoded (libvips threads) while this thread crops the current one.
@@ -31,7 +31,7 @@ port.on('message', (job: AugmentJob) => {
     }
     return;
   }
-  augmentFiles(setup, job.step, job.files ?? []).then(
+  augmentFiles(setup, job.step, job.sources ?? []).then(
     (crops) => {
       if (Array.isArray(crops)) port.postMessage({ step: job.step, bad: crops } satisfies AugmentResult);
       else send(job.step, crops);

@@ -7,9 +7,10 @@
  * 0.587 G + 0.114 B of the sRGB values in 16-bit fixed point (libvips' own grayscale would weigh linear light
  * instead: red would come out at 127, not 76).
  */
-import { promises as fs } from 'node:fs';
+import { closeSync, openSync, promises as fs, readFileSync, readSync } from 'node:fs';
 import sharp from 'sharp';
 import type { SourceImage } from './multicrop.ts';
+import type { ImageSource } from './folder-index.ts';
 
 /** The formats an image folder may hold. */
 export const ACCEPTED_FORMATS: ReadonlySet<string> = new Set(['jpeg', 'png', 'webp']);
@@ -43,11 +44,9 @@ export const HEADER_BYTES = 12;
  * @throws Error saying why the bytes are no readable image (the caller names the file: see {@link BadImageError}).
  */
 export async function decodeImageBytes(bytes: Uint8Array, channels: 1 | 3): Promise<SourceImage> {
-  if (bytes.length === 0) throw new Error('the file is empty');
-  const metadata = await sharp(bytes).metadata();
-  if (metadata.format === undefined || !ACCEPTED_FORMATS.has(metadata.format)) {
-    throw new Error(`not a JPEG, PNG or WebP image (format: ${metadata.format ?? 'unknown'})`);
-  }
+  // The format from the magic bytes, not sharp's metadata(): one trip less through libuv's (small) thread pool.
+  const problem = headerProblem(bytes.subarray(0, HEADER_BYTES), bytes.length);
+  if (problem !== undefined) throw new Error(problem);
   const { data, info } = await sharp(bytes, { failOn: 'warning' })
     .rotate()
     .removeAlpha()
@@ -61,11 +60,16 @@ export async function decodeImageBytes(bytes: Uint8Array, channels: 1 | 3): Prom
   return { channels, height, width, data: hwcRgbToChw(data, width * height, channels) };
 }
 
-/** Reads and decodes one image file; throws a {@link BadImageError} naming it when it cannot. */
-export async function decodeImageFile(file: string, channels: 1 | 3): Promise<SourceImage> {
+/**
+ * Reads and decodes one image file; throws a {@link BadImageError} naming it when it cannot. `syncRead` reads the
+ * file on the calling thread (for a loader worker, which has nothing else to do meanwhile) instead of through
+ * libuv's thread pool, which the whole process shares (4 threads unless UV_THREADPOOL_SIZE says otherwise) and
+ * which sharp's decodes need.
+ */
+export async function decodeImageFile(file: string, channels: 1 | 3, options: { syncRead?: boolean } = {}): Promise<SourceImage> {
   let bytes: Uint8Array;
   try {
-    bytes = await fs.readFile(file);
+    bytes = options.syncRead ? readFileSync(file) : await fs.readFile(file);
   } catch (error) {
     throw new BadImageError(file, `cannot read it (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
   }
@@ -73,6 +77,41 @@ export async function decodeImageFile(file: string, channels: 1 | 3): Promise<So
     return await decodeImageBytes(bytes, channels);
   } catch (error) {
     throw new BadImageError(file, (error as Error).message);
+  }
+}
+
+/**
+ * Reads and decodes one image: a whole file, or a byte range of a tar shard (tar-shards.ts), read on the calling
+ * thread (see {@link decodeImageFile}'s `syncRead`). Throws a {@link BadImageError} with the source's name.
+ */
+export async function decodeImageSource(source: ImageSource, channels: 1 | 3): Promise<SourceImage> {
+  if (source.offset === undefined) return decodeImageFile(source.file, channels, { syncRead: true });
+  let bytes: Uint8Array;
+  try {
+    bytes = readRange(source.file, source.offset, source.length ?? 0);
+  } catch (error) {
+    throw new BadImageError(source.name, `cannot read it (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
+  }
+  try {
+    return await decodeImageBytes(bytes, channels);
+  } catch (error) {
+    throw new BadImageError(source.name, (error as Error).message);
+  }
+}
+
+function readRange(file: string, offset: number, length: number): Uint8Array {
+  const fd = openSync(file, 'r');
+  try {
+    const bytes = new Uint8Array(length);
+    let done = 0;
+    while (done < length) {
+      const n = readSync(fd, bytes, done, length - done, offset + done);
+      if (n === 0) throw new Error(`the file ends before byte ${offset + length}`);
+      done += n;
+    }
+    return bytes;
+  } finally {
+    closeSync(fd);
   }
 }
 

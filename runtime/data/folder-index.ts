@@ -20,8 +20,8 @@
  * worker first reads it (runtime/data/loader.ts). Without `skipBadImages` the first bad file is an Error naming it;
  * with it, bad files are left out and listed in {@link FolderIndex.skipped}.
  *
- * The cache (`cacheFile`, e.g. the run folder's `data-index.tsv`): indexing again re-lists the folder and
- * re-reads the header of only the files whose size or mtime changed. `frozen: true` takes the recorded list as
+ * The cache (`cacheFile`, e.g. the run folder's `data-index.tsv`; usable files first, in order, then the bad ones):
+ * indexing again re-lists the folder and re-reads the header of only the files whose size or mtime changed. `frozen: true` takes the recorded list as
  * it is, without listing the folder: a resumed run and its evaluations see the same files in the same order even
  * if the folder has grown since.
  */
@@ -66,6 +66,17 @@ interface FileTable {
   readonly bytes: Float64Array;
   readonly mtimes: Float64Array;
   readonly splits: Uint8Array;
+  /** Tar shards (tar-shards.ts): the shard files, relative to the root, and per row its shard and data offset. */
+  readonly shards?: { readonly files: readonly string[]; readonly shardOf: Uint32Array; readonly offsets: Float64Array };
+}
+
+/** Where one image's bytes are: a whole file, or `length` bytes at `offset` of a tar shard. */
+export interface ImageSource {
+  readonly file: string;
+  readonly offset?: number;
+  readonly length?: number;
+  /** How errors name it: the file, or `shard.tar#member`. */
+  readonly name: string;
 }
 
 /** A list of files of an image folder (the whole folder, or one split of it): count, paths, labels. */
@@ -90,9 +101,25 @@ export class FolderFiles {
     return this.table.paths.slice(this.table.starts[r]!, this.table.starts[r + 1]! - 1);
   }
 
-  /** Absolute path of file `i`. */
+  /** Absolute path of file `i` (for a tar shard's member: `shard.tar#member`, which names it in messages). */
   file(i: number): string {
     return path.join(this.root, this.path(i));
+  }
+
+  /** Where image `i`'s bytes are (a file, or a range of a tar shard). */
+  source(i: number): ImageSource {
+    const shards = this.table.shards;
+    if (shards === undefined) {
+      const file = this.file(i);
+      return { file, name: file };
+    }
+    const r = this.row(i);
+    return { file: path.join(this.root, shards.files[shards.shardOf[r]!]!), offset: shards.offsets[r]!, length: this.table.bytes[r]!, name: this.file(i) };
+  }
+
+  /** The tar shard image `i` is in, or undefined for a folder of files. */
+  shard(i: number): number | undefined {
+    return this.table.shards?.shardOf[this.row(i)];
   }
 
   /** Class index of file `i` in {@link classes}, or -1 when it has no class. */
@@ -138,14 +165,14 @@ export class FolderIndex extends FolderFiles {
     readonly holdout: number,
     /** Files left out under `skipBadImages`, in listing order. */
     readonly skipped: readonly SkippedImage[],
-    /** The whole cache file's text, to write it where a run keeps its index. */
-    private readonly cacheText: string,
+    /** The bad files' own entries, recorded with the index so a frozen index leaves out the same ones. */
+    private readonly badEntries: readonly Entry[],
   ) {
     super(root, classes, table, undefined);
     const rowsOf = (split: number) => {
       const rows: number[] = [];
       table.splits.forEach((s, r) => s === split && rows.push(r));
-      return Uint32Array.from(rows);
+      return rows.length === table.splits.length ? undefined : Uint32Array.from(rows); // undefined: every row
     };
     this.train = new FolderFiles(root, classes, table, rowsOf(TRAIN));
     this.test = new FolderFiles(root, classes, table, rowsOf(TEST));
@@ -156,23 +183,43 @@ export class FolderIndex extends FolderFiles {
     return path.basename(this.root);
   }
 
+  /** Whether the images are members of tar shards (tar-shards.ts) rather than files. */
+  get sharded(): boolean {
+    return this.table.shards !== undefined;
+  }
+
   /** Writes the index (as `cacheFile` holds it) to `file`, atomically; `frozen` indexing reads it back. */
   async save(file: string): Promise<void> {
     await fs.mkdir(path.dirname(file), { recursive: true });
     const tmp = `${file}.tmp-${process.pid}`;
-    await fs.writeFile(tmp, this.cacheText);
+    await fs.writeFile(tmp, this.cacheText());
     await fs.rename(tmp, file);
+  }
+
+  /** The cache file's text: made when written, not kept (it would double the index's memory). */
+  cacheText(): string {
+    const t = this.table;
+    if (t.shards) throw new Error(`${this.root}: an index of tar shards is not cached (the shards are indexed again)`);
+    const entries: Entry[] = Array.from({ length: this.count }, (_, i) => {
+      const label = t.labels[i]!;
+      return { rel: this.path(i), className: label < 0 ? undefined : this.classes[label], split: t.splits[i]!, size: t.bytes[i]!, mtime: t.mtimes[i]!, problem: undefined };
+    });
+    return formatCache({ format: CACHE_FORMAT, version: CACHE_VERSION, root: this.root, layout: this.layout, holdout: this.holdout }, [...entries, ...this.badEntries]);
   }
 }
 
 /** One listed file while indexing. */
-interface Entry {
+/** @internal */
+export interface Entry {
   readonly rel: string;
   readonly className: string | undefined;
   split: number;
   size: number;
   mtime: number;
   problem: string | undefined;
+  /** For a tar shard's member: its shard (index into the shard list) and the offset of its data. */
+  readonly shard?: number;
+  readonly offset?: number;
 }
 
 const byCodeUnit = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
@@ -204,13 +251,31 @@ export async function indexImageFolder(root: string, options: FolderIndexOptions
   if (entries.length === 0) {
     throw new Error(`no image files in ${absRoot}: expected JPEG/PNG/WebP files, in class sub-folders or directly in the folder`);
   }
+  const index = buildIndex(absRoot, entries, layout, holdout, options.skipBadImages ?? false);
+  if (options.cacheFile !== undefined && !options.frozen) {
+    const before = await fs.readFile(options.cacheFile, 'utf8').catch(() => undefined);
+    if (before !== index.cacheText()) await index.save(options.cacheFile);
+  }
+  return index;
+}
+
+/** The sorted class names of `entries`. */
+function classesOf(entries: readonly Entry[], order: (a: string, b: string) => number): string[] {
+  return [...new Set(entries.flatMap((e) => (e.className === undefined ? [] : [e.className])))].sort(order);
+}
+
+/**
+ * The index of listed `entries` (in listing order, splits set): bad ones refused or left out, the rest packed into
+ * the table. `shardFiles`: the entries are members of these tar shards (relative to `absRoot`). @internal
+ */
+export function buildIndex(absRoot: string, entries: readonly Entry[], layout: 'splits' | 'plain', holdout: number, skipBadImages: boolean, shardFiles?: readonly string[]): FolderIndex {
   // Classes come from every listed file, good or bad: a class whose files are all bad keeps its index.
-  const classes = [...new Set(entries.flatMap((e) => (e.className === undefined ? [] : [e.className])))].sort(byCodeUnit);
+  const classes = shardFiles ? classesOf(entries, (a, b) => Number(a) - Number(b)) : classesOf(entries, byCodeUnit);
   const skipped: SkippedImage[] = [];
   for (const e of entries) {
     if (e.problem === undefined) continue;
     const file = path.join(absRoot, e.rel);
-    if (!options.skipBadImages) throw new BadImageError(file, e.problem);
+    if (!skipBadImages) throw new BadImageError(file, e.problem);
     skipped.push({ file, reason: e.problem });
   }
   const good = entries.filter((e) => e.problem === undefined);
@@ -227,14 +292,9 @@ export async function indexImageFolder(root: string, options: FolderIndexOptions
     bytes: Float64Array.from(good, (e) => e.size),
     mtimes: Float64Array.from(good, (e) => e.mtime),
     splits: Uint8Array.from(good, (e) => e.split),
+    ...(shardFiles ? { shards: { files: shardFiles, shardOf: Uint32Array.from(good, (e) => e.shard!), offsets: Float64Array.from(good, (e) => e.offset!) } } : {}),
   };
-  const cacheText = formatCache({ format: CACHE_FORMAT, version: CACHE_VERSION, root: absRoot, layout, holdout }, entries);
-  const index = new FolderIndex(absRoot, classes, table, layout, holdout, skipped, cacheText);
-  if (options.cacheFile !== undefined && !options.frozen) {
-    const before = await fs.readFile(options.cacheFile, 'utf8').catch(() => undefined);
-    if (before !== cacheText) await index.save(options.cacheFile);
-  }
-  return index;
+  return new FolderIndex(absRoot, classes, table, layout, holdout, skipped, entries.filter((e) => e.problem !== undefined));
 }
 
 async function listDir(dir: string) {
@@ -256,17 +316,24 @@ async function listFolder(root: string, holdout: number): Promise<{ layout: 'spl
     return { layout: 'splits', entries: [...train, ...test] };
   }
   const entries = await listSplit(root, '', TRAIN);
-  if (holdout > 0) {
-    const positionInGroup = new Map<string | undefined, number>();
-    // The epsilon keeps F = 1/N exact: floor((k + 1) / N) steps up on every N-th file despite rounding of F.
-    const step = (k: number) => Math.floor(k * holdout + 1e-9);
-    for (const e of entries) {
-      const k = positionInGroup.get(e.className) ?? 0;
-      positionInGroup.set(e.className, k + 1);
-      if (step(k + 1) > step(k)) e.split = TEST;
-    }
-  }
+  applyHoldout(entries, holdout);
   return { layout: 'plain', entries };
+}
+
+/**
+ * Marks the held-out entries of a plain listing: per class (and the unlabelled group), in listing order, entry k
+ * when floor((k + 1) F) > floor(k F). @internal
+ */
+export function applyHoldout(entries: Entry[], holdout: number): void {
+  if (!(holdout > 0)) return;
+  const positionInGroup = new Map<string | undefined, number>();
+  // The epsilon keeps F = 1/N exact: floor((k + 1) / N) steps up on every N-th file despite rounding of F.
+  const step = (k: number) => Math.floor(k * holdout + 1e-9);
+  for (const e of entries) {
+    const k = positionInGroup.get(e.className) ?? 0;
+    positionInGroup.set(e.className, k + 1);
+    if (step(k + 1) > step(k)) e.split = TEST;
+  }
 }
 
 /** Files of the split folder `root/sub`: class sub-folders (recursively) and loose files (no class). */

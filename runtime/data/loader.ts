@@ -36,14 +36,25 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { type Dataset, gatherImages } from './dataset.ts';
-import { BadImageError, decodeImageFile } from './decode.ts';
-import { FolderIndex } from './folder-index.ts';
+import { BadImageError, decodeImageSource } from './decode.ts';
+import { FolderIndex, type FolderFiles, type ImageSource } from './folder-index.ts';
 import { multiCrop, multiCropImages, type AugmentConfig, type MultiCropBatch, type SourceImage } from './multicrop.ts';
 import { derivePrng, STREAM } from './seeds.ts';
 
 /** Loader workers by default: one per core but one (left to the training step's own threads), at least 1. */
 export function defaultLoaderWorkers(): number {
   return Math.max(1, availableParallelism() - 1);
+}
+
+/**
+ * A note when `workers` loader workers would queue for libuv's thread pool, which runs every sharp decode of the
+ * process: 4 threads unless UV_THREADPOOL_SIZE is set in the environment when node starts (setting it later has no
+ * effect). Undefined when there is nothing to say.
+ */
+export function decodeThreadsNote(workers: number): string | undefined {
+  const pool = Number(process.env['UV_THREADPOOL_SIZE'] ?? 4);
+  if (workers <= pool) return undefined;
+  return `note: ${workers} loader workers share libuv's ${pool} threads for JPEG/PNG decoding; to decode on more cores start with UV_THREADPOOL_SIZE=${workers + 1} in the environment`;
 }
 
 /** Where a loader stands: the epoch and the index within it of the batch `next()` returns next. JSON-serialisable. */
@@ -115,8 +126,8 @@ export type WorkerInit = WorkerSetup | FilesSetup;
 export interface AugmentJob {
   readonly step: number;
   readonly indices: Uint32Array;
-  /** For a folder: the absolute paths of the files `indices` name. */
-  readonly files?: readonly string[];
+  /** For a folder: where the images `indices` name are (files, or ranges of tar shards). */
+  readonly sources?: readonly ImageSource[];
 }
 
 /** A file of a job that did not decode: its position in the batch and why. @internal */
@@ -143,13 +154,13 @@ export function augmentBatch(setup: WorkerSetup, step: number, indices: Uint32Ar
  * The crops of batch `step` made of the image files `files` (decoded here, at their own size), or the files that
  * could not be decoded. @internal
  */
-export async function augmentFiles(setup: FilesSetup, step: number, files: readonly string[]): Promise<MultiCropBatch | BadSample[]> {
-  const decoded = await Promise.allSettled(files.map((file) => decodeImageFile(file, setup.channels)));
+export async function augmentFiles(setup: FilesSetup, step: number, sources: readonly ImageSource[]): Promise<MultiCropBatch | BadSample[]> {
+  const decoded = await Promise.allSettled(sources.map((source) => decodeImageSource(source, setup.channels)));
   const bad: BadSample[] = [];
   decoded.forEach((d, position) => {
     if (d.status === 'rejected') {
       const e = d.reason as Error;
-      bad.push({ position, file: files[position]!, reason: e instanceof BadImageError ? e.reason : e.message });
+      bad.push({ position, file: sources[position]!.name, reason: e instanceof BadImageError ? e.reason : e.message });
     }
   });
   if (bad.length) return bad;
@@ -160,6 +171,29 @@ export async function augmentFiles(setup: FilesSetup, step: number, files: reado
 /** The train-split indices of epoch `epoch`, in visiting order. */
 export function epochPermutation(seed: number, epoch: number, count: number): Uint32Array {
   return derivePrng(seed, STREAM.shuffle, epoch).permutation(count);
+}
+
+/**
+ * The visiting order of epoch `epoch` over images in tar shards: the shards in a random order, and inside each its
+ * images in a random order, so a batch reads from one or two shards. Depends only on (seed, epoch) and the index.
+ */
+export function shardedEpochOrder(seed: number, epoch: number, files: FolderFiles): Uint32Array {
+  const groups = new Map<number, number[]>();
+  for (let i = 0; i < files.count; i++) {
+    const shard = files.shard(i)!;
+    let group = groups.get(shard);
+    if (group === undefined) groups.set(shard, (group = []));
+    group.push(i);
+  }
+  const shards = [...groups.keys()];
+  const prng = derivePrng(seed, STREAM.shuffle, epoch);
+  const order = new Uint32Array(files.count);
+  let at = 0;
+  for (const s of prng.permutation(shards.length)) {
+    const group = groups.get(shards[s]!)!;
+    for (const k of prng.permutation(group.length)) order[at++] = group[k]!;
+  }
+  return order;
 }
 
 interface Pending {
@@ -244,9 +278,12 @@ export class MultiCropLoader implements AsyncIterable<LoaderBatch> {
     for (let i = 0; i < workers; i++) this.startWorker();
   }
 
-  /** Batches requested from the workers and not answered yet: at most `workers + prefetch` (backpressure). */
-  batchesInFlight(): number {
-    return this.inFlight.size;
+  /**
+   * Batches requested beyond those `next()` returned (being made, or made and waiting): `workers + prefetch - 1`
+   * once the loader runs, never more; this bounds the loader's memory (backpressure).
+   */
+  batchesAhead(): number {
+    return this.requested.size;
   }
 
   /** Files replaced so far under skipBadImages, with why. */
@@ -276,7 +313,7 @@ export class MultiCropLoader implements AsyncIterable<LoaderBatch> {
     let indices = this.indicesOf(step);
     if (this.setup.kind !== 'files') return this.toBatch(step, indices, augmentBatch(this.setup, step, indices));
     for (;;) {
-      const crops = await augmentFiles(this.setup, step, this.filesOf(indices));
+      const crops = await augmentFiles(this.setup, step, this.sourcesOf(indices));
       if (!Array.isArray(crops)) return this.toBatch(step, indices, crops);
       indices = this.replaceBad(indices, crops);
     }
@@ -304,7 +341,7 @@ export class MultiCropLoader implements AsyncIterable<LoaderBatch> {
     const batch = step % this.batchesPerEpoch;
     let permutation = this.permutations.get(epoch);
     if (permutation === undefined) {
-      permutation = epochPermutation(this.setup.seed, epoch, this.count);
+      permutation = this.files?.shard(0) !== undefined ? shardedEpochOrder(this.setup.seed, epoch, this.files) : epochPermutation(this.setup.seed, epoch, this.count);
       this.permutations.set(epoch, permutation);
       // Keep only the epochs still reachable: the current one and what prefetch reaches.
       const oldest = Math.floor(this.nextStep / this.batchesPerEpoch) - 1;
@@ -313,8 +350,8 @@ export class MultiCropLoader implements AsyncIterable<LoaderBatch> {
     return this.withoutKnownBad(permutation.slice(batch * this.batchSize, (batch + 1) * this.batchSize));
   }
 
-  private filesOf(indices: Uint32Array): string[] {
-    return Array.from(indices, (i) => this.files!.file(i));
+  private sourcesOf(indices: Uint32Array): ImageSource[] {
+    return Array.from(indices, (i) => this.files!.source(i));
   }
 
   /** `indices` with every file known to be unreadable replaced by the next index not known to be. */
@@ -372,7 +409,7 @@ export class MultiCropLoader implements AsyncIterable<LoaderBatch> {
   }
 
   private post(w: number, pending: Pending): void {
-    const job: AugmentJob = { step: pending.step, indices: pending.indices, ...(this.files ? { files: this.filesOf(pending.indices) } : {}) };
+    const job: AugmentJob = { step: pending.step, indices: pending.indices, ...(this.files ? { sources: this.sourcesOf(pending.indices) } : {}) };
     this.workers[w]!.postMessage(job);
   }
 

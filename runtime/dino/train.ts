@@ -13,10 +13,11 @@ import type { ExecutionProvider, ort } from '../backend.ts';
 import { StepRunner, stackSteps } from '../step-runner.ts';
 import { TrainState } from '../state.ts';
 import type { Dataset } from '../data/dataset.ts';
-import { MultiCropLoader, defaultLoaderWorkers } from '../data/loader.ts';
+import { MultiCropLoader, decodeThreadsNote, defaultLoaderWorkers } from '../data/loader.ts';
 import { derivePrng } from '../data/seeds.ts';
 import { loadFashionMnist } from '../data/fashion-mnist.ts';
 import { FolderIndex, indexImageFolder } from '../data/folder-index.ts';
+import { indexTarShards, isShardPattern } from '../data/tar-shards.ts';
 import { RESUMABLE_KEYS, type TrainConfig, configDifferences, stepConfig } from './config.ts';
 import { loadCheckpoint, restoreState, saveCheckpoint } from './checkpoint.ts';
 import { stepScalars } from './schedules.ts';
@@ -96,14 +97,21 @@ export const DATA_INDEX_FILE = 'data-index.tsv';
  */
 export async function loadTrainingData(cfg: TrainConfig<BackboneConfig>, opts: Pick<TrainOptions, 'skipBadImages' | 'log'> & { runDir?: string; resume?: boolean }): Promise<Dataset | FolderIndex> {
   if (!cfg.data) return loadFashionMnist();
+  // Tar shards are indexed again at each start (from their headers): there is no file list to record.
+  if (isShardPattern(cfg.data)) return reportSkipped(await indexTarShards(cfg.data, { skipBadImages: opts.skipBadImages ?? false, holdout: cfg.holdout ?? 0 }), cfg.data, opts.log);
   const cacheFile = opts.runDir !== undefined ? join(opts.runDir, DATA_INDEX_FILE) : undefined;
   const frozen = opts.resume === true && cacheFile !== undefined && existsSync(cacheFile);
   const index = await indexImageFolder(cfg.data, {
     skipBadImages: opts.skipBadImages ?? false, holdout: cfg.holdout ?? 0,
     ...(cacheFile !== undefined ? { cacheFile, frozen } : {}),
   });
-  for (const s of index.skipped.slice(0, 5)) opts.log?.(`skipped unreadable image ${s.file}: ${s.reason}`);
-  if (index.skipped.length) opts.log?.(`skipped ${index.skipped.length} unreadable image(s) of ${cfg.data} when indexing (--skip-bad-images)`);
+  if (cfg.holdout && index.layout === 'splits') opts.log?.(`note: ${cfg.data} has train/ and val/ (or test/) folders, which are its split; holdout ${cfg.holdout} applies to plain folders and is not used`);
+  return reportSkipped(index, cfg.data, opts.log);
+}
+
+function reportSkipped(index: FolderIndex, data: string, log: ((line: string) => void) | undefined): FolderIndex {
+  for (const s of index.skipped.slice(0, 5)) log?.(`skipped unreadable image ${s.file}: ${s.reason}`);
+  if (index.skipped.length) log?.(`skipped ${index.skipped.length} unreadable image(s) of ${data} when indexing (--skip-bad-images)`);
   return index;
 }
 
@@ -198,11 +206,13 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
   }
 
   // A resumed run reads its recorded index back; a new one records the index it trains on.
-  const recordedIndex = opts.resume && cfg.data !== undefined && existsSync(join(opts.out, DATA_INDEX_FILE));
+  const recordedIndex = opts.resume && cfg.data !== undefined && !isShardPattern(cfg.data) && existsSync(join(opts.out, DATA_INDEX_FILE));
   const dataset = (recordedIndex ? undefined : opts.dataset) ?? (await loadTrainingData(cfg, { ...opts, runDir: opts.out, resume: opts.resume ?? false }));
-  if (dataset instanceof FolderIndex && !opts.resume) await dataset.save(join(opts.out, DATA_INDEX_FILE));
+  if (dataset instanceof FolderIndex && !dataset.sharded && !opts.resume) await dataset.save(join(opts.out, DATA_INDEX_FILE));
   const workers = opts.numWorkers ?? (dataset instanceof FolderIndex ? defaultLoaderWorkers() : 1);
   let skippedInRun = 0;
+  const threadsNote = dataset instanceof FolderIndex ? decodeThreadsNote(workers) : undefined;
+  if (threadsNote) log(threadsNote);
   const loader = new MultiCropLoader({
     dataset, batchSize: cfg.batch, seed: cfg.seed, augment: cfg.augment, workers, prefetch: 2, start: loaderStart,
     channels: cfg.backbone.inChans === 1 ? 1 : 3, skipBadImages: opts.skipBadImages ?? false,
@@ -246,11 +256,11 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
         feeds.push(dinoStepFeeds(shape, batch, () => derivePrng(cfg.seed, DROP_PATH_STREAM, at)));
         scalars.push(stepScalars(cfg, at));
       }
-      dataBound.add(dataWaitMs.reduce((a, w) => a + w, 0), performance.now() - chunkStart);
       const runStart = performance.now();
       // Every DINO_METRICS name is an output: buildDinoStep emits them from a record typed by that list.
       const metrics = (chunk === 1 ? [await runner.run(state, feeds[0]!, scalars[0]!)] : await runner.runSteps(state, stackSteps(feeds), scalars)) as DinoMetrics[];
       const stepMs = (performance.now() - runStart) / chunk;
+      dataBound.add(dataWaitMs.reduce((a, w) => a + w, 0), performance.now() - chunkStart);
       const bad = metrics.findIndex((m) => !Number.isFinite(m.loss));
       if (bad >= 0) throw new NonFiniteLossError(step + bad + 1, metrics[bad]!.loss, existsSync(ckptPath) ? ckptPath : undefined);
       for (const [k, m] of metrics.entries()) {
@@ -346,7 +356,7 @@ export class InitWeightsError extends Error {
  * Whether training waits on its data: the share of recent wall time spent waiting for the loader (an exponential
  * average over about 20 chunks of steps). Above 10% the progress line says so, with the remedy.
  */
-class DataBoundMeter {
+export class DataBoundMeter {
   private waitMs = 0;
   private totalMs = 0;
   add(waitMs: number, totalMs: number): void {

@@ -9,10 +9,11 @@ import * as assert from 'uvu/assert';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { promises as fs } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { type TrainConfig, applyOverrides } from '../../../runtime/dino/config.ts';
-import { DATA_INDEX_FILE, train } from '../../../runtime/dino/train.ts';
+import { DATA_INDEX_FILE, DataBoundMeter, train } from '../../../runtime/dino/train.ts';
 import { loadCheckpoint } from '../../../runtime/dino/checkpoint.ts';
 import { newRunFromArgs } from '../../../cli/train.ts';
 import { BadImageError } from '../../../runtime/data/decode.ts';
@@ -58,6 +59,15 @@ test('--arch with --steps on a 300-image folder: schedules scaled to its 9-step 
   assert.ok(existsSync(join(out, DATA_INDEX_FILE)), 'the run records the files it trains on');
 });
 
+test('the progress line says data-bound when steps wait for images more than 10% of the time', () => {
+  const bound = new DataBoundMeter();
+  bound.add(60, 100);
+  assert.match(bound.note(), 'data-bound: 60% waiting for images');
+  const busy = new DataBoundMeter();
+  for (let i = 0; i < 5; i++) busy.add(2, 100);
+  assert.is(busy.note(), '');
+});
+
 test('--holdout F: that fraction of each class is recorded and not trained on; the epoch shrinks with it', async () => {
   const r = await newRunFromArgs([...args, '--steps', '30', '--holdout', '0.1']);
   assert.ok(r.dataset instanceof FolderIndex);
@@ -84,6 +94,21 @@ test('Ctrl-C then resume with 3 workers == the run not stopped, bit for bit', as
   }
   const lossA = metricsOf(straight).map((m) => m['loss']), lossB = metricsOf(stopped).map((m) => m['loss']);
   assert.equal(lossB, lossA);
+});
+
+test('tar shards train too: --data with a brace pattern, no file list recorded', async () => {
+  const shards = join(tmp(), 'shards');
+  await fs.mkdir(shards);
+  for (const c of [0, 1, 2]) {
+    const files = (await fs.readdir(join(root, `class${c}`))).sort().map((f) => `class${c}/${f}`);
+    execFileSync('tar', ['-cf', join(shards, `train-${c}.tar`), '-C', root, ...files]);
+  }
+  const r = await newRunFromArgs([...args.slice(0, args.indexOf('--data')), '--data', join(shards, 'train-{0..2}.tar'), ...args.slice(args.indexOf('--data') + 2), '--steps', '2']);
+  assert.ok(r.dataset instanceof FolderIndex && r.dataset.sharded && r.dataset.train.count === 300);
+  const out = join(tmp(), 'run');
+  const done = await train({ config: r.config, out, dataset: r.dataset, numWorkers: 2, ...quiet });
+  assert.is(done.steps, 2);
+  assert.not.ok(existsSync(join(out, DATA_INDEX_FILE)));
 });
 
 test('unreadable files: mid-epoch the run stops naming the file with the last checkpoint kept; --skip-bad-images names and skips them', async () => {
