@@ -45,6 +45,7 @@ async function makeFolder(count: number): Promise<string[]> {
     const blobs = Array.from({ length: 12 }, () => ({ x: prng.range(0, width), y: prng.range(0, height), r: prng.range(15, 120), c: [prng.range(-110, 110), prng.range(-110, 110), prng.range(-110, 110)] }));
     const base = [prng.range(60, 190), prng.range(60, 190), prng.range(60, 190)];
     const fx = prng.range(0.02, 0.2), fy = prng.range(0.02, 0.2), texture = prng.range(8, 30), edge = prng.range(0.3, 0.7) * width;
+    const noise = prng.range(45, 70); // sensor-like noise: what brings quality-90 files to ImageNet's 60-90 KB
     for (let y = 0; y < height; y++) {
       for (let x = 0; x < width; x++) {
         for (let c = 0; c < 3; c++) {
@@ -52,7 +53,7 @@ async function makeFolder(count: number): Promise<string[]> {
           for (const b of blobs) { const d2 = (x - b.x) ** 2 + (y - b.y) ** 2; if (d2 < 9 * b.r * b.r) v += b.c[c]! * Math.exp(-d2 / (2 * b.r * b.r)); }
           v += texture * Math.sin(fx * x + c) * Math.sin(fy * y);
           if (x > edge) v += 25 * (c - 1);
-          v += (prng.uniform() - 0.5) * 22;
+          v += (prng.uniform() - 0.5) * noise;
           pixels[(y * width + x) * 3 + c] = v < 0 ? 0 : v > 255 ? 255 : v;
         }
       }
@@ -120,7 +121,7 @@ async function splitOurs(files: readonly string[], seed: number): Promise<Record
 }
 
 /** The anchor as a long-lived process, so that its start-up and imports are not timed. */
-function startAnchor(listFile: string): { run: (first: number, count: number, seed: number) => Promise<number>; quit: () => void } | null {
+function startAnchor(listFile: string): { run: (first: number, count: number, seed: number, mode?: 'run' | 'decode') => Promise<number>; quit: () => void } | null {
   const probe = spawnSync(python, ['-c', 'import torchvision, PIL'], { encoding: 'utf8' });
   if (probe.status !== 0) {
     console.log(`anchor skipped: ${python} cannot import torchvision and PIL (apt-get install python3-torchvision python3-pil)`);
@@ -129,8 +130,8 @@ function startAnchor(listFile: string): { run: (first: number, count: number, se
   const child = spawn(python, [anchorScript], { stdio: ['pipe', 'pipe', 'inherit'] });
   const lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
   return {
-    run: async (first, count, seed) => {
-      child.stdin!.write(`run ${listFile} ${first} ${count} ${seed}\n`);
+    run: async (first, count, seed, mode = 'run') => {
+      child.stdin!.write(`${mode} ${listFile} ${first} ${count} ${seed}\n`);
       const next = await lines.next();
       if (next.done) throw new Error('the torchvision anchor exited early (see its stderr above)');
       const reply = JSON.parse(next.value) as { cpu_s: number; images: number };
@@ -164,6 +165,7 @@ for (let r = 0; r < rounds; r++) {
   if (anchor) { theirs.push(t); ratios.push(t / o); }
   console.log(`round ${r + 1}: ours ${o.toFixed(2)} CPU-ms/image${anchor ? `, torchvision ${t.toFixed(2)}, ratio ${(t / o).toFixed(2)}x` : ''}`);
 }
+const theirDecode = anchor ? await anchor.run(0, files.length, 7, 'decode') : null;
 anchor?.quit();
 const split = await splitOurs(files, 7);
 const oursMs = median(ours);
@@ -171,6 +173,7 @@ console.log(JSON.stringify({
   images: files.length, rounds, oursCpuMsPerImage: +oursMs.toFixed(2),
   torchvisionCpuMsPerImage: anchor ? +median(theirs).toFixed(2) : null,
   ratio: anchor ? +median(ratios).toFixed(2) : null,
+  torchvisionDecodeMs: theirDecode === null ? null : +theirDecode.toFixed(2),
   oursSplitMs: Object.fromEntries(Object.entries(split).map(([k, v]) => [k, +v.toFixed(2)])),
   oursImagesPerSecondPerCore: +(1000 / oursMs).toFixed(1),
   projected16Cores: +((16 * 1000) / oursMs).toFixed(0),

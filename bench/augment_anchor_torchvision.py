@@ -2,8 +2,9 @@
 """The anchor for bench/augment-vs-torchvision.ts (not part of the product): DINO's DataAugmentationDINO with
 PIL decoding, as main_dino.py defines it, timed in CPU seconds on one thread.
 
-Run by the bench as a long-lived process: it reads lines `run <listfile> <first> <count> <seed>` on stdin and
-answers each with one JSON line {"cpu_s": ..., "images": ...}; `quit` ends it. Needs Debian's python3-torchvision.
+Run by the bench as a long-lived process: it reads lines `run <listfile> <first> <count> <seed>` (decode and
+augment) or `decode <listfile> <first> <count> <seed>` (decode only) on stdin and answers each with one JSON line
+{"cpu_s": ..., "images": ...}; `quit` ends it. Needs Debian's python3-torchvision.
 """
 import json
 import random
@@ -80,7 +81,7 @@ for line in sys.stdin:
     words = line.split()
     if not words or words[0] == 'quit':
         break
-    _, list_file, first, count, seed = words
+    mode, list_file, first, count, seed = words
     if list_file not in lists:
         with open(list_file) as f:
             lists[list_file] = [p for p in f.read().splitlines() if p]
@@ -89,6 +90,8 @@ for line in sys.stdin:
     torch.manual_seed(int(seed))
     start = time.process_time()
     for path in paths:
-        augment(pil_loader(path))
+        image = pil_loader(path)
+        if mode == 'run':
+            augment(image)
     cpu = time.process_time() - start
     print(json.dumps({'cpu_s': cpu, 'images': len(paths)}), flush=True)

@@ -69,7 +69,7 @@ crops = []
 for name, img in sources.items():
     w, h = img.size
     for top, left, ch, cw, size in [(0, 0, h, w, 24), (5, 7, 30, 40, 32), (10, 3, 12, 9, 32), (2, 20, 40, 17, 16),
-                                    (0, 0, h, w, h), (1, 2, h - 3, w - 5, 45)]:
+                                    (0, 0, h, w, h), (1, 2, h - 3, w - 5, 45), (5, 5, 3, 2, 16), (7, 1, 1, 40, 9)]:
         out = F.resized_crop(img, top, left, ch, cw, [size, size], interpolation=transforms.InterpolationMode.BICUBIC)
         crops.append({'source': name, 'box': [top, left, ch, cw], 'size': size, 'output': chw_bytes(out)})
 

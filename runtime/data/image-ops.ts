@@ -348,15 +348,24 @@ function fixedCoefficients(inSize: number, outSize: number): FixedCoefficients {
   const scale = inSize / outSize;
   const filterScale = scale < 1 ? 1 : scale;
   const support = 2 * filterScale; // bicubic support 2, widened when shrinking (antialiasing)
-  const taps = Math.min(Math.ceil(support) * 2 + 1, inSize);
   const inverse = 1 / filterScale;
-  const first = new Int32Array(outSize);
-  const weights = new Int32Array(outSize * taps);
-  const raw = new Float64Array(Math.ceil(support) * 2 + 1);
+  // Each output's input range [lo, hi), as PIL rounds it; the kernels run the longest one's length for every output
+  // (PIL's buffer holds 2 ceil(support) + 1, up to two more taps, always zero).
+  const lows = new Int32Array(outSize);
+  const highs = new Int32Array(outSize);
+  let taps = 1;
   for (let o = 0; o < outSize; o++) {
     const center = (o + 0.5) * scale;
-    const lo = Math.max(Math.trunc(center - support + 0.5), 0);
-    const hi = Math.min(Math.trunc(center + support + 0.5), inSize);
+    lows[o] = Math.max(Math.trunc(center - support + 0.5), 0);
+    highs[o] = Math.min(Math.trunc(center + support + 0.5), inSize);
+    taps = Math.max(taps, highs[o]! - lows[o]!);
+  }
+  const first = new Int32Array(outSize);
+  const weights = new Int32Array(outSize * taps);
+  const raw = new Float64Array(taps);
+  for (let o = 0; o < outSize; o++) {
+    const center = (o + 0.5) * scale;
+    const lo = lows[o]!, hi = highs[o]!;
     let total = 0;
     for (let k = 0; k < hi - lo; k++) {
       const w = bicubic((k + lo - center + 0.5) * inverse);
@@ -562,9 +571,19 @@ function boxPassBytes(from: Int32Array, to: Int32Array, length: number, pad: num
     from[k] = firstValue;
     from[pad + length + k] = lastValue;
   }
+  const end = pad + length;
+  // DINO's sigmas (up to 2) give whole radius 0 or 1: the window written out, no running sum to carry.
+  if (radius === 0) {
+    for (let x = pad; x < end; x++) to[x] = (from[x]! * ww + (from[x - 1]! + from[x + 1]!) * fw + 8388608) >>> 24;
+    return;
+  }
+  if (radius === 1) {
+    for (let x = pad; x < end; x++) to[x] = ((from[x - 1]! + from[x]! + from[x + 1]!) * ww + (from[x - 2]! + from[x + 2]!) * fw + 8388608) >>> 24;
+    return;
+  }
   let sum = 0;
   for (let k = -radius; k <= radius; k++) sum += from[pad + k]!;
-  for (let x = pad, end = pad + length; x < end; x++) {
+  for (let x = pad; x < end; x++) {
     // < 2^32: exact in a double; `>>> 24` truncates as C's unsigned shift does.
     to[x] = (sum * ww + (from[x - pad]! + from[x + pad]!) * fw + 8388608) >>> 24;
     sum += from[x + radius + 1]! - from[x - radius]!;
@@ -575,6 +594,21 @@ function boxPassBytes(from: Int32Array, to: Int32Array, length: number, pad: num
 function columnBoxPass(src: Uint8Array, dst: Uint8Array, width: number, height: number, radius: number, ww: number, fw: number, sums: Int32Array): void {
   const last = height - 1;
   const rowAt = (y: number) => (y < 0 ? 0 : y > last ? last : y) * width;
+  if (radius <= 1) {
+    // As in boxPassBytes: the window written out (rows y - 2 .. y + 2, or y - 1 .. y + 1).
+    for (let y = 0; y < height; y++) {
+      const out = y * width, up = rowAt(y - 1), mid = y * width, down = rowAt(y + 1);
+      if (radius === 0) {
+        for (let x = 0; x < width; x++) dst[out + x] = (src[mid + x]! * ww + (src[up + x]! + src[down + x]!) * fw + 8388608) >>> 24;
+      } else {
+        const up2 = rowAt(y - 2), down2 = rowAt(y + 2);
+        for (let x = 0; x < width; x++) {
+          dst[out + x] = ((src[up + x]! + src[mid + x]! + src[down + x]!) * ww + (src[up2 + x]! + src[down2 + x]!) * fw + 8388608) >>> 24;
+        }
+      }
+    }
+    return;
+  }
   // The window of the row before row 0, [-radius - 1, radius - 1].
   sums.fill(0, 0, width);
   for (let y = -radius - 1; y <= radius - 1; y++) {
@@ -710,34 +744,6 @@ function hsv(): NonNullable<typeof hsvTables> {
 /** The hue byte step torchvision adds: `np.uint8(shift * 255)`, truncated, wrapping around. */
 const hueStepOf = (shift: number) => ((Math.trunc(shift * 255) % 256) + 256) % 256;
 
-/** One pixel through PIL's uint8 HSV with `hueStep` added to its hue, packed as (r << 16) | (g << 8) | b. */
-function hueShiftPixel(r: number, g: number, b: number, hueStep: number, tables: NonNullable<typeof hsvTables>): number {
-  let max: number, key: number;
-  // The max channel (first among equals), which other channel is the min, and the third one's difference.
-  if (r >= g && r >= b) { max = r; key = g >= b ? 65536 + (max - b) * 256 + (max - g) : (max - g) * 256 + (max - b); }
-  else if (g >= b) { max = g; key = r >= b ? 3 * 65536 + (max - b) * 256 + (max - r) : 2 * 65536 + (max - r) * 256 + (max - b); }
-  else { max = b; key = r >= g ? 5 * 65536 + (max - g) * 256 + (max - r) : 4 * 65536 + (max - r) * 256 + (max - g); }
-  const chroma = (key >> 8) & 255;
-  if (chroma === 0) return (r << 16) | (g << 8) | b; // gray: s = 0, unchanged
-  const sat = tables.saturation[max * 256 + chroma]!;
-  if (sat === 0) return (max << 16) | (max << 8) | max;
-  const hue = (tables.hue[key]! + hueStep) & 255;
-  // hsv2rgb, in Convert.c's float32 / double mix.
-  const frac = tables.remainder[hue]!;
-  const fs = Math.fround(sat / 255.0);
-  const pv = Math.round(max * (1.0 - fs));
-  const qv = Math.round(max * (1.0 - Math.fround(fs * frac)));
-  const tv = Math.round(max * (1.0 - fs * (1.0 - frac)));
-  switch (tables.sector[hue]) {
-    case 0: return (max << 16) | (tv << 8) | pv;
-    case 1: return (qv << 16) | (max << 8) | pv;
-    case 2: return (pv << 16) | (max << 8) | tv;
-    case 3: return (pv << 16) | (qv << 8) | max;
-    case 4: return (tv << 16) | (pv << 8) | max;
-    default: return (max << 16) | (pv << 8) | qv;
-  }
-}
-
 /**
  * torchvision `adjust_hue` on a PIL image, in place: `convert('HSV')`, the uint8 hue plus `uint8(shift * 255)`
  * (truncated, wrapping around), back to RGB; Convert.c's float32 arithmetic, the rgb2hsv half through tables.
@@ -747,14 +753,40 @@ export function adjustHueBytes(image: ByteImage, shift: number): void {
   if (image.channels !== 3) return;
   // No early return for a zero step: PIL's round trip through uint8 HSV alone changes colours by a level or two.
   const hueStep = hueStepOf(shift);
-  const tables = hsv();
+  const { hue: hueTable, saturation: satTable, sector: sectorTable, remainder: remainderTable } = hsv();
   const plane = image.height * image.width;
   const data = image.data;
   for (let p = 0; p < plane; p++) {
-    const rgb = hueShiftPixel(data[p]!, data[plane + p]!, data[2 * plane + p]!, hueStep, tables);
-    data[p] = rgb >> 16;
-    data[plane + p] = (rgb >> 8) & 255;
-    data[2 * plane + p] = rgb & 255;
+    const r = data[p]!, g = data[plane + p]!, b = data[2 * plane + p]!;
+    let max: number, key: number;
+    // The max channel (first among equals), which other channel is the min, and the third one's difference.
+    if (r >= g && r >= b) { max = r; key = g >= b ? 65536 + (max - b) * 256 + (max - g) : (max - g) * 256 + (max - b); }
+    else if (g >= b) { max = g; key = r >= b ? 3 * 65536 + (max - b) * 256 + (max - r) : 2 * 65536 + (max - r) * 256 + (max - b); }
+    else { max = b; key = r >= g ? 5 * 65536 + (max - g) * 256 + (max - r) : 4 * 65536 + (max - r) * 256 + (max - g); }
+    const chroma = (key >> 8) & 255;
+    if (chroma === 0) continue; // gray: s = 0, unchanged
+    const sat = satTable[max * 256 + chroma]!;
+    let nr = max, ng = max, nb = max;
+    if (sat !== 0) {
+      const hue = (hueTable[key]! + hueStep) & 255;
+      // hsv2rgb, in Convert.c's float32 / double mix.
+      const frac = remainderTable[hue]!;
+      const fs = Math.fround(sat / 255.0);
+      const pv = Math.round(max * (1.0 - fs));
+      const qv = Math.round(max * (1.0 - Math.fround(fs * frac)));
+      const tv = Math.round(max * (1.0 - fs * (1.0 - frac)));
+      switch (sectorTable[hue]) {
+        case 0: ng = tv; nb = pv; break;
+        case 1: nr = qv; nb = pv; break;
+        case 2: nr = pv; nb = tv; break;
+        case 3: nr = pv; ng = qv; break;
+        case 4: nr = tv; ng = pv; break;
+        default: ng = pv; nb = qv;
+      }
+    }
+    data[p] = nr;
+    data[plane + p] = ng;
+    data[2 * plane + p] = nb;
   }
 }
 

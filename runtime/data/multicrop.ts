@@ -1,6 +1,6 @@
 /**
- * DINO multi-crop augmentation (facebookresearch/dino `DataAugmentationDINO`), on float32 channel-first images
- * in [0, 1]. Every random draw comes from the {@link Prng} passed in, so a batch is reproducible from its seed.
+ * DINO multi-crop augmentation (facebookresearch/dino `DataAugmentationDINO`), on 8-bit images of any size (decoded
+ * files) or on float32 images in [0, 1] (Fashion-MNIST), channel-first. Every random draw comes from the {@link Prng} passed in, so a batch is reproducible from its seed.
  *
  * Per image, in this order (the reference's): global view 1, global view 2, then the local views. Each view:
  * 1. RandomResizedCrop (torchvision's sampling, 10 tries then the centre-crop fallback), PIL-style bicubic
@@ -21,9 +21,10 @@
  * - {@link multiCropImages} (decoded files: 8-bit images of any size) computes as torchvision does on PIL images,
  *   uint8 between steps, and gives PIL's bytes for every step and torch's float32 tensors at the end (checked by
  *   test/runtime/data/augment-fidelity.test.ts against fixtures from tools/make_augment_fixtures.py). uint8 was
- *   chosen over float after measuring both against those fixtures: float differs from torchvision by up to 2.5
- *   levels (mean 1.6) because PIL truncates after every colour op, uint8 by none; and it is the cheaper one (bytes
- *   to move, lookup tables for the pointwise ops). Draws happen first ({@link drawViewParams}), pixels after
+ *   chosen over float after measuring both against those fixtures: the float path (the ops below, unrounded)
+ *   differs from torchvision's whole views by up to 3.6 levels of 255 (mean 0.8-1.3), mostly because PIL truncates
+ *   after every colour op; uint8 by none. It is also the cheaper one (a byte per value, lookup tables for the
+ *   pointwise ops). Draws happen first ({@link drawViewParams}), pixels after
  *   ({@link renderView}), with the flip folded into the resize and solarize into the normalisation table.
  * - {@link multiCrop} (float images in [0, 1], Fashion-MNIST) works in float32 with no rounding between steps.
  * {@link evalTransform} is DINO's evaluation transform on the same 8-bit images.
