@@ -31,8 +31,8 @@ import { loadFashionMnist } from '../runtime/data/fashion-mnist.ts';
 import { type EvalDataOptions, EvalDataError, EvalOptionError, evalDataSource } from './eval.ts';
 import { type FeatureFileInfo, featureFilePaths, featureFormat, normalizeRows, openFeatureFile, writeAt, writeProgress } from './feature-file.ts';
 import { type LinearFeatureSpec, checkLinearFeature, featureRows, linearFeatureDim, modelInputBatch, modelInputSize, runModel } from './knn.ts';
-import { readBackboneExportInfo } from './backbone-export.ts';
-import { type ExportInfo, readExportInfo, readRunConfig } from './teacher.ts';
+import { BACKBONE_EXPORT_KEY, readBackboneExportInfo } from './backbone-export.ts';
+import { EXPORT_INFO_KEY, type ExportInfo, findMetadata, readExportInfo, readRunConfig } from './teacher.ts';
 
 // ---- the batched source ---------------------------------------------------------------------------------
 
@@ -122,10 +122,13 @@ interface FeatureModel {
   readonly vit?: ExportInfo;
 }
 
-function featureModel(bytes: Uint8Array): FeatureModel {
+function featureModel(bytes: Uint8Array, file: string): FeatureModel {
   const other = readBackboneExportInfo(bytes);
   if (other) return { kind: other.backbone.kind, inChans: other.backbone.inChans, dim: other.featureDim, fixedSide: other.imageSize[0], trainedSide: other.imageSize[0] };
-  const vit = readExportInfo(bytes); // throws naming the file when it has neither description
+  if (findMetadata(bytes, EXPORT_INFO_KEY) === undefined) {
+    throw new Error(`${file}: no "${EXPORT_INFO_KEY}" or "${BACKBONE_EXPORT_KEY}" metadata, so not a model of dino export: export one with npx dino export (a ViT) or exportBackbone (any backbone)`);
+  }
+  const vit = readExportInfo(bytes);
   return { kind: 'vit', inChans: vit.backbone.inChans, dim: vit.backbone.embedDim, fixedSide: vit.imageSize ? vit.imageSize[0] : null, trainedSide: vit.imageSize ? vit.imageSize[0] : vit.backbone.imgSize, vit };
 }
 
@@ -169,7 +172,7 @@ export async function writeFeatures(opts: WriteFeaturesOptions): Promise<WriteFe
   const { images } = opts;
   featureFormat(opts.out);
   const bytes = fs.readFileSync(opts.model);
-  const model = featureModel(bytes);
+  const model = featureModel(bytes, opts.model);
   if (model.inChans !== images.channels) {
     throw new Error(`${opts.model} takes ${model.inChans}-channel images, the data has ${images.channels} channels`);
   }
@@ -350,7 +353,7 @@ export async function extractFeatureFile(opts: ExtractFeaturesOptions): Promise<
   if (!plain && opts.run && !opts.model) checkLinearFeature(linear, readRunConfig(opts.run).backbone.depth);
   const model = runModel({ ...opts, ...(plain || opts.model ? {} : { intermediate: linear.nLastBlocks }) });
   const bytes = fs.readFileSync(model);
-  const shape = featureModel(bytes);
+  const shape = featureModel(bytes, model);
   const split = opts.split ?? 'all';
   const splits = split === 'all' ? (['train', 'test'] as const) : ([split] as const);
   const src = evalDataSource(opts);

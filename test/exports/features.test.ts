@@ -11,7 +11,7 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import sharp from 'sharp';
-import { Prng } from '../../dsl/index.ts';
+import { Graph, Prng, emitOnnx, relu } from '../../dsl/index.ts';
 import { featureSplit, readFeatureFile, readFeatureSplits } from '../../exports/feature-file.ts';
 import { datasetImages, dinoEvalTransform, extractFeatureFile, writeFeatures } from '../../exports/features.ts';
 import { type LinearFeatureSpec, extractFeatures, featureRows, knnClassify, knnEvaluate, runModel } from '../../exports/knn.ts';
@@ -105,6 +105,13 @@ test("a folder's rows are its files through DINO's eval transform, in data order
   const again = await extractFeatureFile({ run, dataset: folder, out, batch: 5 });
   assert.is(again.resumedAt, 36);
   assert.ok(Buffer.compare(before, fs.readFileSync(out)) === 0);
+  // A model that dino export did not write is refused naming it.
+  const g = new Graph('plain');
+  g.output('y', relu(g.input('images', 'float32', [1, 1, 28, 28])));
+  const plainModel = path.join(dir, 'plain.onnx');
+  fs.writeFileSync(plainModel, (emitOnnx(g, { params: 'inputs' }) as { right: Uint8Array }).right);
+  const notOurs = await rejection(() => extractFeatureFile({ model: plainModel, dataset: folder, out: path.join(dir, 'never.npy') }));
+  assert.match(notOurs.message, /plain\.onnx: no "dino\.export" or "dino\.backbone" metadata/);
   // Another feature into the same file is refused, naming the file.
   const refused = await rejection(() => extractFeatureFile({ run, dataset: folder, out, batch: 5, normalize: true }));
   assert.ok(refused.message.includes(out) && refused.message.includes('remove it'), refused.message);
