@@ -15,6 +15,7 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<Command<an
   start: { summary: 'the default job: train fmnist-quick scoring a k-NN / linear-probe curve, export the teacher, both vs random init and raw pixels', load: async () => (await import('../cli/start.ts')).startCommand },
   train: { summary: 'train DINO (a preset, or --arch vit_small on your image folder); --resume DIR continues a run', load: async () => (await import('../cli/train.ts')).trainCommand },
   export: { summary: 'export a teacher as an inference ONNX model, or its weights as .pth / .safetensors', load: async () => (await import('../cli/exports.ts')).exportCommand },
+  features: { summary: 'frozen features of a dataset to a .safetensors / .npy file (streamed, resumable)', load: async () => (await import('../cli/exports.ts')).featuresCommand },
   knn: { summary: 'weighted k-NN evaluation of a run or an exported model', load: async () => (await import('../cli/exports.ts')).knnCommand },
   linear: { summary: 'linear probe on frozen features (trained with compiled step graphs)', load: async () => (await import('../cli/exports.ts')).linearCommand },
   attention: { summary: 'per-head [CLS] attention maps of an image as PNGs', load: async () => (await import('../cli/exports.ts')).attentionCommand },

@@ -1,8 +1,11 @@
 /** The commands that take a trained model out: `dino export|knn|linear|attention|serve|report`. */
 import { extname, join } from 'node:path';
 import { attentionMaps, exportTeacher, knnEvaluate, linearProbe, serve, writeReport } from '../exports/index.ts';
+import { extractFeatureFile } from '../exports/features.ts';
 import { runModel } from '../exports/knn.ts';
-import { writeTeacherWeights, writeWeights } from '../exports/weights.ts';
+import { EXECUTION_PROVIDERS } from '../runtime/ep/records.ts';
+import { readRunConfig } from '../exports/teacher.ts';
+import { pytorchLoadLines, weightFormatFor, writeTeacherWeights, writeWeights } from '../exports/weights.ts';
 import { exportHf } from '../exports/hf.ts';
 import { readDinoWeights } from '../runtime/io/weights.ts';
 import { UsageError, defineCommand } from './args.ts';
@@ -44,6 +47,95 @@ function dataOptions(command: string, o: { dataset?: string | undefined; data?: 
   };
 }
 
+/** `--features`: precomputed features replace the model and data flags, which are then refused by name. */
+function precomputed(command: string, o: Record<string, unknown>): { features: string; log: typeof log } {
+  const clash = ['run', 'model', 'dataset', 'data', 'val', 'limit-train', 'limit-test', 'dump-features'].find((k) => o[k] !== undefined);
+  if (clash !== undefined) throw new UsageError(`--features gives the features: --${clash} does not apply with it`, command);
+  return { features: o['features'] as string, log };
+}
+
+export const featuresCommand = defineCommand(
+  {
+    name: 'features',
+    summary: 'Frozen features of a dataset through a run\'s teacher or an exported model, written to a .safetensors or .npy file (rows in data order, with labels and files).',
+    options: {
+      ...MODEL_OPTIONS,
+      dataset: { kind: 'choice', choices: ['fmnist'], help: 'Fashion-MNIST (its train split, then its test split) instead of the run\'s own data' },
+      data: { kind: 'string', placeholder: 'FOLDER', help: 'this image folder (one subfolder per class) instead of the run\'s own data' },
+      val: { kind: 'string', placeholder: 'FOLDER', help: 'a validation folder as the test split, against the data folder\'s training files (classes matched by name)' },
+      'skip-bad-images': DATA_OPTIONS['skip-bad-images'],
+      out: { kind: 'string', placeholder: 'FILE', help: 'output: FILE.safetensors (tensors features [N, D] and labels [N], metadata dino.features) or FILE.npy (with FILE.labels.npy and FILE.json); FILE.files.txt lists the file of each row for image folders (required)' },
+      split: { kind: 'choice', choices: ['all', 'train', 'test'], default: 'all', help: 'which rows: the train split, the test split (held out, as knn and linear split the data), or both, train first' },
+      'n-last-blocks': { kind: 'int', min: 1, default: 1, placeholder: 'N', help: 'concatenate the final-norm [CLS] of the last N blocks (as linear)' },
+      'avgpool-patchtokens': { kind: 'flag', help: 'append the mean patch token of the last block (as linear)' },
+      normalize: { kind: 'flag', help: 'L2-normalise each row (as DINO\'s eval_knn.py dumps them)' },
+      batch: { kind: 'int', min: 1, default: 128, placeholder: 'N', help: 'images per batch' },
+      ep: { kind: 'choice', choices: EXECUTION_PROVIDERS, default: 'cpu', help: 'ONNX Runtime execution provider' },
+      threads: { kind: 'int', min: 0, placeholder: 'N', help: 'intra-op threads (default: one per core)' },
+    },
+    epilog: `Image folders are read batch by batch through DINO's eval transform at the model's size S (Resize(S * 256/224),
+bicubic, then CenterCrop(S)); a model of another backbone (exportBackbone) works as a ViT's does.
+Rows are written as they are computed into a file allocated at its final size; OUT.progress.json records the
+rows done. Stopped (Ctrl-C, a killed job), the same command continues where it stopped, and the finished file is byte
+for byte the one an uninterrupted run writes; run again on a finished file, it does nothing. Read a file with
+numpy.load, or safetensors.numpy.load_file / safe_open (metadata: f.metadata()["dino.features"]).`,
+  },
+  async ({ options: o }) => {
+    if (o.out === undefined) throw new UsageError('--out FILE.safetensors or FILE.npy is required', 'features');
+    if (!/\.(safetensors|npy)$/i.test(o.out)) throw new UsageError(`--out ${o.out}: the file must end in .safetensors or .npy`, 'features');
+    const controller = new AbortController();
+    const onSigint = () => {
+      controller.abort();
+      log('\ninterrupt: finishing this batch and recording the progress (Ctrl-C again to stop at once)');
+      process.once('SIGINT', () => process.exit(130));
+    };
+    process.once('SIGINT', onSigint);
+    const bar = progressBar('features');
+    try {
+      const r = await extractFeatureFile({
+        ...modelSource('features', o), ...dataOptions('features', { ...o, 'limit-train': undefined, 'limit-test': undefined }),
+        out: o.out, split: o.split as 'all' | 'train' | 'test', nLastBlocks: o['n-last-blocks'], avgpoolPatchtokens: o['avgpool-patchtokens'],
+        normalize: o.normalize, batch: o.batch, ep: o.ep, ...(o.threads !== undefined ? { threads: o.threads } : {}),
+        signal: controller.signal, progress: bar.update,
+      });
+      bar.done();
+      if (!r.finished) {
+        console.log(`stopped at ${r.completed}/${r.info.count} rows of ${r.out}: run the same command again to continue`);
+        process.exitCode = 130;
+        return;
+      }
+      const resumed = r.resumedAt === r.info.count ? ' (already complete)' : r.resumedAt > 0 ? ` (continued from row ${r.resumedAt})` : '';
+      console.log(`wrote ${r.out}: ${r.info.count} rows of ${r.info.dim} (${r.info.splits.map((s) => `${s.name} ${s.count}`).join(', ')})${resumed} in ${r.seconds.toFixed(1)} s`);
+    } finally {
+      process.removeListener('SIGINT', onSigint);
+    }
+  },
+);
+
+/** A progress line on stderr: redrawn in place on a terminal, a line every 10 s otherwise. */
+function progressBar(what: string): { update: (done: number, total: number) => void; done: () => void } {
+  const t0 = performance.now();
+  let started: number | undefined, lastLine = 0, drawn = false;
+  return {
+    update: (done, total) => {
+      const now = performance.now();
+      started ??= done;
+      const rate = ((done - started) * 1000) / Math.max(now - t0, 1);
+      const eta = rate > 0 ? `, ${Math.ceil((total - done) / rate)} s left` : '';
+      const width = 30, filled = Math.round((width * done) / Math.max(total, 1));
+      const text = `${what} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${total} (${rate.toFixed(0)} images/s${eta})`;
+      if (process.stderr.isTTY) {
+        process.stderr.write(`\r${text}`);
+        drawn = true;
+      } else if (now - lastLine > 10_000 || done === total) {
+        lastLine = now;
+        log(text);
+      }
+    },
+    done: () => void (drawn && process.stderr.write('\n')),
+  };
+}
+
 const FORMATS = ['onnx', 'safetensors', 'pth', 'hf'] as const;
 
 export const exportCommand = defineCommand(
@@ -63,14 +155,20 @@ export const exportCommand = defineCommand(
     epilog: `The ONNX model takes images [N, C, H, W] in [0, 1] and returns features [N, D], patch_tokens [N, P, D] and
 cls_attention [N, heads, P]. The .pth / .safetensors files hold the backbone under DINO's vision_transformer.py keys:
   model = vits.vit_small(patch_size=16); model.load_state_dict(torch.load('teacher.pth', weights_only=True))
+(the export prints these lines for the run's own backbone, with img_size when it is not 224).
 A backbone with a convolutional stem (backbone.convStem, as fmnist-quick and fmnist-long) also holds patch_embed.stem.<i>.weight|bias
 and a patch embedding over the stem's channels, which vision_transformer.py does not define.`,
   },
   async ({ options: o }) => {
     if ((o.run === undefined) === (o.weights === undefined)) throw new UsageError('give --run DIR, or --preset NAME with --weights FILE', 'export');
-    const fromExt = o.out !== undefined ? FORMATS.find((f) => extname(o.out!) === `.${f}`) : undefined;
+    // The format follows --out's extension (.pt is PyTorch's too); another extension needs --format.
+    const ext = o.out !== undefined ? extname(o.out).toLowerCase() : undefined;
+    const fromExt = ext === '.onnx' ? 'onnx' : ext !== undefined && o.out !== undefined ? weightFormatFor(o.out) : undefined;
+    if (o.out !== undefined && fromExt === undefined && o.format === undefined) {
+      throw new UsageError(`--out ${o.out}: name the format with the extension (.onnx, .pth or .pt, .safetensors) or with --format`, 'export');
+    }
     const format = o.format ?? fromExt ?? 'onnx';
-    if (o.format !== undefined && fromExt !== undefined && fromExt !== o.format) throw new UsageError(`--format ${o.format} but --out ${o.out} ends in .${fromExt}`, 'export');
+    if (o.format !== undefined && fromExt !== undefined && fromExt !== o.format) throw new UsageError(`--format ${o.format} but --out ${o.out} ends in ${ext} (a ${fromExt} file)`, 'export');
     const network = o.student ? 'student' : 'teacher';
     const out = o.out ?? (o.run !== undefined ? join(o.run, format === 'hf' ? `${network}-hf` : `${network}.${format}`) : undefined);
     if (!out) throw new UsageError(`--out ${format === 'hf' ? 'FOLDER' : 'FILE'} is required with --weights`, 'export');
@@ -90,7 +188,11 @@ and a patch embedding over the stem's channels, which vision_transformer.py does
       const r = o.run !== undefined
         ? writeTeacherWeights(o.run, out, format, { network })
         : { path: out, bytes: writeWeights(out, readDinoWeights(o.weights!, network).backbone, format) };
-      return void console.log(`wrote ${r.path} (${(r.bytes / 1e6).toFixed(1)} MB, ${format})`);
+      console.log(`wrote ${r.path} (${(r.bytes / 1e6).toFixed(1)} MB, ${format})`);
+      // The run's architecture is known (its config); weights given with --weights are copied as they are.
+      const backbone = o.run !== undefined ? readRunConfig(o.run).backbone : undefined;
+      if (backbone) console.log(`load it in PyTorch:\n${pytorchLoadLines(backbone, r.path).map((l) => `  ${l}`).join('\n')}`);
+      return;
     }
     if (o.weights !== undefined && o.preset === undefined) throw new UsageError('--weights needs --preset NAME (the architecture)', 'export');
     const r = exportTeacher({
@@ -112,11 +214,16 @@ export const knnCommand = defineCommand(
       ...MODEL_OPTIONS, ...DATA_OPTIONS,
       'nb-knn': { kind: 'ints', min: 1, default: [10, 20, 100, 200], placeholder: 'K,K,...', help: 'numbers of nearest neighbours (DINO\'s --nb_knn)' },
       temperature: { kind: 'number', min: 0, exclusiveMin: true, default: 0.07, help: 'temperature of the exp(similarity / T) vote weights' },
+      'dump-features': { kind: 'string', placeholder: 'DIR', help: 'also write the L2-normalised train and test features with their labels to DIR/train.safetensors and DIR/test.safetensors (DINO\'s --dump_features)' },
+      features: { kind: 'string', placeholder: 'FILE|DIR', help: 'precomputed features instead of --run/--model and data: a dino features file with train and test splits (--split all), or a --dump-features folder (DINO\'s --load_features)' },
       json: { kind: 'flag', help: 'print the result as JSON' },
     },
   },
   async ({ options: o }) => {
-    const r = await knnEvaluate({ ...modelSource('knn', o), ...dataOptions('knn', o), ks: o['nb-knn'], temperature: o.temperature });
+    const r = await knnEvaluate({
+      ...(o.features !== undefined ? precomputed('knn', o) : { ...modelSource('knn', o), ...dataOptions('knn', o) }),
+      ks: o['nb-knn'], temperature: o.temperature, ...(o['dump-features'] !== undefined ? { dumpFeatures: o['dump-features'] } : {}),
+    });
     console.log(o.json ? r.json : r.table);
   },
 );
@@ -130,6 +237,7 @@ export const linearCommand = defineCommand(
       'n-last-blocks': { kind: 'int', min: 1, default: 1, placeholder: 'N', help: 'concatenate the final-norm [CLS] of the last N blocks (DINO\'s --n_last_blocks; the paper: 4 for ViT-S)' },
       'avgpool-patchtokens': { kind: 'flag', help: 'append the mean patch token of the last block (the paper\'s ViT-B setting, with --n-last-blocks 1)' },
       epochs: { kind: 'int', min: 1, help: 'passes over the train features (default 20)' },
+      features: { kind: 'string', placeholder: 'FILE|DIR', help: 'precomputed features instead of --run/--model and data: a dino features file with train and test splits (--split all), or a knn --dump-features folder' },
       json: { kind: 'flag', help: 'print the result as JSON' },
     },
     epilog: `Departures from DINO's eval_linear.py: features are computed once, without augmentation (DINO re-crops every
@@ -137,9 +245,11 @@ epoch), and standardised per dimension; 20 epochs of SGD (momentum 0.9, lr 0.1 p
 100 at lr 0.001; one seed, the final accuracy reported (DINO reports the best epoch).`,
   },
   async ({ options: o }) => {
+    if (o.features !== undefined && (o['n-last-blocks'] !== 1 || o['avgpool-patchtokens'])) {
+      throw new UsageError('--n-last-blocks and --avgpool-patchtokens choose the feature when it is extracted: pass them to dino features instead of --features', 'linear');
+    }
     const r = await linearProbe({
-      ...modelSource('linear', o), ...dataOptions('linear', o),
-      nLastBlocks: o['n-last-blocks'], avgpoolPatchtokens: o['avgpool-patchtokens'],
+      ...(o.features !== undefined ? precomputed('linear', o) : { ...modelSource('linear', o), ...dataOptions('linear', o), nLastBlocks: o['n-last-blocks'], avgpoolPatchtokens: o['avgpool-patchtokens'] }),
       ...(o.epochs !== undefined ? { epochs: o.epochs } : {}),
     });
     console.log(o.json ? r.json : r.summary);

@@ -8,3 +8,6 @@ export { attentionMaps, attentionMask, type AttentionMapsOptions, type Attention
 export { serve, prepareDemo, startStaticServer, type ServeOptions } from './serve.ts';
 export { writeReport, type ReportOptions } from './report.ts';
 export { trainCurve, scoreModel, scoreRawPixels, scoreFeatures, curveSteps, describeYardstick, formatCurveTable, readCurve, writeCurve, CURVE_PROBE, CURVE_YARDSTICK, type CurveFile, type CurvePoint, type Yardstick, type YardstickScore, type TrainCurveOptions, type TrainCurveResult } from './curve.ts';
+export { extractFeatureFile, writeFeatures, datasetImages, folderImages, dinoEvalTransform, type BatchedImages, type ModelInputBatch, type WriteFeaturesOptions, type WriteFeaturesResult, type ExtractFeaturesOptions } from './features.ts';
+export { readFeatureFile, readFeatureSplits, featureSplit, saveFeatureRows, featureFilePaths, type FeatureFile, type FeatureFileInfo, type FeatureRows } from './feature-file.ts';
+export { exportBackbone, readBackboneExportInfo, BACKBONE_EXPORT_KEY, type BackboneExportInfo, type ExportBackboneOptions } from './backbone-export.ts';

@@ -11,6 +11,7 @@
  * or in plain TypeScript (register-blocked loops over Float32Array; used for small problems and as a check).
  * Ties in the class ranking are broken by class index, as a stable sort would.
  */
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as E from 'fp-ts/lib/Either.js';
@@ -19,6 +20,7 @@ import { createSession, ort } from '../runtime/backend.ts';
 import { type Dataset, gatherImages, type ImageSet } from '../runtime/data/dataset.ts';
 import { resizeBicubic } from '../runtime/data/image-ops.ts';
 import { type EvalDataOptions, EvalOptionError, loadEvalData } from './eval.ts';
+import { readFeatureSplits, saveFeatureRows } from './feature-file.ts';
 import { type ExportInfo, checkpointPath, exportTeacher, readExportInfo } from './teacher.ts';
 import { runFile } from '../runtime/dino/run-folder.ts';
 
@@ -401,16 +403,8 @@ export async function extractFeatures(
     const n = Math.min(batch, count - b0);
     const batchIndices = indices.subarray(b0, b0 + n);
     batchIndices.forEach((idx, i) => (labels[b0 + i] = src.set.labels[idx]!));
-    if (h === src.height && w === src.width) gatherImages(src, src.set, batchIndices, input);
-    else {
-      batchIndices.forEach((idx, i) => {
-        const image = { channels: c, height: src.height, width: src.width, data: gatherImages(src, src.set, [idx], scratch) };
-        resizeBicubic(image, { top: 0, left: 0, height: src.height, width: src.width }, h, w, input.subarray(i * perIn, (i + 1) * perIn));
-      });
-    }
-    const out = await session.run({ images: new ort.Tensor('float32', input.subarray(0, n * perIn), [n, c, h, w]) });
-    if (!linear) features.set(out['features']!.data as Float32Array, b0 * d);
-    else linearRows(linear, d, out, n, features.subarray(b0 * dim, (b0 + n) * dim));
+    modelInputBatch(src, batchIndices, h, w, input, scratch);
+    await featureRows(session, d, input.subarray(0, n * perIn), [n, c, h, w], linear, features.subarray(b0 * dim, (b0 + n) * dim));
     const now = performance.now();
     if (opts.log && now - lastLog > 2000) {
       lastLog = now;
@@ -421,6 +415,35 @@ export async function extractFeatures(
   if (!opts.session) await session.release();
   return { count, dim, data: features, labels, imagesPerSecond: count / Math.max(seconds, 1e-9) };
 }
+
+/**
+ * Images `indices` of `src.set` as the model's input: float32 in [0, 1] at h x w, packed (N, C, H, W) into `out`;
+ * an image of another size is resized (antialiased bicubic, as training crops are) through `scratch` (one source
+ * image, C * src.height * src.width floats).
+ */
+export function modelInputBatch(src: Omit<ImageSource, 'indices'>, indices: ArrayLike<number>, h: number, w: number, out: Float32Array, scratch?: Float32Array): void {
+  const c = src.channels, perIn = c * h * w;
+  if (h === src.height && w === src.width) return void gatherImages(src, src.set, indices, out);
+  const buffer = scratch ?? new Float32Array(c * src.height * src.width);
+  for (let i = 0; i < indices.length; i++) {
+    const image = { channels: c, height: src.height, width: src.width, data: gatherImages(src, src.set, [indices[i]!], buffer) };
+    resizeBicubic(image, { top: 0, left: 0, height: src.height, width: src.width }, h, w, out.subarray(i * perIn, (i + 1) * perIn));
+  }
+}
+
+/**
+ * One batch through an exported model: `images` [n, C, H, W] in [0, 1], the rows (the model's `features`, or with
+ * `linear` DINO's linear-evaluation feature, {@link LinearFeatureSpec}) written into `rows` (n rows). `d` is the
+ * backbone's width.
+ */
+export async function featureRows(session: ort.InferenceSession, d: number, images: Float32Array, dims: readonly [number, number, number, number], linear: LinearFeatureSpec | undefined, rows: Float32Array): Promise<void> {
+  const out = await session.run({ images: new ort.Tensor('float32', images, [...dims]) });
+  if (!linear) rows.set(out['features']!.data as Float32Array);
+  else linearRows(linear, d, out, dims[0], rows);
+}
+
+/** The model's input [H, W] for images of h x w (see {@link extractFeatures}). */
+export const modelInputSize = (info: ExportInfo, h: number, w: number): [number, number] => inputSize(info, h, w);
 
 /** `nLastBlocks` an integer in 1..depth; errors name the option. */
 export function checkLinearFeature(spec: LinearFeatureSpec, depth: number): void {
@@ -489,6 +512,16 @@ export interface KnnEvaluateOptions extends EvalDataOptions {
   readonly save?: boolean;
   /** Return the extracted features too (a linear probe can then reuse them instead of extracting again). */
   readonly keepFeatures?: boolean;
+  /**
+   * DINO's `--dump_features DIR`: also write the L2-normalised features and labels of both splits, as
+   * DIR/train.safetensors and DIR/test.safetensors (feature files, exports/feature-file.ts).
+   */
+  readonly dumpFeatures?: string;
+  /**
+   * Precomputed features instead of a model and data: a feature file of `dino features` holding a train and a test
+   * split, or a folder holding train.safetensors and test.safetensors (DINO's `--load_features DIR`).
+   */
+  readonly features?: string;
   readonly log?: (msg: string) => void;
 }
 
@@ -498,6 +531,7 @@ export interface KnnEvaluation {
   /** One line, the `--json` output. */
   readonly json: string;
   readonly model: string;
+  /** Images per second of the feature extraction (0 for precomputed features). */
   readonly imagesPerSecond: number;
   readonly seconds: { readonly features: number; readonly knn: number };
   /** The features of the memory bank and the evaluated images, with `keepFeatures`. */
@@ -528,6 +562,7 @@ export function runModel(opts: { run?: string; model?: string; intermediate?: nu
 /** `npx dino knn`: features of the train and test splits through the exported model, then weighted k-NN. */
 export async function knnEvaluate(opts: KnnEvaluateOptions): Promise<KnnEvaluation> {
   const { temperature } = checkKnnOptions(opts.ks, opts.temperature); // before any export or loading
+  if (opts.features !== undefined) return knnOfFeatureFiles(opts.features, opts, temperature);
   const model = runModel(opts);
   const bytes = fs.readFileSync(model);
   const info = readExportInfo(bytes);
@@ -541,6 +576,17 @@ export async function knnEvaluate(opts: KnnEvaluateOptions): Promise<KnnEvaluati
   const train = await extract(data.train, opts.limitTrain);
   const test = await extract(data.test, opts.limitTest);
   await session.release();
+  if (opts.dumpFeatures !== undefined) {
+    for (const [name, set] of [['train', train], ['test', test]] as const) {
+      const out = path.join(opts.dumpFeatures, `${name}.safetensors`);
+      fs.mkdirSync(opts.dumpFeatures, { recursive: true });
+      saveFeatureRows(out, { ...set, data: l2NormalizeRows(set.data, set.dim) }, {
+        classes: data.classes, splits: [{ name, count: set.count }], model: path.basename(model), modelSha256: createHash('sha256').update(bytes).digest('hex'),
+        data: `${data.name} (${name})`, transform: `images of ${data.height}x${data.width} at the model's input size`, normalized: true,
+      });
+      opts.log?.(`wrote ${out}`);
+    }
+  }
   const t1 = performance.now();
   const result = await knnClassify(train, test, {
     numClasses: data.classes.length || undefined, temperature, ...(opts.ks ? { ks: opts.ks } : {}), ...(opts.engine ? { engine: opts.engine } : {}),
@@ -556,6 +602,23 @@ export async function knnEvaluate(opts: KnnEvaluateOptions): Promise<KnnEvaluati
     model,
     imagesPerSecond,
     seconds: { features: (t1 - t0) / 1000, knn: (t2 - t1) / 1000 },
+    ...(opts.keepFeatures ? { features: { train, test } } : {}),
+  };
+}
+
+/** k-NN of precomputed features (see {@link KnnEvaluateOptions.features}). */
+async function knnOfFeatureFiles(source: string, opts: KnnEvaluateOptions, temperature: number): Promise<KnnEvaluation> {
+  const t0 = performance.now();
+  const { train, test, classes, name, model } = readFeatureSplits(source);
+  const t1 = performance.now();
+  const result = await knnClassify(train, test, {
+    numClasses: classes.length || undefined, temperature, ...(opts.ks ? { ks: opts.ks } : {}), ...(opts.engine ? { engine: opts.engine } : {}),
+  } as KnnOptions);
+  const t2 = performance.now();
+  const json = JSON.stringify(result);
+  return {
+    result, json, model, imagesPerSecond: 0, seconds: { features: (t1 - t0) / 1000, knn: (t2 - t1) / 1000 },
+    table: formatKnnTable(result, `weighted k-NN (cosine, T=${temperature}) on ${name} (precomputed features)`),
     ...(opts.keepFeatures ? { features: { train, test } } : {}),
   };
 }

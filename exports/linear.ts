@@ -27,6 +27,7 @@ import { TrainState } from '../runtime/state.ts';
 import { cosineSchedule } from '../runtime/dino/schedules.ts';
 import { createSession } from '../runtime/backend.ts';
 import { type EvalDataOptions, EvalOptionError, loadEvalData } from './eval.ts';
+import { readFeatureSplits } from './feature-file.ts';
 import { type FeatureSet, type LinearFeatureSpec, checkLinearFeature, evenlySpaced, extractFeatures, runModel } from './knn.ts';
 import { readExportInfo, readRunConfig } from './teacher.ts';
 
@@ -189,6 +190,11 @@ export interface LinearProbeOptions extends ProbeOptions, EvalDataOptions {
   readonly limitTest?: number;
   /** Feature-extraction batch. */
   readonly featureBatch?: number;
+  /**
+   * Precomputed features instead of a model and data: a feature file of `dino features` holding a train and a test
+   * split, or a folder of `knn --dump-features` (train.safetensors, test.safetensors).
+   */
+  readonly features?: string;
 }
 
 export interface LinearProbeEvaluation extends ProbeResult {
@@ -200,6 +206,16 @@ export interface LinearProbeEvaluation extends ProbeResult {
 
 /** `npx dino linear`: features through the exported model, then the probe. */
 export async function linearProbe(opts: LinearProbeOptions): Promise<LinearProbeEvaluation> {
+  if (opts.features !== undefined) {
+    const { train, test, classes, name, model } = readFeatureSplits(opts.features);
+    const result = await trainLinearProbe(train, test, { ...opts, ...(classes.length ? { numClasses: classes.length } : {}) });
+    const epochs = result.epochLosses.length;
+    return {
+      ...result, model,
+      json: JSON.stringify({ top1: result.top1, train_top1: result.trainTop1, n_train: result.n_train, n_test: result.n_test, epochs }),
+      summary: `linear probe on ${name} (precomputed features, ${train.dim} dims; ${epochs} epochs, ${result.steps} steps): top-1 ${result.top1.toFixed(2)}% test, ${result.trainTop1.toFixed(2)}% train (${result.n_train} train / ${result.n_test} test images)`,
+    };
+  }
   const spec: LinearFeatureSpec = { nLastBlocks: opts.nLastBlocks ?? 1, avgpoolPatchtokens: opts.avgpoolPatchtokens ?? false };
   if (!(Number.isInteger(spec.nLastBlocks) && spec.nLastBlocks >= 1)) throw new EvalOptionError('nLastBlocks', spec.nLastBlocks, 'an integer >= 1');
   if (typeof spec.avgpoolPatchtokens !== 'boolean') throw new EvalOptionError('avgpoolPatchtokens', spec.avgpoolPatchtokens, 'true or false');

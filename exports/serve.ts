@@ -191,7 +191,7 @@ export interface ServeOptions extends EvalDataOptions {
   readonly log?: (msg: string) => void;
 }
 
-/** Prepares the demo data (when missing or older than the model) and serves the page. */
+/** Prepares the demo data (when missing or older than the model) and serves the page at the returned `url`. */
 export async function serve(opts: ServeOptions): Promise<StaticServer & { readonly dataDir: string }> {
   const model = runModel(opts);
   const dataDir = opts.dataDir ?? (opts.run ? path.join(opts.run, 'demo') : path.join(path.dirname(model), `${path.basename(model, '.onnx')}-demo`));
@@ -200,6 +200,7 @@ export async function serve(opts: ServeOptions): Promise<StaticServer & { readon
     const dataset = await loadEvalData(opts, readExportInfo(model), { needTest: false }); // the gallery is the bank
     await prepareDemo({ model, dir: dataDir, dataset, gallerySize: opts.gallerySize ?? 2000, ...(opts.log ? { log: opts.log } : {}) });
   }
-  const server = await startStaticServer({ mounts: { '/': WEB_ROOT, '/ort/': ortWebDist(), '/data/': dataDir }, port: opts.port ?? 8080, ...(opts.log ? { log: opts.log } : {}) });
+  // No log of its own here: the caller prints the returned url once (`dino serve` does).
+  const server = await startStaticServer({ mounts: { '/': WEB_ROOT, '/ort/': ortWebDist(), '/data/': dataDir }, port: opts.port ?? 8080 });
   return { ...server, dataDir };
 }

@@ -8,6 +8,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { RunFolder } from '../runtime/dino/run-folder.ts';
+import type { ViTConfig } from '../models/vit.ts';
 import { sortDinoViTKeys } from '../models/weight-names.ts';
 import { writePth } from '../runtime/io/pth-write.ts';
 import { readSafetensors, writeSafetensorsAtomic, type NamedTensor } from '../runtime/io/safetensors.ts';
@@ -101,4 +102,32 @@ export function writeTeacherWeights(source: string | StateSource, file: string, 
   const tensors = teacherBackboneState(state, options.network ?? 'teacher');
   const bytes = writeWeights(file, tensors, format);
   return { path: file, format, tensors: tensors.size, bytes };
+}
+
+/** DINO's named ViT sizes (vision_transformer.py): width, depth, heads; all with MLP ratio 4, qkv bias, LayerNorm eps 1e-6. */
+const DINO_VIT_SIZES: Readonly<Record<string, readonly [number, number, number]>> = { vit_tiny: [192, 12, 3], vit_small: [384, 12, 6], vit_base: [768, 12, 12] };
+
+/**
+ * The PyTorch lines that build DINO's `vision_transformer.py` model for `backbone` and load `file` into it: a named
+ * size (`vits.vit_small(patch_size=16, img_size=[64])`) when the backbone is one, else the `VisionTransformer`
+ * constructor with every setting. `img_size` is always given when it is not DINO's 224, since the position table's
+ * size follows it (a mismatch fails in load_state_dict). A backbone with a convolutional stem has no such model:
+ * the lines say so.
+ */
+export function pytorchLoadLines(backbone: Pick<ViTConfig, 'imgSize' | 'patchSize' | 'inChans' | 'embedDim' | 'depth' | 'numHeads' | 'mlpRatio' | 'qkvBias' | 'layerNormEps' | 'convStem'>, file: string): string[] {
+  if (backbone.convStem && backbone.convStem.length > 0) {
+    return [`# ${path.basename(file)} holds a convolutional stem (patch_embed.stem.*), which DINO's vision_transformer.py does not define: load it into a ViT that adds the stem before its patch embedding`];
+  }
+  const named = Object.entries(DINO_VIT_SIZES).find(([, [d, depth, heads]]) => d === backbone.embedDim && depth === backbone.depth && heads === backbone.numHeads);
+  const standard = backbone.mlpRatio === 4 && backbone.qkvBias && backbone.layerNormEps === 1e-6;
+  const extra = [...(backbone.imgSize !== 224 ? [`img_size=[${backbone.imgSize}]`] : []), ...(backbone.inChans !== 3 ? [`in_chans=${backbone.inChans}`] : [])];
+  const build = named && standard
+    ? `model = vits.${named[0]}(${[`patch_size=${backbone.patchSize}`, ...extra].join(', ')})`
+    : `model = vits.VisionTransformer(img_size=[${backbone.imgSize}], patch_size=${backbone.patchSize}, in_chans=${backbone.inChans}, embed_dim=${backbone.embedDim}, depth=${backbone.depth}, ` +
+      `num_heads=${backbone.numHeads}, mlp_ratio=${backbone.mlpRatio}, qkv_bias=${backbone.qkvBias ? 'True' : 'False'}, norm_layer=partial(torch.nn.LayerNorm, eps=${backbone.layerNormEps}))`;
+  const load = path.extname(file).toLowerCase() === '.safetensors'
+    ? `model.load_state_dict(safetensors.torch.load_file('${path.basename(file)}'))`
+    : `model.load_state_dict(torch.load('${path.basename(file)}', weights_only=True))`;
+  const imports = `import torch${named && standard ? '' : '; from functools import partial'}${load.includes('safetensors') ? '; import safetensors.torch' : ''}; import vision_transformer as vits  # DINO's`;
+  return [imports, build, load];
 }

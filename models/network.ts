@@ -4,6 +4,7 @@
  * (`head.mlp.0.weight`, `head.last_layer.weight_v`), as DINO's state_dict names them (docs/ARCHITECTURE.md, "DINO reference").
  */
 import { type Dim, Graph, type ParamSpec, Scope, type Tensor, specOf } from '../dsl/index.ts';
+import { registeredBackbone } from './backbones.ts';
 import { dinoHead } from './head.ts';
 import { type DinoModelConfig, featureDim } from './presets.ts';
 import { resnet } from './resnet.ts';
@@ -22,22 +23,33 @@ export interface NetworkOptions {
 }
 
 export interface NetworkOutputs {
-  /** Backbone features [B, D] (ViT: final-norm [CLS]; ResNet: pooled). */
+  /** Backbone features [B, D] (ViT: final-norm [CLS]; ResNet: pooled; a registered backbone: its `features`). */
   readonly features: Tensor;
   /** Head logits [B, K]. */
   readonly logits: Tensor;
-  /** ViT only: patch tokens [B, P, D] and the last block's attention [B, heads, T, T]. */
+  /** Patch tokens [B, P, D] (ViT, and a registered backbone that has them); the last block's attention [B, heads, T, T] (ViT). */
   readonly patchTokens?: Tensor;
   readonly attention?: Tensor;
 }
 
-/** The backbone alone (features and, for ViTs, patch tokens and attention). */
+/**
+ * The backbone alone (features and, for ViTs, patch tokens and attention), by its config's kind: the built-in ViT
+ * and ResNet, or a backbone registered with `registerBackbone` (models/backbones.ts). Drop path and recompute apply
+ * to ViTs.
+ */
 export function backbone(s: Scope, images: Tensor, cfg: DinoModelConfig['backbone'], opts: NetworkOptions = {}): Omit<NetworkOutputs, 'logits'> {
-  if (cfg.kind === 'vit') {
-    const out = visionTransformer(s, images, cfg, { ...(opts.dropPathMasks ? { dropPathMasks: opts.dropPathMasks } : {}), recompute: opts.recompute ?? 'none' });
-    return { features: out.cls, patchTokens: out.patchTokens, attention: out.attention };
+  switch (cfg.kind) {
+    case 'vit': {
+      const out = visionTransformer(s, images, cfg, { ...(opts.dropPathMasks ? { dropPathMasks: opts.dropPathMasks } : {}), recompute: opts.recompute ?? 'none' });
+      return { features: out.cls, patchTokens: out.patchTokens, attention: out.attention };
+    }
+    case 'resnet':
+      return { features: resnet(s, images, cfg, { train: opts.train ?? false }).features };
+    case 'custom': {
+      const out = registeredBackbone(cfg.name).build(s, images, cfg, { train: opts.train ?? false });
+      return { features: out.features, ...(out.patchTokens ? { patchTokens: out.patchTokens } : {}) };
+    }
   }
-  return { features: resnet(s, images, cfg, { train: opts.train ?? false }).features };
 }
 
 /** Backbone then head on `images` [B, C, H, W]. */

@@ -3,12 +3,14 @@
  * channel count), ResNet-18/50, and the Fashion-MNIST presets of docs/ARCHITECTURE.md "DINO reference" (`fmnist-tiny6`,
  * `fmnist-tiny12`). A preset is a backbone config plus a head config; `dinoNetwork` builds it.
  */
+import { type CustomBackboneConfig, registeredBackbone } from './backbones.ts';
 import type { DinoHeadConfig } from './head.ts';
 import type { ResNetConfig } from './resnet.ts';
 import { resnetFeatureDim } from './resnet.ts';
 import type { ViTConfig } from './vit.ts';
 
-export type BackboneConfig = ViTConfig | ResNetConfig;
+/** The built-in backbones, and any registered one (models/backbones.ts). */
+export type BackboneConfig = ViTConfig | ResNetConfig | CustomBackboneConfig;
 
 /** A whole DINO network g = h ∘ f. */
 export interface DinoModelConfig {
@@ -23,7 +25,11 @@ export interface Preset extends DinoModelConfig {
 
 /** The feature width the backbone hands to the head. */
 export function featureDim(backbone: BackboneConfig): number {
-  return backbone.kind === 'vit' ? backbone.embedDim : resnetFeatureDim(backbone);
+  switch (backbone.kind) {
+    case 'vit': return backbone.embedDim;
+    case 'resnet': return resnetFeatureDim(backbone);
+    case 'custom': return registeredBackbone(backbone.name).featureDim(backbone);
+  }
 }
 
 /** DINO's head defaults (main_dino.py): K = 65536, hidden 2048, bottleneck 256, 3 layers, no BN, norm_last_layer. */

@@ -49,7 +49,23 @@ async function init() {
     state.session = await ort.InferenceSession.create(model, { executionProviders: ['wasm'] });
   }
   $('about').textContent = `onnxruntime-web ${ort.env.versions?.web ?? ''}, execution provider: ${state.ep}; gallery: ${meta.count} ${meta.dataset} train images`;
+  showSamples(8);
   setStatus(`Ready (${state.ep.toUpperCase()}). Pick an image.`, 'ready');
+}
+
+/** A few gallery images, evenly spaced, to try without an upload: a click analyses that image. */
+function showSamples(n) {
+  const box = $('samples');
+  const count = Math.min(n, state.meta.count);
+  for (let k = 0; k < count; k++) {
+    const index = Math.floor((k * state.meta.count) / count);
+    const canvas = thumbnail(index);
+    canvas.dataset.index = String(index);
+    canvas.title = state.meta.classes[state.meta.labels[index]] ?? `image ${index}`;
+    canvas.addEventListener('click', () => canvas.toBlob((blob) => analyze(blob).catch(fail), 'image/png'));
+    box.append(canvas);
+  }
+  $('samples-box').hidden = count === 0;
 }
 
 /** The model's input size for an image of w x h. */

@@ -3,6 +3,7 @@
  * (config, completed steps, seed, loader position), written atomically: a crash mid-write leaves the
  * previous checkpoint intact.
  */
+import type { BackboneConfig } from '../../models/presets.ts';
 import { existsSync } from 'node:fs';
 import type { TrainState } from '../state.ts';
 import { ort } from '../backend.ts';
@@ -21,7 +22,8 @@ export interface CheckpointMeta {
   readonly loader: LoaderPosition;
 }
 
-export function saveCheckpoint(path: string, state: TrainState, meta: CheckpointMeta): void {
+/** Saves any backbone's run (`meta.config` of a ViT, a ResNet or a registered backbone). */
+export function saveCheckpoint(path: string, state: TrainState, meta: Omit<CheckpointMeta, 'config'> & { readonly config: TrainConfig<BackboneConfig> }): void {
   const tensors = new Map<string, NamedTensor>();
   for (const name of state.names()) {
     const t = state.get(name);

@@ -4,16 +4,20 @@
  * `dino train` flags are derived. Every field carries DINO's advice. The presets: runtime/dino/presets.ts.
  */
 import type { DinoHeadConfig } from '../../models/head.ts';
+import type { BackboneConfig } from '../../models/presets.ts';
 import type { ViTConfig } from '../../models/vit.ts';
 import type { DinoStepConfig } from '../../models/dino-step.ts';
 import { CENTERINGS, type Centering } from '../../models/dino-loss.ts';
 import { PRECISIONS, type TrainPrecision } from '../../dsl/autocast.ts';
 import { type AugmentConfig, augmentConfig } from '../data/multicrop.ts';
 
-export interface TrainConfig {
+/**
+ * A training config. `B` is its backbone's config: a ViT (the presets, the CLI, export), or for library use any
+ * backbone the DINO step builds (a ResNet, a backbone registered with `registerBackbone`): `train` takes any.
+ */
+export interface TrainConfig<B extends BackboneConfig = ViTConfig> {
   readonly preset: string;
-  /** DINO training here runs ViT backbones (the step graph itself also accepts ResNets). */
-  readonly backbone: ViTConfig;
+  readonly backbone: B;
   readonly head: DinoHeadConfig;
   readonly augment: AugmentConfig;
   /** Images per step. DINO's learning rate scales linearly with it. */
@@ -394,7 +398,7 @@ export function dinoFlagKeys(): { readonly flag: string; readonly key: ConfigKey
 }
 
 /** The graph-level part of a training config. */
-export function stepConfig(cfg: TrainConfig): DinoStepConfig {
+export function stepConfig(cfg: TrainConfig<BackboneConfig>): DinoStepConfig {
   return {
     backbone: cfg.backbone, head: cfg.head, batch: cfg.batch,
     globalSize: cfg.augment.globalSize, localSize: cfg.augment.localSize, localCrops: cfg.augment.localCrops,
@@ -424,7 +428,7 @@ export const formatConfigChange = (c: ConfigChange): string => `${c.key}: ${JSON
  * The dotted keys whose values differ between two configs (`backbone.depth`, `augment.localCrops`, ...), each with
  * both values, in key order. A key absent from one side differs from any value on the other.
  */
-export function configDifferences(a: TrainConfig, b: TrainConfig): ConfigChange[] {
+export function configDifferences(a: TrainConfig<BackboneConfig>, b: TrainConfig<BackboneConfig>): ConfigChange[] {
   const out: ConfigChange[] = [];
   const walk = (x: unknown, y: unknown, key: string) => {
     const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);

@@ -3,6 +3,7 @@
  * a single-channel 28 px preset (Fashion-MNIST's) on a folder of colour images would silently train on gray
  * thumbnails, and an RGB preset without `--data` would try to train a 224 px RGB ViT on Fashion-MNIST.
  */
+import type { BackboneConfig } from '../../models/presets.ts';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import sharp from 'sharp';
@@ -43,7 +44,7 @@ export class DataFitError extends Error {
  * folder `data` (colour images for a 1-channel preset), else the built-in Fashion-MNIST (1 channel, 28 px) for a
  * preset that is not.
  */
-export async function checkDataFits(cfg: TrainConfig, data: string | undefined, dataset?: Dataset): Promise<void> {
+export async function checkDataFits(cfg: TrainConfig<BackboneConfig>, data: string | undefined, dataset?: Dataset): Promise<void> {
   const { inChans, imgSize } = cfg.backbone;
   if (dataset) {
     if (dataset.channels !== inChans) throw new DataFitError({ kind: 'channels', preset: cfg.preset, need: inChans, dataset: dataset.name, has: dataset.channels });

@@ -11,6 +11,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import type { BackboneConfig } from '../../models/presets.ts';
 import type { TrainState } from '../state.ts';
 import { writeBytesAtomic } from '../io/atomic.ts';
 import { readSafetensorsMetadata } from '../io/safetensors.ts';
@@ -86,7 +87,7 @@ export class RunFolder {
     return this.hasConfig() ? configDifferences(recorded, this.readConfigJson() as TrainConfig) : [];
   }
 
-  writeConfig(cfg: TrainConfig): void {
+  writeConfig(cfg: TrainConfig<BackboneConfig>): void {
     fs.mkdirSync(this.dir, { recursive: true });
     writeBytesAtomic(this.configFile, JSON.stringify(cfg, null, 2) + '\n', 'run config');
   }
@@ -108,7 +109,7 @@ export class RunFolder {
     return loadCheckpoint(this.checkpointFile);
   }
 
-  saveCheckpoint(state: TrainState, meta: CheckpointMeta): void {
+  saveCheckpoint(state: TrainState, meta: Omit<CheckpointMeta, 'config'> & { readonly config: TrainConfig<BackboneConfig> }): void {
     saveCheckpoint(this.checkpointFile, state, meta);
   }
 
@@ -147,7 +148,7 @@ export class RunFolder {
  * Why `cfg` cannot resume from a checkpoint with `meta`: a key that may not change differs (the schema says which
  * may: `resumableKey`), or the new length is one the run has already passed. Undefined: it can.
  */
-export function resumeProblem(meta: CheckpointMeta, cfg: TrainConfig):
+export function resumeProblem(meta: CheckpointMeta, cfg: TrainConfig<BackboneConfig>):
   | { readonly kind: 'config-mismatch'; readonly changed: readonly ConfigChange[] }
   | { readonly kind: 'too-short'; readonly done: number; readonly steps: number }
   | undefined {
@@ -180,7 +181,7 @@ export class RunFolderError extends Error {
 }
 
 /** Throws the {@link RunFolderError} for {@link resumeProblem}, if any. */
-export function checkResume(folder: RunFolder, meta: CheckpointMeta, cfg: TrainConfig): void {
+export function checkResume(folder: RunFolder, meta: CheckpointMeta, cfg: TrainConfig<BackboneConfig>): void {
   const p = resumeProblem(meta, cfg);
   if (p) throw new RunFolderError({ ...p, checkpoint: folder.checkpointFile, config: folder.configFile });
 }

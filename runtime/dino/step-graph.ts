@@ -9,6 +9,7 @@ import { type Precision, formatError } from '../../dsl/index.ts';
 import { type DinoStepGraph, buildDinoStep } from '../../models/dino-step.ts';
 import type { Recompute } from '../../models/vit.ts';
 import { EP_RECORDS, type ExecutionProvider } from '../ep/records.ts';
+import type { BackboneConfig } from '../../models/presets.ts';
 import { type TrainConfig, stepConfig } from './config.ts';
 
 /** The training loop's activation recomputation unless told otherwise (see TrainOptions.recompute). */
@@ -36,7 +37,7 @@ export function stepPrecision(precision: Precision, ep: ExecutionProvider): Prec
 }
 
 /** The step graph of a training run of `cfg` on `opts.ep`, lowered for that provider's capability record. */
-export function trainingStepGraph(cfg: TrainConfig, opts: StepGraphOptions = {}): DinoStepGraph {
+export function trainingStepGraph(cfg: TrainConfig<BackboneConfig>, opts: StepGraphOptions = {}): DinoStepGraph {
   const built = buildDinoStep({ ...stepConfig(cfg), recompute: opts.recompute ?? DEFAULT_RECOMPUTE }, EP_RECORDS[opts.ep ?? 'cpu'].target);
   if (E.isLeft(built)) throw new Error(`the model config is invalid:\n  ${built.left.map(formatError).join('\n  ')}`);
   return built.right;

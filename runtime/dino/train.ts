@@ -5,6 +5,7 @@
 import { existsSync } from 'node:fs';
 import { Prng, initialValues, type ParamSpec } from '../../dsl/index.ts';
 import { type DinoMetrics, type DinoStepInputs, type ScheduledScalars, STUDENT, teacherFromStudent } from '../../models/dino-step.ts';
+import type { BackboneConfig } from '../../models/presets.ts';
 import type { Recompute } from '../../models/vit.ts';
 import type { ExecutionProvider, ort } from '../backend.ts';
 import { StepRunner, stackSteps } from '../step-runner.ts';
@@ -31,7 +32,8 @@ export { DEFAULT_RECOMPUTE, stepPrecision, trainingStepGraph } from './step-grap
 const DROP_PATH_STREAM = 3;
 
 export interface TrainOptions {
-  readonly config: TrainConfig;
+  /** Any backbone the DINO step builds (ViT, ResNet, a registered one); the CLI's are ViTs. */
+  readonly config: TrainConfig<BackboneConfig>;
   /** Run folder: config.json, metrics.jsonl, checkpoint.safetensors. */
   readonly out: string;
   /**
@@ -93,7 +95,7 @@ export interface TrainResult {
  * loader). With `runDir`, the index is kept there; `resume` reads it back as recorded (the same files in the same
  * order, even if the folder changed since).
  */
-export async function loadTrainingData(cfg: TrainConfig, opts: Pick<TrainOptions, 'skipBadImages' | 'log'> & { runDir?: string; resume?: boolean }): Promise<Dataset | FolderIndex> {
+export async function loadTrainingData(cfg: TrainConfig<BackboneConfig>, opts: Pick<TrainOptions, 'skipBadImages' | 'log'> & { runDir?: string; resume?: boolean }): Promise<Dataset | FolderIndex> {
   if (!cfg.data) return loadFashionMnist();
   // Tar shards are indexed again at each start (from their headers): there is no file list to record.
   if (isShardPattern(cfg.data)) return reportSkipped(await indexTarShards(cfg.data, { skipBadImages: opts.skipBadImages ?? false, holdout: cfg.holdout ?? 0 }), cfg.data, opts.log);
@@ -217,7 +219,7 @@ async function openLoader(run: OpenedRun, opts: TrainOptions, start: LoaderPosit
  * The run folder's first writes, once the step compiled and the data is ready (a run that cannot start leaves no
  * folder): a new run's config and empty metrics log; a resumed run's new length and its log cut back to the checkpoint.
  */
-function beginRun(run: OpenedRun, cfg: TrainConfig, startStep: number, log: (line: string) => void): void {
+function beginRun(run: OpenedRun, cfg: TrainConfig<BackboneConfig>, startStep: number, log: (line: string) => void): void {
   if (!run.resumeFrom) {
     run.folder.writeConfig(cfg);
     run.folder.startMetrics();

@@ -9,7 +9,9 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { vitTiny } from '../../models/presets.ts';
 import { readPth } from '../../runtime/io/pth.ts';
+import { makeRun } from '../exports/helpers.ts';
 import { readSafetensors } from '../../runtime/io/safetensors.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -85,6 +87,10 @@ test('usage mistakes exit 2 naming the flag, with a suggestion for a typo', asyn
     [['knn', '--run', 'r', '--temperature', '0'], /--temperature must be a number > 0, got "0"/],
     [['linear', '--run', 'r', '--n-last-blocks', '0'], /--n-last-blocks must be an integer >= 1/],
     [['knn', '--run', 'r', '--model', 'm.onnx'], /--run and --model both name the model/],
+    [['features', '--run', 'r'], /--out FILE.safetensors or FILE.npy is required/],
+    [['features', '--run', 'r', '--out', 'f.pt'], /--out f.pt: the file must end in .safetensors or .npy/],
+    [['knn', '--features', 'f.safetensors', '--run', 'r'], /--features gives the features: --run does not apply with it/],
+    [['linear', '--features', 'f.safetensors', '--n-last-blocks', '4'], /pass them to dino features instead of --features/],
     [['bench', '--precision', 'bf17'], /--precision must be one of fp32, fp16, bf16/],
     // bf16 is a valid --precision of dino bench: what is refused is a precision for the full report.
     [['bench', '--preset', 'fmnist-tiny6', '--precision', 'bf16'], /--steps-per-run, --precision and --set apply to --train-only/],
@@ -203,6 +209,24 @@ test('export --format pth|safetensors: the teacher backbone under DINO keys, rea
   const clash = await dino('export', '--run', run, '--format', 'pth', '--out', path.join(run, 'x.safetensors'));
   assert.is(clash.code, 2);
   assert.match(clash.stderr, /--format pth but --out .*x\.safetensors ends in \.safetensors/);
+});
+
+test('export picks the format from --out (.pt is PyTorch), refuses an unknown extension, and prints the PyTorch lines with img_size', async () => {
+  // A ViT-Tiny/16 trained at 64 px: DINO's vits.vit_tiny(patch_size=16) alone would build a 224 px position table.
+  const run = makeRun(path.join(DIR, 'at64'), { config: { backbone: { ...vitTiny({ imgSize: 64 }) } } }).dir;
+  const pt = await dino('export', '--run', run, '--out', path.join(run, 'teacher.pt'));
+  assert.is(pt.code, 0, pt.stderr);
+  assert.match(pt.stdout, /\(\d+\.\d MB, pth\)/);
+  assert.match(pt.stdout, /model = vits\.vit_tiny\(patch_size=16, img_size=\[64\]\)\n.*model\.load_state_dict\(torch\.load\('teacher\.pt', weights_only=True\)\)/);
+  const fromPt = readPth(path.join(run, 'teacher.pt')) as Map<string, { shape: number[] }>;
+  assert.equal(fromPt.get('pos_embed')!.shape, [1, 17, 192], '(64 / 16)^2 patches + [CLS]');
+  const unknown = await dino('export', '--run', run, '--out', path.join(run, 'teacher.bin'));
+  assert.is(unknown.code, 2);
+  assert.match(unknown.stderr, /teacher\.bin: name the format with the extension \(\.onnx, \.pth or \.pt, \.safetensors\) or with --format/);
+  assert.not.ok(fs.existsSync(path.join(run, 'teacher.bin')));
+  const clash = await dino('export', '--run', run, '--format', 'onnx', '--out', path.join(run, 'x.pt'));
+  assert.is(clash.code, 2);
+  assert.match(clash.stderr, /--format onnx but --out .*x\.pt ends in \.pt \(a pth file\)/);
 });
 
 test.run();
