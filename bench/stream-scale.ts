@@ -12,7 +12,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { indexImageFolder } from '../runtime/data/folder-index.ts';
 import { train } from '../runtime/dino/train.ts';
-import { newRunFromArgs } from '../cli/train.ts';
+import { withValues } from '../runtime/dino/config.ts';
+import { dinoVitConfig, withEpochSteps } from '../runtime/dino/vit-presets.ts';
 import { makeImageFolder } from './make-image-folder.ts';
 
 const argv = process.argv.slice(2);
@@ -41,10 +42,12 @@ const indexSeconds = (performance.now() - t0) / 1000;
 const perFile = (heap() - before) / index.count;
 console.log(`indexed ${index.count} files in ${indexSeconds.toFixed(1)} s; the index holds ${gc ? perFile.toFixed(0) : '? (run with --expose-gc)'} bytes per file`);
 
-const { config } = await newRunFromArgs([
-  '--arch', 'vit_tiny', '--data', folder, '--steps', steps, '--batch', batch, '--local-crops-number', localCrops,
-  ...['backbone.embedDim=48', 'backbone.depth=2', 'backbone.numHeads=2', 'head.outDim=256', 'head.hiddenDim=128', 'head.bottleneckDim=32'].flatMap((s) => ['--set', s]),
-]);
+// `dino train --arch vit_tiny --data FOLDER --steps N --batch B --local-crops-number L` with a narrower, shallower ViT.
+const tiny = withValues({ ...dinoVitConfig('vit_tiny', { localCropsNumber: Number(localCrops) }), data: folder }, {
+  steps: Number(steps), batch: Number(batch),
+  'backbone.embedDim': 48, 'backbone.depth': 2, 'backbone.numHeads': 2, 'head.outDim': 256, 'head.hiddenDim': 128, 'head.bottleneckDim': 32,
+});
+const config = withEpochSteps(tiny, index.train.count);
 const out = mkdtempSync(join(tmpdir(), 'stream-scale-'));
 try {
   const t1 = performance.now();

@@ -10,7 +10,6 @@
 import { closeSync, openSync, promises as fs, readFileSync, readSync } from 'node:fs';
 import sharp from 'sharp';
 import type { SourceImage } from './multicrop.ts';
-import type { ImageSource } from './folder-index.ts';
 
 /** The formats an image folder may hold. */
 export const ACCEPTED_FORMATS: ReadonlySet<string> = new Set(['jpeg', 'png', 'webp']);
@@ -78,6 +77,15 @@ export async function decodeImageFile(file: string, channels: 1 | 3, options: { 
   } catch (error) {
     throw new BadImageError(file, (error as Error).message);
   }
+}
+
+/** Where one image's bytes are: a whole file, or `length` bytes at `offset` of a tar shard. */
+export interface ImageSource {
+  readonly file: string;
+  readonly offset?: number;
+  readonly length?: number;
+  /** How errors name it: the file, or `shard.tar#member`. */
+  readonly name: string;
 }
 
 /**

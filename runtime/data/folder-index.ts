@@ -27,9 +27,9 @@
  */
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import { BadImageError, HEADER_BYTES, headerProblem } from './decode.ts';
+import { BadImageError, HEADER_BYTES, type ImageSource, headerProblem } from './decode.ts';
 
-export { BadImageError } from './decode.ts';
+export { BadImageError, type ImageSource } from './decode.ts';
 
 /** A file that was left out because it cannot be decoded as an image. */
 export interface SkippedImage {
@@ -70,14 +70,6 @@ interface FileTable {
   readonly shards?: { readonly files: readonly string[]; readonly shardOf: Uint32Array; readonly offsets: Float64Array };
 }
 
-/** Where one image's bytes are: a whole file, or `length` bytes at `offset` of a tar shard. */
-export interface ImageSource {
-  readonly file: string;
-  readonly offset?: number;
-  readonly length?: number;
-  /** How errors name it: the file, or `shard.tar#member`. */
-  readonly name: string;
-}
 
 /** A list of files of an image folder (the whole folder, or one split of it): count, paths, labels. */
 export class FolderFiles {
