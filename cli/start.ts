@@ -1,6 +1,6 @@
 /**
  * `npm start`: the embedded default job. Trains `fmnist-quick` on Fashion-MNIST for its budget while scoring the
- * teacher at 0, 25, 50, 75 and 100% of the steps (`trainCurve`, exports/curve.ts), exports the teacher, and reports
+ * teacher at 0, 25, 50, 75 and 100% of the steps (`trainCurve`, exports/evaluation/curve.ts), exports the teacher, and reports
  * weighted k-NN (k=20, T=0.07) and a linear probe next to the same evaluations of the random-init teacher and of raw
  * pixels.
  *

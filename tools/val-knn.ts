@@ -12,7 +12,7 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { loadFashionMnist } from '../runtime/data/fashion-mnist.ts';
-import { evenlySpaced, extractFeatures, knnClassify, rawPixelKnn, runModel } from '../exports/knn.ts';
+import { evenlySpaced, extractFeatures, knnClassify, rawPixelKnn, runModel } from '../exports/evaluation/knn.ts';
 import { createSession } from '../runtime/backend.ts';
 
 const { values } = parseArgs({
