@@ -2,7 +2,7 @@
 import { extname, join } from 'node:path';
 import { attentionMaps, exportTeacher, knnEvaluate, linearProbe, serve, writeReport } from '../exports/index.ts';
 import { extractFeatureFile } from '../exports/evaluation/features.ts';
-import { runModel } from '../exports/evaluation/knn.ts';
+import { runModel } from '../exports/evaluation/run-model.ts';
 import { EXECUTION_PROVIDERS } from '../runtime/ep/records.ts';
 import { readRunConfig } from '../exports/export/teacher.ts';
 import { pytorchLoadLines, weightFormatFor, writeTeacherWeights, writeWeights } from '../exports/export/weights.ts';

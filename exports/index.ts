@@ -11,7 +11,9 @@ export { exportHf, buildHfGraph, hfConfig, hfPreprocessorConfig, HF_EXPORT_INFO_
 export { exportBackbone, readBackboneExportInfo, BACKBONE_EXPORT_KEY, type BackboneExportInfo, type ExportBackboneOptions } from './export/backbone.ts';
 
 // evaluation/
-export { knnEvaluate, knnClassify, checkKnnOptions, rawPixelKnn, rawPixelFeatures, extractFeatures, formatKnnTable, KNN_KS, KNN_TEMPERATURE, type KnnResult, type KnnEvaluateOptions, type KnnEvaluation, type FeatureSet, type LinearFeatureSpec } from './evaluation/knn.ts';
+export { knnEvaluate, knnClassify, checkKnnOptions, formatKnnTable, KNN_KS, KNN_TEMPERATURE, type KnnResult, type KnnEvaluateOptions, type KnnEvaluation } from './evaluation/knn.ts';
+export { extractFeatures, type FeatureSet, type LinearFeatureSpec } from './evaluation/extract-features.ts';
+export { rawPixelKnn, rawPixelFeatures } from './evaluation/raw-pixels.ts';
 export { runDataSource, evalDataSource, loadEvalData, EvalOptionError, EvalDataError, type DataSource, type EvalDataOptions } from './evaluation/eval-data.ts';
 export { linearProbe, trainLinearProbe, type LinearProbeOptions, type LinearProbeEvaluation } from './evaluation/linear.ts';
 export { trainCurve, scoreModel, scoreRawPixels, scoreFeatures, curveSteps, describeYardstick, formatCurveTable, readCurve, writeCurve, CURVE_PROBE, CURVE_YARDSTICK, type CurveFile, type CurvePoint, type Yardstick, type YardstickScore, type TrainCurveOptions, type TrainCurveResult } from './evaluation/curve.ts';

@@ -12,7 +12,10 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { loadFashionMnist } from '../runtime/data/fashion-mnist.ts';
-import { evenlySpaced, extractFeatures, knnClassify, rawPixelKnn, runModel } from '../exports/evaluation/knn.ts';
+import { knnClassify } from '../exports/evaluation/knn.ts';
+import { evenlySpaced, extractFeatures } from '../exports/evaluation/extract-features.ts';
+import { rawPixelKnn } from '../exports/evaluation/raw-pixels.ts';
+import { runModel } from '../exports/evaluation/run-model.ts';
 import { createSession } from '../runtime/backend.ts';
 
 const { values } = parseArgs({

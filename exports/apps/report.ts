@@ -11,7 +11,8 @@ import { gatherImages } from '../../runtime/data/dataset.ts';
 import { computeAttention, writeAttentionPngs } from './attention.ts';
 import { type EvalDataOptions, loadEvalData } from '../evaluation/eval-data.ts';
 import { type CurveFile, type CurvePoint, formatCurveTable, readCurve } from '../evaluation/curve.ts';
-import { KNN_TEMPERATURE, type KnnResult, runModel } from '../evaluation/knn.ts';
+import { KNN_TEMPERATURE, type KnnResult } from '../evaluation/knn.ts';
+import { runModel } from '../evaluation/run-model.ts';
 import { readExportInfo, readRunConfig } from '../export/teacher.ts';
 
 export interface MetricsRow {

@@ -19,7 +19,10 @@ import { fileURLToPath } from 'node:url';
 import type { AddressInfo } from 'node:net';
 import { type Dataset } from '../../runtime/data/dataset.ts';
 import { type EvalDataOptions, loadEvalData } from '../evaluation/eval-data.ts';
-import { evenlySpaced, extractFeatures, l2NormalizeRows, loadEvalDataset, runModel } from '../evaluation/knn.ts';
+import { l2NormalizeRows } from '../evaluation/knn.ts';
+import { loadEvalDataset } from '../evaluation/eval-data.ts';
+import { evenlySpaced, extractFeatures } from '../evaluation/extract-features.ts';
+import { runModel } from '../evaluation/run-model.ts';
 import { readExportInfo } from '../export/teacher.ts';
 
 export const WEB_ROOT = fileURLToPath(new URL('./web/', import.meta.url));

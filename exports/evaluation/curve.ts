@@ -16,7 +16,9 @@ import type { Dataset } from '../../runtime/data/dataset.ts';
 import { RunFolder, runFile } from '../../runtime/dino/run-folder.ts';
 import type { TrainConfig } from '../../runtime/dino/config.ts';
 import { type TrainOptions, type TrainResult, train } from '../../runtime/dino/train.ts';
-import { type FeatureSet, KNN_TEMPERATURE, evenlySpaced, extractFeatures, knnClassify, rawPixelFeatures } from './knn.ts';
+import { KNN_TEMPERATURE, knnClassify } from './knn.ts';
+import { type FeatureSet, evenlySpaced, extractFeatures } from './extract-features.ts';
+import { rawPixelFeatures } from './raw-pixels.ts';
 import { type ProbeOptions, trainLinearProbe } from './linear.ts';
 import { exportTeacher } from '../export/teacher.ts';
 

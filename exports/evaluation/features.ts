@@ -30,7 +30,8 @@ import { type EvalTransformOptions, evalTransform } from '../../runtime/data/mul
 import { loadFashionMnist } from '../../runtime/data/fashion-mnist.ts';
 import { type EvalDataOptions, EvalDataError, EvalOptionError, evalDataSource } from './eval-data.ts';
 import { type FeatureFileInfo, featureFilePaths, featureFormat, normalizeRows, openFeatureFile, writeAt, writeProgress } from './feature-file.ts';
-import { type LinearFeatureSpec, checkLinearFeature, featureRows, linearFeatureDim, modelInputBatch, modelInputSize, runModel } from './knn.ts';
+import { type LinearFeatureSpec, checkLinearFeature, featureRows, linearFeatureDim, modelInputBatch, modelInputSize } from './extract-features.ts';
+import { runModel } from './run-model.ts';
 import { BACKBONE_EXPORT_KEY, readBackboneExportInfo } from '../export/backbone.ts';
 import { EXPORT_INFO_KEY, type ExportInfo, findMetadata, readExportInfo, readRunConfig } from '../export/teacher.ts';
 

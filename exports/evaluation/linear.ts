@@ -28,7 +28,8 @@ import { cosineSchedule } from '../../runtime/dino/schedules.ts';
 import { createSession } from '../../runtime/backend.ts';
 import { type EvalDataOptions, EvalOptionError, loadEvalData } from './eval-data.ts';
 import { readFeatureSplits } from './feature-file.ts';
-import { type FeatureSet, type LinearFeatureSpec, checkLinearFeature, evenlySpaced, extractFeatures, runModel } from './knn.ts';
+import { type FeatureSet, type LinearFeatureSpec, checkLinearFeature, evenlySpaced, extractFeatures } from './extract-features.ts';
+import { runModel } from './run-model.ts';
 import { readExportInfo, readRunConfig } from '../export/teacher.ts';
 
 export interface ProbeOptions {

@@ -7,7 +7,9 @@ import * as assert from 'uvu/assert';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Prng } from '../../../dsl/index.ts';
-import { type FeatureSet, dotBlockTs, evenlySpaced, formatKnnTable, knnClassify, knnEvaluate, rawPixelKnn } from '../../../exports/evaluation/knn.ts';
+import { dotBlockTs, formatKnnTable, knnClassify, knnEvaluate } from '../../../exports/evaluation/knn.ts';
+import { type FeatureSet, evenlySpaced } from '../../../exports/evaluation/extract-features.ts';
+import { rawPixelKnn } from '../../../exports/evaluation/raw-pixels.ts';
 import { loadFashionMnist } from '../../../runtime/data/fashion-mnist.ts';
 import { makeRun, tempDir } from '../helpers.ts';
 

@@ -4,7 +4,7 @@ import * as assert from 'uvu/assert';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Prng } from '../../../dsl/index.ts';
-import type { FeatureSet } from '../../../exports/evaluation/knn.ts';
+import type { FeatureSet } from '../../../exports/evaluation/extract-features.ts';
 import { linearProbe, trainLinearProbe } from '../../../exports/evaluation/linear.ts';
 import { makeRun, tempDir } from '../helpers.ts';
 
