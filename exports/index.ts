@@ -13,7 +13,7 @@ export { exportBackbone, readBackboneExportInfo, BACKBONE_EXPORT_KEY, type Backb
 // evaluation/
 export { knnEvaluate, knnClassify, checkKnnOptions, formatKnnTable, KNN_KS, KNN_TEMPERATURE, type KnnResult, type KnnEvaluateOptions, type KnnEvaluation } from './evaluation/knn.ts';
 export { extractFeatures, type FeatureSet, type LinearFeatureSpec } from './evaluation/extract-features.ts';
-export { rawPixelKnn, rawPixelFeatures } from './evaluation/raw-pixels.ts';
+export { rawPixelKnn, rawPixelFeatures, runNormalization, datasetNormalization, type PixelNormalization } from './evaluation/raw-pixels.ts';
 export { runDataSource, evalDataSource, loadEvalData, EvalOptionError, EvalDataError, type DataSource, type EvalDataOptions } from './evaluation/eval-data.ts';
 export { linearProbe, trainLinearProbe, type LinearProbeOptions, type LinearProbeEvaluation } from './evaluation/linear.ts';
 export { trainCurve, scoreModel, scoreRawPixels, scoreFeatures, curveSteps, describeYardstick, formatCurveTable, readCurve, writeCurve, CURVE_PROBE, CURVE_YARDSTICK, type CurveFile, type CurvePoint, type Yardstick, type YardstickScore, type TrainCurveOptions, type TrainCurveResult } from './evaluation/curve.ts';

@@ -18,7 +18,7 @@ import type { TrainConfig } from '../../runtime/dino/config.ts';
 import { type TrainOptions, type TrainResult, train } from '../../runtime/dino/train.ts';
 import { KNN_TEMPERATURE, knnClassify } from './knn.ts';
 import { type FeatureSet, evenlySpaced, extractFeatures } from './extract-features.ts';
-import { rawPixelFeatures } from './raw-pixels.ts';
+import { type PixelNormalization, rawPixelFeatures } from './raw-pixels.ts';
 import { type ProbeOptions, trainLinearProbe } from './linear.ts';
 import { exportTeacher } from '../export/teacher.ts';
 
@@ -102,10 +102,10 @@ export async function scoreModel(model: Uint8Array, data: Dataset, y: Yardstick)
   }
 }
 
-/** Raw pixels, normalised with `mean` / `std`, on `data` with `y`. */
-export async function scoreRawPixels(data: Dataset, y: Yardstick, norm: { mean?: readonly number[]; std?: readonly number[] } = {}): Promise<YardstickScore> {
-  const bank = rawPixelFeatures(data, data.train, { ...norm, limit: y.limitTrain });
-  const test = rawPixelFeatures(data, data.test, { ...norm, limit: y.limitTest });
+/** Raw pixels, normalised with `norm` (the run's: `runNormalization`), on `data` with `y`. */
+export async function scoreRawPixels(data: Dataset, y: Yardstick, norm: PixelNormalization): Promise<YardstickScore> {
+  const bank = rawPixelFeatures(data, data.train, { mean: norm.mean, std: norm.std, limit: y.limitTrain });
+  const test = rawPixelFeatures(data, data.test, { mean: norm.mean, std: norm.std, limit: y.limitTest });
   return scoreFeatures(bank, test, y, data.classes.length || undefined);
 }
 

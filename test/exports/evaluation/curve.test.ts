@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { type CurveFile, type CurvePoint, curveSteps, describeYardstick, formatCurveTable, scoreRawPixels, trainCurve } from '../../../exports/evaluation/curve.ts';
 import type { Dataset } from '../../../runtime/data/dataset.ts';
-import { loadFashionMnist } from '../../../runtime/data/fashion-mnist.ts';
+import { FASHION_MNIST_MEAN, FASHION_MNIST_STD, loadFashionMnist } from '../../../runtime/data/fashion-mnist.ts';
 import { loadCheckpoint } from '../../../runtime/dino/checkpoint.ts';
 import { type TrainConfig, applyOverrides } from '../../../runtime/dino/config.ts';
 import { getPreset } from '../../../runtime/dino/presets.ts';
@@ -83,7 +83,7 @@ test('trainCurve refuses steps outside the run', async () => {
 });
 
 test('scoreRawPixels on the same yardstick; without a probe the linear score is null', async () => {
-  const raw = await scoreRawPixels(data, { ...yardstick, probe: false });
+  const raw = await scoreRawPixels(data, { ...yardstick, probe: false }, { mean: [FASHION_MNIST_MEAN], std: [FASHION_MNIST_STD] });
   assert.is(raw.linear_top1, null);
   assert.equal([raw.n_train, raw.n_test], [200, 100]);
   assert.ok(raw.knn_top1 > 50, `raw-pixel k-NN ${raw.knn_top1}`);

@@ -10,7 +10,7 @@ import { Prng } from '../../../dsl/index.ts';
 import { dotBlockTs, formatKnnTable, knnClassify, knnEvaluate } from '../../../exports/evaluation/knn.ts';
 import { type FeatureSet, evenlySpaced } from '../../../exports/evaluation/extract-features.ts';
 import { rawPixelKnn } from '../../../exports/evaluation/raw-pixels.ts';
-import { loadFashionMnist } from '../../../runtime/data/fashion-mnist.ts';
+import { FASHION_MNIST_MEAN, FASHION_MNIST_STD, loadFashionMnist } from '../../../runtime/data/fashion-mnist.ts';
 import { makeRun, tempDir } from '../helpers.ts';
 
 const deg = (a: number) => [Math.cos((a * Math.PI) / 180), Math.sin((a * Math.PI) / 180)];
@@ -147,7 +147,7 @@ test('knnEvaluate on a Fashion-MNIST subset: exports the run teacher, extracts f
   assert.ok(JSON.parse(ev.json).top5['200'] >= 0);
   assert.match(ev.table, /fashion-mnist: 1500 train \/ 300 test/);
   const data = await loadFashionMnist();
-  const raw = await rawPixelKnn(data, { limitTrain: 1500, limitTest: 300 });
+  const raw = await rawPixelKnn(data, { mean: [FASHION_MNIST_MEAN], std: [FASHION_MNIST_STD] }, { limitTrain: 1500, limitTest: 300 });
   assert.ok(raw.top1['20']! > 65, `raw-pixel k-NN top-1 ${raw.top1['20']}`);
   console.log(`    features ${ev.imagesPerSecond.toFixed(0)} images/s; k-NN ${ev.seconds.knn.toFixed(2)} s\n${formatKnnTable(ev.result, '    random-init teacher').replace(/^/gm, '    ')}\n${formatKnnTable(raw, '    raw pixels').replace(/^/gm, '    ')}`);
   fs.rmSync(dir, { recursive: true, force: true });
