@@ -3,7 +3,8 @@
  * takes the config from the run folder and accepts only the flags a resumed run may change.
  */
 import { join, resolve } from 'node:path';
-import { CONFIG_SCHEMA, type ConfigKey, type KeySpec, type TrainConfig, applyOverrides, dinoFlagKeys, formatConfigChange as formatChange, withPrecision, withValues } from '../runtime/dino/config.ts';
+// A run's config here holds any backbone (a ViT preset, --arch resnet50, a resumed ResNet or registered backbone).
+import { CONFIG_SCHEMA, type ConfigKey, type KeySpec, type AnyTrainConfig as TrainConfig, applyOverrides, dinoFlagKeys, formatConfigChange as formatChange, withPrecision, withValues } from '../runtime/dino/config.ts';
 import { getPreset, presetNames } from '../runtime/dino/presets.ts';
 import { PRECISIONS } from '../dsl/autocast.ts';
 import { loadTrainingData, train } from '../runtime/dino/train.ts';
