@@ -21,8 +21,9 @@ import { type Dataset, gatherImages, type ImageSet } from '../runtime/data/datas
 import { resizeBicubic } from '../runtime/data/image-ops.ts';
 import { type EvalDataOptions, EvalOptionError, loadEvalData } from './eval.ts';
 import { readFeatureSplits, saveFeatureRows } from './feature-file.ts';
-import { type ExportInfo, checkpointPath, exportTeacher, readExportInfo } from './teacher.ts';
-import { runFile } from '../runtime/dino/run-folder.ts';
+import { type ExportInfo, NotViTRunError, checkpointPath, exportTeacher, readExportInfo } from './teacher.ts';
+import { exportBackbone, readBackboneExportInfo } from './backbone-export.ts';
+import { RunFolder, runFile } from '../runtime/dino/run-folder.ts';
 
 export { loadEvalDataset } from './eval.ts';
 
@@ -374,24 +375,28 @@ export async function extractFeatures(
   src: ImageSource,
   opts: { batch?: number; threads?: number; log?: (msg: string) => void; session?: ort.InferenceSession; linear?: LinearFeatureSpec } = {},
 ): Promise<Extracted> {
-  const info = readExportInfo(model);
-  if (info.backbone.inChans !== src.channels) {
-    throw new Error(`the model takes ${info.backbone.inChans}-channel images, the dataset has ${src.channels} channels`);
+  // A backbone export (a ResNet, a registered backbone: exportBackbone) gives `features` at its fixed size only.
+  const other = readBackboneExportInfo(model);
+  const info: ExportInfo | undefined = other ? undefined : readExportInfo(model);
+  const inChans = other ? other.backbone.inChans : info!.backbone.inChans;
+  if (inChans !== src.channels) {
+    throw new Error(`the model takes ${inChans}-channel images, the dataset has ${src.channels} channels`);
   }
   const linear = opts.linear;
-  if (linear) {
+  if (linear && !info) throw new Error(`the model is a ${other!.backbone.kind} backbone's features model: DINO's linear-evaluation features ([CLS] of several blocks, patch tokens) need a ViT; use its plain features`);
+  if (linear && info) {
     checkLinearFeature(linear, info.backbone.depth);
     const have = info.intermediate ?? 1;
     if (linear.nLastBlocks > have) {
       throw new Error(`${typeof model === 'string' ? model : 'the model'} holds the [CLS] of its last ${have} block(s) only; nLastBlocks ${linear.nLastBlocks} needs a model exported with intermediate >= ${linear.nLastBlocks} (or evaluate the run, which exports it)`);
     }
   }
-  const [h, w] = inputSize(info, src.height, src.width);
+  const [h, w] = info ? inputSize(info, src.height, src.width) : other!.imageSize;
   const session = opts.session ?? (await createSession(model, opts.threads !== undefined ? { threads: opts.threads } : {}));
   const indices = src.indices ? Uint32Array.from(src.indices) : Uint32Array.from({ length: src.set.count }, (_, i) => i);
   const count = indices.length, batch = opts.batch ?? 256, c = src.channels;
   const per = c * src.height * src.width, perIn = c * h * w;
-  const d = info.backbone.embedDim;
+  const d = info ? info.backbone.embedDim : other!.featureDim;
   const dim = linear ? linearFeatureDim(linear, d) : d;
   const features = new Float32Array(count * dim);
   const labels = new Int32Array(count);
@@ -553,8 +558,11 @@ export function runModel(opts: { run?: string; model?: string; intermediate?: nu
   const out = n === undefined ? runFile(opts.run, 'teacher') : path.join(opts.run, `teacher.linear-n${n}.onnx`);
   const ckpt = checkpointPath(opts.run);
   if (!fs.existsSync(out) || fs.statSync(out).mtimeMs < fs.statSync(ckpt).mtimeMs) {
+    const cfg = new RunFolder(opts.run).readConfig();
     opts.log?.(`exporting the teacher of ${opts.run} to ${out}`);
-    exportTeacher({ run: opts.run, out, ...(n !== undefined ? { intermediate: n } : {}) });
+    if (cfg.backbone.kind === 'vit') exportTeacher({ run: opts.run, out, ...(n !== undefined ? { intermediate: n } : {}) });
+    else if (n !== undefined) throw new NotViTRunError(opts.run, cfg.backbone.kind); // intermediate [CLS] is a ViT's
+    else exportBackbone({ config: cfg, checkpoint: ckpt, out }); // its features model (a ResNet's, a registered backbone's)
   }
   return out;
 }
@@ -565,7 +573,7 @@ export async function knnEvaluate(opts: KnnEvaluateOptions): Promise<KnnEvaluati
   if (opts.features !== undefined) return knnOfFeatureFiles(opts.features, opts, temperature);
   const model = runModel(opts);
   const bytes = fs.readFileSync(model);
-  const info = readExportInfo(bytes);
+  const info = readBackboneExportInfo(bytes) ?? readExportInfo(bytes);
   const data = await loadEvalData(opts, info);
   const t0 = performance.now();
   const session = await createSession(bytes);
