@@ -79,7 +79,7 @@ test('DINO flag names: --arch/--patch-size/--image-size/--local-crops-number bec
     assert.instance(e, UsageError, argv.join(' '));
     return (e as Error).message;
   };
-  assert.match(await usage(['--arch', 'vit_huge']), '--arch must be one of vit_tiny, vit_small, vit_base, got "vit_huge"');
+  assert.match(await usage(['--arch', 'vit_huge']), '--arch must be one of vit_tiny, vit_small, vit_base, resnet50, resnet18, got "vit_huge"');
   assert.match(await usage(['--arch', 'vit_small', '--preset', 'fmnist-quick']), 'give one');
   assert.match(await usage(['--arch', 'vit_small', '--patch-size', '15']), '--patch-size 15 must divide --image-size 224');
   assert.match(await usage(['--preset', 'fmnist-quick', '--patch-size', '8']), '--arch');
