@@ -17,20 +17,38 @@ const log = (m: string) => process.stderr.write(m + '\n');
 /** `--run DIR` or `--model FILE.onnx`: exactly one names the model to evaluate. */
 function modelSource(name: string, o: { run?: string | undefined; model?: string | undefined }): { run: string } | { model: string } {
   if (o.run !== undefined && o.model !== undefined) throw new UsageError('--run and --model both name the model: give one', name);
-  if (o.run !== undefined) return { run: o.run };
+  if (o.run !== undefined) {
+    runBackboneKind(name, o.run);
+    return { run: o.run };
+  }
   if (o.model !== undefined) return { model: o.model };
   throw new UsageError('name the model: --run DIR (a training run) or --model FILE.onnx (an exported model)', name);
 }
 
 /**
+ * The backbone kind of the run in `run` (undefined when the folder holds no run: the command's own checks say so).
+ * A registered backbone's run is refused: its backbone is code in the user's program, which the CLI cannot import.
+ */
+function runBackboneKind(command: string, run: string): string | undefined {
+  const folder = new RunFolder(run);
+  if (!folder.hasConfig() && !folder.hasCheckpoint()) return undefined;
+  const backbone = folder.readConfig().backbone;
+  if (backbone.kind === 'custom') {
+    throw new UsageError(`--run ${run} trains the registered backbone "${backbone.name}", code of your program that the CLI cannot import: ` +
+      `export it from your script (registerBackbone, then exportBackbone({ config, checkpoint, out: 'teacher.onnx' })) and give the CLI --model teacher.onnx (README, "Your own backbone, from a script")`, command);
+  }
+  return backbone.kind;
+}
+
+/**
  * Refuses a run whose backbone is not a ViT (a ResNet, a registered backbone) for `command`, which needs what only a
- * ViT has ([CLS] attention, patch tokens), naming what works on it.
+ * ViT has ([CLS] attention and intermediate [CLS], patch tokens), naming what works on it.
  */
 function requireViTRun(command: string, run: string | undefined): void {
-  if (run === undefined) return;
-  const { kind } = new RunFolder(run).readConfig().backbone;
-  if (kind !== 'vit') {
-    throw new UsageError(`--run ${run} trains a ${kind} backbone; ${command} needs a ViT's [CLS] attention and patch tokens. Its features work: dino export --run ${run} (a features model), dino features --run ${run}, dino knn --run ${run}`, command);
+  const kind = run !== undefined ? runBackboneKind(command, run) : undefined;
+  if (kind !== undefined && kind !== 'vit') {
+    throw new UsageError(`--run ${run} trains a ${kind} backbone; ${command} needs a ViT's [CLS] attention, patch tokens or [CLS] of each block. ` +
+      `Its features work: dino export --run ${run} (a features model), dino features --run ${run} --out F.safetensors, dino knn --run ${run}, dino linear --features F.safetensors`, command);
   }
 }
 
@@ -188,6 +206,7 @@ images -> features [N, D], BatchNorm with its running statistics); patch tokens,
     const network = o.student ? 'student' : 'teacher';
     const out = o.out ?? (o.run !== undefined ? join(o.run, format === 'hf' ? `${network}-hf` : `${network}.${format}`) : undefined);
     if (!out) throw new UsageError(`--out ${format === 'hf' ? 'FOLDER' : 'FILE'} is required with --weights`, 'export');
+    if (o.run !== undefined) runBackboneKind('export', o.run);
     const runConfig = o.run !== undefined ? new RunFolder(o.run).readConfig() : undefined;
     if (runConfig && runConfig.backbone.kind !== 'vit') {
       // A ResNet or a registered backbone: its features model (exports/backbone-export.ts), the export they have.
@@ -275,6 +294,7 @@ epoch), and standardised per dimension; 20 epochs of SGD (momentum 0.9, lr 0.1 p
     if (o.features !== undefined && (o['n-last-blocks'] !== 1 || o['avgpool-patchtokens'])) {
       throw new UsageError('--n-last-blocks and --avgpool-patchtokens choose the feature when it is extracted: pass them to dino features instead of --features', 'linear');
     }
+    requireViTRun('linear', o.features === undefined ? o.run : undefined); // the probe reads a ViT export; other runs go through dino features
     const r = await linearProbe({
       ...(o.features !== undefined ? precomputed('linear', o) : { ...modelSource('linear', o), ...dataOptions('linear', o), nLastBlocks: o['n-last-blocks'], avgpoolPatchtokens: o['avgpool-patchtokens'] }),
       ...(o.epochs !== undefined ? { epochs: o.epochs } : {}),

@@ -288,6 +288,9 @@ async function resumedConfig(p: TrainParsed, dir: string): Promise<{ config: Tra
   }
   const meta = folder.readCheckpointMeta();
   const recorded = meta.config;
+  if (recorded.backbone.kind === 'custom') {
+    throw new UsageError(`--resume ${dir}: the run trains the registered backbone "${recorded.backbone.name}", code of your program that the CLI cannot import; resume it from your script: registerBackbone, then train({ config, out, resume: true }) (README, "Your own backbone, from a script")`, 'train');
+  }
   const drift = folder.configDrift(recorded);
   if (drift.length) log(`note: ${folder.configFile} differs from the checkpoint's config (${drift.map(formatChange).join('; ')}); the checkpoint's is used`);
   const extra = [...p.given].filter((f) => !RESUMABLE_FLAGS.has(f));

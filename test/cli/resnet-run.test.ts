@@ -1,7 +1,9 @@
 /**
  * A ResNet through the CLI: `--arch resnet50` is DINO's ResNet-50 setup with AdamW (what differs is stated);
  * `--arch resnet18 --image-size 32` trains on a generated RGB image folder, resumes, exports its features model
- * (attention and serve refused as ViT-only), and `dino features` / `dino knn` run on it.
+ * (attention, serve and linear refused as ViT-only, naming what works), and `dino features` / `dino knn` run on it.
+ * A registered backbone's run (trained here through the library): `--resume` and `--run` name the script route; its
+ * exported features model goes through `dino features --model`.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -15,7 +17,8 @@ import sharp from 'sharp';
 import { newRunFromArgs } from '../../cli/train.ts';
 import { readCheckpointMeta } from '../../runtime/dino/checkpoint.ts';
 import { readFeatureFile } from '../../exports/feature-file.ts';
-import { readBackboneExportInfo } from '../../exports/backbone-export.ts';
+import { exportBackbone, readBackboneExportInfo } from '../../exports/backbone-export.ts';
+import { type BackboneConfig, Prng, type TrainConfig, conv2d, getPreset, linear, reduceMean, registerBackbone, relu, train } from 'dino-ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const DIR = fs.mkdtempSync(path.join(os.tmpdir(), 'dino-resnet-run-'));
@@ -96,6 +99,48 @@ test('dino features --run and dino knn --run on the ResNet run', async () => {
   assert.is(k.code, 0, k.stderr);
   const result = JSON.parse(k.stdout.trim().split('\n').pop()!) as { top1?: unknown };
   assert.ok(JSON.stringify(result).includes('top1'), k.stdout);
+});
+
+test('dino linear --run of a ResNet run is refused, naming dino features + linear --features', async () => {
+  const r = await dino('linear', '--run', RUN);
+  assert.is(r.code, 2, r.stderr);
+  assert.match(r.stderr, /trains a resnet backbone; linear needs a ViT's .*dino linear --features F.safetensors/);
+});
+
+test("a registered backbone's run: the CLI names the script route for resume and --run, and reads its exported model", async () => {
+  const tinyConv = registerBackbone('cli-tiny-conv', {
+    build(s, images, cfg) {
+      const conv = s.child('conv');
+      const x = conv.run(() => relu(conv2d(images, conv.param('weight', [6, cfg.inChans, 3, 3], { kind: 'truncnormal', std: 0.2 }), conv.param('bias', [6], { kind: 'zeros' }), { strides: [2, 2], pads: [1, 1, 1, 1] })));
+      return { features: linear(s.child('proj'), reduceMean(x, [2, 3]), 6, 6) };
+    },
+    featureDim: () => 6,
+  });
+  const base = getPreset('fmnist-tiny6');
+  const config: TrainConfig<BackboneConfig> = {
+    ...base, backbone: tinyConv({ inChans: 3, imgSize: 32 }), batch: 8, steps: 2,
+    head: { ...base.head, outDim: 32, hiddenDim: 16, bottleneckDim: 8 },
+    augment: { ...base.augment, globalSize: 32, localSize: 16, localCrops: 2, mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25] },
+  };
+  const prng = Prng.seeded(2);
+  const pixels = Uint8Array.from({ length: 16 * 3 * 32 * 32 }, () => Math.floor(prng.uniform() * 256));
+  const dataset = { name: 'random', channels: 3, height: 32, width: 32, classes: [], train: { count: 16, pixels, labels: new Int32Array(16).fill(-1) }, test: { count: 0, pixels: new Uint8Array(0), labels: new Int32Array(0) } };
+  const run = path.join(DIR, 'custom');
+  const trained = await train({ config, out: run, dataset, threads: 1, progress: 'none', log: () => {} });
+  const resume = await dino('train', '--resume', run, '--steps', '4');
+  assert.is(resume.code, 2);
+  assert.match(resume.stderr, /trains the registered backbone "cli-tiny-conv", code of your program that the CLI cannot import; resume it from your script/);
+  const knn = await dino('knn', '--run', run);
+  assert.is(knn.code, 2);
+  assert.match(knn.stderr, /registered backbone "cli-tiny-conv".*give the CLI --model teacher.onnx/);
+  const model = path.join(DIR, 'custom.onnx');
+  exportBackbone({ config, checkpoint: trained.checkpoint, out: model });
+  const out = path.join(DIR, 'custom-features.npy');
+  const f = await dino('features', '--model', model, '--data', DATA, '--out', out);
+  assert.is(f.code, 0, f.stderr);
+  const file = readFeatureFile(out);
+  assert.equal([file.count, file.dim], [24, 6]);
+  assert.ok(file.data.every(Number.isFinite));
 });
 
 test.run();
