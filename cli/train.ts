@@ -4,7 +4,7 @@
  */
 import { join, resolve } from 'node:path';
 // A run's config here holds any backbone (a ViT preset, --arch resnet50, a resumed ResNet or registered backbone).
-import { CONFIG_SCHEMA, type ConfigKey, type KeySpec, type AnyTrainConfig as TrainConfig, applyOverrides, dinoFlagKeys, formatConfigChange as formatChange, withPrecision, withValues } from '../runtime/dino/config.ts';
+import { BACKBONE_SCHEMAS, CONFIG_SCHEMA, type ConfigKey, type KeySpec, type AnyTrainConfig as TrainConfig, applyOverrides, dinoFlagKeys, formatConfigChange as formatChange, withPrecision, withValues } from '../runtime/dino/config.ts';
 import { getPreset, presetNames } from '../runtime/dino/presets.ts';
 import { PRECISIONS } from '../dsl/autocast.ts';
 import { loadTrainingData, train } from '../runtime/dino/train.ts';
@@ -106,7 +106,8 @@ DINO's --epochs), --ep, --threads, --recompute, --steps-per-run, --checkpoint-ev
 --skip-bad-images may be given; a flag that would change anything else is refused, naming the config key.
 
 Config keys for --set KEY=VALUE (each key's type and DINO's advice: CONFIG_SCHEMA in runtime/dino/config.ts):
-${wrap(Object.keys(CONFIG_SCHEMA).filter((k) => !CONFIG_SCHEMA[k as ConfigKey].setBy).join(', '), 116)}`,
+${wrap(Object.keys(CONFIG_SCHEMA).filter((k) => !CONFIG_SCHEMA[k as ConfigKey].setBy).join(', '), 116)}
+(the backbone.* keys above are a ViT's; a ResNet's, with --arch resnet50|resnet18: ${Object.keys(BACKBONE_SCHEMAS.resnet).filter((k) => !BACKBONE_SCHEMAS.resnet[k]!.setBy).join(', ')})`,
   },
   async (p) => {
     for (const flag of ['dist-url', 'local-rank'] as const) {
