@@ -540,9 +540,11 @@ export function gaussianBlurBytes(image: ByteImage, sigma: number): void {
   const fw = Math.trunc((16777216 - (radius * 2 + 1) * ww) / 2);
   const { channels, height, width, data } = image;
   const pad = radius + 1;
-  if (blurLineIn.length < width + 2 * pad) {
-    blurLineIn = new Int32Array(width + 2 * pad);
-    blurLineOut = new Int32Array(width + 2 * pad);
+  // Lines hold a row or (transposed) a column, with max(pad, 2) replicated edge values each side.
+  const lineLength = Math.max(width, height) + 2 * Math.max(pad, 2);
+  if (blurLineIn.length < lineLength) {
+    blurLineIn = new Int32Array(lineLength);
+    blurLineOut = new Int32Array(lineLength);
   }
   const plane = height * width;
   if (blurPlanes.length < 2 * plane) blurPlanes = new Uint8Array(2 * plane);
@@ -551,6 +553,14 @@ export function gaussianBlurBytes(image: ByteImage, sigma: number): void {
   const first = blurPlanes.subarray(0, plane), second = blurPlanes.subarray(plane, 2 * plane);
   for (let c = 0; c < channels; c++) {
     const channel = data.subarray(c * plane, (c + 1) * plane);
+    if (radius <= 1) {
+      // DINO's sigmas (up to 2) give whole radius 0 or 1: windows written out, int32 arithmetic throughout.
+      for (let y = 0; y < height; y++) rowPassesNarrow(channel, y * width, width, a, b, radius, ww, fw);
+      columnPassNarrow(channel, first, width, height, radius, ww, fw);
+      columnPassNarrow(first, second, width, height, radius, ww, fw);
+      columnPassNarrow(second, channel, width, height, radius, ww, fw);
+      continue;
+    }
     for (let y = 0; y < height; y++) {
       const row = y * width;
       for (let x = 0; x < width; x++) a[pad + x] = channel[row + x]!;
@@ -565,8 +575,56 @@ export function gaussianBlurBytes(image: ByteImage, sigma: number): void {
   }
 }
 
-/** One of BoxBlur.c's line passes over `from[pad .. pad + length)` into `to`: a running window of 2 radius + 1
- * pixels weighted `ww` plus the two next ones weighted `fw` (weights / 2^24), rounded to uint8. */
+/**
+ * The three row passes of radius 0 or 1 over `row[start .. start + width)`, in place, through the padded int32
+ * lines `a` and `b` (2 replicated edge values each side), the window sliding through locals (one load per
+ * output). Sums of weights times values stay below 2^32 (the weights total 2^24), so they wrap in int32 and
+ * `>>> 24` reads them back unsigned: exact, and no float arithmetic.
+ */
+function rowPassesNarrow(row: Uint8Array, start: number, width: number, a: Int32Array, b: Int32Array, radius: number, ww: number, fw: number): void {
+  for (let x = 0; x < width; x++) a[2 + x] = row[start + x]!;
+  const end = width + 2;
+  for (let pass = 0; pass < 3; pass++) {
+    const from = pass === 1 ? b : a, to = pass === 1 ? a : b;
+    const firstValue = from[2]!, lastValue = from[end - 1]!;
+    from[0] = firstValue; from[1] = firstValue; from[end] = lastValue; from[end + 1] = lastValue;
+    let left2 = firstValue, left = firstValue, centre = firstValue, right = from[3]!;
+    if (radius === 0) {
+      for (let x = 2; x < end; x++) {
+        to[x] = ((Math.imul(centre, ww) + Math.imul(left + right, fw) + 8388608) | 0) >>> 24;
+        left = centre; centre = right; right = from[x + 2]!;
+      }
+    } else {
+      for (let x = 2; x < end; x++) {
+        const right2 = from[x + 2]!;
+        to[x] = ((Math.imul(left + centre + right, ww) + Math.imul(left2 + right2, fw) + 8388608) | 0) >>> 24;
+        left2 = left; left = centre; centre = right; right = right2;
+      }
+    }
+  }
+  for (let x = 0; x < width; x++) row[start + x] = b[2 + x]!;
+}
+
+/** One column pass of radius 0 or 1 over a `width` x `height` plane, a row at a time (memory read in order), rows
+ * clamped at the edges; int32 arithmetic as in {@link rowPassesNarrow}. */
+function columnPassNarrow(src: Uint8Array, dst: Uint8Array, width: number, height: number, radius: number, ww: number, fw: number): void {
+  const lastRow = (height - 1) * width;
+  for (let y = 0, mid = 0; y < height; y++, mid += width) {
+    const up = mid === 0 ? 0 : mid - width, down = mid === lastRow ? lastRow : mid + width;
+    if (radius === 0) {
+      for (let x = 0; x < width; x++) dst[mid + x] = ((Math.imul(src[mid + x]!, ww) + Math.imul(src[up + x]! + src[down + x]!, fw) + 8388608) | 0) >>> 24;
+    } else {
+      const up2 = up === 0 ? 0 : up - width, down2 = down === lastRow ? lastRow : down + width;
+      for (let x = 0; x < width; x++) {
+        dst[mid + x] = ((Math.imul(src[up + x]! + src[mid + x]! + src[down + x]!, ww) + Math.imul(src[up2 + x]! + src[down2 + x]!, fw) + 8388608) | 0) >>> 24;
+      }
+    }
+  }
+}
+
+/** One of BoxBlur.c's line passes over `from[pad .. pad + length)` into `to`, for whole radius 2 or more (sigmas
+ * above DINO's 2): a running window of 2 radius + 1 pixels weighted `ww` plus the two next ones weighted `fw`
+ * (weights / 2^24), rounded to uint8. */
 function boxPassBytes(from: Int32Array, to: Int32Array, length: number, pad: number, radius: number, ww: number, fw: number): void {
   const firstValue = from[pad]!, lastValue = from[pad + length - 1]!;
   for (let k = 0; k < pad; k++) {
@@ -574,15 +632,6 @@ function boxPassBytes(from: Int32Array, to: Int32Array, length: number, pad: num
     from[pad + length + k] = lastValue;
   }
   const end = pad + length;
-  // DINO's sigmas (up to 2) give whole radius 0 or 1: the window written out, no running sum to carry.
-  if (radius === 0) {
-    for (let x = pad; x < end; x++) to[x] = (from[x]! * ww + (from[x - 1]! + from[x + 1]!) * fw + 8388608) >>> 24;
-    return;
-  }
-  if (radius === 1) {
-    for (let x = pad; x < end; x++) to[x] = ((from[x - 1]! + from[x]! + from[x + 1]!) * ww + (from[x - 2]! + from[x + 2]!) * fw + 8388608) >>> 24;
-    return;
-  }
   let sum = 0;
   for (let k = -radius; k <= radius; k++) sum += from[pad + k]!;
   for (let x = pad; x < end; x++) {
@@ -596,21 +645,6 @@ function boxPassBytes(from: Int32Array, to: Int32Array, length: number, pad: num
 function columnBoxPass(src: Uint8Array, dst: Uint8Array, width: number, height: number, radius: number, ww: number, fw: number, sums: Int32Array): void {
   const last = height - 1;
   const rowAt = (y: number) => (y < 0 ? 0 : y > last ? last : y) * width;
-  if (radius <= 1) {
-    // As in boxPassBytes: the window written out (rows y - 2 .. y + 2, or y - 1 .. y + 1).
-    for (let y = 0; y < height; y++) {
-      const out = y * width, up = rowAt(y - 1), mid = y * width, down = rowAt(y + 1);
-      if (radius === 0) {
-        for (let x = 0; x < width; x++) dst[out + x] = (src[mid + x]! * ww + (src[up + x]! + src[down + x]!) * fw + 8388608) >>> 24;
-      } else {
-        const up2 = rowAt(y - 2), down2 = rowAt(y + 2);
-        for (let x = 0; x < width; x++) {
-          dst[out + x] = ((src[up + x]! + src[mid + x]! + src[down + x]!) * ww + (src[up2 + x]! + src[down2 + x]!) * fw + 8388608) >>> 24;
-        }
-      }
-    }
-    return;
-  }
   // The window of the row before row 0, [-radius - 1, radius - 1].
   sums.fill(0, 0, width);
   for (let y = -radius - 1; y <= radius - 1; y++) {
