@@ -740,13 +740,17 @@ function hueByteOf(r: number, g: number, b: number): number {
 }
 
 /**
- * Lookup tables for PIL's uint8 HSV round trip, made on first use (about 0.5 MB; tens of ms, once per thread):
+ * Lookup tables for PIL's uint8 HSV round trip, made on first use (about 1 MB; tens of ms, once per thread):
  * - hue: the hue byte depends only on the channel differences from the max, one of which is 0 (the max channel, the
  *   first of r, g, b among equals) and one of which is the chroma (the min channel); indexed by
  *   (max channel x 2 + which of the other two is the min) x 65536 + chroma x 256 + the third channel's difference;
- * - saturation byte by max x 256 + chroma; per hue byte, the HSV sector and its float32 remainder.
+ * - saturation byte by max x 256 + chroma; per hue byte, the HSV sector; p by v x 256 + s and the middle value's
+ *   factor by s x 256 + hue (below); the rgb2hsv case tables by channel comparisons.
  */
-let hsvTables: { hue: Uint8Array; saturation: Uint8Array; sector: Uint8Array; remainder: Float64Array } | null = null;
+let hsvTables: {
+  hue: Uint8Array; saturation: Uint8Array; sector: Uint8Array; valueLow: Uint8Array; middleFactor: Float64Array;
+  maxSlot: Int32Array; minSlot: Int32Array; middleSlot: Int32Array; hueBase: Int32Array;
+} | null = null;
 function hsv(): NonNullable<typeof hsvTables> {
   if (hsvTables !== null) return hsvTables;
   const f = Math.fround;
@@ -768,6 +772,9 @@ function hsv(): NonNullable<typeof hsvTables> {
   }
   const saturation = new Uint8Array(65536);
   for (let max = 1; max < 256; max++) for (let chroma = 1; chroma <= max; chroma++) saturation[max * 256 + chroma] = Math.trunc(f(chroma / max) * 255.0);
+  // hsv2rgb (Convert.c): of p = v (1 - s), q = v (1 - s f) and t = v (1 - s (1 - f)), a sector uses p and one of
+  // q (odd sectors) or t (even ones), the "middle" value. Per (v, s): p; per (s, hue): the middle one's factor, in
+  // the float32 / double mix Convert.c computes it in (so that round(v x factor) is its byte).
   const sector = new Uint8Array(256);
   const remainder = new Float64Array(256);
   for (let h = 0; h < 256; h++) {
@@ -775,7 +782,32 @@ function hsv(): NonNullable<typeof hsvTables> {
     sector[h] = i % 6;
     remainder[h] = f((h * 6.0) / 255.0 - i);
   }
-  return (hsvTables = { hue, saturation, sector, remainder });
+  const valueLow = new Uint8Array(65536);
+  const middleFactor = new Float64Array(65536);
+  for (let s = 0; s < 256; s++) {
+    const fs = f(s / 255.0);
+    for (let v = 0; v < 256; v++) valueLow[v * 256 + s] = Math.round(v * (1.0 - fs));
+    for (let h = 0; h < 256; h++) {
+      const frac = remainder[h]!;
+      middleFactor[s * 256 + h] = sector[h]! % 2 === 1 ? 1.0 - f(fs * frac) : 1.0 - fs * (1.0 - frac);
+    }
+  }
+  // rgb2hsv's case by the comparisons r >= g (bit 0), r >= b (bit 1), g >= b (bit 2): the max channel (first among
+  // equals), the min channel, and the hue table's block (see above) for that pair.
+  const maxSlot = new Int32Array(8), minSlot = new Int32Array(8), middleSlot = new Int32Array(8), hueBase = new Int32Array(8);
+  for (let cmp = 0; cmp < 8; cmp++) {
+    const rg = (cmp & 1) !== 0, rb = (cmp & 2) !== 0, gb = (cmp & 4) !== 0;
+    let maxChannel: number, minChannel: number;
+    if (rg && rb) { maxChannel = 0; minChannel = gb ? 2 : 1; }
+    else if (gb) { maxChannel = 1; minChannel = rb ? 2 : 0; }
+    else { maxChannel = 2; minChannel = rg ? 1 : 0; }
+    const others = [0, 1, 2].filter((c) => c !== maxChannel);
+    maxSlot[cmp] = maxChannel;
+    minSlot[cmp] = minChannel;
+    middleSlot[cmp] = 3 - maxChannel - minChannel;
+    hueBase[cmp] = (maxChannel * 2 + others.indexOf(minChannel)) * 65536;
+  }
+  return (hsvTables = { hue, saturation, sector, valueLow, middleFactor, maxSlot, minSlot, middleSlot, hueBase });
 }
 
 /** The hue byte step torchvision adds: `np.uint8(shift * 255)`, truncated, wrapping around. */
@@ -790,41 +822,48 @@ export function adjustHueBytes(image: ByteImage, shift: number): void {
   if (image.channels !== 3) return;
   // No early return for a zero step: PIL's round trip through uint8 HSV alone changes colours by a level or two.
   const hueStep = hueStepOf(shift);
-  const { hue: hueTable, saturation: satTable, sector: sectorTable, remainder: remainderTable } = hsv();
+  const tables = hsv();
+  const { hue: hueTable, saturation: satTable, valueLow, middleFactor, hueBase } = tables;
   const plane = image.height * image.width;
   const data = image.data;
+  // Branch-free per pixel (hues and max channels change unpredictably on photos): the rgb2hsv case from the signs of
+  // the channel differences, each value's channel from small tables, as plane offsets. Gray pixels (chroma 0) and
+  // s = 0 come out as (v, v, v) through the same arithmetic (p and the middle value are then v).
+  const maxAt = scaledSlots(tables.maxSlot, plane, hsvMaxAt), minAt = scaledSlots(tables.minSlot, plane, hsvMinAt);
+  const middleAt = scaledSlots(tables.middleSlot, plane, hsvMiddleAt);
+  // hsv2rgb's channels per shifted hue: which gets v, which p, which the middle value (sector 0: v t p, 1: q v p,
+  // 2: p v t, 3: p q v, 4: t p v, 5: v p q).
+  for (let h = 0; h < 256; h++) {
+    const sector = tables.sector[(h + hueStep) & 255]!;
+    const [v, low, middle] = SECTOR_SLOTS[sector]!;
+    hsvOutV[h] = v * plane;
+    hsvOutLow[h] = low * plane;
+    hsvOutMiddle[h] = middle * plane;
+  }
   for (let p = 0; p < plane; p++) {
     const r = data[p]!, g = data[plane + p]!, b = data[2 * plane + p]!;
-    let max: number, key: number;
-    // The max channel (first among equals), which other channel is the min, and the third one's difference.
-    if (r >= g && r >= b) { max = r; key = g >= b ? 65536 + (max - b) * 256 + (max - g) : (max - g) * 256 + (max - b); }
-    else if (g >= b) { max = g; key = r >= b ? 3 * 65536 + (max - b) * 256 + (max - r) : 2 * 65536 + (max - r) * 256 + (max - b); }
-    else { max = b; key = r >= g ? 5 * 65536 + (max - g) * 256 + (max - r) : 4 * 65536 + (max - r) * 256 + (max - g); }
-    const chroma = (key >> 8) & 255;
-    if (chroma === 0) continue; // gray: s = 0, unchanged
+    const cmp = ((g - r - 1) >>> 31) | (((b - r - 1) >>> 31) << 1) | (((b - g - 1) >>> 31) << 2);
+    const max = data[p + maxAt[cmp]!]!;
+    const chroma = max - data[p + minAt[cmp]!]!;
+    const hueIn = hueTable[hueBase[cmp]! + chroma * 256 + max - data[p + middleAt[cmp]!]!]!;
     const sat = satTable[max * 256 + chroma]!;
-    let nr = max, ng = max, nb = max;
-    if (sat !== 0) {
-      const hue = (hueTable[key]! + hueStep) & 255;
-      // hsv2rgb, in Convert.c's float32 / double mix.
-      const frac = remainderTable[hue]!;
-      const fs = Math.fround(sat / 255.0);
-      const pv = Math.round(max * (1.0 - fs));
-      const qv = Math.round(max * (1.0 - Math.fround(fs * frac)));
-      const tv = Math.round(max * (1.0 - fs * (1.0 - frac)));
-      switch (sectorTable[hue]) {
-        case 0: ng = tv; nb = pv; break;
-        case 1: nr = qv; nb = pv; break;
-        case 2: nr = pv; nb = tv; break;
-        case 3: nr = pv; ng = qv; break;
-        case 4: nr = tv; ng = pv; break;
-        default: ng = pv; nb = qv;
-      }
-    }
-    data[p] = nr;
-    data[plane + p] = ng;
-    data[2 * plane + p] = nb;
+    const hue = (hueIn + hueStep) & 255;
+    const low = valueLow[max * 256 + sat]!;
+    const middle = Math.round(max * middleFactor[sat * 256 + hue]!);
+    // Indexed by the unshifted hue: the offset tables above already include the step.
+    data[p + hsvOutV[hueIn]!] = max;
+    data[p + hsvOutLow[hueIn]!] = low;
+    data[p + hsvOutMiddle[hueIn]!] = middle;
   }
+}
+
+/** Per shifted hue's sector: the channels of v, p and the middle value (q or t). */
+const SECTOR_SLOTS: readonly (readonly [number, number, number])[] = [[0, 2, 1], [1, 2, 0], [1, 0, 2], [2, 0, 1], [2, 1, 0], [0, 1, 2]];
+const hsvMaxAt = new Int32Array(8), hsvMinAt = new Int32Array(8), hsvMiddleAt = new Int32Array(8);
+const hsvOutV = new Int32Array(256), hsvOutLow = new Int32Array(256), hsvOutMiddle = new Int32Array(256);
+function scaledSlots(slots: Int32Array, plane: number, into: Int32Array): Int32Array {
+  for (let k = 0; k < slots.length; k++) into[k] = slots[k]! * plane;
+  return into;
 }
 
 /** ColorJitter's factors and order (0 brightness, 1 contrast, 2 saturation, 3 hue), as torchvision draws them. */
