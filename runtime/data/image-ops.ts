@@ -524,6 +524,8 @@ function boxBlurRadiusF32(sigma: number): number {
 let blurLineIn = new Int32Array(0);
 let blurLineOut = new Int32Array(0);
 let blurPlanes = new Uint8Array(0);
+let blurRowA = new Uint8Array(0);
+let blurRowB = new Uint8Array(0);
 let blurColumnSums = new Int32Array(0);
 
 /**
@@ -540,11 +542,13 @@ export function gaussianBlurBytes(image: ByteImage, sigma: number): void {
   const fw = Math.trunc((16777216 - (radius * 2 + 1) * ww) / 2);
   const { channels, height, width, data } = image;
   const pad = radius + 1;
-  // Lines hold a row or (transposed) a column, with max(pad, 2) replicated edge values each side.
-  const lineLength = Math.max(width, height) + 2 * Math.max(pad, 2);
-  if (blurLineIn.length < lineLength) {
-    blurLineIn = new Int32Array(lineLength);
-    blurLineOut = new Int32Array(lineLength);
+  if (blurLineIn.length < width + 2 * pad) {
+    blurLineIn = new Int32Array(width + 2 * pad);
+    blurLineOut = new Int32Array(width + 2 * pad);
+  }
+  if (blurRowA.length < width) {
+    blurRowA = new Uint8Array(width);
+    blurRowB = new Uint8Array(width);
   }
   const plane = height * width;
   if (blurPlanes.length < 2 * plane) blurPlanes = new Uint8Array(2 * plane);
@@ -555,7 +559,7 @@ export function gaussianBlurBytes(image: ByteImage, sigma: number): void {
     const channel = data.subarray(c * plane, (c + 1) * plane);
     if (radius <= 1) {
       // DINO's sigmas (up to 2) give whole radius 0 or 1: windows written out, int32 arithmetic throughout.
-      for (let y = 0; y < height; y++) rowPassesNarrow(channel, y * width, width, a, b, radius, ww, fw);
+      for (let y = 0; y < height; y++) rowPassesNarrow(channel, y * width, width, blurRowA, blurRowB, radius, ww, fw);
       columnPassNarrow(channel, first, width, height, radius, ww, fw);
       columnPassNarrow(first, second, width, height, radius, ww, fw);
       columnPassNarrow(second, channel, width, height, radius, ww, fw);
@@ -576,37 +580,41 @@ export function gaussianBlurBytes(image: ByteImage, sigma: number): void {
 }
 
 /**
- * The three row passes of radius 0 or 1 over `row[start .. start + width)`, in place, through the padded int32
- * lines `a` and `b` (2 replicated edge values each side), the window sliding through locals (one load per
- * output). Sums of weights times values stay below 2^32 (the weights total 2^24), so they wrap in int32 and
- * `>>> 24` reads them back unsigned: exact, and no float arithmetic.
+ * The three row passes of radius 0 or 1 over `row[start .. start + width)`, in place, through the byte lines
+ * `a` and `b`: row -> a -> b -> row (see {@link slidingPass}).
  */
-function rowPassesNarrow(row: Uint8Array, start: number, width: number, a: Int32Array, b: Int32Array, radius: number, ww: number, fw: number): void {
-  for (let x = 0; x < width; x++) a[2 + x] = row[start + x]!;
-  const end = width + 2;
-  for (let pass = 0; pass < 3; pass++) {
-    const from = pass === 1 ? b : a, to = pass === 1 ? a : b;
-    const firstValue = from[2]!, lastValue = from[end - 1]!;
-    from[0] = firstValue; from[1] = firstValue; from[end] = lastValue; from[end + 1] = lastValue;
-    let left2 = firstValue, left = firstValue, centre = firstValue, right = from[3]!;
-    if (radius === 0) {
-      for (let x = 2; x < end; x++) {
-        to[x] = ((Math.imul(centre, ww) + Math.imul(left + right, fw) + 8388608) | 0) >>> 24;
-        left = centre; centre = right; right = from[x + 2]!;
-      }
-    } else {
-      for (let x = 2; x < end; x++) {
-        const right2 = from[x + 2]!;
-        to[x] = ((Math.imul(left + centre + right, ww) + Math.imul(left2 + right2, fw) + 8388608) | 0) >>> 24;
-        left2 = left; left = centre; centre = right; right = right2;
-      }
+function rowPassesNarrow(row: Uint8Array, start: number, width: number, a: Uint8Array, b: Uint8Array, radius: number, ww: number, fw: number): void {
+  slidingPass(row, start, a, 0, width, radius, ww, fw);
+  slidingPass(a, 0, b, 0, width, radius, ww, fw);
+  slidingPass(b, 0, row, start, width, radius, ww, fw);
+}
+
+/**
+ * One extended box pass of radius 0 or 1 over the `length` bytes `src[from ..]` into `dst[to ..]`, edge values
+ * replicated: the window slides through locals, one load per output. Sums of weights times values stay below 2^32
+ * (the weights total 2^24), so they wrap in int32 and `>>> 24` reads them back unsigned: exact, and no float
+ * arithmetic.
+ */
+function slidingPass(src: Uint8Array, from: number, dst: Uint8Array, to: number, length: number, radius: number, ww: number, fw: number): void {
+  const last = from + length - 1;
+  let left2 = src[from]!, left = left2, centre = left2, right = src[from + 1 <= last ? from + 1 : last]!;
+  if (radius === 0) {
+    for (let x = 0; x < length; x++) {
+      const next = src[from + x + 2 <= last ? from + x + 2 : last]!;
+      dst[to + x] = ((Math.imul(centre, ww) + Math.imul(left + right, fw) + 8388608) | 0) >>> 24;
+      left = centre; centre = right; right = next;
     }
+    return;
   }
-  for (let x = 0; x < width; x++) row[start + x] = b[2 + x]!;
+  for (let x = 0; x < length; x++) {
+    const right2 = src[from + x + 2 <= last ? from + x + 2 : last]!;
+    dst[to + x] = ((Math.imul(left + centre + right, ww) + Math.imul(left2 + right2, fw) + 8388608) | 0) >>> 24;
+    left2 = left; left = centre; centre = right; right = right2;
+  }
 }
 
 /** One column pass of radius 0 or 1 over a `width` x `height` plane, a row at a time (memory read in order), rows
- * clamped at the edges; int32 arithmetic as in {@link rowPassesNarrow}. */
+ * clamped at the edges; int32 arithmetic as in {@link slidingPass}. */
 function columnPassNarrow(src: Uint8Array, dst: Uint8Array, width: number, height: number, radius: number, ww: number, fw: number): void {
   const lastRow = (height - 1) * width;
   for (let y = 0, mid = 0; y < height; y++, mid += width) {
