@@ -393,7 +393,8 @@ const RESAMPLE_MAX = 255 * RESAMPLE_ONE;
  * They are made with `new Function` (code generation from strings, which Node allows unless started with
  * --disallow-code-generation-from-strings).
  * Horizontal: `lines` rows of `src` from `srcStart` (row step `srcStride`), output o of a row reading taps from
- * `first[o]`; written from `dstStart`, `dstStep` apart (-1 mirrors), rows `dstStride` apart.
+ * pixel `first[o]`, pixels `pixelStep` bytes apart (1 channel-first, the channel count interleaved), channels
+ * `srcPlane` apart; written from `dstStart`, `dstStep` apart (-1 mirrors), rows `dstStride` apart, channel-first.
  * Vertical: output row y reads rows `first[y]`.. of `src` (`width` bytes each, from `srcStart`), all its
  * outputs sharing one set of weights, held in locals; rows written `width` apart from `dstStart`.
  */
@@ -410,14 +411,14 @@ const horizontalKernels = new Map<number, HorizontalKernel>();
 const verticalKernels = new Map<number, VerticalKernel>();
 const clipSource = (sum: string) => `${sum} <= 0 ? 0 : ${sum} >= ${RESAMPLE_MAX} ? 255 : ${sum} >> ${RESAMPLE_BITS}`;
 
-function horizontalKernel(taps: number, channels: number): HorizontalKernel {
-  const key = taps * 16 + channels;
+function horizontalKernel(taps: number, channels: number, pixelStep: number): HorizontalKernel {
+  const key = (taps * 16 + channels) * 16 + pixelStep;
   let kernel = horizontalKernels.get(key);
   if (kernel === undefined) {
     const weights = Array.from({ length: taps }, (_, k) => `const w${k} = weights[b + ${k}];`).join(' ');
     const perChannel = Array.from({ length: channels }, (_, c) => {
-      const terms = Array.from({ length: taps }, (_, k) => `Math.imul(src[i${c} + ${k}], w${k})`).join(' + ');
-      return `const i${c} = i + ${c * 1} * srcPlane; const sum${c} = (${RESAMPLE_HALF} + ${terms}) | 0; dst[d + ${c} * dstPlane] = ${clipSource(`sum${c}`)};`;
+      const terms = Array.from({ length: taps }, (_, k) => `Math.imul(src[i${c} + ${k * pixelStep}], w${k})`).join(' + ');
+      return `const i${c} = i + ${c} * srcPlane; const sum${c} = (${RESAMPLE_HALF} + ${terms}) | 0; dst[d + ${c} * dstPlane] = ${clipSource(`sum${c}`)};`;
     }).join('\n');
     kernel = new Function('src', 'srcStart', 'srcStride', 'srcPlane', 'lines', 'first', 'weights', 'dst', 'dstStart', 'dstStep', 'dstStride', 'dstPlane', 'outputs', `
       for (let line = 0; line < lines; line++) {
@@ -425,7 +426,7 @@ function horizontalKernel(taps: number, channels: number): HorizontalKernel {
         let d = dstStart + line * dstStride;
         for (let o = 0, b = 0; o < outputs; o++, b += ${taps}, d += dstStep) {
           ${weights}
-          const i = srcLine + first[o];
+          const i = srcLine + first[o] * ${pixelStep};
           ${perChannel}
         }
       }`) as HorizontalKernel;
@@ -464,13 +465,14 @@ function verticalKernel(taps: number, channels: number): VerticalKernel {
 let resizeScratch = new Uint8Array(0);
 
 /**
- * `image.crop(box).resize((outWidth, outHeight), BICUBIC)` as Pillow computes it, bytes equal; optionally
+ * `image.crop(box).resize((outWidth, outHeight), BICUBIC)` as Pillow computes it, bytes equal, from a
+ * channel-first source or (`interleaved`) one in a decoder's pixel order, always written channel-first; optionally
  * mirrored left-right (exact: the flip commutes with every later step) and restricted to the `window` of the
  * resized image (exact too: each output pixel depends only on its own coefficients; CenterCrop after Resize).
  * Writes into `out` when given (length `channels * window.height * window.width`).
  */
 export function resizeBytes(
-  src: ByteImage,
+  src: ByteImage & { readonly interleaved?: boolean },
   box: CropBox,
   outHeight: number,
   outWidth: number,
@@ -492,18 +494,22 @@ export function resizeBytes(
   const result = options.out ?? new Uint8Array(channels * outPlane);
   // Every channel in one pass when there are at most 4 (RGB, gray), else one channel at a time.
   const fused = channels <= 4 ? channels : 1;
-  const horizontal = horizontalKernel(h.taps, fused);
+  // Interleaved sources (a decoder's pixel order) are read in place: no channel-first copy of the whole image.
+  const interleaved = src.interleaved === true && channels > 1;
+  const pixelStep = interleaved ? channels : 1;
+  const horizontal = horizontalKernel(h.taps, fused, pixelStep);
   const vertical = verticalKernel(v.taps, fused);
   // Offsets relative to the window's first output, so the kernels index `first` and `weights` from 0.
   const hFirst = h.first.subarray(window.left, window.left + window.width);
   const hWeights = h.weights.subarray(window.left * h.taps, (window.left + window.width) * h.taps);
   const vFirst = v.first.subarray(window.top, window.top + window.height).map((f) => f - rowFirst);
   const vWeights = v.weights.subarray(window.top * v.taps, (window.top + window.height) * v.taps);
-  const inPlane = src.height * inWidth;
+  const inPlane = interleaved ? 1 : src.height * inWidth;
+  const rowStride = inWidth * pixelStep;
   for (let c = 0; c < channels; c += fused) {
-    const srcStart = c * inPlane + (box.top + rowFirst) * inWidth + box.left;
+    const srcStart = c * inPlane + (box.top + rowFirst) * rowStride + box.left * pixelStep;
     // Horizontal over the needed crop rows, mirrored by writing right to left; then vertical.
-    horizontal(src.data, srcStart, inWidth, inPlane, rows, hFirst, hWeights, mid, c * midPlane + (flip ? midWidth - 1 : 0), flip ? -1 : 1, midWidth, midPlane, midWidth);
+    horizontal(src.data, srcStart, rowStride, inPlane, rows, hFirst, hWeights, mid, c * midPlane + (flip ? midWidth - 1 : 0), flip ? -1 : 1, midWidth, midPlane, midWidth);
     vertical(mid, c * midPlane, midWidth, midPlane, vFirst, vWeights, result, c * outPlane, outPlane, window.height);
   }
   return { channels, height: window.height, width: window.width, data: result };

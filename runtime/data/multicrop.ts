@@ -262,14 +262,17 @@ function normalizeInto(view: ChwImage, config: AugmentConfig, out: Float32Array,
 }
 
 /**
- * An 8-bit image of its own size, channel-first (C, H, W), values 0-255: what decoding one file gives, before any
- * resize. DINO crops every view from the original image, so a batch's sources may all differ in size.
+ * An 8-bit image of its own size, values 0-255: what decoding one file gives, before any resize. Channel-first
+ * (C, H, W), or with `interleaved` in a decoder's pixel order (H, W, C), read in place without a copy. DINO crops
+ * every view from the original image, so a batch's sources may all differ in size.
  */
 export interface SourceImage {
   readonly channels: number;
   readonly height: number;
   readonly width: number;
   readonly data: Uint8Array;
+  /** `data[(y * width + x) * channels + c]` when true; else `data[c * height * width + y * width + x]`. */
+  readonly interleaved?: boolean;
 }
 
 /**
