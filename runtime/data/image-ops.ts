@@ -763,7 +763,7 @@ function hueByteOf(r: number, g: number, b: number): number {
  */
 let hsvTables: {
   hue: Uint8Array; saturation: Uint8Array; sector: Uint8Array; valueLow: Uint8Array; middleFactor: Float64Array;
-  maxSlot: Int32Array; minSlot: Int32Array; middleSlot: Int32Array; hueBase: Int32Array;
+  hueBase: Int32Array;
 } | null = null;
 function hsv(): NonNullable<typeof hsvTables> {
   if (hsvTables !== null) return hsvTables;
@@ -806,9 +806,9 @@ function hsv(): NonNullable<typeof hsvTables> {
       middleFactor[s * 256 + h] = sector[h]! % 2 === 1 ? 1.0 - f(fs * frac) : 1.0 - fs * (1.0 - frac);
     }
   }
-  // rgb2hsv's case by the comparisons r >= g (bit 0), r >= b (bit 1), g >= b (bit 2): the max channel (first among
-  // equals), the min channel, and the hue table's block (see above) for that pair.
-  const maxSlot = new Int32Array(8), minSlot = new Int32Array(8), middleSlot = new Int32Array(8), hueBase = new Int32Array(8);
+  // rgb2hsv's case by the comparisons r >= g (bit 0), r >= b (bit 1), g >= b (bit 2): the hue table's block for its
+  // max channel (first among equals) and min channel.
+  const hueBase = new Int32Array(8);
   for (let cmp = 0; cmp < 8; cmp++) {
     const rg = (cmp & 1) !== 0, rb = (cmp & 2) !== 0, gb = (cmp & 4) !== 0;
     let maxChannel: number, minChannel: number;
@@ -816,12 +816,9 @@ function hsv(): NonNullable<typeof hsvTables> {
     else if (gb) { maxChannel = 1; minChannel = rb ? 2 : 0; }
     else { maxChannel = 2; minChannel = rg ? 1 : 0; }
     const others = [0, 1, 2].filter((c) => c !== maxChannel);
-    maxSlot[cmp] = maxChannel;
-    minSlot[cmp] = minChannel;
-    middleSlot[cmp] = 3 - maxChannel - minChannel;
     hueBase[cmp] = (maxChannel * 2 + others.indexOf(minChannel)) * 65536;
   }
-  return (hsvTables = { hue, saturation, sector, valueLow, middleFactor, maxSlot, minSlot, middleSlot, hueBase });
+  return (hsvTables = { hue, saturation, sector, valueLow, middleFactor, hueBase });
 }
 
 /** The hue byte step torchvision adds: `np.uint8(shift * 255)`, truncated, wrapping around. */
@@ -841,14 +838,12 @@ export function adjustHueBytes(image: ByteImage, shift: number): void {
   const plane = image.height * image.width;
   const data = image.data;
   // Branch-free per pixel (hues and max channels change unpredictably on photos): the rgb2hsv case from the signs of
-  // the channel differences, each value's channel from small tables, as plane offsets. Gray pixels (chroma 0) and
+  // the channel differences, each output value's channel from per-hue plane offsets. Gray pixels (chroma 0) and
   // s = 0 come out as (v, v, v) through the same arithmetic (p and the middle value are then v).
-  const maxAt = scaledSlots(tables.maxSlot, plane, hsvMaxAt), minAt = scaledSlots(tables.minSlot, plane, hsvMinAt);
-  const middleAt = scaledSlots(tables.middleSlot, plane, hsvMiddleAt);
-  // hsv2rgb's channels per shifted hue: which gets v, which p, which the middle value (sector 0: v t p, 1: q v p,
-  // 2: p v t, 3: p q v, 4: t p v, 5: v p q).
+  // hsv2rgb's channels per hue: which gets v, which p, which the middle value (sector 0: v t p, 1: q v p,
+  // 2: p v t, 3: p q v, 4: t p v, 5: v p q), as plane offsets.
   for (let h = 0; h < 256; h++) {
-    const sector = tables.sector[(h + hueStep) & 255]!;
+    const sector = tables.sector[h]!;
     const [v, low, middle] = SECTOR_SLOTS[sector]!;
     hsvOutV[h] = v * plane;
     hsvOutLow[h] = low * plane;
@@ -857,28 +852,22 @@ export function adjustHueBytes(image: ByteImage, shift: number): void {
   for (let p = 0; p < plane; p++) {
     const r = data[p]!, g = data[plane + p]!, b = data[2 * plane + p]!;
     const cmp = ((g - r - 1) >>> 31) | (((b - r - 1) >>> 31) << 1) | (((b - g - 1) >>> 31) << 2);
-    const max = data[p + maxAt[cmp]!]!;
-    const chroma = max - data[p + minAt[cmp]!]!;
-    const hueIn = hueTable[hueBase[cmp]! + chroma * 256 + max - data[p + middleAt[cmp]!]!]!;
+    const max = Math.max(r, g, b), min = Math.min(r, g, b);
+    const chroma = max - min;
+    const hueIn = hueTable[hueBase[cmp]! + chroma * 256 + 2 * max + min - r - g - b]!; // max minus the middle channel
     const sat = satTable[max * 256 + chroma]!;
     const hue = (hueIn + hueStep) & 255;
     const low = valueLow[max * 256 + sat]!;
     const middle = Math.round(max * middleFactor[sat * 256 + hue]!);
-    // Indexed by the unshifted hue: the offset tables above already include the step.
-    data[p + hsvOutV[hueIn]!] = max;
-    data[p + hsvOutLow[hueIn]!] = low;
-    data[p + hsvOutMiddle[hueIn]!] = middle;
+    data[p + hsvOutV[hue]!] = max;
+    data[p + hsvOutLow[hue]!] = low;
+    data[p + hsvOutMiddle[hue]!] = middle;
   }
 }
 
 /** Per shifted hue's sector: the channels of v, p and the middle value (q or t). */
 const SECTOR_SLOTS: readonly (readonly [number, number, number])[] = [[0, 2, 1], [1, 2, 0], [1, 0, 2], [2, 0, 1], [2, 1, 0], [0, 1, 2]];
-const hsvMaxAt = new Int32Array(8), hsvMinAt = new Int32Array(8), hsvMiddleAt = new Int32Array(8);
 const hsvOutV = new Int32Array(256), hsvOutLow = new Int32Array(256), hsvOutMiddle = new Int32Array(256);
-function scaledSlots(slots: Int32Array, plane: number, into: Int32Array): Int32Array {
-  for (let k = 0; k < slots.length; k++) into[k] = slots[k]! * plane;
-  return into;
-}
 
 /** ColorJitter's factors and order (0 brightness, 1 contrast, 2 saturation, 3 hue), as torchvision draws them. */
 export interface JitterParams {
