@@ -693,43 +693,47 @@ function blendTable(degenerate: number, factor: number): Uint8Array {
   return table;
 }
 
-function applyTable(data: Uint8Array, table: Uint8Array): void {
+/** data[i] = table[data[i]] for every byte. */
+export function applyTableBytes(data: Uint8Array, table: Uint8Array): void {
   for (let i = 0; i < data.length; i++) data[i] = table[data[i]!]!;
 }
 
 /** torchvision `adjust_brightness` on a PIL image (ImageEnhance.Brightness: blend with black), in place. */
 export function adjustBrightnessBytes(image: ByteImage, factor: number): void {
-  applyTable(image.data, blendTable(0, factor));
+  applyTableBytes(image.data, blendTable(0, factor));
 }
 
 /** The mean of PIL's `convert('L')` rounded to an integer, as ImageEnhance.Contrast takes it. */
-function meanLumaByte(image: ByteImage): number {
+function meanLumaByte(image: ByteImage, input: Uint8Array = IDENTITY_TABLE): number {
   const plane = image.height * image.width;
   const data = image.data;
   let sum = 0;
   if (image.channels === 3) {
-    for (let p = 0; p < plane; p++) sum += lumaByte(data[p]!, data[plane + p]!, data[2 * plane + p]!);
+    for (let p = 0; p < plane; p++) sum += lumaByte(input[data[p]!]!, input[data[plane + p]!]!, input[data[2 * plane + p]!]!);
   } else {
-    for (let p = 0; p < plane; p++) sum += data[p]!;
+    for (let p = 0; p < plane; p++) sum += input[data[p]!]!;
   }
   return Math.trunc(sum / plane + 0.5);
 }
 
+/** v -> v: the table of no adjustment. */
+const IDENTITY_TABLE = Uint8Array.from({ length: 256 }, (_, v) => v);
+
 /** torchvision `adjust_contrast` on a PIL image (ImageEnhance.Contrast: blend with the rounded mean luma), in place. */
 export function adjustContrastBytes(image: ByteImage, factor: number): void {
-  applyTable(image.data, blendTable(meanLumaByte(image), factor));
+  applyTableBytes(image.data, blendTable(meanLumaByte(image), factor));
 }
 
 /** torchvision `adjust_saturation` on a PIL image (ImageEnhance.Color: blend with the pixel's luma), in place;
- * nothing changes on 1 channel. */
-export function adjustSaturationBytes(image: ByteImage, factor: number): void {
+ * nothing changes on 1 channel. `input` maps each byte first (a pointwise adjustment not yet applied). */
+export function adjustSaturationBytes(image: ByteImage, factor: number, input: Uint8Array = IDENTITY_TABLE): void {
   if (image.channels !== 3) return;
   const plane = image.height * image.width;
   const data = image.data;
   const alpha = Math.fround(factor);
   const f = Math.fround;
   for (let p = 0; p < plane; p++) {
-    const r = data[p]!, g = data[plane + p]!, b = data[2 * plane + p]!;
+    const r = input[data[p]!]!, g = input[data[plane + p]!]!, b = input[data[2 * plane + p]!]!;
     const l = lumaByte(r, g, b);
     const tr = f(l + f(alpha * (r - l)));
     const tg = f(l + f(alpha * (g - l)));
@@ -827,9 +831,9 @@ const hueStepOf = (shift: number) => ((Math.trunc(shift * 255) % 256) + 256) % 2
 /**
  * torchvision `adjust_hue` on a PIL image, in place: `convert('HSV')`, the uint8 hue plus `uint8(shift * 255)`
  * (truncated, wrapping around), back to RGB; Convert.c's float32 arithmetic, the rgb2hsv half through tables.
- * Nothing changes on 1 channel.
+ * Nothing changes on 1 channel. `input` maps each byte first (a pointwise adjustment not yet applied).
  */
-export function adjustHueBytes(image: ByteImage, shift: number): void {
+export function adjustHueBytes(image: ByteImage, shift: number, input: Uint8Array = IDENTITY_TABLE): void {
   if (image.channels !== 3) return;
   // No early return for a zero step: PIL's round trip through uint8 HSV alone changes colours by a level or two.
   const hueStep = hueStepOf(shift);
@@ -850,7 +854,7 @@ export function adjustHueBytes(image: ByteImage, shift: number): void {
     hsvOutMiddle[h] = middle * plane;
   }
   for (let p = 0; p < plane; p++) {
-    const r = data[p]!, g = data[plane + p]!, b = data[2 * plane + p]!;
+    const r = input[data[p]!]!, g = input[data[plane + p]!]!, b = input[data[2 * plane + p]!]!;
     const cmp = ((g - r - 1) >>> 31) | (((b - r - 1) >>> 31) << 1) | (((b - g - 1) >>> 31) << 2);
     const max = Math.max(r, g, b), min = Math.min(r, g, b);
     const chroma = max - min;
@@ -881,30 +885,54 @@ export interface JitterParams {
 /**
  * ColorJitter (when `jitter` is given: {@link adjustBrightnessBytes}, {@link adjustContrastBytes},
  * {@link adjustSaturationBytes}, {@link adjustHueBytes} in `jitter.order`) then RandomGrayscale (when
- * `grayscale`: {@link toGrayscaleBytes}), in place. One pass per step: measured faster here than one fused pass,
- * whether the fused loop dispatched per pixel or was generated per order (24 loops, each to warm up).
+ * `grayscale`: {@link toGrayscaleBytes}), in place. The per-pixel steps run one pass each (measured faster here
+ * than one fused pass, whether the fused loop dispatched per pixel or was generated per order); the pointwise ones
+ * ride along as tables (see {@link colorJitterDeferred}).
  */
 export function colorJitterBytes(image: ByteImage, jitter: JitterParams | null, grayscale: boolean): void {
+  const pending = colorJitterDeferred(image, jitter, grayscale);
+  if (pending !== null) applyTableBytes(image.data, pending);
+}
+
+/**
+ * {@link colorJitterBytes} except for a last pointwise table, returned (null: none) for the caller to apply to
+ * every byte or fold into what comes next. Brightness and contrast are per-byte tables: instead of a pass each,
+ * they compose into one pending table, which the next per-pixel step (contrast's mean, saturation, hue,
+ * grayscale) reads its input through.
+ */
+export function colorJitterDeferred(image: ByteImage, jitter: JitterParams | null, grayscale: boolean): Uint8Array | null {
+  let pending: Uint8Array | null = null;
+  const rgb = image.channels === 3; // saturation, hue and grayscale change nothing on other channel counts
   if (jitter !== null) {
     for (let k = 0; k < jitter.order.length; k++) {
       const op = jitter.order[k];
-      if (op === 0) adjustBrightnessBytes(image, jitter.brightness);
-      else if (op === 1) adjustContrastBytes(image, jitter.contrast);
-      else if (op === 2) adjustSaturationBytes(image, jitter.saturation);
-      else adjustHueBytes(image, jitter.hue);
+      if (op === 0) pending = composeTables(blendTable(0, jitter.brightness), pending);
+      else if (op === 1) pending = composeTables(blendTable(meanLumaByte(image, pending ?? IDENTITY_TABLE), jitter.contrast), pending);
+      else if (!rgb) continue;
+      else if (op === 2) { adjustSaturationBytes(image, jitter.saturation, pending ?? IDENTITY_TABLE); pending = null; }
+      else { adjustHueBytes(image, jitter.hue, pending ?? IDENTITY_TABLE); pending = null; }
     }
   }
-  if (grayscale) toGrayscaleBytes(image);
+  if (grayscale && rgb) { toGrayscaleBytes(image, pending ?? IDENTITY_TABLE); pending = null; }
+  return pending;
+}
+
+/** v -> outer[inner[v]] (inner null: outer itself). */
+function composeTables(outer: Uint8Array, inner: Uint8Array | null): Uint8Array {
+  if (inner === null) return outer;
+  const table = new Uint8Array(256);
+  for (let v = 0; v < 256; v++) table[v] = outer[inner[v]!]!;
+  return table;
 }
 
 /** torchvision `rgb_to_grayscale(num_output_channels=3)` on a PIL image: PIL's luma in all three channels, in
- * place; nothing changes on 1 channel. */
-export function toGrayscaleBytes(image: ByteImage): void {
+ * place; nothing changes on 1 channel. `input` maps each byte first. */
+export function toGrayscaleBytes(image: ByteImage, input: Uint8Array = IDENTITY_TABLE): void {
   if (image.channels !== 3) return;
   const plane = image.height * image.width;
   const data = image.data;
   for (let p = 0; p < plane; p++) {
-    const l = lumaByte(data[p]!, data[plane + p]!, data[2 * plane + p]!);
+    const l = lumaByte(input[data[p]!]!, input[data[plane + p]!]!, input[data[2 * plane + p]!]!);
     data[p] = l;
     data[plane + p] = l;
     data[2 * plane + p] = l;

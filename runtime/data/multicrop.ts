@@ -31,7 +31,7 @@
  */
 import type { Prng } from '../../dsl/prng.ts';
 import {
-  adjustBrightness, adjustContrast, adjustHue, adjustSaturation, colorJitterBytes, flipHorizontal, gaussianBlur,
+  adjustBrightness, adjustContrast, adjustHue, adjustSaturation, applyTableBytes, colorJitterDeferred, flipHorizontal, gaussianBlur,
   gaussianBlurBytes, resizeBicubic, resizeBytes, solarize, toGrayscale, type ByteImage, type ChwImage, type CropBox,
   type JitterParams,
 } from './image-ops.ts';
@@ -409,10 +409,27 @@ export function drawViewParams(height: number, width: number, kind: ViewKind, co
 export function renderView(source: SourceImage, view: ViewParams, config: AugmentConfig, out: Float32Array, offset: number): void {
   // The flip is folded into the resize: exact, as every later step commutes with it.
   const image = resizeBytes(source, view.box, view.size, view.size, { flip: view.flip, out: viewScratch(source.channels * view.size * view.size) });
-  colorJitterBytes(image, view.jitter, view.grayscale);
-  if (view.blurSigma !== null) gaussianBlurBytes(image, view.blurSigma);
+  // A trailing brightness / contrast table is applied before the blur, else folded into the normalisation.
+  let pending = colorJitterDeferred(image, view.jitter, view.grayscale);
+  if (view.blurSigma !== null) {
+    if (pending !== null) applyTableBytes(image.data, pending);
+    pending = null;
+    gaussianBlurBytes(image, view.blurSigma);
+  }
   const tables = normalizeTablesOf(config, source.channels);
-  normalizeBytesInto(image, view.solarize ? tables.solarized : tables.plain, out, offset);
+  const normalize = view.solarize ? tables.solarized : tables.plain;
+  normalizeBytesInto(image, pending === null ? normalize : composedNormalizeTables(normalize, pending), out, offset);
+}
+
+/** Per channel, byte -> normalize[c][pending[byte]], in scratch tables reused from view to view. */
+let composedTables: Float32Array[] = [];
+function composedNormalizeTables(normalize: readonly Float32Array[], pending: Uint8Array): Float32Array[] {
+  while (composedTables.length < normalize.length) composedTables.push(new Float32Array(256));
+  for (let c = 0; c < normalize.length; c++) {
+    const from = normalize[c]!, into = composedTables[c]!;
+    for (let v = 0; v < 256; v++) into[v] = from[pending[v]!]!;
+  }
+  return composedTables;
 }
 
 /** The normalisation tables of a config, made once per config object and channel count. */

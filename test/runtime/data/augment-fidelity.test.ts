@@ -7,7 +7,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { readFileSync } from 'node:fs';
 import {
-  adjustBrightnessBytes, adjustContrastBytes, adjustHueBytes, adjustSaturationBytes, gaussianBlurBytes,
+  adjustBrightnessBytes, adjustContrastBytes, adjustHueBytes, adjustSaturationBytes, colorJitterBytes, gaussianBlurBytes,
   resizeBytes, solarizeBytes, toGrayscaleBytes, type ByteImage,
 } from '../../../runtime/data/image-ops.ts';
 import { augmentConfig, evalTransform, renderView } from '../../../runtime/data/multicrop.ts';
@@ -94,6 +94,31 @@ test('colour jitter, grayscale, blur and solarize equal torchvision on PIL byte 
     else assert.unreachable(`unknown op ${o.op}`);
     const d = diff(img.data, bytes(o.output));
     assert.ok(d.max === 0, `${o.op} ${o.factor}: max ${d.max}, ${d.differing} values differ`);
+  }
+});
+
+test('colour jitter in all 24 orders (pointwise steps deferred as tables) equals the steps one at a time, RGB and 1 channel', () => {
+  const rgb = image(fixture.opsBase.image);
+  const plane = rgb.height * rgb.width;
+  const gray: ByteImage = { channels: 1, height: rgb.height, width: rgb.width, data: rgb.data.slice(plane, 2 * plane) };
+  const permutations = (xs: number[]): number[][] => xs.length <= 1 ? [xs] : xs.flatMap((x, i) => permutations([...xs.slice(0, i), ...xs.slice(i + 1)]).map((rest) => [x, ...rest]));
+  for (const base of [rgb, gray]) {
+    for (const order of permutations([0, 1, 2, 3])) {
+      for (const grayscale of [false, true]) {
+        const jitter = { order, brightness: 1.31, contrast: 0.72, saturation: 1.24, hue: -0.07 };
+        const together = { ...base, data: base.data.slice() };
+        colorJitterBytes(together, jitter, grayscale);
+        const stepwise = { ...base, data: base.data.slice() };
+        for (const op of order) {
+          if (op === 0) adjustBrightnessBytes(stepwise, jitter.brightness);
+          else if (op === 1) adjustContrastBytes(stepwise, jitter.contrast);
+          else if (op === 2) adjustSaturationBytes(stepwise, jitter.saturation);
+          else adjustHueBytes(stepwise, jitter.hue);
+        }
+        if (grayscale) toGrayscaleBytes(stepwise);
+        assert.ok(diff(together.data, stepwise.data).max === 0, `${base.channels} channel(s), order ${order}, grayscale ${grayscale}`);
+      }
+    }
   }
 });
 
