@@ -31,9 +31,9 @@
  */
 import type { Prng } from '../../dsl/prng.ts';
 import {
-  adjustBrightness, adjustContrast, adjustHue, adjustSaturation, applyTableBytes, colorJitterDeferred, flipHorizontal, gaussianBlur,
-  gaussianBlurBytes, resizeBicubic, resizeBytes, solarize, toGrayscale, type ByteImage, type ChwImage, type CropBox,
-  type JitterParams,
+  adjustBrightness, adjustContrast, adjustHue, adjustSaturation, applyTableBytes, colorJitterDeferred, flipHorizontal,
+  gaussianBlur, gaussianBlurBytes, resizeBicubic, resizeBytes, solarize, toGrayscale, type ByteImage, type ChwImage,
+  type CropBox, type JitterParams,
 } from './image-ops.ts';
 
 /**
@@ -422,7 +422,7 @@ export function renderView(source: SourceImage, view: ViewParams, config: Augmen
 }
 
 /** Per channel, byte -> normalize[c][pending[byte]], in scratch tables reused from view to view. */
-let composedTables: Float32Array[] = [];
+const composedTables: Float32Array[] = [];
 function composedNormalizeTables(normalize: readonly Float32Array[], pending: Uint8Array): Float32Array[] {
   while (composedTables.length < normalize.length) composedTables.push(new Float32Array(256));
   for (let c = 0; c < normalize.length; c++) {
