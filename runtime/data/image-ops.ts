@@ -568,9 +568,9 @@ export function gaussianBlurBytes(image: ByteImage, sigma: number): void {
       for (let y = 0; y < height; y++) rowPassesNarrow(channel, y * width, width, blurRowA, blurRowB, radius, ww, fw);
       if (radius === 0) {
         // Three-row windows: whole rows at a time read memory in order (measured faster than per column here).
-        columnPassNarrow(channel, first, width, height, radius, ww, fw);
-        columnPassNarrow(first, second, width, height, radius, ww, fw);
-        columnPassNarrow(second, channel, width, height, radius, ww, fw);
+        columnPassRadius0(channel, first, width, height, ww, fw);
+        columnPassRadius0(first, second, width, height, ww, fw);
+        columnPassRadius0(second, channel, width, height, ww, fw);
         continue;
       }
       // Five-row windows: per column, sliding through locals (one load per output instead of five; measured faster),
@@ -637,20 +637,13 @@ function slidingPassStrided(src: Uint8Array, from: number, srcStep: number, dst:
   }
 }
 
-/** One column pass of radius 0 or 1 over a `width` x `height` plane, a row at a time (memory read in order), rows
+/** One column pass of radius 0 over a `width` x `height` plane, a row at a time (memory read in order), rows
  * clamped at the edges; int32 arithmetic as in {@link slidingPass}. */
-function columnPassNarrow(src: Uint8Array, dst: Uint8Array, width: number, height: number, radius: number, ww: number, fw: number): void {
+function columnPassRadius0(src: Uint8Array, dst: Uint8Array, width: number, height: number, ww: number, fw: number): void {
   const lastRow = (height - 1) * width;
   for (let y = 0, mid = 0; y < height; y++, mid += width) {
     const up = mid === 0 ? 0 : mid - width, down = mid === lastRow ? lastRow : mid + width;
-    if (radius === 0) {
-      for (let x = 0; x < width; x++) dst[mid + x] = ((Math.imul(src[mid + x]!, ww) + Math.imul(src[up + x]! + src[down + x]!, fw) + 8388608) | 0) >>> 24;
-    } else {
-      const up2 = up === 0 ? 0 : up - width, down2 = down === lastRow ? lastRow : down + width;
-      for (let x = 0; x < width; x++) {
-        dst[mid + x] = ((Math.imul(src[up + x]! + src[mid + x]! + src[down + x]!, ww) + Math.imul(src[up2 + x]! + src[down2 + x]!, fw) + 8388608) | 0) >>> 24;
-      }
-    }
+    for (let x = 0; x < width; x++) dst[mid + x] = ((Math.imul(src[mid + x]!, ww) + Math.imul(src[up + x]! + src[down + x]!, fw) + 8388608) | 0) >>> 24;
   }
 }
 
