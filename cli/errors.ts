@@ -77,9 +77,10 @@ export function wordError(e: unknown): string {
       : `${e.problem.model}: no such model file; export one with npx dino export --run DIR --out FILE.onnx`;
   }
   if (e instanceof ExportSourceError) {
-    return e.problem.kind === 'none'
-      ? 'nothing to export: pass a run folder (--run DIR) or --preset NAME --weights FILE'
-      : `--weights ${e.problem.weights} needs --preset NAME to say which architecture it holds (e.g. vit_small for dino_deitsmall16_pretrain.pth)`;
+    const p = e.problem;
+    if (p.kind === 'none') return 'nothing to export: pass a run folder (--run DIR) or --preset NAME --weights FILE';
+    if (p.kind === 'weights-mismatch') return `${p.problems}\n  (is --preset the architecture these weights were trained with?)`;
+    return `--weights ${p.weights} needs --preset NAME to say which architecture it holds (e.g. vit_small for dino_deitsmall16_pretrain.pth)`;
   }
   if (e instanceof FeatureFileError) {
     const p = e.problem;

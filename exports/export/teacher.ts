@@ -164,10 +164,18 @@ export function checkpointPath(run: string): string {
 
 /** Nothing to export, or weights without the architecture they hold. The CLI words it with its flags (cli/errors.ts). */
 export class ExportSourceError extends Error {
-  constructor(readonly problem: { readonly kind: 'none' } | { readonly kind: 'weights-without-preset'; readonly weights: string }) {
+  constructor(
+    readonly problem:
+      | { readonly kind: 'none' }
+      | { readonly kind: 'weights-without-preset'; readonly weights: string }
+      /** `problems`: every mismatch between the weights and the architecture, one line each (formatWeightProblems). */
+      | { readonly kind: 'weights-mismatch'; readonly problems: string },
+  ) {
     super(problem.kind === 'none'
       ? 'nothing to export: give a run folder (run), or weights (weights) with their architecture (preset)'
-      : `${problem.weights}: weights need a preset to say which architecture they hold (e.g. vit_small for dino_deitsmall16_pretrain.pth)`);
+      : problem.kind === 'weights-without-preset'
+        ? `${problem.weights}: weights need a preset to say which architecture they hold (e.g. vit_small for dino_deitsmall16_pretrain.pth)`
+        : `${problem.problems}\n  (is the preset the architecture these weights were trained with?)`);
     this.name = 'ExportSourceError';
   }
 }
@@ -215,7 +223,7 @@ export function resolveSource(opts: Pick<ExportTeacherOptions, 'run' | 'student'
 /** Float32 values by name, checked against the architecture; every mismatch is reported at once. */
 export function backboneValues(cfg: ViTConfig, weights: ReadonlyMap<string, NamedTensor>, file: string): Map<string, Float32Array> {
   const checked = checkWeights(backboneSpecs(cfg), weights);
-  if (E.isLeft(checked)) throw new Error(`${formatWeightProblems(checked.left, file)}\n  (is the preset the architecture these weights were trained with?)`);
+  if (E.isLeft(checked)) throw new ExportSourceError({ kind: 'weights-mismatch', problems: formatWeightProblems(checked.left, file) });
   const values = new Map<string, Float32Array>();
   for (const [name, t] of weights) {
     if (name.endsWith('.num_batches_tracked')) continue;
