@@ -10,6 +10,10 @@ import { InitWeightsError, NonFiniteLossError } from '../runtime/dino/train.ts';
 import { RunFolderError } from '../runtime/dino/run-folder.ts';
 import { DataFitError } from '../runtime/dino/data-fit.ts';
 import { EvalDataError, EvalOptionError } from '../exports/evaluation/eval-data.ts';
+import { FeatureFileError } from '../exports/evaluation/feature-file.ts';
+import { ModelSourceError } from '../exports/evaluation/run-model.ts';
+import { ExportSourceError } from '../exports/export/teacher.ts';
+import { PortInUseError } from '../exports/apps/serve.ts';
 import { dirname } from 'node:path';
 
 export function wordError(e: unknown): string {
@@ -22,6 +26,8 @@ export function wordError(e: unknown): string {
     const p = e.problem;
     if (p.kind === 'exists') return `${p.checkpoint} exists: continue that run with dino train --resume ${dirname(p.checkpoint)}, or choose another --out folder (nothing was overwritten)`;
     if (p.kind === 'too-short') return `${p.checkpoint} has done ${p.done} steps already: a resumed run can only grow (--steps > ${p.done}, got ${p.steps})`;
+    if (p.kind === 'no-folder') return `run folder ${p.dir} does not exist: train one first (npx dino train --out ${p.dir})`;
+    if (p.kind === 'no-checkpoint') return `${p.checkpoint} not found: the run has not written a checkpoint yet (one is saved periodically and at the end of training); let it run or resume it with npx dino train --resume ${p.dir}`;
     return `${p.checkpoint}: the checkpoint was trained with another config (${p.changed.map(formatConfigChange).join('; ')}); resume with the run's own config (dino train --resume ${dirname(p.checkpoint)}) or start a new --out folder`;
   }
   if (e instanceof DataFitError) {
@@ -65,6 +71,24 @@ export function wordError(e: unknown): string {
         return e.message;
     }
   }
+  if (e instanceof ModelSourceError) {
+    return e.problem.kind === 'none'
+      ? 'pass a run folder (--run DIR) or an exported model (--model FILE.onnx)'
+      : `${e.problem.model}: no such model file; export one with npx dino export --run DIR --out FILE.onnx`;
+  }
+  if (e instanceof ExportSourceError) {
+    const p = e.problem;
+    if (p.kind === 'none') return 'nothing to export: pass a run folder (--run DIR) or --preset NAME --weights FILE';
+    if (p.kind === 'weights-mismatch') return `${p.problems}\n  (is --preset the architecture these weights were trained with?)`;
+    return `--weights ${p.weights} needs --preset NAME to say which architecture it holds (e.g. vit_small for dino_deitsmall16_pretrain.pth)`;
+  }
+  if (e instanceof FeatureFileError) {
+    const p = e.problem;
+    if (p.kind === 'missing') return `${p.file}: no such feature file; write one with npx dino features --out ${p.file}`;
+    if (p.kind === 'no-split') return `${p.what} has no ${p.split} split (it holds ${p.holds}): write it with dino features --split all`;
+    return `${p.folder} holds no ${p.split}.safetensors: pass a folder written by dino knn --dump-features, or a feature file of dino features`;
+  }
+  if (e instanceof PortInUseError) return `port ${e.port} on 127.0.0.1 is in use: pass another --port (or 0 for any free port)`;
   if (e instanceof BadImageError) return `cannot load image ${e.file}: ${e.reason}. Fix or remove the file, or pass --skip-bad-images to skip unreadable files`;
   return e instanceof Error ? e.message : String(e);
 }

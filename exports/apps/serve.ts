@@ -18,12 +18,19 @@ import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import type { AddressInfo } from 'node:net';
 import { type Dataset } from '../../runtime/data/dataset.ts';
-import { type EvalDataOptions, loadEvalData } from '../evaluation/eval-data.ts';
+import { type EvalDataOptions, loadEvalData, loadEvalDataset } from '../evaluation/eval-data.ts';
 import { l2NormalizeRows } from '../evaluation/knn.ts';
-import { loadEvalDataset } from '../evaluation/eval-data.ts';
 import { evenlySpaced, extractFeatures } from '../evaluation/extract-features.ts';
 import { runModel } from '../evaluation/run-model.ts';
 import { readExportInfo } from '../export/teacher.ts';
+
+/** The port asked for is taken. The CLI words it with its flag (cli/errors.ts). */
+export class PortInUseError extends Error {
+  constructor(readonly port: number) {
+    super(`port ${port} on 127.0.0.1 is in use: choose another port (or 0 for any free port)`);
+    this.name = 'PortInUseError';
+  }
+}
 
 export const WEB_ROOT = fileURLToPath(new URL('./web/', import.meta.url));
 
@@ -120,7 +127,7 @@ export function startStaticServer(opts: StaticServerOptions): Promise<StaticServ
   });
   return new Promise((resolve, reject) => {
     server.once('error', (e: NodeJS.ErrnoException) =>
-      reject(new Error(e.code === 'EADDRINUSE' ? `port ${opts.port} on 127.0.0.1 is in use: pass another --port (or 0 for any free port)` : e.message)));
+      reject(e.code === 'EADDRINUSE' ? new PortInUseError(opts.port ?? 0) : new Error(e.message)));
     server.listen(opts.port ?? 0, '127.0.0.1', () => {
       port = (server.address() as AddressInfo).port;
       const url = `http://127.0.0.1:${port}`;

@@ -237,10 +237,32 @@ export interface FeatureFile extends FeatureRows {
   readonly files?: readonly string[];
 }
 
+export type FeatureFileProblem =
+  /** No file at `file`. */
+  | { readonly kind: 'missing'; readonly file: string }
+  /** The file holds other splits than `split` (`holds`: its splits and their sizes). */
+  | { readonly kind: 'no-split'; readonly what: string; readonly split: string; readonly holds: string }
+  /** A folder of precomputed features without `<split>.safetensors`. */
+  | { readonly kind: 'no-dumped-split'; readonly folder: string; readonly split: string };
+
+/** Features that are not there; the message names library options, the CLI words it with its flags (cli/errors.ts). */
+export class FeatureFileError extends Error {
+  constructor(readonly problem: FeatureFileProblem) {
+    super(
+      problem.kind === 'missing'
+        ? `${problem.file}: no such feature file; write one first (extractFeatureFile, the dino features command)`
+        : problem.kind === 'no-split'
+          ? `${problem.what} has no ${problem.split} split (it holds ${problem.holds}): write it with every split (split 'all')`
+          : `${problem.folder} holds no ${problem.split}.safetensors: pass a folder of features dumped by k-NN (knnEvaluate's dumpFeatures), or a feature file of dino features`,
+    );
+    this.name = 'FeatureFileError';
+  }
+}
+
 /** Reads a finished feature file (either format, with its sidecars); errors name the file and what is wrong. */
 export function readFeatureFile(file: string): FeatureFile {
   const p = featureFilePaths(file);
-  if (!fs.existsSync(file)) throw new Error(`${file}: no such feature file; write one with npx dino features --out ${file}`);
+  if (!fs.existsSync(file)) throw new FeatureFileError({ kind: 'missing', file });
   if (fs.existsSync(p.progress)) throw new Error(`${file} is not finished (${p.progress} records the rows done): run the dino features command that wrote it again to finish it`);
   let info: FeatureFileInfo, data: Float32Array, labels: Int32Array;
   if (featureFormat(file) === 'safetensors') {
@@ -283,7 +305,7 @@ export function featureSplit(file: FeatureFile, name: string, what = 'the featur
     }
     first += s.count;
   }
-  throw new Error(`${what} has no ${name} split (it holds ${file.info.splits.map((s) => `${s.name}: ${s.count}`).join(', ')}): write it with dino features --split all`);
+  throw new FeatureFileError({ kind: 'no-split', what, split: name, holds: file.info.splits.map((s) => `${s.name}: ${s.count}`).join(', ') });
 }
 
 
@@ -295,7 +317,7 @@ export function readFeatureSplits(source: string): { train: FeatureRows; test: F
   if (fs.existsSync(source) && fs.statSync(source).isDirectory()) {
     const [train, test] = ['train', 'test'].map((s) => {
       const file = path.join(source, `${s}.safetensors`);
-      if (!fs.existsSync(file)) throw new Error(`${source} holds no ${s}.safetensors: pass a folder written by dino knn --dump-features, or a feature file of dino features`);
+      if (!fs.existsSync(file)) throw new FeatureFileError({ kind: 'no-dumped-split', folder: source, split: s });
       return readFeatureFile(file);
     }) as [FeatureFile, FeatureFile];
     if (train.dim !== test.dim) throw new Error(`${source}: train features have ${train.dim} dims, test features ${test.dim}`);

@@ -5,6 +5,16 @@ import { RunFolder, runFile } from '../../runtime/dino/run-folder.ts';
 import { NotViTRunError, checkpointPath, exportTeacher } from '../export/teacher.ts';
 import { exportBackbone } from '../export/backbone.ts';
 
+/** No model to evaluate: neither option given, or `model` names no file. The CLI words it with its flags (cli/errors.ts). */
+export class ModelSourceError extends Error {
+  constructor(readonly problem: { readonly kind: 'none' } | { readonly kind: 'no-model-file'; readonly model: string }) {
+    super(problem.kind === 'none'
+      ? 'nothing to evaluate: give a run folder (run) or an exported model (model)'
+      : `${problem.model}: no such model file; export one first (exportTeacher, with run and out)`);
+    this.name = 'ModelSourceError';
+  }
+}
+
 /**
  * The model to evaluate: `model`, or the run's teacher, exported when missing or older than the checkpoint: to
  * DIR/teacher.onnx, or with `intermediate: n` (the `block_cls` / `patch_mean` outputs the linear probe reads) to
@@ -12,10 +22,10 @@ import { exportBackbone } from '../export/backbone.ts';
  */
 export function runModel(opts: { run?: string; model?: string; intermediate?: number; log?: (msg: string) => void }): string {
   if (opts.model) {
-    if (!fs.existsSync(opts.model)) throw new Error(`${opts.model}: no such model file; export one with npx dino export --run DIR --out FILE.onnx`);
+    if (!fs.existsSync(opts.model)) throw new ModelSourceError({ kind: 'no-model-file', model: opts.model });
     return opts.model;
   }
-  if (!opts.run) throw new Error('pass a run folder (--run DIR) or an exported model (--model FILE.onnx)');
+  if (!opts.run) throw new ModelSourceError({ kind: 'none' });
   const n = opts.intermediate;
   const out = n === undefined ? runFile(opts.run, 'teacher') : path.join(opts.run, `teacher.linear-n${n}.onnx`);
   const ckpt = checkpointPath(opts.run);

@@ -182,7 +182,7 @@ function perInputChannel(values: readonly number[], weightsChannels: number, wha
 export function exportHf(opts: HfExportOptions): HfExportResult {
   const t0 = performance.now();
   if (fs.existsSync(opts.out) && !fs.statSync(opts.out).isDirectory()) {
-    throw new Error(`--out ${opts.out} is a file; the Hugging Face export writes a folder (config.json, preprocessor_config.json, onnx/model.onnx): name a folder`);
+    throw new Error(`${opts.out} is a file; the Hugging Face export writes a folder (config.json, preprocessor_config.json, onnx/model.onnx): name a folder as out`);
   }
   const src = resolveSource(opts);
   const cfg = src.backbone;

@@ -176,6 +176,24 @@ export function checkpointPath(run: string): string {
   return new RunFolder(run).requireCheckpoint();
 }
 
+/** Nothing to export, or weights without the architecture they hold. The CLI words it with its flags (cli/errors.ts). */
+export class ExportSourceError extends Error {
+  constructor(
+    readonly problem:
+      | { readonly kind: 'none' }
+      | { readonly kind: 'weights-without-preset'; readonly weights: string }
+      /** `problems`: every mismatch between the weights and the architecture, one line each (formatWeightProblems). */
+      | { readonly kind: 'weights-mismatch'; readonly problems: string },
+  ) {
+    super(problem.kind === 'none'
+      ? 'nothing to export: give a run folder (run), or weights (weights) with their architecture (preset)'
+      : problem.kind === 'weights-without-preset'
+        ? `${problem.weights}: weights need a preset to say which architecture they hold (e.g. vit_small for dino_deitsmall16_pretrain.pth)`
+        : `${problem.problems}\n  (is the preset the architecture these weights were trained with?)`);
+    this.name = 'ExportSourceError';
+  }
+}
+
 /** Where the weights of an export come from (shared by the ONNX and the Hugging Face exports). */
 export function resolveSource(opts: Pick<ExportTeacherOptions, 'run' | 'student' | 'preset' | 'backbone' | 'weights'>): ResolvedSource {
   const network = opts.student ? 'student' : 'teacher';
@@ -192,7 +210,7 @@ export function resolveSource(opts: Pick<ExportTeacherOptions, 'run' | 'student'
       source: `${network} of run ${opts.run}`,
     };
   }
-  if (!opts.weights) throw new Error('nothing to export: pass a run folder (--run DIR) or --preset NAME --weights FILE');
+  if (!opts.weights) throw new ExportSourceError({ kind: 'none' });
   let backbone: ViTConfig, mean: readonly number[], std: readonly number[];
   if (opts.backbone) {
     backbone = opts.backbone;
@@ -207,7 +225,7 @@ export function resolveSource(opts: Pick<ExportTeacherOptions, 'run' | 'student'
     backbone = model;
     ({ mean, std } = DINO_AUGMENT);
   } else {
-    throw new Error(`--weights ${opts.weights} needs --preset NAME to say which architecture it holds (e.g. vit_small for dino_deitsmall16_pretrain.pth)`);
+    throw new ExportSourceError({ kind: 'weights-without-preset', weights: opts.weights });
   }
   if (backbone.inChans === 1 && mean.length === 3) {
     mean = [0.5];
@@ -219,7 +237,7 @@ export function resolveSource(opts: Pick<ExportTeacherOptions, 'run' | 'student'
 /** Float32 values by name, checked against the architecture; every mismatch is reported at once. */
 export function backboneValues(cfg: ViTConfig, weights: ReadonlyMap<string, NamedTensor>, file: string): Map<string, Float32Array> {
   const checked = checkWeights(backboneSpecs(cfg), weights);
-  if (E.isLeft(checked)) throw new Error(`${formatWeightProblems(checked.left, file)}\n  (is --preset the architecture these weights were trained with?)`);
+  if (E.isLeft(checked)) throw new ExportSourceError({ kind: 'weights-mismatch', problems: formatWeightProblems(checked.left, file) });
   const values = new Map<string, Float32Array>();
   for (const [name, t] of weights) {
     if (name.endsWith('.num_batches_tracked')) continue;

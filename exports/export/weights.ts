@@ -7,6 +7,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { CheckpointError } from '../../runtime/dino/checkpoint.ts';
 import { RunFolder } from '../../runtime/dino/run-folder.ts';
 import type { ViTConfig } from '../../models/vit.ts';
 import { sortDinoViTKeys } from '../../models/weight-names.ts';
@@ -79,7 +80,7 @@ function readRunState(source: string): Map<string, NamedTensor> {
       throw new Error(`${file} not found: the run has not written a checkpoint yet (one is saved periodically and at the end of training)`);
     }
   } else if (!fs.existsSync(source)) {
-    throw new Error(`${source}: no such run folder or checkpoint; train one first (npx dino train --out DIR)`);
+    throw new CheckpointError({ kind: 'missing', path: source });
   }
   return readSafetensors(file).tensors;
 }

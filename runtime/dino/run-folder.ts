@@ -61,7 +61,7 @@ export class RunFolder {
   /** The run's TrainConfig: config.json, checked; else the checkpoint's metadata. Errors name the path and what to do. */
   readConfig(): TrainConfig<BackboneConfig> {
     if (!fs.existsSync(this.dir) || !fs.statSync(this.dir).isDirectory()) {
-      throw new Error(`run folder ${this.dir} does not exist: train one first (npx dino train --out ${this.dir})`);
+      throw new RunFolderError({ kind: 'no-folder', dir: this.dir });
     }
     if (this.hasConfig()) return checkTrainConfig(this.readConfigJson(), this.configFile);
     const ckpt = this.requireCheckpoint();
@@ -95,7 +95,7 @@ export class RunFolder {
   /** The checkpoint's file, or an error saying how to get one. */
   requireCheckpoint(): string {
     if (!this.hasCheckpoint()) {
-      throw new Error(`${this.checkpointFile} not found: the run has not written a checkpoint yet (one is saved periodically and at the end of training); let it run or resume it with npx dino train --resume ${this.dir}`);
+      throw new RunFolderError({ kind: 'no-checkpoint', dir: this.dir, checkpoint: this.checkpointFile });
     }
     return this.checkpointFile;
   }
@@ -164,18 +164,32 @@ export type RunFolderProblem =
   /** Resuming with a config that differs from the checkpoint's in keys that may not change. */
   | { readonly kind: 'config-mismatch'; readonly checkpoint: string; readonly config: string; readonly changed: readonly ConfigChange[] }
   /** Resuming with a new length that the run has already passed. */
-  | { readonly kind: 'too-short'; readonly checkpoint: string; readonly config: string; readonly done: number; readonly steps: number };
+  | { readonly kind: 'too-short'; readonly checkpoint: string; readonly config: string; readonly done: number; readonly steps: number }
+  /** Reading a run from a folder that does not exist. */
+  | { readonly kind: 'no-folder'; readonly dir: string }
+  /** Reading a run's checkpoint before the run has written one. */
+  | { readonly kind: 'no-checkpoint'; readonly dir: string; readonly checkpoint: string };
+
+/** The message of a {@link RunFolderProblem}, in library terms. */
+function runFolderMessage(problem: RunFolderProblem): string {
+  switch (problem.kind) {
+    case 'exists':
+      return `${problem.checkpoint} exists: resume that run (resume: true), or choose another run folder (nothing was overwritten)`;
+    case 'too-short':
+      return `${problem.checkpoint} has done ${problem.done} steps already; a resumed run can only grow (steps > ${problem.done}, got ${problem.steps})`;
+    case 'config-mismatch':
+      return `${problem.checkpoint}: the checkpoint was trained with another config (${problem.changed.map(formatConfigChange).join('; ')}); resume with the run's own config (${problem.config}) or start a new run folder`;
+    case 'no-folder':
+      return `run folder ${problem.dir} does not exist: train one first (with this folder as the run folder)`;
+    case 'no-checkpoint':
+      return `${problem.checkpoint} not found: the run has not written a checkpoint yet (one is saved periodically and at the end of training); let it run or resume it (resume: true)`;
+  }
+}
 
 /** A run folder that cannot be used as asked. The message names library options; the CLI words it with its flags (cli/errors.ts). */
 export class RunFolderError extends Error {
   constructor(readonly problem: RunFolderProblem) {
-    super(
-      problem.kind === 'exists'
-        ? `${problem.checkpoint} exists: resume that run (resume: true), or choose another run folder (nothing was overwritten)`
-        : problem.kind === 'too-short'
-          ? `${problem.checkpoint} has done ${problem.done} steps already; a resumed run can only grow (steps > ${problem.done}, got ${problem.steps})`
-          : `${problem.checkpoint}: the checkpoint was trained with another config (${problem.changed.map(formatConfigChange).join('; ')}); resume with the run's own config (${problem.config}) or start a new run folder`,
-    );
+    super(runFolderMessage(problem));
     this.name = 'RunFolderError';
   }
 }

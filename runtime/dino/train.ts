@@ -111,7 +111,7 @@ export async function loadTrainingData(cfg: TrainConfig<BackboneConfig>, opts: P
 
 function reportSkipped(index: FolderIndex, data: string, log: ((line: string) => void) | undefined): FolderIndex {
   for (const s of index.skipped.slice(0, 5)) log?.(`skipped unreadable image ${s.file}: ${s.reason}`);
-  if (index.skipped.length) log?.(`skipped ${index.skipped.length} unreadable image(s) of ${data} when indexing (--skip-bad-images)`);
+  if (index.skipped.length) log?.(`skipped ${index.skipped.length} unreadable image(s) of ${data} when indexing (skipBadImages)`);
   return index;
 }
 
@@ -211,7 +211,7 @@ async function openLoader(run: OpenedRun, opts: TrainOptions, start: LoaderPosit
   return new MultiCropLoader({
     dataset, batchSize: cfg.batch, seed: cfg.seed, augment: cfg.augment, workers, prefetch: 2, start,
     channels: cfg.backbone.inChans === 1 ? 1 : 3, skipBadImages: opts.skipBadImages ?? false,
-    onSkip: (file, reason) => log(`skipping unreadable image ${file}: ${reason} (--skip-bad-images; ${++skippedInRun} so far; the same file is replaced on every epoch and on resume)`),
+    onSkip: (file, reason) => log(`skipping unreadable image ${file}: ${reason} (skipBadImages; ${++skippedInRun} so far; the same file is replaced on every epoch and on resume)`),
   });
 }
 
@@ -409,7 +409,7 @@ export class DataBoundMeter {
   }
   note(): string {
     const share = this.totalMs > 0 ? this.waitMs / this.totalMs : 0;
-    return share > 0.1 ? `  data-bound: ${Math.round(100 * share)}% waiting for images (more --num-workers or cores)` : '';
+    return share > 0.1 ? `  data-bound: ${Math.round(100 * share)}% waiting for images (more loader workers, numWorkers, or cores)` : '';
   }
 }
 

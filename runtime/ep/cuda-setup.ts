@@ -65,7 +65,7 @@ export function nvidiaDriverFound(lib: string = NVIDIA_DRIVER_LIB): boolean {
 export function nvidiaDriverAdvice(): string[] {
   return [
     `the NVIDIA driver is missing: ${NVIDIA_DRIVER_LIB} was not found. Install the NVIDIA driver (580 or newer for CUDA ${CUDA_BUILD.cudaMajor}),`,
-    'or, on a machine without an NVIDIA GPU, use --ep cpu (or --ep webgpu where a Vulkan/Metal/D3D12 GPU driver is present).',
+    'or, on a machine without an NVIDIA GPU, use the CPU provider (or the WebGPU provider where a Vulkan/Metal/D3D12 GPU driver is present).',
   ];
 }
 

@@ -126,7 +126,7 @@ export async function doctor(opts: {
     }
   }
   const cudaState = cuda.ok
-    ? `installed in ${cudaDir()} (ORT ${cuda.providerVersions.join('/')}), used for --ep cuda`
+    ? `installed in ${cudaDir()} (ORT ${cuda.providerVersions.join('/')}), used by the CUDA provider`
     : cuda.ortPackageVersion === undefined ? `not installed (${cudaDir()})` : `broken: ${cuda.problems.join('; ')}`;
   lines.push(`setup cuda: ${cudaState}`);
   return { results, text: lines.join('\n') };

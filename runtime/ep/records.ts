@@ -81,7 +81,7 @@ export const EP_RECORDS: { readonly [N in EpName]: EpRecord<N> } = {
     // No bus to cross: K > 1 would only cost memory.
     defaultStepsPerRun: () => 1,
     precisionNote: (p) => (p === 'fp16'
-      ? 'note: precision fp16 on the CPU provider: ONNX Runtime runs float16 MatMul in float32 there (no gain); fp16 is meant for --ep cuda'
+      ? 'note: precision fp16 on the CPU provider: ONNX Runtime runs float16 MatMul in float32 there (no gain); fp16 is meant for the CUDA provider'
       : undefined),
     remedy: () => [`${REINSTALL}: the CPU provider is part of every onnxruntime-node`],
   },
@@ -102,8 +102,8 @@ export const EP_RECORDS: { readonly [N in EpName]: EpRecord<N> } = {
         ];
       }
       return [
-        'run `npx dino setup cuda` (installs onnxruntime-node with the CUDA 13 provider from npm into .dino/cuda; then --ep cuda loads that build),',
-        'or, with internet access: ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node (CUDA 12 build; see README "GPU"), or use --ep cpu.',
+        'run `npx dino setup cuda` (installs onnxruntime-node with the CUDA 13 provider from npm into .dino/cuda; then the CUDA provider loads that build),',
+        'or, with internet access: ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node (CUDA 12 build; see README "GPU"), or use the CPU provider.',
       ];
     },
   },
@@ -118,7 +118,7 @@ export const EP_RECORDS: { readonly [N in EpName]: EpRecord<N> } = {
     defaultStepsPerRun: () => 1,
     remedy: () => [
       'needs a GPU driver with Vulkan (Linux), Metal (macOS) or D3D12 (Windows) that exposes a WebGPU adapter;',
-      'on a headless Linux GPU server install the vendor\'s Vulkan ICD (NVIDIA: the driver\'s libnvidia-gl / vulkan icd). Otherwise use --ep cpu or cuda.',
+      'on a headless Linux GPU server install the vendor\'s Vulkan ICD (NVIDIA: the driver\'s libnvidia-gl / vulkan icd). Otherwise use the CPU or CUDA provider.',
     ],
   },
   wasm: {
@@ -151,7 +151,7 @@ export function precisionNotes(ep: EpName, precision: TrainPrecision): string[] 
   const own = record.precisionNote?.(precision);
   if (own) notes.push(own);
   if (precision === 'bf16' && !record.target.matmulDtypes.includes('bfloat16')) {
-    notes.push(`note: precision bf16 on the ${ep} provider, which has no bfloat16 MatMul: the step rounds to bfloat16 in float32 (the same numbers, slower than fp32); bf16 is meant for --ep cuda`);
+    notes.push(`note: precision bf16 on the ${ep} provider, which has no bfloat16 MatMul: the step rounds to bfloat16 in float32 (the same numbers, slower than fp32); bf16 is meant for the CUDA provider`);
   }
   return notes;
 }

@@ -20,7 +20,10 @@ import { CONFIG_SCHEMA, ConfigOverrideError, dinoFlagKeys } from '../../runtime/
 import { getPreset } from '../../runtime/dino/presets.ts';
 import type { ViTConfig } from '../../models/vit.ts';
 import { InitWeightsError, initialState } from '../../runtime/dino/train.ts';
-import { RunFolderError } from '../../runtime/dino/run-folder.ts';
+import { RunFolder, RunFolderError } from '../../runtime/dino/run-folder.ts';
+import { runModel } from '../../exports/evaluation/run-model.ts';
+import { ExportSourceError, exportTeacher } from '../../exports/export/teacher.ts';
+import { readFeatureFile, readFeatureSplits } from '../../exports/evaluation/feature-file.ts';
 
 const errorOf = (f: () => unknown): unknown => {
   try { f(); } catch (e) { return e; }
@@ -59,6 +62,27 @@ test('checkpoints: a missing file and plain weights, worded with the commands an
   const mismatch = new RunFolderError({ kind: 'config-mismatch', checkpoint: 'runs/a/checkpoint.safetensors', config: 'runs/a/config.json', changed: [{ key: 'backbone.depth', was: 6, now: 4 }] });
   assert.not.match(mismatch.message, /--/);
   assert.match(wordError(mismatch), /another config \(backbone\.depth: 6 -> 4\); resume with the run's own config \(dino train --resume runs\/a\) or start a new --out folder/);
+});
+
+test('run folders, models, exports, feature files and ports: library messages name options, the CLI names the flags', () => {
+  const run = path.join(dir, 'no-run');
+  const noFolder = errorOf(() => new RunFolder(run).readConfig());
+  assert.instance(noFolder, RunFolderError);
+  assert.not.match((noFolder as Error).message, /--/);
+  assert.match(wordError(noFolder), /no-run does not exist: train one first \(npx dino train --out .*no-run\)/);
+  fs.mkdirSync(run);
+  const noCheckpoint = errorOf(() => new RunFolder(run).requireCheckpoint());
+  assert.instance(noCheckpoint, RunFolderError);
+  assert.match(wordError(noCheckpoint), /checkpoint\.safetensors not found: .*resume it with npx dino train --resume .*no-run/);
+  assert.match(wordError(errorOf(() => runModel({}))), /^pass a run folder \(--run DIR\) or an exported model \(--model FILE\.onnx\)$/);
+  assert.match(wordError(errorOf(() => runModel({ model: 'none.onnx' }))), /none\.onnx: no such model file; export one with npx dino export --run DIR --out FILE\.onnx/);
+  assert.match(wordError(errorOf(() => exportTeacher({ out: 'x.onnx' }))), /nothing to export: pass a run folder \(--run DIR\) or --preset NAME --weights FILE/);
+  const noPreset = errorOf(() => exportTeacher({ out: 'x.onnx', weights: 'w.pth' }));
+  assert.instance(noPreset, ExportSourceError);
+  assert.match(wordError(noPreset), /--weights w\.pth needs --preset NAME/);
+  assert.match(wordError(errorOf(() => readFeatureFile('none.safetensors'))), /none\.safetensors: no such feature file; write one with npx dino features --out none\.safetensors/);
+  assert.match(wordError(errorOf(() => readFeatureSplits(dir))), /holds no train\.safetensors: pass a folder written by dino knn --dump-features/);
+  for (const e of [noFolder, noCheckpoint, errorOf(() => runModel({})), noPreset]) assert.not.match((e as Error).message, /--[a-z]/);
 });
 
 test('--init reads every weights format through the one reader, prefixed as the step names them', () => {

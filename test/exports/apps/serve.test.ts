@@ -4,7 +4,8 @@ import * as assert from 'uvu/assert';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
-import { resolveRequestPath, startStaticServer, WEB_ROOT, ortWebDist } from '../../../exports/apps/serve.ts';
+import { PortInUseError, resolveRequestPath, startStaticServer, WEB_ROOT, ortWebDist } from '../../../exports/apps/serve.ts';
+import { wordError } from '../../../cli/errors.ts';
 import { tempDir } from '../helpers.ts';
 
 const DIR = tempDir('serve');
@@ -73,14 +74,17 @@ test('the server: 127.0.0.1 only; serves its mounts; refuses traversal, other ho
   }
 });
 
-test('a busy port is an error naming the port and the remedy', async () => {
+test('a busy port is a typed error naming the port; the CLI words its remedy with --port', async () => {
   const a = await startStaticServer({ mounts: { '/': WEB_ROOT }, port: 0 });
   try {
     await startStaticServer({ mounts: { '/': WEB_ROOT }, port: a.port });
     assert.unreachable();
   } catch (e) {
+    assert.instance(e, PortInUseError);
     assert.match((e as Error).message, `port ${a.port}`);
-    assert.match((e as Error).message, '--port');
+    assert.not.match((e as Error).message, '--port');
+    assert.match(wordError(e), `port ${a.port}`);
+    assert.match(wordError(e), 'pass another --port');
   } finally {
     await a.close();
     fs.rmSync(DIR, { recursive: true, force: true });

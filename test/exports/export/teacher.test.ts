@@ -15,6 +15,7 @@ import { createWebSession, ortWeb } from '../../../runtime/web.ts';
 import { readSafetensors, writeSafetensorsAtomic, type NamedTensor } from '../../../runtime/io/safetensors.ts';
 import { exportTeacher, readExportInfo } from '../../../exports/export/teacher.ts';
 import { type FakeRun, makeRun, randomImages, relativeError, tempDir } from '../helpers.ts';
+import { wordError } from '../../../cli/errors.ts';
 
 const TMP = tempDir('teacher');
 const RUN: FakeRun = makeRun(path.join(TMP, 'run'));
@@ -228,10 +229,19 @@ test('dynamic H/W: equals the fixed-size exports at 28, 16, 40x24 and 56 (node â
 // ---- errors ------------------------------------------------------------------------------------------
 
 function throwsWith(fn: () => unknown, ...parts: string[]): void {
+  throwsWorded(fn, (e) => (e as Error).message, ...parts);
+}
+
+/** As {@link throwsWith}, on the CLI's wording of the error (cli/errors.ts), where the remedy names flags. */
+function cliThrowsWith(fn: () => unknown, ...parts: string[]): void {
+  throwsWorded(fn, wordError, ...parts);
+}
+
+function throwsWorded(fn: () => unknown, word: (e: unknown) => string, ...parts: string[]): void {
   try {
     fn();
   } catch (e) {
-    const msg = (e as Error).message;
+    const msg = word(e);
     for (const p of parts) assert.ok(msg.includes(p), `error "${msg}" should mention "${p}"`);
     return;
   }
@@ -256,15 +266,19 @@ test('errors name the file and the problem', () => {
   throwsWith(() => exportTeacher({ backbone: refVit, weights: cut, out }), cut);
   // weights of another architecture: every mismatch listed, with a hint
   throwsWith(() => exportTeacher({ preset: 'fmnist-tiny12', weights: path.join(RUN.dir, 'checkpoint.safetensors'), out }),
-    'checkpoint.safetensors', 'missing key "blocks.6.norm1.weight"', '--preset');
+    'checkpoint.safetensors', 'missing key "blocks.6.norm1.weight"', 'is the preset the architecture');
+  cliThrowsWith(() => exportTeacher({ preset: 'fmnist-tiny12', weights: path.join(RUN.dir, 'checkpoint.safetensors'), out }),
+    'missing key "blocks.6.norm1.weight"', '--preset');
   // missing run folder / checkpoint
-  throwsWith(() => exportTeacher({ run: path.join(TMP, 'nope'), out }), path.join(TMP, 'nope'), 'dino train');
+  throwsWith(() => exportTeacher({ run: path.join(TMP, 'nope'), out }), path.join(TMP, 'nope'), 'train one first');
+  cliThrowsWith(() => exportTeacher({ run: path.join(TMP, 'nope'), out }), path.join(TMP, 'nope'), 'dino train --out');
   const empty = path.join(TMP, 'empty-run');
   fs.mkdirSync(empty);
   fs.copyFileSync(path.join(RUN.dir, 'config.json'), path.join(empty, 'config.json'));
   throwsWith(() => exportTeacher({ run: empty, out }), path.join(empty, 'checkpoint.safetensors'), 'not found');
   // weights without an architecture; an unknown format; a size that is not a multiple of the patch
-  throwsWith(() => exportTeacher({ weights: bad, out }), '--preset');
+  throwsWith(() => exportTeacher({ weights: bad, out }), bad, 'need a preset');
+  cliThrowsWith(() => exportTeacher({ weights: bad, out }), '--preset');
   throwsWith(() => exportTeacher({ preset: 'vit_small', weights: path.join(TMP, 'w.npz'), out }), 'w.npz', '.safetensors');
   throwsWith(() => exportTeacher({ run: RUN.dir, out, imageSize: 30 }), '30x30', 'patch size 4');
   throwsWith(() => exportTeacher({ run: RUN.dir, out, imageSize: 28, dynamicSize: true }), 'not both');

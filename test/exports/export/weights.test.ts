@@ -15,6 +15,8 @@ import { readDinoWeights } from '../../../runtime/io/weights.ts';
 import { teacherBackboneState, weightFormatFor, writeTeacherWeights } from '../../../exports/export/weights.ts';
 import { dinoViTKeyRank } from '../../../models/weight-names.ts';
 import { makeRun, tempDir } from '../helpers.ts';
+import { CheckpointError } from '../../../runtime/dino/checkpoint.ts';
+import { wordError } from '../../../cli/errors.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 const TMP = tempDir('weights');
@@ -78,7 +80,13 @@ test('writeTeacherWeights from a run folder: .pth and safetensors read back bit 
 });
 
 test('writeTeacherWeights: errors name what is missing', () => {
-  assert.throws(() => writeTeacherWeights(path.join(TMP, 'nope'), path.join(TMP, 'x.pth'), 'pth'), /no such run folder/);
+  const nope = path.join(TMP, 'nope');
+  assert.throws(() => writeTeacherWeights(nope, path.join(TMP, 'x.pth'), 'pth'), (e: unknown) => e instanceof CheckpointError && /nope: no checkpoint there; train first/.test(e.message));
+  try {
+    writeTeacherWeights(nope, path.join(TMP, 'x.pth'), 'pth');
+  } catch (e) {
+    assert.match(wordError(e), /nope: no checkpoint there; train first \(npx dino train --out DIR\)/);
+  }
   fs.mkdirSync(path.join(TMP, 'empty-run'), { recursive: true });
   assert.throws(() => writeTeacherWeights(path.join(TMP, 'empty-run'), path.join(TMP, 'x.pth'), 'pth'), /checkpoint\.safetensors not found/);
   assert.throws(() => writeTeacherWeights(RUN.dir, path.join(TMP, 'x.bin'), 'onnx' as 'pth'), /unknown weights format "onnx"/);

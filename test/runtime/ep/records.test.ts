@@ -72,9 +72,9 @@ test('precision notes: fp16 on the CPU gains nothing; bf16 is emulated wherever 
   assert.equal(precisionNotes('cpu', 'fp32'), []);
   assert.equal(precisionNotes('cuda', 'bf16'), []);
   assert.equal(precisionNotes('cuda', 'fp16'), []);
-  assert.equal(precisionNotes('cpu', 'fp16'), ['note: precision fp16 on the CPU provider: ONNX Runtime runs float16 MatMul in float32 there (no gain); fp16 is meant for --ep cuda']);
+  assert.equal(precisionNotes('cpu', 'fp16'), ['note: precision fp16 on the CPU provider: ONNX Runtime runs float16 MatMul in float32 there (no gain); fp16 is meant for the CUDA provider']);
   for (const ep of ['cpu', 'webgpu', 'wasm'] as const) {
-    assert.equal(precisionNotes(ep, 'bf16'), [`note: precision bf16 on the ${ep} provider, which has no bfloat16 MatMul: the step rounds to bfloat16 in float32 (the same numbers, slower than fp32); bf16 is meant for --ep cuda`]);
+    assert.equal(precisionNotes(ep, 'bf16'), [`note: precision bf16 on the ${ep} provider, which has no bfloat16 MatMul: the step rounds to bfloat16 in float32 (the same numbers, slower than fp32); bf16 is meant for the CUDA provider`]);
   }
 });
 
