@@ -147,7 +147,11 @@ async function trainCommandRun(p: TrainParsed, collective: Collective): Promise<
   if (!resumeDir) new RunFolder(out).checkFresh();
   const { checkpointEvery, dataset } = await checkpointInterval(p, config, resolved.dataset);
   const initWeights = p.options.init !== undefined ? readInitWeights(p.options.init) : undefined;
-  const stepsPerRun = p.options['steps-per-run'] ?? defaultStepsPerRun(ep, [checkpointEvery]);
+  const stepsPerRunFlag = p.options['steps-per-run'];
+  if (collective.size > 1 && stepsPerRunFlag !== undefined && stepsPerRunFlag > 1) {
+    throw new UsageError(`--steps-per-run ${stepsPerRunFlag}: ${collective.size} processes run one step per ONNX Runtime call (the all-reduce sits between the step's two graphs); leave --steps-per-run out`, 'train');
+  }
+  const stepsPerRun = collective.size > 1 ? 1 : (stepsPerRunFlag ?? defaultStepsPerRun(ep, [checkpointEvery]));
   const r = await train({
     config, out, ep,
     ...(resumeDir ? { resume: true } : {}),
