@@ -300,6 +300,9 @@ function globalBatch(cfg: TrainConfig, ranks: number): TrainConfig {
 async function newRunConfig(p: TrainParsed, ranks = 1): Promise<{ config: TrainConfig; dataset?: Dataset | FolderIndex }> {
   if (p.options.steps !== undefined && p.options.epochs !== undefined) throw new UsageError('--epochs and --steps both set the length of the run: give one', 'train');
   const base = getPreset(p.options.preset ?? 'fmnist-quick');
+  if (ranks > 1 && (p.options.set ?? []).some((kv) => kv.trim().startsWith('batch='))) {
+    throw new UsageError(`--set batch=... sets the config's batch, which under ${ranks} processes is the global one: give each process's batch with --batch (or --batch-size-per-gpu)`, 'train');
+  }
   const cfg = globalBatch(configFromFlags(p, base), ranks);
   if (ranks > 1) log(`${ranks} processes of ${cfg.batch / ranks} images: a global batch of ${cfg.batch} (lr scales with ${cfg.batch} / 256)`);
   const epochs = p.options.epochs ?? (p.options.steps === undefined && cfg.epochs !== undefined ? cfg.epochs : undefined);

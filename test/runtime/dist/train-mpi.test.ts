@@ -1,7 +1,8 @@
 /**
  * `mpirun -np 2 dino train` equals one process with the global batch: 2 ranks × 4 images against 1 process × 8,
  * 3 steps, the whole checkpointed state (student, teacher, both moments, step counts, center) compared to float32
- * reduction-order tolerance, and the metrics logged; rank 0 alone writes the run folder and prints.
+ * reduction-order tolerance, and the metrics logged; rank 0 alone writes the run folder and prints; a stop signal
+ * stops every rank after the same step.
  * Skipped, with the reason printed, where Open MPI's mpirun is absent.
  */
 import { test } from 'uvu';
@@ -60,6 +61,21 @@ const metrics = (dir: string) => fs.readFileSync(path.join(dir, 'metrics.jsonl')
   assert.is.not(k.code, 0);
   assert.match(k.stderr, /--steps-per-run 2: 2 processes run one step per ONNX Runtime call/);
   assert.not.ok(fs.existsSync(path.join(DIR, 'k')));
+});
+
+(skip ? test.skip : test)('SIGTERM to mpirun: the ranks agree on the step, rank 0 saves it and prints the resume command', async () => {
+  const run = dinoTrain(2, DIR, [...TINY, '--batch', '4', '--steps', '500', '--out', 'term']);
+  const file = path.join(DIR, 'term/metrics.jsonl');
+  const metricLines = () => (fs.existsSync(file) ? fs.readFileSync(file, 'utf8').split('\n').filter(Boolean).length : 0);
+  for (let waited = 0; metricLines() < 2 && waited < 60_000; waited += 20) await new Promise((r) => setTimeout(r, 20));
+  run.child.kill('SIGTERM'); // mpirun forwards it to every rank
+  const r = await run.done;
+  assert.match(r.stderr, /SIGTERM: finishing this step and saving a checkpoint/);
+  const stoppedAt = Number(/interrupted after (\d+) steps/.exec(r.stdout)?.[1]);
+  assert.ok(stoppedAt >= 2 && stoppedAt < 500, r.stdout + r.stderr);
+  assert.match(r.stdout, /resume with: npx dino train --resume term/);
+  assert.is(readCheckpointMeta(path.join(DIR, 'term/checkpoint.safetensors')).step, stoppedAt);
+  assert.is(metricLines(), stoppedAt);
 });
 
 test.run();
