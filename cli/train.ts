@@ -117,7 +117,8 @@ ${wrap(Object.keys(CONFIG_SCHEMA).filter((k) => !CONFIG_SCHEMA[k as ConfigKey].s
     }
     // Under mpirun / srun the MPI library gives this process its rank; without a launcher no MPI library is loaded.
     const collective = await openCollective();
-    if (collective.size === 1) return trainCommandRun(p, collective);
+    if (collective.kind === 'single') return trainCommandRun(p, collective);
+    // Under a launcher (even with one process, which trains as without one), every rank ends by MPI_Finalize or MPI_Abort.
     abortOnUncaughtError(collective);
     printsLog = collective.rank === 0;
     try {
