@@ -214,7 +214,11 @@ async function dataParallelStep(opts: TrainOptions, collective: Collective): Pro
   return {
     description: `data-parallel on ${collective.size} ranks of ${rankConfig.batch} images: a gradient graph and an apply graph`,
     stateSpecs: step.stateSpecs,
-    run: async (state, feeds, scalars) => [(await step.run(state, feeds[0]!, scalars[0]!)).metrics],
+    // metrics.jsonl records the all-reduce's wall time beside the step's (allreduce_ms).
+    run: async (state, feeds, scalars) => {
+      const r = await step.run(state, feeds[0]!, scalars[0]!);
+      return [{ ...r.metrics, allreduce_ms: r.allreduceMs }];
+    },
     release: () => step.release(),
   };
 }
