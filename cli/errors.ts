@@ -9,7 +9,7 @@ import { fashionMnistPresetNames } from '../runtime/dino/presets.ts';
 import { InitWeightsError, NonFiniteLossError } from '../runtime/dino/train.ts';
 import { RunFolderError } from '../runtime/dino/run-folder.ts';
 import { DataFitError } from '../runtime/dino/data-fit.ts';
-import { EvalDataError, EvalOptionError } from '../exports/eval.ts';
+import { EvalDataError, EvalOptionError } from '../exports/evaluation/eval-data.ts';
 import { dirname } from 'node:path';
 
 export function wordError(e: unknown): string {

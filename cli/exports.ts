@@ -1,12 +1,12 @@
 /** The commands that take a trained model out: `dino export|knn|linear|attention|serve|report`. */
 import { extname, join } from 'node:path';
 import { attentionMaps, exportTeacher, knnEvaluate, linearProbe, serve, writeReport } from '../exports/index.ts';
-import { extractFeatureFile } from '../exports/features.ts';
-import { runModel } from '../exports/knn.ts';
+import { extractFeatureFile } from '../exports/evaluation/features.ts';
+import { runModel } from '../exports/evaluation/run-model.ts';
 import { EXECUTION_PROVIDERS } from '../runtime/ep/records.ts';
-import { readRunConfig } from '../exports/teacher.ts';
-import { pytorchLoadLines, weightFormatFor, writeTeacherWeights, writeWeights } from '../exports/weights.ts';
-import { exportHf } from '../exports/hf.ts';
+import { readRunConfig } from '../exports/export/teacher.ts';
+import { pytorchLoadLines, weightFormatFor, writeTeacherWeights, writeWeights } from '../exports/export/weights.ts';
+import { exportHf } from '../exports/export/hf.ts';
 import { readDinoWeights } from '../runtime/io/weights.ts';
 import { UsageError, defineCommand } from './args.ts';
 

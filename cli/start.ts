@@ -1,6 +1,6 @@
 /**
  * `npm start`: the embedded default job. Trains `fmnist-quick` on Fashion-MNIST for its budget while scoring the
- * teacher at 0, 25, 50, 75 and 100% of the steps (`trainCurve`, exports/curve.ts), exports the teacher, and reports
+ * teacher at 0, 25, 50, 75 and 100% of the steps (`trainCurve`, exports/evaluation/curve.ts), exports the teacher, and reports
  * weighted k-NN (k=20, T=0.07) and a linear probe next to the same evaluations of the random-init teacher and of raw
  * pixels.
  *
@@ -20,7 +20,7 @@ import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:
 import { join } from 'node:path';
 import { runFile } from '../runtime/dino/run-folder.ts';
 import {
-  CURVE_PROBE, CURVE_YARDSTICK, type CurveFile, type FeatureSet, type KnnResult, curveSteps, describeYardstick, formatCurveTable, knnEvaluate, rawPixelFeatures,
+  CURVE_PROBE, CURVE_YARDSTICK, type CurveFile, type FeatureSet, type KnnResult, curveSteps, describeYardstick, formatCurveTable, knnEvaluate, rawPixelFeatures, runNormalization,
   knnClassify, scoreRawPixels, trainCurve, trainLinearProbe, writeCurve, writeReport,
 } from '../exports/index.ts';
 import { loadFashionMnist } from '../runtime/data/fashion-mnist.ts';
@@ -80,7 +80,6 @@ async function probe(train: FeatureSet, test: FeatureSet, seconds: { total: numb
   return r.top1;
 }
 
-const rawNorm = (config: { augment: { mean: readonly number[]; std: readonly number[] } }) => ({ mean: config.augment.mean, std: config.augment.std });
 
 export const startCommand = defineCommand(
   {
@@ -126,7 +125,7 @@ export const startCommand = defineCommand(
     const m = r.lastMetrics;
     console.log(`trained ${r.steps} steps: loss ${m['loss']?.toFixed(4)}, teacher entropy ${m['teacher_entropy']?.toFixed(3)} (log K = ${Math.log(config.head.outDim).toFixed(3)}), teacher KL to batch mean ${m['teacher_kl']?.toFixed(3)}`);
     const r0 = performance.now();
-    const rawCurve = await scoreRawPixels(data, yardstick, rawNorm(config));
+    const rawCurve = await scoreRawPixels(data, yardstick, runNormalization(config));
     const curve: CurveFile = { yardstick: described, points: c.points, raw_pixels: rawCurve };
     writeCurve(out, curve);
     const curveSeconds = c.points.reduce((s, p) => s + p.eval_seconds, 0) + (performance.now() - r0) / 1000;
@@ -139,8 +138,8 @@ export const startCommand = defineCommand(
     const trained = await knnEvaluate({ run: out, ...limits, keepFeatures: true, log });
     const random = await knnEvaluate({ run: initRun, ...limits, save: false, keepFeatures: true, log });
     // Raw pixels: one set of features for both k-NN and the probe.
-    const rawTrain = rawPixelFeatures(data, data.train, { ...rawNorm(config), limit: limits.limitTrain });
-    const rawTest = rawPixelFeatures(data, data.test, { ...rawNorm(config), limit: limits.limitTest });
+    const rawTrain = rawPixelFeatures(data, data.train, { ...runNormalization(config), limit: limits.limitTrain });
+    const rawTest = rawPixelFeatures(data, data.test, { ...runNormalization(config), limit: limits.limitTest });
     const raw = await knnClassify(rawTrain, rawTest, { numClasses: data.classes.length });
     const summary = startSummary({
       steps: r.steps,

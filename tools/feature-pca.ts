@@ -6,7 +6,7 @@
  *   npx tsx tools/feature-pca.ts RUN/teacher.onnx
  */
 import { loadFashionMnist } from '../runtime/data/fashion-mnist.ts';
-import { extractFeatures, evenlySpaced } from '../exports/knn.ts';
+import { extractFeatures, evenlySpaced } from '../exports/evaluation/extract-features.ts';
 import { Prng } from '../dsl/index.ts';
 
 const model = process.argv[2];

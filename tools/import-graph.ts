@@ -19,9 +19,15 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { posix } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-/** Room ranks: an import from a room to a higher rank is upward. exports and bench are peers; tools are scripts. */
-const RANK: Readonly<Record<string, number>> = { dsl: 0, models: 1, runtime: 2, exports: 3, bench: 3, bin: 4, cli: 4, tools: 4 };
-const ORDER = 'dsl < models < runtime < exports = bench < bin = cli = tools';
+/**
+ * Room ranks: an import from a room to a higher rank is upward. exports/ has rooms of its own (export/ <
+ * evaluation/ < apps/ < its index.ts); bench sits beside exports; tools are scripts.
+ */
+const RANK: Readonly<Record<string, number>> = {
+  dsl: 0, models: 1, runtime: 2, 'exports/export': 3, 'exports/evaluation': 3.25, 'exports/apps': 3.5, exports: 3.75, bench: 3,
+  bin: 4, cli: 4, tools: 4,
+};
+const ORDER = 'dsl < models < runtime < exports/export < exports/evaluation < exports/apps < exports/index.ts, bench beside exports < bin = cli = tools';
 
 type Kind = 'static' | 'type-only' | 'dynamic';
 
@@ -95,7 +101,11 @@ function cycles(files: readonly string[], edges: readonly Edge[]): string[][] {
   return out.sort((a, b) => a[0]!.localeCompare(b[0]!));
 }
 
-const roomOf = (file: string) => file.split('/')[0]!;
+/** The room of a file: its top folder, or exports/<role> for a file in one of exports/' role folders. */
+const roomOf = (file: string) => {
+  const parts = file.split('/');
+  return parts[0] === 'exports' && parts.length > 2 ? `exports/${parts[1]}` : parts[0]!;
+};
 
 /** The import structure of a commit, or of the working tree. */
 export interface ImportGraph {

@@ -1,5 +1,5 @@
 /**
- * The fmnist-quick search harness: trains a config with `trainCurve` (exports/curve.ts), which trains in chunks and
+ * The fmnist-quick search harness: trains a config with `trainCurve` (exports/evaluation/curve.ts), which trains in chunks and
  * scores the teacher after each, weighted k-NN (k=20, T=0.07) and a linear probe on the bank's features, so the whole
  * curve is seen. Resume is bit-identical, so chunks = one run. An existing run folder is continued.
  *
@@ -27,7 +27,7 @@ import { applyOverrides } from '../runtime/dino/config.ts';
 import { getPreset } from '../runtime/dino/presets.ts';
 import { RunFolder } from '../runtime/dino/run-folder.ts';
 import { loadFashionMnist } from '../runtime/data/fashion-mnist.ts';
-import { CURVE_PROBE, type Yardstick, trainCurve } from '../exports/curve.ts';
+import { CURVE_PROBE, type Yardstick, trainCurve } from '../exports/evaluation/curve.ts';
 
 const { values } = parseArgs({
   options: {

@@ -11,8 +11,11 @@
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { loadFashionMnist } from '../runtime/data/fashion-mnist.ts';
-import { evenlySpaced, extractFeatures, knnClassify, rawPixelKnn, runModel } from '../exports/knn.ts';
+import { FASHION_MNIST_MEAN, FASHION_MNIST_STD, loadFashionMnist } from '../runtime/data/fashion-mnist.ts';
+import { knnClassify } from '../exports/evaluation/knn.ts';
+import { evenlySpaced, extractFeatures } from '../exports/evaluation/extract-features.ts';
+import { rawPixelKnn } from '../exports/evaluation/raw-pixels.ts';
+import { runModel } from '../exports/evaluation/run-model.ts';
 import { createSession } from '../runtime/backend.ts';
 
 const { values } = parseArgs({
@@ -28,7 +31,7 @@ const limitTest = values['limit-test'] === undefined ? undefined : Number(values
 const t0 = performance.now();
 let result;
 if (values.pixels) {
-  result = await rawPixelKnn(data, { ks: [20], ...(limitTrain ? { limitTrain } : {}), ...(limitTest ? { limitTest } : {}) });
+  result = await rawPixelKnn(data, { mean: [FASHION_MNIST_MEAN], std: [FASHION_MNIST_STD] }, { ks: [20], ...(limitTrain ? { limitTrain } : {}), ...(limitTest ? { limitTest } : {}) });
 } else {
   const bytes = readFileSync(runModel({ run: values.run! }));
   const session = await createSession(bytes);

@@ -25,7 +25,7 @@ import { initialState } from '../runtime/dino/train.ts';
 import { StepRunner } from '../runtime/step-runner.ts';
 import { ort } from '../runtime/backend.ts';
 import { EP_RECORDS } from '../runtime/ep/records.ts';
-import { ortWebDist, startStaticServer } from '../exports/serve.ts';
+import { ortWebDist, startStaticServer } from '../exports/apps/serve.ts';
 
 import { CHROMIUM, CHROMIUM_FLAGS } from './chromium.ts';
 

@@ -7,8 +7,8 @@ import * as assert from 'uvu/assert';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
-import { exportTeacher } from '../../exports/teacher.ts';
-import { type GalleryMeta, WEB_ROOT, ortWebDist, prepareDemo, startStaticServer, type StaticServer } from '../../exports/serve.ts';
+import { exportTeacher } from '../../exports/export/teacher.ts';
+import { type GalleryMeta, WEB_ROOT, ortWebDist, prepareDemo, startStaticServer, type StaticServer } from '../../exports/apps/serve.ts';
 import { createSession, ort } from '../../runtime/backend.ts';
 import { makeRun, randomImages, relativeError, tempDir } from './helpers.ts';
 

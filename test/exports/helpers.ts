@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Prng, initialValues } from '../../dsl/index.ts';
-import { backboneSpecs } from '../../exports/teacher.ts';
+import { backboneSpecs } from '../../exports/export/teacher.ts';
 import { type TrainConfig } from '../../runtime/dino/config.ts';
 import { getPreset } from '../../runtime/dino/presets.ts';
 import { type NamedTensor, writeSafetensorsAtomic } from '../../runtime/io/safetensors.ts';

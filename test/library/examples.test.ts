@@ -12,7 +12,7 @@ import { promisify } from 'node:util';
 import sharp from 'sharp';
 import { readBackboneExportInfo, readFeatureFile } from 'dino-ts';
 import { makeRun } from '../exports/helpers.ts';
-import { runModel } from '../../exports/knn.ts';
+import { runModel } from '../../exports/evaluation/run-model.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dino-examples-'));

@@ -13,7 +13,7 @@ import { paramSpecs } from '../../models/network.ts';
 import { convStem, type ViTConfig } from '../../models/vit.ts';
 import { applyOverrides, stepConfig } from '../../runtime/dino/config.ts';
 import { getPreset } from '../../runtime/dino/presets.ts';
-import { buildTeacherGraph, backboneSpecs } from '../../exports/teacher.ts';
+import { buildTeacherGraph, backboneSpecs } from '../../exports/export/teacher.ts';
 import { TrainState } from '../../runtime/state.ts';
 import { createWebSession, ortWeb } from '../../runtime/web.ts';
 import { TINY_STEP, compileStep, randomStepBatch } from './tiny-step.ts';

@@ -1,0 +1,209 @@
+/**
+ * `npx dino serve`: the browser demo. A static file server bound to 127.0.0.1 only, serving
+ * - `/`       the demo page (exports/apps/web/),
+ * - `/ort/`   onnxruntime-web's browser builds (node_modules/onnxruntime-web/dist),
+ * - `/data/`  the demo data: model.onnx (the exported teacher), gallery.json, gallery-features.bin (L2-normalised
+ *             features of a train subset) and gallery-pixels.bin (their pixels, uint8), prepared by {@link prepareDemo}.
+ * In the page, the user picks an image; onnxruntime-web (WebGPU when the browser has an adapter, else WASM)
+ * computes its features and [CLS] attention; the page draws per-head attention maps and the nearest gallery images.
+ *
+ * Request paths are checked before any file is touched: only GET/HEAD; the percent-decoded path must not contain
+ * `..` segments, backslashes, NUL, empty segments or a drive letter; the resolved file (symlinks followed) must lie
+ * inside its mount. The Host header must name the loopback address (a guard against DNS rebinding).
+ */
+import * as fs from 'node:fs';
+import * as http from 'node:http';
+import * as path from 'node:path';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import type { AddressInfo } from 'node:net';
+import { type Dataset } from '../../runtime/data/dataset.ts';
+import { type EvalDataOptions, loadEvalData } from '../evaluation/eval-data.ts';
+import { l2NormalizeRows } from '../evaluation/knn.ts';
+import { loadEvalDataset } from '../evaluation/eval-data.ts';
+import { evenlySpaced, extractFeatures } from '../evaluation/extract-features.ts';
+import { runModel } from '../evaluation/run-model.ts';
+import { readExportInfo } from '../export/teacher.ts';
+
+export const WEB_ROOT = fileURLToPath(new URL('./web/', import.meta.url));
+
+/** onnxruntime-web's dist folder (its browser bundles and .wasm files). */
+export function ortWebDist(): string {
+  return path.dirname(createRequire(import.meta.url).resolve('onnxruntime-web'));
+}
+
+const CONTENT_TYPES: Record<string, string> = {
+  '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8', '.mjs': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8', '.json': 'application/json; charset=utf-8', '.wasm': 'application/wasm',
+  '.onnx': 'application/octet-stream', '.bin': 'application/octet-stream', '.png': 'image/png', '.svg': 'image/svg+xml',
+  '.map': 'application/json; charset=utf-8', '.ico': 'image/x-icon',
+};
+
+/**
+ * The file a request path names inside `root`, or null when the path is not acceptable (see the module comment).
+ * `urlPath` is the raw path after the mount prefix, still percent-encoded, without the query.
+ */
+export function resolveRequestPath(root: string, urlPath: string): string | null {
+  let decoded: string;
+  try {
+    decoded = decodeURIComponent(urlPath);
+  } catch {
+    return null; // malformed percent-encoding
+  }
+  if (decoded.includes('\0') || decoded.includes('\\') || /^\/?[a-zA-Z]:/.test(decoded) || decoded.startsWith('//')) return null;
+  const segments = (decoded.startsWith('/') ? decoded.slice(1) : decoded).split('/');
+  if (segments.some((s) => s === '..' || s === '.' || s === '')) return null;
+  const base = path.resolve(root);
+  const file = path.resolve(base, ...segments);
+  if (file !== base && !file.startsWith(base + path.sep)) return null;
+  return file;
+}
+
+export interface StaticServer {
+  readonly url: string;
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+export interface StaticServerOptions {
+  /** URL prefix (`/`, `/ort/`, ...) -> folder. The longest matching prefix wins. */
+  readonly mounts: Readonly<Record<string, string>>;
+  /** Port on 127.0.0.1; 0 picks a free one. */
+  readonly port?: number;
+  readonly log?: (msg: string) => void;
+}
+
+/** A read-only static server on 127.0.0.1 (never another interface). */
+export function startStaticServer(opts: StaticServerOptions): Promise<StaticServer> {
+  const mounts = Object.entries(opts.mounts)
+    .map(([prefix, dir]) => [prefix.endsWith('/') ? prefix : `${prefix}/`, fs.realpathSync(dir)] as const)
+    .sort((a, b) => b[0].length - a[0].length);
+  let port = 0;
+  const server = http.createServer((req, res) => {
+    const refuse = (code: number, text: string) => {
+      res.writeHead(code, { 'content-type': 'text/plain; charset=utf-8', 'x-content-type-options': 'nosniff' });
+      res.end(`${code} ${text}\n`);
+    };
+    if (req.method !== 'GET' && req.method !== 'HEAD') return refuse(405, 'method not allowed');
+    const host = (req.headers.host ?? '').toLowerCase();
+    if (host !== `127.0.0.1:${port}` && host !== `localhost:${port}`) return refuse(403, 'forbidden host');
+    const raw = req.url ?? '/';
+    if (!raw.startsWith('/')) return refuse(400, 'bad request');
+    const pathname = raw.split('?')[0]!.split('#')[0]!;
+    const mount = mounts.find(([prefix]) => pathname.startsWith(prefix) || pathname === prefix.slice(0, -1));
+    if (!mount) return refuse(404, 'not found');
+    let rel = pathname.slice(mount[0].length - 1);
+    if (rel === '' || rel.endsWith('/')) rel += 'index.html';
+    const file = resolveRequestPath(mount[1], rel);
+    if (!file) return refuse(400, 'bad path');
+    let real: string;
+    try {
+      real = fs.realpathSync(file);
+      if (real !== mount[1] && !real.startsWith(mount[1] + path.sep)) return refuse(403, 'forbidden');
+      if (!fs.statSync(real).isFile()) return refuse(404, 'not found');
+    } catch {
+      return refuse(404, 'not found');
+    }
+    const size = fs.statSync(real).size;
+    res.writeHead(200, {
+      'content-type': CONTENT_TYPES[path.extname(real).toLowerCase()] ?? 'application/octet-stream',
+      'content-length': size,
+      'x-content-type-options': 'nosniff',
+      'cache-control': 'no-cache',
+      // cross-origin isolation: lets onnxruntime-web use SharedArrayBuffer (WASM threads)
+      'cross-origin-opener-policy': 'same-origin',
+      'cross-origin-embedder-policy': 'require-corp',
+      'cross-origin-resource-policy': 'same-origin',
+    });
+    if (req.method === 'HEAD') return res.end();
+    fs.createReadStream(real).pipe(res);
+  });
+  return new Promise((resolve, reject) => {
+    server.once('error', (e: NodeJS.ErrnoException) =>
+      reject(new Error(e.code === 'EADDRINUSE' ? `port ${opts.port} on 127.0.0.1 is in use: pass another --port (or 0 for any free port)` : e.message)));
+    server.listen(opts.port ?? 0, '127.0.0.1', () => {
+      port = (server.address() as AddressInfo).port;
+      const url = `http://127.0.0.1:${port}`;
+      opts.log?.(`serving ${url}/ (127.0.0.1 only; Ctrl-C to stop)`);
+      resolve({ url, port, close: () => new Promise<void>((r) => { server.closeAllConnections(); server.close(() => r()); }) });
+    });
+  });
+}
+
+// ---- demo data ---------------------------------------------------------------------------------------------
+
+export interface GalleryMeta {
+  readonly count: number;
+  readonly dim: number;
+  readonly channels: number;
+  readonly height: number;
+  readonly width: number;
+  readonly labels: number[];
+  readonly classes: string[];
+  readonly dataset: string;
+  /** The model's input size, or null when dynamic (then the page uses the gallery image size). */
+  readonly modelSize: readonly [number, number] | null;
+  readonly patchSize: number;
+  readonly numHeads: number;
+  readonly modelChannels: number;
+}
+
+/**
+ * Writes the demo data into `dir`: model.onnx (a copy of the model), gallery-features.bin (float32 [count, D],
+ * L2-normalised), gallery-pixels.bin (uint8 [count, C, H, W]) and gallery.json ({@link GalleryMeta}).
+ */
+export async function prepareDemo(opts: { model: string; dataset?: string | Dataset; dir: string; gallerySize?: number; log?: (msg: string) => void }): Promise<GalleryMeta> {
+  const bytes = fs.readFileSync(opts.model);
+  const info = readExportInfo(bytes);
+  const data = typeof opts.dataset === 'object' ? opts.dataset : await loadEvalDataset(opts.dataset ?? 'fmnist', info);
+  const indices = evenlySpaced(data.train.count, opts.gallerySize ?? 2000);
+  opts.log?.(`computing gallery features of ${indices.length} ${data.name} train images`);
+  const feats = await extractFeatures(bytes, { channels: data.channels, height: data.height, width: data.width, set: data.train, indices });
+  fs.mkdirSync(opts.dir, { recursive: true });
+  fs.writeFileSync(path.join(opts.dir, 'model.onnx'), bytes);
+  const normalized = l2NormalizeRows(feats.data, feats.dim);
+  fs.writeFileSync(path.join(opts.dir, 'gallery-features.bin'), new Uint8Array(normalized.buffer));
+  const per = data.channels * data.height * data.width;
+  const pixels = new Uint8Array(indices.length * per);
+  indices.forEach((src, i) => pixels.set(data.train.pixels.subarray(src * per, (src + 1) * per), i * per));
+  fs.writeFileSync(path.join(opts.dir, 'gallery-pixels.bin'), pixels);
+  const meta: GalleryMeta = {
+    count: indices.length, dim: feats.dim, channels: data.channels, height: data.height, width: data.width,
+    labels: Array.from(feats.labels), classes: data.classes, dataset: data.name,
+    modelSize: info.imageSize ? [info.imageSize[0], info.imageSize[1]] : null,
+    patchSize: info.backbone.patchSize, numHeads: info.backbone.numHeads, modelChannels: info.backbone.inChans,
+  };
+  fs.writeFileSync(path.join(opts.dir, 'gallery.json'), JSON.stringify(meta));
+  return meta;
+}
+
+export interface ServeOptions extends EvalDataOptions {
+  readonly run?: string;
+  readonly model?: string;
+  /**
+   * 'fmnist' or an image folder: where the gallery comes from (its train split: the memory bank of exports/evaluation/eval-data.ts);
+   * default the run's own data, 'fmnist' without a run.
+   */
+  readonly dataset?: string;
+  /** Number of gallery images (default 2000). */
+  readonly gallerySize?: number;
+  /** Port on 127.0.0.1 (default 8080; 0 = any free port). */
+  readonly port?: number;
+  /** Folder for the demo data (default DIR/demo for a run, else a folder next to the model). */
+  readonly dataDir?: string;
+  readonly log?: (msg: string) => void;
+}
+
+/** Prepares the demo data (when missing or older than the model) and serves the page at the returned `url`. */
+export async function serve(opts: ServeOptions): Promise<StaticServer & { readonly dataDir: string }> {
+  const model = runModel(opts);
+  const dataDir = opts.dataDir ?? (opts.run ? path.join(opts.run, 'demo') : path.join(path.dirname(model), `${path.basename(model, '.onnx')}-demo`));
+  const stamp = path.join(dataDir, 'gallery.json');
+  if (!fs.existsSync(stamp) || fs.statSync(stamp).mtimeMs < fs.statSync(model).mtimeMs) {
+    const dataset = await loadEvalData(opts, readExportInfo(model), { needTest: false }); // the gallery is the bank
+    await prepareDemo({ model, dir: dataDir, dataset, gallerySize: opts.gallerySize ?? 2000, ...(opts.log ? { log: opts.log } : {}) });
+  }
+  // No log of its own here: the caller prints the returned url once (`dino serve` does).
+  const server = await startStaticServer({ mounts: { '/': WEB_ROOT, '/ort/': ortWebDist(), '/data/': dataDir }, port: opts.port ?? 8080 });
+  return { ...server, dataDir };
+}

@@ -1,0 +1,174 @@
+/**
+ * What the evaluations (k-NN, linear probe, report, demo) share: the typed errors of their options, and the data
+ * they run on. By default that is the run's own data, as its `config.json` records it (runtime/data/source.ts):
+ * - Fashion-MNIST: the train split is the memory bank / probe training set, the test split is evaluated (as before);
+ * - an image folder with a validation folder: every image of the folder (its `train/` sub-folder when it has the
+ *   train/test layout) against every image of the validation folder, classes matched by name;
+ * - a run's image folder alone: the folder's own `test/` (or `val/`) sub-folder next to `train/`; for a plain folder,
+ *   the files training held out (`--holdout F`, recorded in config.json as `holdout`); a run that trained on every
+ *   image of a plain folder has no held-out images, and evaluating it without a validation folder is refused;
+ * - an image folder given explicitly (`dataset`), not a run's: its `test/` (or `val/`) sub-folder, otherwise in each
+ *   class every 10th file by sorted path (positions 10, 20, ...) is evaluated and the other 90% are the bank.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { RunFolder } from '../../runtime/dino/run-folder.ts';
+import type { Dataset, ImageSet } from '../../runtime/data/dataset.ts';
+import { loadFashionMnist } from '../../runtime/data/fashion-mnist.ts';
+import { loadImageFolder } from '../../runtime/data/image-folder.ts';
+import { type DataSource, parseDataSource } from '../../runtime/data/source.ts';
+import { isShardPattern } from '../../runtime/data/tar-shards.ts';
+import { type ExportInfo, readRunConfig } from '../export/teacher.ts';
+
+export type { DataSource } from '../../runtime/data/source.ts';
+
+/** An evaluation option out of range; `option` is the library option's name (the CLI words it as its flag). */
+export class EvalOptionError extends Error {
+  constructor(readonly option: string, readonly value: unknown, readonly requirement: string) {
+    super(`${option} must be ${requirement}, got ${JSON.stringify(value)}`);
+    this.name = 'EvalOptionError';
+  }
+}
+
+/** The evaluation data cannot be found or used; `kind` says why, the fields say which folder and run. */
+export class EvalDataError extends Error {
+  constructor(
+    readonly problem:
+      | { readonly kind: 'missing'; readonly folder: string; readonly role: 'data' | 'val'; readonly run?: string }
+      | { readonly kind: 'no-held-out'; readonly folder: string }
+      /** A run trained on every image of a plain folder: nothing is held out for it. */
+      | { readonly kind: 'no-split'; readonly folder: string; readonly run: string }
+      | { readonly kind: 'channels'; readonly channels: number; readonly run?: string }
+      | { readonly kind: 'record'; readonly file: string; readonly detail: string },
+  ) {
+    super(evalDataMessage(problem));
+    this.name = 'EvalDataError';
+  }
+}
+
+function evalDataMessage(p: EvalDataError['problem']): string {
+  switch (p.kind) {
+    case 'missing':
+      return p.run
+        ? `${p.folder} not found: run ${p.run} was trained on it (its config.json records it as the ${p.role === 'val' ? 'validation folder' : 'data folder'}); restore it there, or pass the data to evaluate on (dataset: FOLDER${p.role === 'val' ? ', val: FOLDER' : ''})`
+        : `${p.role === 'val' ? 'validation' : 'image'} folder ${p.folder} not found: check the path`;
+    case 'no-held-out':
+      return `${p.folder} has no held-out images (a class needs at least 10 images for every 10th to be held out, or the folder train/ and test/ sub-folders): pass a validation folder (val: FOLDER)`;
+    case 'no-split':
+      return `run ${p.run} trained on every image of ${p.folder}, so none is held out for evaluation: pass a validation folder (val: FOLDER), lay the data out as FOLDER/train + FOLDER/val, or train with a holdout (holdout: F, e.g. 0.1)`;
+    case 'channels':
+      return p.run
+        ? `run ${p.run} records no data folder in its config.json (written before runs recorded their data) and its model takes ${p.channels}-channel images, so the Fashion-MNIST default cannot apply: pass the image folder it was trained on (dataset: FOLDER)`
+        : `the model takes ${p.channels}-channel images and Fashion-MNIST is grayscale: pass an image folder (dataset: FOLDER)`;
+    case 'record':
+      return `${p.file}: ${p.detail}`;
+  }
+}
+
+/** Where the evaluation data comes from; every field optional. */
+export interface EvalDataOptions {
+  /** The run folder: its recorded data is the default. */
+  readonly run?: string;
+  /** 'fmnist' or an image folder, instead of the run's data (the default without a run: 'fmnist'). */
+  readonly dataset?: string;
+  /** A folder of held-out images to evaluate on, instead of the run's or the folder's held-out split. */
+  readonly val?: string;
+  /** Leave out files that cannot be decoded instead of throwing. Default false. */
+  readonly skipBadImages?: boolean;
+  readonly log?: (msg: string) => void;
+}
+
+/** The data source `DIR/config.json` records (key `data`); config files without it mean Fashion-MNIST. */
+export function runDataSource(runDir: string): DataSource {
+  const cfg = readRunConfig(runDir) as unknown as Record<string, unknown>;
+  const parsed = parseDataSource(cfg['data']);
+  if (typeof parsed === 'string') throw new EvalDataError({ kind: 'record', file: new RunFolder(runDir).configFile, detail: parsed });
+  // `dino train --holdout F` records the fraction next to the data path (TrainConfig.holdout).
+  const holdout = cfg['holdout'];
+  if (parsed.kind === 'folder' && parsed.holdout === undefined && typeof holdout === 'number') return { ...parsed, holdout };
+  return parsed;
+}
+
+/** What to evaluate on: `dataset` (with `val`), else the run's data (with `val` replacing its own), else Fashion-MNIST. */
+export function evalDataSource(opts: Pick<EvalDataOptions, 'run' | 'dataset' | 'val'>): DataSource & { readonly run?: string } {
+  let src: DataSource & { readonly run?: string };
+  if (opts.dataset !== undefined) {
+    src = opts.dataset === 'fmnist' || opts.dataset === 'fashion-mnist' ? { kind: 'fmnist' } : { kind: 'folder', path: opts.dataset };
+  } else if (opts.run !== undefined) {
+    src = { ...runDataSource(opts.run), run: opts.run };
+  } else {
+    src = { kind: 'fmnist' };
+  }
+  if (opts.val !== undefined) {
+    if (src.kind === 'fmnist') throw new EvalOptionError('val', opts.val, 'used with image-folder data (Fashion-MNIST has its own test split)');
+    src = { ...src, val: opts.val };
+  }
+  return src;
+}
+
+/** Loads `dataset` ('fmnist' or a folder, split as `loadImageFolder` splits it) at the model's size and channels. */
+export async function loadEvalDataset(dataset: string, info: ExportInfo): Promise<Dataset> {
+  return loadEvalData({ dataset }, info);
+}
+
+/** The evaluation data (see the module comment): `train` is the memory bank / probe training set, `test` is evaluated. */
+export async function loadEvalData(opts: EvalDataOptions, info: ExportInfo, use: { needTest?: boolean } = {}): Promise<Dataset> {
+  const src = evalDataSource(opts);
+  const channels = info.backbone.inChans === 1 ? 1 : 3;
+  if (src.kind === 'fmnist') {
+    if (info.backbone.inChans !== 1) {
+      throw new EvalDataError({ kind: 'channels', channels: info.backbone.inChans, ...(opts.dataset === undefined && src.run ? { run: src.run } : {}) });
+    }
+    return loadFashionMnist();
+  }
+  const run = opts.dataset === undefined ? src.run : undefined;
+  if (isShardPattern(src.path)) {
+    throw new Error(`${src.path}: evaluation reads image folders, not tar shards (training streams those); pass an image folder to evaluate on (dataset: FOLDER, with val: FOLDER if it has no split)`);
+  }
+  const check = (folder: string, role: 'data' | 'val', recorded: boolean) => {
+    if (!fs.existsSync(folder) || !fs.statSync(folder).isDirectory()) throw new EvalDataError({ kind: 'missing', folder, role, ...(recorded && run ? { run } : {}) });
+  };
+  check(src.path, 'data', true);
+  if (src.val !== undefined) check(src.val, 'val', opts.val === undefined);
+  const size = info.imageSize ? info.imageSize[0] : info.backbone.imgSize;
+  const load = async (folder: string, testEvery?: number, holdout?: number) => {
+    const r = await loadImageFolder(folder, {
+      imageSize: size, channels, skipBadImages: opts.skipBadImages ?? false,
+      ...(testEvery !== undefined ? { testEvery } : {}), ...(holdout !== undefined ? { holdout } : {}),
+    });
+    if (r.skipped.length) opts.log?.(`skipped ${r.skipped.length} unreadable image(s) in ${folder}, e.g. ${r.skipped[0]!.file}: ${r.skipped[0]!.reason}`);
+    return r.dataset;
+  };
+  if (src.val === undefined) {
+    // A run's own folder: the files its training held out (none without a holdout); a folder given: every 10th.
+    const data = run !== undefined ? await load(src.path, undefined, src.holdout ?? 0) : await load(src.path);
+    if (data.test.count === 0 && use.needTest !== false) {
+      throw new EvalDataError(run !== undefined && !src.holdout ? { kind: 'no-split', folder: src.path, run } : { kind: 'no-held-out', folder: src.path });
+    }
+    return data;
+  }
+  // Every image of the data folder is in the bank (testEvery 0), every image of the validation folder is evaluated.
+  const bank = await load(src.path, 0);
+  const val = await load(src.val, 0);
+  const classes = [...bank.classes];
+  const extra = val.classes.filter((c) => !classes.includes(c));
+  if (extra.length) opts.log?.(`${src.val}: class(es) ${extra.join(', ')} have no images in ${src.path}; their images count as misclassified`);
+  classes.push(...extra);
+  const remap = (set: ImageSet): ImageSet => ({ ...set, labels: set.labels.map((l) => (l < 0 ? -1 : classes.indexOf(val.classes[l]!))) });
+  return {
+    name: `${bank.name} (val: ${val.name})`,
+    channels: bank.channels, height: bank.height, width: bank.width, classes,
+    train: bank.train,
+    test: remap(val.test.count ? concatSets(val.train, val.test, channels * size * size) : val.train),
+  };
+}
+
+function concatSets(a: ImageSet, b: ImageSet, per: number): ImageSet {
+  const pixels = new Uint8Array((a.count + b.count) * per);
+  pixels.set(a.pixels.subarray(0, a.count * per));
+  pixels.set(b.pixels.subarray(0, b.count * per), a.count * per);
+  const labels = new Int32Array(a.count + b.count);
+  labels.set(a.labels);
+  labels.set(b.labels, a.count);
+  return { count: a.count + b.count, pixels, labels };
+}

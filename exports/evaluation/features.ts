@@ -1,0 +1,416 @@
+/**
+ * Frozen features of a dataset written to a file (`dino features`): one row per image, in the order of the data,
+ * with its label and (for image folders) its file.
+ *
+ * The extraction reads an abstract batched source ({@link BatchedImages}: preprocessed float batches, labels and
+ * row numbers): image folders are indexed (runtime/data/folder-index.ts) and each batch's files decoded when it is
+ * needed, through DINO's eval transform ({@link folderImages}); an in-memory dataset (Fashion-MNIST) is used as the
+ * evaluations use it ({@link datasetImages}). Rows are written as they come into a file allocated at its final size up front (a feature file's
+ * size is known from the row count and the feature width), so memory does not grow with the dataset, and a
+ * progress record beside it (`OUT.progress.json`) says how many rows are complete: a run that is stopped (Ctrl-C,
+ * a crash, a killed job) continues from there when the same command runs again, and the finished file is byte for
+ * byte the one an uninterrupted run writes.
+ *
+ * Files (see {@link featureFilePaths}):
+ * - `OUT.safetensors`: tensors `features` F32 [N, D] and `labels` I32 [N] (-1: no label), metadata key
+ *   `dino.features` ({@link FeatureFileInfo} as JSON: classes, splits, model, transform).
+ * - `OUT.npy`: the features [N, D] float32 (NumPy `.npy` 1.0), with `OUT.labels.npy` (int32 [N]) and `OUT.json`
+ *   (the {@link FeatureFileInfo}) beside it.
+ * - `OUT.files.txt` beside either: the file of each row (relative to the data folder, one per line), for image
+ *   folders.
+ */
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { createSession, type ExecutionProvider, type ort } from '../../runtime/backend.ts';
+import type { Dataset, ImageSet } from '../../runtime/data/dataset.ts';
+import { decodeImageFile } from '../../runtime/data/decode.ts';
+import { type FolderFiles, type FolderIndex, indexImageFolder } from '../../runtime/data/folder-index.ts';
+import { type EvalTransformOptions, evalTransform } from '../../runtime/data/multicrop.ts';
+import { loadFashionMnist } from '../../runtime/data/fashion-mnist.ts';
+import { type EvalDataOptions, EvalDataError, EvalOptionError, evalDataSource } from './eval-data.ts';
+import { type FeatureFileInfo, featureFilePaths, featureFormat, normalizeRows, openFeatureFile, writeAt, writeProgress } from './feature-file.ts';
+import { type LinearFeatureSpec, checkLinearFeature, featureRows, linearFeatureDim, modelInputBatch, modelInputSize } from './extract-features.ts';
+import { runModel } from './run-model.ts';
+import { BACKBONE_EXPORT_KEY, readBackboneExportInfo } from '../export/backbone.ts';
+import { EXPORT_INFO_KEY, type ExportInfo, findMetadata, readExportInfo, readRunConfig } from '../export/teacher.ts';
+
+// ---- the batched source ---------------------------------------------------------------------------------
+
+/** `count` preprocessed images: float32 [count, C, H, W] in [0, 1] at the model's input size, rows first..first+count-1. */
+export interface ModelInputBatch {
+  readonly first: number;
+  readonly count: number;
+  readonly images: Float32Array;
+  readonly labels: Int32Array;
+}
+
+/** A dataset as batches of model input, from any row on (so an interrupted extraction continues where it stopped). */
+export interface BatchedImages {
+  /** Rows in all. */
+  readonly count: number;
+  /** Shape of one preprocessed image. */
+  readonly channels: number;
+  readonly height: number;
+  readonly width: number;
+  /** Class names the labels index into (empty when nothing is labelled). */
+  readonly classes: readonly string[];
+  /** The splits the rows hold, in row order (e.g. train then test). */
+  readonly splits: readonly { readonly name: string; readonly count: number }[];
+  /** Row i's file, relative to the data folder, when the images come from files. */
+  readonly files?: readonly string[];
+  /** What the images are and how they were preprocessed, for the file's metadata. */
+  readonly description: { readonly data: string; readonly transform: string };
+  /** Batches of up to `batchSize` rows from row `from` on, in order. The yielded arrays may be reused by the next batch. */
+  batches(from: number, batchSize: number): AsyncIterable<ModelInputBatch>;
+}
+
+/**
+ * In-memory splits of a {@link Dataset} (Fashion-MNIST, `loadImageFolder`) as batched model input at [h, w]: each
+ * image as `extractFeatures` prepares it (byte / 255, resized with antialiased bicubic when its size differs).
+ */
+export function datasetImages(
+  data: Dataset,
+  splits: readonly ('train' | 'test')[],
+  size: readonly [number, number],
+  opts: { files?: readonly string[]; transform?: string } = {},
+): BatchedImages {
+  const sets: { name: string; set: ImageSet }[] = splits.map((name) => ({ name, set: data[name] }));
+  const count = sets.reduce((s, x) => s + x.set.count, 0);
+  if (opts.files && opts.files.length !== count) throw new Error(`datasetImages: ${opts.files.length} file names for ${count} images`);
+  const [h, w] = size, c = data.channels;
+  const src = { channels: c, height: data.height, width: data.width };
+  return {
+    count, channels: c, height: h, width: w, classes: data.classes,
+    splits: sets.map((s) => ({ name: s.name, count: s.set.count })),
+    ...(opts.files ? { files: opts.files } : {}),
+    description: {
+      data: `${data.name} (${splits.join(' + ')})`,
+      transform: opts.transform ?? (h === data.height && w === data.width ? `${data.height}x${data.width} images as they are` : `${data.height}x${data.width} images resized to ${h}x${w} (antialiased bicubic)`),
+    },
+    async *batches(from, batchSize) {
+      const images = new Float32Array(batchSize * c * h * w);
+      const labels = new Int32Array(batchSize);
+      const scratch = new Float32Array(c * data.height * data.width);
+      let base = 0;
+      for (const { set } of sets) {
+        for (let i = Math.max(0, from - base); i < set.count; i += batchSize) {
+          const n = Math.min(batchSize, set.count - i);
+          const indices = Uint32Array.from({ length: n }, (_, k) => i + k);
+          modelInputBatch({ ...src, set }, indices, h, w, images, scratch);
+          labels.set(set.labels.subarray(i, i + n));
+          yield { first: base + i, count: n, images: images.subarray(0, n * c * h * w), labels: labels.subarray(0, n) };
+        }
+        base += set.count;
+      }
+    },
+  };
+}
+
+// ---- the model ----
+
+/** What the extraction needs of a model: a ViT export (exports/export/teacher.ts) or any backbone's (exports/export/backbone.ts). */
+interface FeatureModel {
+  readonly kind: string;
+  readonly inChans: number;
+  /** Width of `features`. */
+  readonly dim: number;
+  /** The fixed input side, or null for a ViT export of any size. */
+  readonly fixedSide: number | null;
+  /** The side it was trained at (DINO's eval transform crops to it). */
+  readonly trainedSide: number;
+  /** The ViT export's own description (the linear-evaluation features need it). */
+  readonly vit?: ExportInfo;
+}
+
+function featureModel(bytes: Uint8Array, file: string): FeatureModel {
+  const other = readBackboneExportInfo(bytes);
+  if (other) return { kind: other.backbone.kind, inChans: other.backbone.inChans, dim: other.featureDim, fixedSide: other.imageSize[0], trainedSide: other.imageSize[0] };
+  if (findMetadata(bytes, EXPORT_INFO_KEY) === undefined) {
+    throw new Error(`${file}: no "${EXPORT_INFO_KEY}" or "${BACKBONE_EXPORT_KEY}" metadata, so not a model of dino export: export one with npx dino export (a ViT) or exportBackbone (any backbone)`);
+  }
+  const vit = readExportInfo(bytes);
+  return { kind: 'vit', inChans: vit.backbone.inChans, dim: vit.backbone.embedDim, fixedSide: vit.imageSize ? vit.imageSize[0] : null, trainedSide: vit.imageSize ? vit.imageSize[0] : vit.backbone.imgSize, vit };
+}
+
+// ---- extraction -----------------------------------------------------------------------------------------
+
+export interface WriteFeaturesOptions {
+  /** The exported model (`.onnx`, dino export): its path or bytes with a name for the metadata. */
+  readonly model: string;
+  readonly images: BatchedImages;
+  /** `.safetensors` or `.npy`. */
+  readonly out: string;
+  /** DINO's linear-evaluation feature instead of `features` (needs a model exported with `intermediate` >= nLastBlocks when > 1). */
+  readonly linear?: LinearFeatureSpec;
+  /** L2-normalise each row (as DINO's `eval_knn.py` does before dumping). Default false. */
+  readonly normalize?: boolean;
+  /** Rows per batch. Default 128. */
+  readonly batch?: number;
+  readonly ep?: ExecutionProvider;
+  readonly threads?: number;
+  /** Stops after the batch in flight; what is done is kept, and the same call continues it. */
+  readonly signal?: AbortSignal;
+  /** Called after every batch with the rows done and the total. */
+  readonly progress?: (done: number, total: number) => void;
+  readonly session?: ort.InferenceSession;
+}
+
+export interface WriteFeaturesResult {
+  readonly out: string;
+  readonly info: FeatureFileInfo;
+  /** Rows done before this call (an interrupted run continued), and rows done in all. */
+  readonly resumedAt: number;
+  readonly completed: number;
+  /** True when every row is written (false: stopped by `signal`). */
+  readonly finished: boolean;
+  readonly seconds: number;
+}
+
+/** Features of every row of `images` through the model into `out` (see the module comment), continuing an interrupted run. */
+export async function writeFeatures(opts: WriteFeaturesOptions): Promise<WriteFeaturesResult> {
+  const t0 = performance.now();
+  const { images } = opts;
+  featureFormat(opts.out);
+  const bytes = fs.readFileSync(opts.model);
+  const model = featureModel(bytes, opts.model);
+  if (model.inChans !== images.channels) {
+    throw new Error(`${opts.model} takes ${model.inChans}-channel images, the data has ${images.channels} channels`);
+  }
+  const linear = opts.linear && (opts.linear.nLastBlocks !== 1 || opts.linear.avgpoolPatchtokens) ? opts.linear : undefined;
+  if (linear) {
+    if (!model.vit) throw new EvalOptionError('nLastBlocks', linear, `plain features: ${opts.model} is a ${model.kind} backbone, which has no [CLS] of each block or patch tokens`);
+    checkLinearFeature(linear, model.vit.backbone.depth);
+    if (linear.nLastBlocks > (model.vit.intermediate ?? 1)) {
+      throw new Error(`${opts.model} holds the [CLS] of its last ${model.vit.intermediate ?? 1} block(s) only; nLastBlocks ${linear.nLastBlocks} needs a model exported with intermediate >= ${linear.nLastBlocks} (or extract from the run, which exports it)`);
+    }
+  }
+  const batch = opts.batch ?? 128;
+  if (!(Number.isInteger(batch) && batch >= 1)) throw new EvalOptionError('batch', batch, 'an integer >= 1');
+  const d = model.dim;
+  const dim = linear ? linearFeatureDim(linear, d) : d;
+  const info: FeatureFileInfo = {
+    format: 'dino-ts-features/1', count: images.count, dim, classes: images.classes, splits: images.splits,
+    model: path.basename(opts.model), modelSha256: createHash('sha256').update(bytes).digest('hex'),
+    data: images.description.data, transform: images.description.transform,
+    ...(linear ? { linear: { nLastBlocks: linear.nLastBlocks, avgpoolPatchtokens: linear.avgpoolPatchtokens } } : {}),
+    ...(opts.normalize ? { normalized: true } : {}),
+    ...(images.files ? { files: path.basename(featureFilePaths(opts.out).files) } : {}),
+  };
+  const file = openFeatureFile(opts.out, info, images.files, batch);
+  const resumedAt = file.completed;
+  let completed = resumedAt;
+  if (completed < images.count && !opts.signal?.aborted) {
+    const session = opts.session ?? (await createSession(bytes, { ...(opts.ep ? { ep: opts.ep } : {}), ...(opts.threads !== undefined ? { threads: opts.threads } : {}) }));
+    const { features: fr, labels: lr } = file.regions;
+    const fdFeatures = fs.openSync(fr.file, 'r+');
+    const fdLabels = lr.file === fr.file ? fdFeatures : fs.openSync(lr.file, 'r+');
+    const rows = new Float32Array(batch * dim);
+    let lastRecord = performance.now();
+    try {
+      for await (const b of images.batches(completed, batch)) {
+        if (b.first !== completed) throw new Error(`the image source gave rows from ${b.first}, expected ${completed}`);
+        const out = rows.subarray(0, b.count * dim);
+        await featureRows(session, d, b.images, [b.count, images.channels, images.height, images.width], linear, out);
+        if (opts.normalize) normalizeRows(out, dim);
+        writeAt(fdFeatures, new Uint8Array(out.buffer, out.byteOffset, out.byteLength), fr.offset + b.first * fr.rowBytes);
+        writeAt(fdLabels, new Uint8Array(b.labels.buffer, b.labels.byteOffset, b.count * 4), lr.offset + b.first * lr.rowBytes);
+        completed += b.count;
+        // About once a second (fsyncs cost more than a small batch), and when stopping or done: the rows are on disk
+        // before the record says so, so a crash redoes at most the rows since the last record.
+        if (performance.now() - lastRecord >= 1000 || opts.signal?.aborted || completed === images.count) {
+          fs.fsyncSync(fdFeatures);
+          if (fdLabels !== fdFeatures) fs.fsyncSync(fdLabels);
+          writeProgress(file.progress, completed, batch);
+          lastRecord = performance.now();
+        }
+        opts.progress?.(completed, images.count);
+        if (opts.signal?.aborted) break;
+      }
+    } finally {
+      fs.closeSync(fdFeatures);
+      if (fdLabels !== fdFeatures) fs.closeSync(fdLabels);
+      if (!opts.session) await session.release();
+    }
+  }
+  const finished = completed === images.count;
+  if (finished) fs.rmSync(file.progress, { force: true });
+  return { out: opts.out, info, resumedAt, completed, finished, seconds: (performance.now() - t0) / 1000 };
+}
+
+
+// ---- the command ----------------------------------------------------------------------------------------
+
+export interface ExtractFeaturesOptions extends EvalDataOptions {
+  readonly run?: string;
+  readonly model?: string;
+  readonly out: string;
+  /** Which rows: the data's train split, its test split, or both (train first). Default 'all'. */
+  readonly split?: 'train' | 'test' | 'all';
+  readonly nLastBlocks?: number;
+  readonly avgpoolPatchtokens?: boolean;
+  readonly normalize?: boolean;
+  readonly batch?: number;
+  readonly ep?: ExecutionProvider;
+  readonly threads?: number;
+  readonly signal?: AbortSignal;
+  readonly progress?: (done: number, total: number) => void;
+}
+
+/** DINO's evaluation transform (eval_knn.py, eval_linear.py) scaled to a model input side `side`: the short side resized
+ * to side * 256 / 224 (bicubic), a centred side x side crop; values in [0, 1] (the exported model normalises). */
+export function dinoEvalTransform(side: number): EvalTransformOptions {
+  return { resize: Math.round((side * 256) / 224), crop: side, mean: [0], std: [1] };
+}
+
+/** One split of an indexed folder, or the files of an explicit list, as rows of a folder source. */
+export interface FolderRows {
+  readonly name: string;
+  readonly files: FolderFiles;
+  /** Maps the list's labels into the source's classes (a validation folder's own class order differs). */
+  readonly label?: (i: number) => number;
+}
+
+/** The splits of consecutive parts, parts of the same name (a validation folder's train/ and val/) counted as one. */
+function splitsOf(parts: readonly FolderRows[]): { name: string; count: number }[] {
+  const splits: { name: string; count: number }[] = [];
+  for (const p of parts) {
+    const last = splits[splits.length - 1];
+    if (last && last.name === p.name) last.count += p.files.count;
+    else splits.push({ name: p.name, count: p.files.count });
+  }
+  return splits;
+}
+
+/**
+ * Image files streamed as model input: each batch's files are read and decoded when the batch is asked for (the
+ * next batch while the model runs the current one), through {@link evalTransform} with `transform`. Memory holds two
+ * batches of images, whatever the number of files, and the file list (its paths, as the index does). A file that
+ * cannot be decoded stops the extraction with an error naming it.
+ */
+export function folderImages(
+  parts: readonly FolderRows[],
+  opts: { root: string; classes: readonly string[]; channels: 1 | 3; transform: EvalTransformOptions; data: string; concurrency?: number },
+): BatchedImages {
+  const { channels, transform } = opts;
+  const side = transform.crop, per = channels * side * side;
+  const count = parts.reduce((n, p) => n + p.files.count, 0);
+  // Row r is file r - starts[k] of part k, for the last part k starting at or before r (a handful of parts).
+  const starts = parts.map((_, k) => parts.slice(0, k).reduce((n, p) => n + p.files.count, 0));
+  const rowFile = (r: number) => {
+    let k = parts.length - 1;
+    while (starts[k]! > r) k--;
+    return { part: parts[k]!, i: r - starts[k]! };
+  };
+  const files = parts.flatMap((part) => Array.from({ length: part.files.count }, (_, i) => path.relative(opts.root, part.files.file(i)).split(path.sep).join('/')));
+  const concurrency = opts.concurrency ?? 8;
+  const load = async (first: number, n: number, images: Float32Array, labels: Int32Array): Promise<ModelInputBatch> => {
+    let next = 0;
+    const work = async () => {
+      for (let k = next++; k < n; k = next++) {
+        const { part, i } = rowFile(first + k);
+        const image = await decodeImageFile(part.files.file(i), channels);
+        evalTransform(image, transform, images, k * per);
+        labels[k] = part.label ? part.label(i) : part.files.label(i);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(concurrency, n) }, work));
+    return { first, count: n, images: images.subarray(0, n * per), labels: labels.subarray(0, n) };
+  };
+  return {
+    count, channels, height: side, width: side, classes: opts.classes,
+    splits: splitsOf(parts), files,
+    description: { data: opts.data, transform: `DINO's eval transform: Resize(${transform.resize}, bicubic) + CenterCrop(${side}), values in [0, 1]` },
+    async *batches(from, batchSize) {
+      // Two buffers: the next batch is decoded into one while the caller uses the other.
+      const buffers = [0, 1].map(() => ({ images: new Float32Array(batchSize * per), labels: new Int32Array(batchSize) }));
+      let turn = 0;
+      const start = (first: number) => {
+        if (first >= count) return undefined;
+        const buffer = buffers[turn]!;
+        turn = 1 - turn;
+        return load(first, Math.min(batchSize, count - first), buffer.images, buffer.labels);
+      };
+      let pending = start(from);
+      while (pending) {
+        const batch = await pending;
+        pending = start(batch.first + batch.count);
+        yield batch;
+      }
+    },
+  };
+}
+
+/**
+ * `dino features`: the model (a run's teacher, exported when needed, or an `.onnx`), the data (the run's own, a
+ * folder or Fashion-MNIST, split as the evaluations split it: exports/evaluation/eval-data.ts), then {@link writeFeatures}. Image
+ * folders are streamed through DINO's eval transform ({@link folderImages}); Fashion-MNIST is read in memory and
+ * used at its 28 px, as the evaluations use it.
+ */
+export async function extractFeatureFile(opts: ExtractFeaturesOptions): Promise<WriteFeaturesResult> {
+  featureFormat(opts.out); // before exporting or loading anything
+  const linear: LinearFeatureSpec = { nLastBlocks: opts.nLastBlocks ?? 1, avgpoolPatchtokens: opts.avgpoolPatchtokens ?? false };
+  const plain = linear.nLastBlocks === 1 && !linear.avgpoolPatchtokens;
+  if (!plain && opts.run && !opts.model) checkLinearFeature(linear, readRunConfig(opts.run).backbone.depth);
+  const model = runModel({ ...opts, ...(plain || opts.model ? {} : { intermediate: linear.nLastBlocks }) });
+  const bytes = fs.readFileSync(model);
+  const shape = featureModel(bytes, model);
+  const split = opts.split ?? 'all';
+  const splits = split === 'all' ? (['train', 'test'] as const) : ([split] as const);
+  const src = evalDataSource(opts);
+  let images: BatchedImages;
+  if (src.kind === 'folder') {
+    images = await folderSource(src, opts, splits, { channels: shape.inChans === 1 ? 1 : 3, transform: dinoEvalTransform(shape.trainedSide) });
+  } else {
+    if (shape.inChans !== 1) throw new EvalDataError({ kind: 'channels', channels: shape.inChans, ...(opts.dataset === undefined && src.run ? { run: src.run } : {}) });
+    const data = await loadFashionMnist();
+    images = datasetImages(data, splits, shape.vit ? modelInputSize(shape.vit, data.height, data.width) : [shape.trainedSide, shape.trainedSide]);
+  }
+  return writeFeatures({
+    model, images, out: opts.out, ...(plain ? {} : { linear }),
+    ...(opts.normalize ? { normalize: true } : {}), ...(opts.batch ? { batch: opts.batch } : {}),
+    ...(opts.ep ? { ep: opts.ep } : {}), ...(opts.threads !== undefined ? { threads: opts.threads } : {}),
+    ...(opts.signal ? { signal: opts.signal } : {}), ...(opts.progress ? { progress: opts.progress } : {}),
+  });
+}
+
+/**
+ * The rows of an image folder, split as exports/evaluation/eval-data.ts splits it for the evaluations: a run's own folder by the
+ * holdout its training recorded (or its train/ + val/ layout), a folder given by every 10th file of each class (or
+ * its layout); with a validation folder, the data folder's training files against every file of the validation
+ * folder, classes matched by name.
+ */
+async function folderSource(
+  src: Extract<ReturnType<typeof evalDataSource>, { kind: 'folder' }>,
+  opts: ExtractFeaturesOptions,
+  splits: readonly ('train' | 'test')[],
+  how: { channels: 1 | 3; transform: EvalTransformOptions },
+): Promise<BatchedImages> {
+  const skipBadImages = opts.skipBadImages ?? false;
+  const report = (index: FolderIndex) => {
+    if (index.skipped.length) opts.log?.(`skipped ${index.skipped.length} unreadable image(s) in ${index.root}, e.g. ${index.skipped[0]!.file}: ${index.skipped[0]!.reason}`);
+    return index;
+  };
+  for (const [folder, role] of [[src.path, 'data'], [src.val, 'val']] as const) {
+    if (folder !== undefined && !(fs.existsSync(folder) && fs.statSync(folder).isDirectory())) {
+      throw new EvalDataError({ kind: 'missing', folder, role, ...(opts.dataset === undefined && src.run ? { run: src.run } : {}) });
+    }
+  }
+  const ownRun = opts.dataset === undefined && src.run !== undefined;
+  if (src.val === undefined) {
+    const index = report(await indexImageFolder(src.path, { skipBadImages, holdout: ownRun ? src.holdout ?? 0 : 0.1 }));
+    const parts = splits.map((name) => ({ name, files: index[name] }));
+    return folderImages(parts, { root: index.root, classes: index.classes, ...how, data: `${index.name} (${splits.join(' + ')})` });
+  }
+  const bank = report(await indexImageFolder(src.path, { skipBadImages, holdout: 0 }));
+  const val = report(await indexImageFolder(src.val, { skipBadImages, holdout: 0 }));
+  const classes = [...bank.classes, ...val.classes.filter((c) => !bank.classes.includes(c))];
+  const toBank = (files: FolderFiles) => (i: number) => (files.label(i) < 0 ? -1 : classes.indexOf(val.classes[files.label(i)]!));
+  const parts: FolderRows[] = [];
+  if (splits.includes('train')) parts.push({ name: 'train', files: bank.train });
+  if (splits.includes('test')) {
+    // The validation folder's files in the order the evaluations read them: its train/ (or all), then its val/.
+    for (const files of [val.train, val.test].filter((f) => f.count > 0)) parts.push({ name: 'test', files, label: toBank(files) });
+  }
+  return folderImages(parts, { root: bank.root, classes, ...how, data: `${bank.name} (val: ${val.name})` });
+}

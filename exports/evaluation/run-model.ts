@@ -1,0 +1,26 @@
+/** The model an evaluation runs: a given .onnx file, or a run's teacher, exported when missing or stale. */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { runFile } from '../../runtime/dino/run-folder.ts';
+import { checkpointPath, exportTeacher } from '../export/teacher.ts';
+
+/**
+ * The model to evaluate: `model`, or the run's teacher, exported when missing or older than the checkpoint: to
+ * DIR/teacher.onnx, or with `intermediate: n` (the `block_cls` / `patch_mean` outputs the linear probe reads) to
+ * DIR/teacher.linear-n<n>.onnx, so the default export stays as it is.
+ */
+export function runModel(opts: { run?: string; model?: string; intermediate?: number; log?: (msg: string) => void }): string {
+  if (opts.model) {
+    if (!fs.existsSync(opts.model)) throw new Error(`${opts.model}: no such model file; export one with npx dino export --run DIR --out FILE.onnx`);
+    return opts.model;
+  }
+  if (!opts.run) throw new Error('pass a run folder (--run DIR) or an exported model (--model FILE.onnx)');
+  const n = opts.intermediate;
+  const out = n === undefined ? runFile(opts.run, 'teacher') : path.join(opts.run, `teacher.linear-n${n}.onnx`);
+  const ckpt = checkpointPath(opts.run);
+  if (!fs.existsSync(out) || fs.statSync(out).mtimeMs < fs.statSync(ckpt).mtimeMs) {
+    opts.log?.(`exporting the teacher of ${opts.run} to ${out}`);
+    exportTeacher({ run: opts.run, out, ...(n !== undefined ? { intermediate: n } : {}) });
+  }
+  return out;
+}
