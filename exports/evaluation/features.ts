@@ -18,6 +18,8 @@
  *   (the {@link FeatureFileInfo}) beside it.
  * - `OUT.files.txt` beside either: the file of each row (relative to the data folder, one per line), for image
  *   folders.
+ * - Under `mpirun -np N` ({@link ExtractFeaturesOptions.collective}): one shard per rank, `OUT.rank<r>-of-<N>.*`
+ *   (each a file as above, of its rows), and `OUT.shards.json` ({@link FeatureShardIndex}) naming each row's shard.
  */
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
