@@ -23,12 +23,10 @@ import { stepScalars } from './schedules.ts';
 import { dinoStepFeeds } from './step-feeds.ts';
 import { checkDataFits } from './data-fit.ts';
 import { stateToHost } from '../ep/device-state.ts';
-import { precisionNotes } from '../ep/records.ts';
+import { EP_RECORDS, precisionNotes } from '../ep/records.ts';
 import { DEFAULT_RECOMPUTE, trainingStepGraph } from './step-graph.ts';
 import { type Collective, SingleProcess } from '../dist/collective.ts';
 import { DinoDataParallelStep } from '../dist/dino-step.ts';
-import { EP_RECORDS } from '../ep/records.ts';
-import type { ParamSpec as StateSpec } from '../../dsl/graph.ts';
 
 export { DEFAULT_RECOMPUTE, stepPrecision, trainingStepGraph } from './step-graph.ts';
 
@@ -180,9 +178,9 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
  * two graphs of a data-parallel rank with the all-reduce between them (one step per call).
  */
 interface TrainingStep {
-  /** For the log: the ONNX size and node count. */
+  /** For the log: what was compiled. */
   readonly description: string;
-  readonly stateSpecs: readonly StateSpec[];
+  readonly stateSpecs: readonly ParamSpec[];
   /** Runs the steps of `feeds` (this process's inputs) with their scalars; their metrics, the global batch's. */
   run(state: TrainState, feeds: readonly DinoStepInputs<ort.Tensor>[], scalars: readonly ScheduledScalars[]): Promise<DinoMetrics[]>;
   release(): Promise<void>;
@@ -253,7 +251,7 @@ async function openRun(opts: TrainOptions, collective: Collective, log: (line: s
 }
 
 /** The state the loop starts from (the checkpoint's, or a fresh one) and where the step count and the data resume. */
-function restoreOrInitialise(run: OpenedRun, specs: readonly StateSpec[], opts: TrainOptions): { state: TrainState; step: number; loader: LoaderPosition } {
+function restoreOrInitialise(run: OpenedRun, specs: readonly ParamSpec[], opts: TrainOptions): { state: TrainState; step: number; loader: LoaderPosition } {
   if (!run.resumeFrom) return { state: initialState(specs, opts.config.seed, opts.initWeights), step: 0, loader: { epoch: 0, batch: 0 } };
   const ckpt = run.folder.loadCheckpoint();
   const state = initialState(specs, opts.config.seed);
