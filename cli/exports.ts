@@ -4,7 +4,9 @@ import { attentionMaps, exportTeacher, knnEvaluate, linearProbe, serve, writeRep
 import { extractFeatureFile } from '../exports/evaluation/features.ts';
 import { runModel } from '../exports/evaluation/run-model.ts';
 import { EXECUTION_PROVIDERS } from '../runtime/ep/records.ts';
-import { readRunConfig } from '../exports/export/teacher.ts';
+import { checkpointPath, readRunConfig } from '../exports/export/teacher.ts';
+import { exportBackbone } from '../exports/export/backbone.ts';
+import { RunFolder } from '../runtime/dino/run-folder.ts';
 import { pytorchLoadLines, weightFormatFor, writeTeacherWeights, writeWeights } from '../exports/export/weights.ts';
 import { exportHf } from '../exports/export/hf.ts';
 import { readDinoWeights } from '../runtime/io/weights.ts';
@@ -16,9 +18,39 @@ const log = (m: string) => process.stderr.write(m + '\n');
 /** `--run DIR` or `--model FILE.onnx`: exactly one names the model to evaluate. */
 function modelSource(name: string, o: { run?: string | undefined; model?: string | undefined }): { run: string } | { model: string } {
   if (o.run !== undefined && o.model !== undefined) throw new UsageError('--run and --model both name the model: give one', name);
-  if (o.run !== undefined) return { run: o.run };
+  if (o.run !== undefined) {
+    runBackboneKind(name, o.run);
+    return { run: o.run };
+  }
   if (o.model !== undefined) return { model: o.model };
   throw new UsageError('name the model: --run DIR (a training run) or --model FILE.onnx (an exported model)', name);
+}
+
+/**
+ * The backbone kind of the run in `run` (undefined when the folder holds no run: the command's own checks say so).
+ * A registered backbone's run is refused: its backbone is code in the user's program, which the CLI cannot import.
+ */
+function runBackboneKind(command: string, run: string): string | undefined {
+  const folder = new RunFolder(run);
+  if (!folder.hasConfig() && !folder.hasCheckpoint()) return undefined;
+  const backbone = folder.readConfig().backbone;
+  if (backbone.kind === 'custom') {
+    throw new UsageError(`--run ${run} trains the registered backbone "${backbone.name}", code of your program that the CLI cannot import: ` +
+      `export it from your script (registerBackbone, then exportBackbone({ config, checkpoint, out: 'teacher.onnx' })) and give the CLI --model teacher.onnx (README, "Your own backbone, from a script")`, command);
+  }
+  return backbone.kind;
+}
+
+/**
+ * Refuses a run whose backbone is not a ViT (a ResNet, a registered backbone) for `command`, which needs what only a
+ * ViT has ([CLS] attention and intermediate [CLS], patch tokens), naming what works on it.
+ */
+function requireViTRun(command: string, run: string | undefined): void {
+  const kind = run !== undefined ? runBackboneKind(command, run) : undefined;
+  if (kind !== undefined && kind !== 'vit') {
+    throw new UsageError(`--run ${run} trains a ${kind} backbone; ${command} needs a ViT's [CLS] attention, patch tokens or [CLS] of each block. ` +
+      `Its features work: dino export --run ${run} (a features model), dino features --run ${run} --out F.safetensors, dino knn --run ${run}, dino linear --features F.safetensors`, command);
+  }
 }
 
 const MODEL_OPTIONS = {
@@ -168,7 +200,9 @@ cls_attention [N, heads, P]. The .pth / .safetensors files hold the backbone und
   model = vits.vit_small(patch_size=16); model.load_state_dict(torch.load('teacher.pth', weights_only=True))
 (the export prints these lines for the run's own backbone, with img_size when it is not 224).
 A backbone with a convolutional stem (backbone.convStem, as fmnist-quick and fmnist-long) also holds patch_embed.stem.<i>.weight|bias
-and a patch embedding over the stem's channels, which vision_transformer.py does not define.`,
+and a patch embedding over the stem's channels, which vision_transformer.py does not define.
+A run of a ResNet (--arch resnet50) or a registered backbone exports its features model only (--format onnx:
+images -> features [N, D], BatchNorm with its running statistics); patch tokens, attention, hf and serve are ViT-only.`,
   },
   async ({ options: o }) => {
     if ((o.run === undefined) === (o.weights === undefined)) throw new UsageError('give --run DIR, or --preset NAME with --weights FILE', 'export');
@@ -183,6 +217,18 @@ and a patch embedding over the stem's channels, which vision_transformer.py does
     const network = o.student ? 'student' : 'teacher';
     const out = o.out ?? (o.run !== undefined ? join(o.run, format === 'hf' ? `${network}-hf` : `${network}.${format}`) : undefined);
     if (!out) throw new UsageError(`--out ${format === 'hf' ? 'FOLDER' : 'FILE'} is required with --weights`, 'export');
+    if (o.run !== undefined) runBackboneKind('export', o.run);
+    const runConfig = o.run !== undefined ? new RunFolder(o.run).readConfig() : undefined;
+    if (runConfig && runConfig.backbone.kind !== 'vit') {
+      // A ResNet or a registered backbone: its features model (exports/export/backbone.ts), the export they have.
+      const kind = runConfig.backbone.kind;
+      if (format !== 'onnx') throw new UsageError(`--run ${o.run} trains a ${kind} backbone: it exports as --format onnx (its features model); ${format} is written for ViTs only`, 'export');
+      if (o['preprocessor-config']) throw new UsageError(`--preprocessor-config is written for ViT exports; --run ${o.run} trains a ${kind} backbone`, 'export');
+      const r = exportBackbone({ config: runConfig, checkpoint: checkpointPath(o.run!), network, out, ...(o['image-size'] !== undefined ? { imageSize: o['image-size'] } : {}) });
+      console.log(`wrote ${r.out} (${(r.bytes / 1e6).toFixed(1)} MB): the ${kind} ${network}'s features model, images [N, ${r.info.backbone.inChans}, ${r.info.imageSize[0]}, ${r.info.imageSize[1]}] in [0, 1] -> features [N, ${r.info.featureDim}] (dino features, dino knn read it). ` +
+        'Attention maps, patch tokens, dino attention and dino serve are ViT-only.');
+      return;
+    }
     if (format === 'hf') {
       if (o.weights !== undefined && o.preset === undefined) throw new UsageError('--weights needs --preset NAME (the architecture)', 'export');
       if (o['preprocessor-config']) throw new UsageError('--preprocessor-config is for --format onnx: the hf folder always has its preprocessor_config.json', 'export');
@@ -259,6 +305,7 @@ epoch), and standardised per dimension; 20 epochs of SGD (momentum 0.9, lr 0.1 p
     if (o.features !== undefined && (o['n-last-blocks'] !== 1 || o['avgpool-patchtokens'])) {
       throw new UsageError('--n-last-blocks and --avgpool-patchtokens choose the feature when it is extracted: pass them to dino features instead of --features', 'linear');
     }
+    requireViTRun('linear', o.features === undefined ? o.run : undefined); // the probe reads a ViT export; other runs go through dino features
     const r = await linearProbe({
       ...(o.features !== undefined ? precomputed('linear', o) : { ...modelSource('linear', o), ...dataOptions('linear', o), nLastBlocks: o['n-last-blocks'], avgpoolPatchtokens: o['avgpool-patchtokens'] }),
       ...(o.epochs !== undefined ? { epochs: o.epochs } : {}),
@@ -279,6 +326,7 @@ export const attentionCommand = defineCommand(
     },
   },
   async ({ options: o, positionals }) => {
+    requireViTRun('attention', o.run);
     const model = runModel({ ...modelSource('attention', o), log });
     const r = await attentionMaps({ image: positionals[0]!, model, out: o.out, threshold: o.threshold });
     console.log(r.files.join('\n'));
@@ -296,6 +344,7 @@ export const serveCommand = defineCommand(
     },
   },
   async ({ options: o }) => {
+    requireViTRun('serve', o.run);
     const s = await serve({ ...modelSource('serve', o), ...(o.dataset !== undefined ? { dataset: o.dataset } : {}), log, ...(o.port !== undefined ? { port: o.port } : {}) });
     console.log(`serving on ${s.url} (Ctrl-C to stop)`);
   },

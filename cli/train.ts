@@ -3,12 +3,14 @@
  * takes the config from the run folder and accepts only the flags a resumed run may change.
  */
 import { join, resolve } from 'node:path';
-import { CONFIG_SCHEMA, type ConfigKey, type KeySpec, type TrainConfig, applyOverrides, dinoFlagKeys, formatConfigChange as formatChange, withPrecision, withValues } from '../runtime/dino/config.ts';
+// A run's config here holds any backbone (a ViT preset, --arch resnet50, a resumed ResNet or registered backbone).
+import { BACKBONE_SCHEMAS, CONFIG_SCHEMA, type ConfigKey, type KeySpec, type AnyTrainConfig as TrainConfig, applyOverrides, dinoFlagKeys, formatConfigChange as formatChange, withPrecision, withValues } from '../runtime/dino/config.ts';
 import { getPreset, presetNames } from '../runtime/dino/presets.ts';
 import { PRECISIONS } from '../dsl/autocast.ts';
 import { loadTrainingData, train } from '../runtime/dino/train.ts';
 import { checkDataFits } from '../runtime/dino/data-fit.ts';
 import { DINO_ARCHS, dinoVitConfig, withEpochSteps, withEpochs } from '../runtime/dino/vit-presets.ts';
+import { DINO_RESNET_ARCHS, dinoResNetConfig, isDinoResNetArch } from '../runtime/dino/resnet-presets.ts';
 import { RUN_FILES, RunFolder, resumeProblem } from '../runtime/dino/run-folder.ts';
 import { readDinoWeights } from '../runtime/io/weights.ts';
 import { defaultStepsPerRun } from '../runtime/ep/steps-per-run.ts';
@@ -57,7 +59,7 @@ const DINO_FLAGS = {
   'warmup-epochs': { kind: 'int', min: 0, help: 'epochs of linear lr warm-up (with --epochs)' },
   'warmup-teacher-temp-epochs': { kind: 'int', min: 0, help: 'epochs of teacher-temperature warm-up (with --epochs)' },
   'freeze-last-layer': { kind: 'int', min: 0, help: 'epochs during which the head\'s last layer is not updated (with --epochs, or --arch and --steps on a folder: epochs of that folder)' },
-  optimizer: { kind: 'choice', choices: ['adamw', 'sgd', 'lars'], help: 'adamw (DINO\'s default, the one the step compiles); sgd and lars are refused' },
+  optimizer: { kind: 'choice', choices: ['adamw', 'sgd', 'lars'], help: 'adamw (DINO\'s default, the one the step compiles); sgd and lars are refused (--arch resnet50 trains with AdamW instead of DINO\'s SGD)' },
   'saveckp-freq': { kind: 'int', min: 1, placeholder: 'N', help: 'also save every N epochs (--checkpoint-every counts steps; the latest is always DIR/checkpoint.safetensors)' },
   'dist-url': { kind: 'string', help: 'refused: several processes are launched by mpirun -np N or srun (the MPI library connects them); leave it out' },
   'local-rank': { kind: 'int', help: 'refused: each process learns its rank from the MPI library (mpirun -np N, srun); leave it out' },
@@ -72,7 +74,7 @@ export const trainCommand = defineCommand(
     summary: 'Train DINO: a student on all crops, an EMA teacher on the global crops, in one compiled ONNX step graph.',
     options: {
       preset: { kind: 'choice', choices: presetNames(), help: 'model, crops and hyper-parameters (default: fmnist-quick)' },
-      arch: { kind: 'choice', choices: DINO_ARCHS, help: 'a DINO ViT with main_dino.py\'s defaults, for RGB image folders (instead of --preset)' },
+      arch: { kind: 'choice', choices: [...DINO_ARCHS, ...DINO_RESNET_ARCHS], help: 'a DINO ViT with main_dino.py\'s defaults, or a ResNet with DINO\'s ResNet-50 settings (BN head, weight decay 1e-4, crop scales 0.14-1 / 0.05-0.14) but AdamW at lr 0.0005 where DINO uses SGD at 0.03 (the step compiles AdamW only); resnet18 at a small --image-size fits a CPU. For RGB image folders (instead of --preset)' },
       'patch-size': { kind: 'int', min: 1, help: 'ViT patch size with --arch (default 16; DINO also publishes 8)' },
       'image-size': { kind: 'int', min: 1, help: 'global crop side and model input (--arch default 224; local crops keep 96/224 of it)' },
       steps: { kind: 'int', min: 1, help: 'length of the run in steps; every schedule spans it' },
@@ -109,7 +111,8 @@ DINO's --epochs), --ep, --threads, --recompute, --steps-per-run, --checkpoint-ev
 --skip-bad-images may be given; a flag that would change anything else is refused, naming the config key.
 
 Config keys for --set KEY=VALUE (each key's type and DINO's advice: CONFIG_SCHEMA in runtime/dino/config.ts):
-${wrap(Object.keys(CONFIG_SCHEMA).filter((k) => !CONFIG_SCHEMA[k as ConfigKey].setBy).join(', '), 116)}`,
+${wrap(Object.keys(CONFIG_SCHEMA).filter((k) => !CONFIG_SCHEMA[k as ConfigKey].setBy).join(', '), 116)}
+(the backbone.* keys above are a ViT's; a ResNet's, with --arch resnet50|resnet18: ${Object.keys(BACKBONE_SCHEMAS.resnet).filter((k) => !BACKBONE_SCHEMAS.resnet[k]!.setBy).join(', ')})`,
   },
   async (p): Promise<void> => {
     for (const flag of ['dist-url', 'local-rank'] as const) {
@@ -196,9 +199,15 @@ function configFromFlags(p: TrainParsed, base: TrainConfig): TrainConfig {
   if (o.arch !== undefined) {
     if (o.preset !== undefined) throw new UsageError(`--arch ${o.arch} and --preset ${o.preset} both choose the model: give one`, 'train');
     const imageSize = o['image-size'] ?? 224, patchSize = o['patch-size'] ?? 16;
-    if (imageSize % patchSize !== 0) throw new UsageError(`--patch-size ${patchSize} must divide --image-size ${imageSize}`, 'train');
-    cfg = dinoVitConfig(o.arch, { patchSize, imageSize });
-    if (imageSize !== 224) cfg = { ...cfg, preset: `${cfg.preset}_${imageSize}px` };
+    if (isDinoResNetArch(o.arch)) {
+      if (o['patch-size'] !== undefined) throw new UsageError(`--patch-size applies to a ViT; --arch ${o.arch} has no patches`, 'train');
+      if (imageSize < 32) throw new UsageError(`--image-size ${imageSize}: a ResNet downsamples by 32, give at least 32`, 'train');
+      cfg = dinoResNetConfig(o.arch, { imageSize });
+    } else {
+      if (imageSize % patchSize !== 0) throw new UsageError(`--patch-size ${patchSize} must divide --image-size ${imageSize}`, 'train');
+      cfg = dinoVitConfig(o.arch, { patchSize, imageSize });
+      if (imageSize !== 224) cfg = { ...cfg, preset: `${cfg.preset}_${imageSize}px` };
+    }
   } else {
     if (o['patch-size'] !== undefined) throw new UsageError('--patch-size applies to --arch vit_tiny|vit_small|vit_base; for a preset use --set backbone.patchSize=N', 'train');
     if (o['image-size'] !== undefined) cfg = withValues(cfg, { 'backbone.imgSize': o['image-size'], 'augment.globalSize': o['image-size'] });
@@ -322,6 +331,9 @@ async function resumedConfig(p: TrainParsed, dir: string, ranks: number): Promis
   }
   const meta = folder.readCheckpointMeta();
   const recorded = meta.config;
+  if (recorded.backbone.kind === 'custom') {
+    throw new UsageError(`--resume ${dir}: the run trains the registered backbone "${recorded.backbone.name}", code of your program that the CLI cannot import; resume it from your script: registerBackbone, then train({ config, out, resume: true }) (README, "Your own backbone, from a script")`, 'train');
+  }
   const drift = folder.configDrift(recorded);
   if (drift.length) log(`note: ${folder.configFile} differs from the checkpoint's config (${drift.map(formatChange).join('; ')}); the checkpoint's is used`);
   const extra = [...p.given].filter((f) => !RESUMABLE_FLAGS.has(f));
@@ -329,7 +341,7 @@ async function resumedConfig(p: TrainParsed, dir: string, ranks: number): Promis
   let cfg = recorded;
   if (extra.length) {
     // Flags given again with the run's own values are harmless; any real change is refused with its key.
-    const flagged = configFromFlags(p, p.options.preset !== undefined || p.options.arch !== undefined ? getPreset(p.options.preset ?? p.options.arch!) : recorded);
+    const flagged = configFromFlags(p, p.options.preset !== undefined ? getPreset(p.options.preset) : recorded); // --arch sets its own base
     // A batch given per process: the recorded one is the global batch.
     const perProcess = p.options.batch !== undefined || p.options['batch-size-per-gpu'] !== undefined || p.options.preset !== undefined || p.options.arch !== undefined;
     const wanted = perProcess ? globalBatch(flagged, ranks) : flagged;

@@ -6,7 +6,7 @@ export { createSession, float32, floatValues, scalarTensor, ort, EXECUTION_PROVI
 export { StepRunner, stackSteps, type StepFeeds } from './step-runner.ts';
 export { TrainState } from './state.ts';
 export { train, trainingStepGraph, type TrainOptions, type TrainResult } from './dino/train.ts';
-export { type TrainConfig, CONFIG_SCHEMA, applyOverrides, withValues, stepConfig } from './dino/config.ts';
+export { type TrainConfig, type AnyTrainConfig, CONFIG_SCHEMA, BACKBONE_SCHEMAS, BACKBONE_KINDS, applyOverrides, withValues, stepConfig, checkTrainConfig, ConfigFileError } from './dino/config.ts';
 export { PRESETS, getPreset, presetNames } from './dino/presets.ts';
 export { RunFolder, RUN_FILES } from './dino/run-folder.ts';
 export { saveCheckpoint, loadCheckpoint, readCheckpointMeta } from './dino/checkpoint.ts';

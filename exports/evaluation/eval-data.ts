@@ -18,7 +18,10 @@ import { loadFashionMnist } from '../../runtime/data/fashion-mnist.ts';
 import { loadImageFolder } from '../../runtime/data/image-folder.ts';
 import { type DataSource, parseDataSource } from '../../runtime/data/source.ts';
 import { isShardPattern } from '../../runtime/data/tar-shards.ts';
-import { type ExportInfo, readRunConfig } from '../export/teacher.ts';
+import type { ExportInfo } from '../export/teacher.ts';
+
+/** What the evaluation data needs of a model: its channels and input size (a ViT export's or a backbone export's info). */
+export type EvalModelInfo = { readonly backbone: Pick<ExportInfo['backbone'], 'inChans' | 'imgSize'>; readonly imageSize: readonly [number, number] | null };
 
 export type { DataSource } from '../../runtime/data/source.ts';
 
@@ -80,7 +83,7 @@ export interface EvalDataOptions {
 
 /** The data source `DIR/config.json` records (key `data`); config files without it mean Fashion-MNIST. */
 export function runDataSource(runDir: string): DataSource {
-  const cfg = readRunConfig(runDir) as unknown as Record<string, unknown>;
+  const cfg = new RunFolder(runDir).readConfig() as unknown as Record<string, unknown>; // any backbone's run
   const parsed = parseDataSource(cfg['data']);
   if (typeof parsed === 'string') throw new EvalDataError({ kind: 'record', file: new RunFolder(runDir).configFile, detail: parsed });
   // `dino train --holdout F` records the fraction next to the data path (TrainConfig.holdout).
@@ -107,12 +110,12 @@ export function evalDataSource(opts: Pick<EvalDataOptions, 'run' | 'dataset' | '
 }
 
 /** Loads `dataset` ('fmnist' or a folder, split as `loadImageFolder` splits it) at the model's size and channels. */
-export async function loadEvalDataset(dataset: string, info: ExportInfo): Promise<Dataset> {
+export async function loadEvalDataset(dataset: string, info: EvalModelInfo): Promise<Dataset> {
   return loadEvalData({ dataset }, info);
 }
 
 /** The evaluation data (see the module comment): `train` is the memory bank / probe training set, `test` is evaluated. */
-export async function loadEvalData(opts: EvalDataOptions, info: ExportInfo, use: { needTest?: boolean } = {}): Promise<Dataset> {
+export async function loadEvalData(opts: EvalDataOptions, info: EvalModelInfo, use: { needTest?: boolean } = {}): Promise<Dataset> {
   const src = evalDataSource(opts);
   const channels = info.backbone.inChans === 1 ? 1 : 3;
   if (src.kind === 'fmnist') {

@@ -7,6 +7,7 @@ import { createSession, ort } from '../../runtime/backend.ts';
 import { type ImageSet, gatherImages } from '../../runtime/data/dataset.ts';
 import { resizeBicubic } from '../../runtime/data/image-ops.ts';
 import { type ExportInfo, readExportInfo } from '../export/teacher.ts';
+import { readBackboneExportInfo } from '../export/backbone.ts';
 import { EvalOptionError } from './eval-data.ts';
 
 /** `count` feature vectors of `dim` floats, row-major, with their labels. */
@@ -80,24 +81,28 @@ export async function extractFeatures(
   src: ImageSource,
   opts: { batch?: number; threads?: number; log?: (msg: string) => void; session?: ort.InferenceSession; linear?: LinearFeatureSpec } = {},
 ): Promise<Extracted> {
-  const info = readExportInfo(model);
-  if (info.backbone.inChans !== src.channels) {
-    throw new Error(`the model takes ${info.backbone.inChans}-channel images, the dataset has ${src.channels} channels`);
+  // A backbone export (a ResNet, a registered backbone: exportBackbone) gives `features` at its fixed size only.
+  const other = readBackboneExportInfo(model);
+  const info: ExportInfo | undefined = other ? undefined : readExportInfo(model);
+  const inChans = other ? other.backbone.inChans : info!.backbone.inChans;
+  if (inChans !== src.channels) {
+    throw new Error(`the model takes ${inChans}-channel images, the dataset has ${src.channels} channels`);
   }
   const linear = opts.linear;
-  if (linear) {
+  if (linear && !info) throw new Error(`the model is a ${other!.backbone.kind} backbone's features model: DINO's linear-evaluation features ([CLS] of several blocks, patch tokens) need a ViT; use its plain features`);
+  if (linear && info) {
     checkLinearFeature(linear, info.backbone.depth);
     const have = info.intermediate ?? 1;
     if (linear.nLastBlocks > have) {
       throw new Error(`${typeof model === 'string' ? model : 'the model'} holds the [CLS] of its last ${have} block(s) only; nLastBlocks ${linear.nLastBlocks} needs a model exported with intermediate >= ${linear.nLastBlocks} (or evaluate the run, which exports it)`);
     }
   }
-  const [h, w] = inputSize(info, src.height, src.width);
+  const [h, w] = info ? inputSize(info, src.height, src.width) : other!.imageSize;
   const session = opts.session ?? (await createSession(model, opts.threads !== undefined ? { threads: opts.threads } : {}));
   const indices = src.indices ? Uint32Array.from(src.indices) : Uint32Array.from({ length: src.set.count }, (_, i) => i);
   const count = indices.length, batch = opts.batch ?? 256, c = src.channels;
   const per = c * src.height * src.width, perIn = c * h * w;
-  const d = info.backbone.embedDim;
+  const d = info ? info.backbone.embedDim : other!.featureDim;
   const dim = linear ? linearFeatureDim(linear, d) : d;
   const features = new Float32Array(count * dim);
   const labels = new Int32Array(count);

@@ -23,6 +23,7 @@ import { createSession, ort } from '../../runtime/backend.ts';
 import type { ImageSet } from '../../runtime/data/dataset.ts';
 import { runFile } from '../../runtime/dino/run-folder.ts';
 import { readExportInfo } from '../export/teacher.ts';
+import { readBackboneExportInfo } from '../export/backbone.ts';
 import { type EvalDataOptions, EvalOptionError, loadEvalData } from './eval-data.ts';
 import { type FeatureSet, evenlySpaced, extractFeatures } from './extract-features.ts';
 import { readFeatureSplits, saveFeatureRows } from './feature-file.ts';
@@ -357,7 +358,7 @@ export async function knnEvaluate(opts: KnnEvaluateOptions): Promise<KnnEvaluati
   if (opts.features !== undefined) return knnOfFeatureFiles(opts.features, opts, temperature);
   const model = runModel(opts);
   const bytes = fs.readFileSync(model);
-  const info = readExportInfo(bytes);
+  const info = readBackboneExportInfo(bytes) ?? readExportInfo(bytes);
   const data = await loadEvalData(opts, info);
   const t0 = performance.now();
   const session = await createSession(bytes);

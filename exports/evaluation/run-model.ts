@@ -1,8 +1,9 @@
 /** The model an evaluation runs: a given .onnx file, or a run's teacher, exported when missing or stale. */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { runFile } from '../../runtime/dino/run-folder.ts';
-import { checkpointPath, exportTeacher } from '../export/teacher.ts';
+import { RunFolder, runFile } from '../../runtime/dino/run-folder.ts';
+import { NotViTRunError, checkpointPath, exportTeacher } from '../export/teacher.ts';
+import { exportBackbone } from '../export/backbone.ts';
 
 /**
  * The model to evaluate: `model`, or the run's teacher, exported when missing or older than the checkpoint: to
@@ -19,8 +20,11 @@ export function runModel(opts: { run?: string; model?: string; intermediate?: nu
   const out = n === undefined ? runFile(opts.run, 'teacher') : path.join(opts.run, `teacher.linear-n${n}.onnx`);
   const ckpt = checkpointPath(opts.run);
   if (!fs.existsSync(out) || fs.statSync(out).mtimeMs < fs.statSync(ckpt).mtimeMs) {
+    const cfg = new RunFolder(opts.run).readConfig();
     opts.log?.(`exporting the teacher of ${opts.run} to ${out}`);
-    exportTeacher({ run: opts.run, out, ...(n !== undefined ? { intermediate: n } : {}) });
+    if (cfg.backbone.kind === 'vit') exportTeacher({ run: opts.run, out, ...(n !== undefined ? { intermediate: n } : {}) });
+    else if (n !== undefined) throw new NotViTRunError(opts.run, cfg.backbone.kind); // intermediate [CLS] is a ViT's
+    else exportBackbone({ config: cfg, checkpoint: ckpt, out }); // its features model (a ResNet's, a registered backbone's)
   }
   return out;
 }

@@ -152,9 +152,23 @@ export interface ResolvedSource {
   readonly source: string;
 }
 
-/** The run's TrainConfig (config.json, else the checkpoint's metadata); errors name the path and what to do. */
+/**
+ * The run's TrainConfig (config.json, else the checkpoint's metadata) for what needs a ViT (attention, patch tokens,
+ * intermediate [CLS]); a run of another backbone is refused naming what works on it. Errors name the path and what to do.
+ */
 export function readRunConfig(run: string): TrainConfig {
-  return new RunFolder(run).readConfig();
+  const cfg = new RunFolder(run).readConfig();
+  if (cfg.backbone.kind !== 'vit') throw new NotViTRunError(run, cfg.backbone.kind);
+  return cfg as TrainConfig;
+}
+
+/** A run whose backbone is not a ViT, asked for something only a ViT has. */
+export class NotViTRunError extends Error {
+  constructor(readonly run: string, readonly kind: string) {
+    super(`run ${run} trains a ${kind} backbone; this needs a ViT (attention maps, patch tokens, the [CLS] of several blocks, the demo server): ` +
+      `its features work (npx dino export --run ${run} writes its backbone's features model; dino features --run ${run}; dino knn --run ${run})`);
+    this.name = 'NotViTRunError';
+  }
 }
 
 /** DIR/checkpoint.safetensors, or an error saying how to get one. */

@@ -31,9 +31,9 @@
  */
 import type { Prng } from '../../dsl/prng.ts';
 import {
-  adjustBrightness, adjustContrast, adjustHue, adjustSaturation, colorJitterBytes, flipHorizontal, gaussianBlur,
-  gaussianBlurBytes, resizeBicubic, resizeBytes, solarize, toGrayscale, type ByteImage, type ChwImage, type CropBox,
-  type JitterParams,
+  adjustBrightness, adjustContrast, adjustHue, adjustSaturation, applyTableBytes, colorJitterDeferred, flipHorizontal,
+  gaussianBlur, gaussianBlurBytes, resizeBicubic, resizeBytes, solarize, toGrayscale, type ByteImage, type ChwImage,
+  type CropBox, type JitterParams,
 } from './image-ops.ts';
 
 /**
@@ -262,14 +262,17 @@ function normalizeInto(view: ChwImage, config: AugmentConfig, out: Float32Array,
 }
 
 /**
- * An 8-bit image of its own size, channel-first (C, H, W), values 0-255: what decoding one file gives, before any
- * resize. DINO crops every view from the original image, so a batch's sources may all differ in size.
+ * An 8-bit image of its own size, values 0-255: what decoding one file gives, before any resize. Channel-first
+ * (C, H, W), or with `interleaved` in a decoder's pixel order (H, W, C), read in place without a copy. DINO crops
+ * every view from the original image, so a batch's sources may all differ in size.
  */
 export interface SourceImage {
   readonly channels: number;
   readonly height: number;
   readonly width: number;
   readonly data: Uint8Array;
+  /** `data[(y * width + x) * channels + c]` when true; else `data[c * height * width + y * width + x]`. */
+  readonly interleaved?: boolean;
 }
 
 /**
@@ -406,10 +409,27 @@ export function drawViewParams(height: number, width: number, kind: ViewKind, co
 export function renderView(source: SourceImage, view: ViewParams, config: AugmentConfig, out: Float32Array, offset: number): void {
   // The flip is folded into the resize: exact, as every later step commutes with it.
   const image = resizeBytes(source, view.box, view.size, view.size, { flip: view.flip, out: viewScratch(source.channels * view.size * view.size) });
-  colorJitterBytes(image, view.jitter, view.grayscale);
-  if (view.blurSigma !== null) gaussianBlurBytes(image, view.blurSigma);
+  // A trailing brightness / contrast table is applied before the blur, else folded into the normalisation.
+  let pending = colorJitterDeferred(image, view.jitter, view.grayscale);
+  if (view.blurSigma !== null) {
+    if (pending !== null) applyTableBytes(image.data, pending);
+    pending = null;
+    gaussianBlurBytes(image, view.blurSigma);
+  }
   const tables = normalizeTablesOf(config, source.channels);
-  normalizeBytesInto(image, view.solarize ? tables.solarized : tables.plain, out, offset);
+  const normalize = view.solarize ? tables.solarized : tables.plain;
+  normalizeBytesInto(image, pending === null ? normalize : composedNormalizeTables(normalize, pending), out, offset);
+}
+
+/** Per channel, byte -> normalize[c][pending[byte]], in scratch tables reused from view to view. */
+const composedTables: Float32Array[] = [];
+function composedNormalizeTables(normalize: readonly Float32Array[], pending: Uint8Array): Float32Array[] {
+  while (composedTables.length < normalize.length) composedTables.push(new Float32Array(256));
+  for (let c = 0; c < normalize.length; c++) {
+    const from = normalize[c]!, into = composedTables[c]!;
+    for (let v = 0; v < 256; v++) into[v] = from[pending[v]!]!;
+  }
+  return composedTables;
 }
 
 /** The normalisation tables of a config, made once per config object and channel count. */

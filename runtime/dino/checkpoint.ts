@@ -14,7 +14,7 @@ import { type TrainConfig, checkTrainConfig } from './config.ts';
 export const CHECKPOINT_FORMAT = 'dino-ts/1';
 
 export interface CheckpointMeta {
-  readonly config: TrainConfig;
+  readonly config: TrainConfig<BackboneConfig>;
   /** Steps completed. */
   readonly step: number;
   readonly seed: number;

@@ -99,6 +99,9 @@ export interface TrainConfig<B extends BackboneConfig = ViTConfig> {
   readonly centering?: Centering;
 }
 
+/** A training config of any backbone (a ViT, a ResNet, a registered one): what a run folder holds. */
+export type AnyTrainConfig = TrainConfig<BackboneConfig>;
+
 // ---- the schema --------------------------------------------------------------------------------------------------
 
 /** A leaf of a config: a value, not an object of further keys. */
@@ -112,9 +115,10 @@ export type ConfigKey = LeafPaths<TrainConfig>;
 
 /**
  * What a config key holds. `integer` is a number that must be whole; `data` is the run's data record (a path, or an
- * object from older runs), checked by its own parser (runtime/data/source.ts).
+ * object from older runs), checked by its own parser (runtime/data/source.ts); `object` is an object of JSON values
+ * (a registered backbone's `options`).
  */
-export type KeyType = 'number' | 'integer' | 'boolean' | 'string' | 'number[]' | 'data';
+export type KeyType = 'number' | 'integer' | 'boolean' | 'string' | 'number[]' | 'data' | 'object';
 
 /** One key of the schema. */
 export interface KeySpec {
@@ -143,6 +147,12 @@ export interface KeySpec {
   readonly exclusiveMin?: boolean;
 }
 
+/** The backbone kinds a config may hold: DINO's ViT, the ResNet, a backbone registered with `registerBackbone`. */
+export const BACKBONE_KINDS = ['vit', 'resnet', 'custom'] as const satisfies readonly BackboneConfig['kind'][];
+export type BackboneKind = (typeof BACKBONE_KINDS)[number];
+
+// The family is chosen by --arch / --preset (or the library's config), never changed by an override.
+const backboneKind = { type: 'string', choices: BACKBONE_KINDS, setBy: 'arch', help: 'the backbone family: vit, resnet, or custom (registered with registerBackbone)' } as const;
 const probability = { type: 'number', min: 0, max: 1 } as const;
 const size = { type: 'integer', min: 1 } as const;
 
@@ -180,7 +190,7 @@ export const CONFIG_SCHEMA: { readonly [K in ConfigKey]: KeySpec } = {
   precision: { type: 'string', choices: PRECISIONS, absent: 'fp32', setBy: 'precision', help: 'fp16: DINO\'s --use_fp16 (float16 matrix products, loss scaling); bf16: bfloat16 products; for GPUs' },
   koleoWeight: { type: 'number', min: 0, absent: 0, help: 'weight of the KoLeo regulariser on the student\'s [CLS] features (DINOv2: 0.1); 0: not in the graph' },
   centering: { type: 'string', choices: CENTERINGS, absent: 'center', help: 'teacher targets: center (DINO) or sinkhorn (DINOv2, Sinkhorn-Knopp over the batch)' },
-  'backbone.kind': { type: 'string', help: 'the backbone family' },
+  'backbone.kind': backboneKind,
   'backbone.imgSize': { ...size, help: 'side of the global crops the position embedding is sized for (DINO: 224)' },
   'backbone.patchSize': { ...size, dinoFlag: 'patch-size', help: 'ViT patch side (DINO: 16, or 8; smaller is better and costlier)' },
   'backbone.inChans': { ...size, help: 'input channels (3: RGB, 1: Fashion-MNIST)' },
@@ -220,10 +230,50 @@ export const CONFIG_SCHEMA: { readonly [K in ConfigKey]: KeySpec } = {
   'augment.std': { type: 'number[]', help: 'per-channel standard deviation divided by last (DINO: ImageNet\'s)' },
 };
 
+const inChans = { ...size, help: 'input channels (3: RGB, 1: Fashion-MNIST)' } as const;
+
+/**
+ * The `backbone.*` rows of each backbone kind. A config's backbone is checked (and overridden with `--set`) by the
+ * rows of its own `kind`; the ViT's are CONFIG_SCHEMA's (the schema's key type follows the ViT, the presets' backbone).
+ */
+export const BACKBONE_SCHEMAS: { readonly [K in BackboneKind]: { readonly [key: string]: KeySpec } } = {
+  vit: Object.fromEntries(Object.entries(CONFIG_SCHEMA).filter(([k]) => k.startsWith('backbone.'))),
+  resnet: {
+    'backbone.kind': backboneKind,
+    'backbone.block': { type: 'string', choices: ['basic', 'bottleneck'], help: 'basic (two 3x3 convs: ResNet-18/34) or bottleneck (1x1, 3x3, 1x1, expansion 4: ResNet-50+)' },
+    'backbone.layers': { type: 'number[]', length: 4, help: 'blocks per stage (ResNet-18: [2, 2, 2, 2], ResNet-50: [3, 4, 6, 3])' },
+    'backbone.width': { ...size, help: 'channels of the stem and the first stage, doubled each stage (torchvision: 64)' },
+    'backbone.inChans': inChans,
+    'backbone.imgSize': { ...size, help: 'side of the global crops (DINO: 224); the features are globally pooled, any size runs' },
+  },
+  custom: {
+    'backbone.kind': backboneKind,
+    'backbone.name': { type: 'string', help: 'the name the backbone was registered under (registerBackbone); the program that trains, resumes or evaluates the run registers it first' },
+    'backbone.inChans': inChans,
+    'backbone.imgSize': { ...size, help: 'side of the global crops the backbone is trained on' },
+    'backbone.options': { type: 'object', absent: undefined, help: 'the registered backbone\'s own settings (JSON values)' },
+  },
+};
+
+/** The kind of a config's backbone when it is one of BACKBONE_KINDS. */
+function kindOf(cfg: unknown): BackboneKind | undefined {
+  const kind = (cfg as { backbone?: { kind?: unknown } } | undefined)?.backbone?.kind;
+  return (BACKBONE_KINDS as readonly unknown[]).includes(kind) ? (kind as BackboneKind) : undefined;
+}
+
 const SCHEMA_KEYS = Object.keys(CONFIG_SCHEMA) as ConfigKey[];
 /** The objects of keys: `backbone`, `head`, `augment`. */
 const SCHEMA_GROUPS = [...new Set(SCHEMA_KEYS.filter((k) => k.includes('.')).map((k) => k.slice(0, k.indexOf('.'))))];
-const specOf = (key: string): KeySpec | undefined => (Object.hasOwn(CONFIG_SCHEMA, key) ? CONFIG_SCHEMA[key as ConfigKey] : undefined);
+/** The row of `key` for a config whose backbone is of `kind` (its `backbone.*` keys are that kind's). */
+function specOf(key: string, kind: BackboneKind = 'vit'): KeySpec | undefined {
+  if (key.startsWith('backbone.')) {
+    const rows = BACKBONE_SCHEMAS[kind];
+    return Object.hasOwn(rows, key) ? rows[key] : undefined;
+  }
+  return Object.hasOwn(CONFIG_SCHEMA, key) ? CONFIG_SCHEMA[key as ConfigKey] : undefined;
+}
+/** Every row of a config whose backbone is of `kind`: the shared keys, then that kind's backbone keys. */
+const keysOf = (kind: BackboneKind): string[] => [...SCHEMA_KEYS.filter((k) => !k.startsWith('backbone.')), ...Object.keys(BACKBONE_SCHEMAS[kind])];
 /** A config may leave the key out (every other key it must hold). */
 const isOptional = (spec: KeySpec): boolean => 'absent' in spec || spec.type === 'data';
 
@@ -241,6 +291,9 @@ function typeOf(v: unknown): string {
 function valueProblem(key: string, spec: KeySpec, value: unknown, shown: string): string | undefined {
   switch (spec.type) {
     case 'data':
+      return undefined;
+    case 'object':
+      if (!value || typeof value !== 'object' || Array.isArray(value)) return `"${key}" must be an object, got ${typeOf(value)}${shown}`;
       return undefined;
     case 'number[]':
       if (!Array.isArray(value) || value.some((e) => typeof e !== 'number')) return `"${key}" must be array of number, got ${typeOf(value)}${shown}`;
@@ -271,25 +324,26 @@ export type ConfigValues = { readonly [K in ConfigKey]?: unknown };
  * the schema; an optional key set to the value its absence means is removed. Every problem is reported at once
  * ({@link ConfigOverrideError}); the augmentation is checked as a whole after.
  */
-export function withValues(cfg: TrainConfig, values: ConfigValues | ReadonlyArray<readonly [string, unknown]>): TrainConfig {
+export function withValues<B extends BackboneConfig = ViTConfig>(cfg: TrainConfig<B>, values: ConfigValues | ReadonlyArray<readonly [string, unknown]>): TrainConfig<B> {
   const entries: ReadonlyArray<readonly [string, unknown]> = Array.isArray(values) ? values : Object.entries(values);
   const problems: string[] = [];
+  const kind = kindOf(cfg);
   const out = structuredClone(cfg) as unknown as Record<string, unknown>;
   for (const [key, value] of entries) {
-    const problem = settableProblem(key) ?? valueProblem(key, specOf(key)!, value, ` (${JSON.stringify(value)})`);
+    const problem = settableProblem(key, kind) ?? valueProblem(key, specOf(key, kind)!, value, ` (${JSON.stringify(value)})`);
     if (problem) { problems.push(problem); continue; }
-    const spec = specOf(key)!;
+    const spec = specOf(key, kind)!;
     setAt(out, key, isOptional(spec) && JSON.stringify(value) === JSON.stringify(spec.absent) ? undefined : value);
   }
   if (problems.length) throw new ConfigOverrideError(problems);
   out['augment'] = augmentConfig(out['augment'] as AugmentConfig);
-  return out as unknown as TrainConfig;
+  return out as unknown as TrainConfig<B>;
 }
 
-/** Why `key` cannot be set by an override, or undefined. */
-function settableProblem(key: string): string | undefined {
-  const spec = specOf(key);
-  if (!spec) return `unknown config key "${key}"`;
+/** Why `key` cannot be set by an override of a config whose backbone is of `kind`, or undefined. */
+function settableProblem(key: string, kind: BackboneKind = 'vit'): string | undefined {
+  const spec = specOf(key, kind);
+  if (!spec) return `unknown config key "${key}"${kind !== 'vit' && key.startsWith('backbone.') ? ` for a ${kind} backbone (its keys: ${Object.keys(BACKBONE_SCHEMAS[kind]).join(', ')})` : ''}`;
   if (spec.setBy) return `"${key}" has its own option (${spec.setBy}), not an override`;
   return undefined;
 }
@@ -299,16 +353,17 @@ function settableProblem(key: string): string | undefined {
  * `augment.blurSigma=[0.0125,0.25]`): a string key takes the text as it is (or a JSON string), any other key a JSON
  * value. An unknown key or a value of the wrong type is an error naming the key; every problem is reported at once.
  */
-export function applyOverrides(cfg: TrainConfig, sets: readonly string[]): TrainConfig {
+export function applyOverrides<B extends BackboneConfig = ViTConfig>(cfg: TrainConfig<B>, sets: readonly string[]): TrainConfig<B> {
   const problems: string[] = [];
+  const kind = kindOf(cfg);
   const values: [string, unknown][] = [];
   for (const set of sets) {
     const eq = set.indexOf('=');
     if (eq < 1) { problems.push(`"${set}" is not key=value`); continue; }
     const key = set.slice(0, eq), raw = set.slice(eq + 1);
-    const notSettable = settableProblem(key);
+    const notSettable = settableProblem(key, kind);
     if (notSettable) { problems.push(notSettable); continue; }
-    const spec = specOf(key)!;
+    const spec = specOf(key, kind)!;
     let value: unknown;
     try { value = spec.type === 'string' && !raw.startsWith('"') ? raw : JSON.parse(raw); }
     catch { problems.push(`"${key}": cannot parse "${raw}" as ${typeName(spec)}`); continue; }
@@ -331,17 +386,19 @@ export class ConfigOverrideError extends Error {
 /**
  * A TrainConfig read from a file (a run's config.json, a checkpoint's metadata), checked against the schema before
  * anything builds on it: every key that is not optional, each of its type (or choices); the optional keys only with
- * theirs; no other key; then the augmentation's own checks. Throws a {@link ConfigFileError} naming `source` and
- * every problem.
+ * theirs; no other key; then the augmentation's own checks. The backbone is checked by the rows of its `kind`
+ * ({@link BACKBONE_SCHEMAS}: a ViT, a ResNet, or a registered backbone with its JSON `options`); a config without a
+ * known kind is checked as a ViT's. Throws a {@link ConfigFileError} naming `source` and every problem.
  */
-export function checkTrainConfig(value: unknown, source: string): TrainConfig {
+export function checkTrainConfig(value: unknown, source: string): TrainConfig<BackboneConfig> {
   const problems: string[] = [];
   const isObject = (v: unknown): v is Record<string, unknown> => !!v && typeof v === 'object' && !Array.isArray(v);
   /** The keys of `obj` (at `prefix`) that are neither a key of the schema nor a group of keys. */
+  const kind = kindOf(value) ?? 'vit';
   const unknownKeys = (obj: Record<string, unknown>, prefix: string) => {
     for (const key of Object.keys(obj)) {
       const path = prefix + key;
-      if (!specOf(path) && !SCHEMA_GROUPS.includes(path)) problems.push(`unknown key "${path}"`);
+      if (!specOf(path, kind) && !SCHEMA_GROUPS.includes(path)) problems.push(`unknown key "${path}"${kind !== 'vit' && prefix === 'backbone.' ? ` for a ${kind} backbone` : ''}`);
     }
   };
   if (!isObject(value)) problems.push(`the config must be an object, got ${typeOf(value)}`);
@@ -352,12 +409,12 @@ export function checkTrainConfig(value: unknown, source: string): TrainConfig {
       else if (!isObject(value[group])) problems.push(`"${group}" must be an object, got ${typeOf(value[group])}`);
       else unknownKeys(value[group], `${group}.`);
     }
-    for (const key of SCHEMA_KEYS) {
+    for (const key of keysOf(kind)) {
       const dot = key.indexOf('.');
       const parent = dot < 0 ? value : value[key.slice(0, dot)];
       if (!isObject(parent)) continue; // its group is reported above
       const leaf = key.slice(dot + 1);
-      const spec = CONFIG_SCHEMA[key];
+      const spec = specOf(key, kind)!;
       if (!(leaf in parent)) {
         if (!isOptional(spec)) problems.push(`"${key}" is missing`);
         continue;
@@ -370,7 +427,7 @@ export function checkTrainConfig(value: unknown, source: string): TrainConfig {
     try { augmentConfig((value as TrainConfig).augment); } catch (e) { problems.push(`augment: ${(e as Error).message}`); }
   }
   if (problems.length) throw new ConfigFileError(source, problems);
-  return value as TrainConfig;
+  return value as TrainConfig<BackboneConfig>;
 }
 
 /** A config file that is not a TrainConfig: names the file and every problem. */
@@ -386,7 +443,7 @@ export const RESUMABLE_KEYS: readonly ConfigKey[] = SCHEMA_KEYS.filter((k) => CO
 
 /** Whether a resumed run may change the config key `key` (a dotted path). */
 export function resumableKey(key: string): boolean {
-  return specOf(key)?.resumable === true;
+  return specOf(key)?.resumable === true; // no backbone key is resumable, of any kind
 }
 
 /** The schema's keys that main_dino.py has a flag for, with the flag (dashes) and the key's row. */
@@ -410,7 +467,7 @@ export function stepConfig(cfg: TrainConfig<BackboneConfig>): DinoStepConfig {
 }
 
 /** `cfg` training in `precision`; fp32 leaves the key out, as configs from before the option have it. */
-export function withPrecision(cfg: TrainConfig, precision: TrainPrecision): TrainConfig {
+export function withPrecision<B extends BackboneConfig = ViTConfig>(cfg: TrainConfig<B>, precision: TrainPrecision): TrainConfig<B> {
   const { precision: _, ...rest } = cfg;
   return precision === 'fp32' ? rest : { ...rest, precision };
 }

@@ -59,7 +59,7 @@ export class RunFolder {
   }
 
   /** The run's TrainConfig: config.json, checked; else the checkpoint's metadata. Errors name the path and what to do. */
-  readConfig(): TrainConfig {
+  readConfig(): TrainConfig<BackboneConfig> {
     if (!fs.existsSync(this.dir) || !fs.statSync(this.dir).isDirectory()) {
       throw new Error(`run folder ${this.dir} does not exist: train one first (npx dino train --out ${this.dir})`);
     }
@@ -83,7 +83,7 @@ export class RunFolder {
    * How config.json differs from `recorded` (the checkpoint's config, the one a resumed run uses); none when there
    * is no config.json. A hand edit shows here instead of being ignored without a word.
    */
-  configDrift(recorded: TrainConfig): ConfigChange[] {
+  configDrift(recorded: TrainConfig<BackboneConfig>): ConfigChange[] {
     return this.hasConfig() ? configDifferences(recorded, this.readConfigJson() as TrainConfig) : [];
   }
 

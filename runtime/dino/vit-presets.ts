@@ -9,7 +9,7 @@
  * min_lr 1e-6, drop_path_rate 0.1, global crops 2 x 224 at scale (0.4, 1), local_crops_number 8 x 96 at
  * (0.05, 0.4). DataAugmentationDINO's colour/blur/solarize settings and ImageNet mean/std are DINO_AUGMENT.
  */
-import { DINO_HEAD } from '../../models/presets.ts';
+import { type BackboneConfig, DINO_HEAD } from '../../models/presets.ts';
 import { vitBase, vitSmall, vitTiny } from '../../models/presets.ts';
 import type { ViTConfig } from '../../models/vit.ts';
 import { DINO_AUGMENT, augmentConfig } from '../data/multicrop.ts';
@@ -78,12 +78,12 @@ export function dinoVitConfig(arch: DinoArch, o: DinoVitOptions = {}): TrainConf
  * teacher-temperature warm-up 0 epochs. The epoch count is recorded in the config as `epochs`.
  * @throws Error when there is not one full batch of images, or `epochs` is not a positive integer.
  */
-export function withEpochs(
-  cfg: TrainConfig,
+export function withEpochs<B extends BackboneConfig = ViTConfig>(
+  cfg: TrainConfig<B>,
   epochs: number,
   trainImages: number,
   schedule: { warmupEpochs?: number; freezeLastLayerEpochs?: number; warmupTeacherTempEpochs?: number } = {},
-): TrainConfig {
+): TrainConfig<B> {
   if (!(Number.isInteger(epochs) && epochs > 0)) throw new Error(`epochs must be a positive integer, got ${epochs}`);
   const perEpoch = Math.floor(trainImages / cfg.batch);
   if (perEpoch < 1) {
@@ -108,11 +108,11 @@ export function withEpochs(
  * epoch's length is recorded as `epochSteps`; `epochs` is dropped (the length is given in steps).
  * @throws Error when there is not one full batch of images.
  */
-export function withEpochSteps(
-  cfg: TrainConfig,
+export function withEpochSteps<B extends BackboneConfig = ViTConfig>(
+  cfg: TrainConfig<B>,
   trainImages: number,
   schedule: { warmupEpochs?: number; freezeLastLayerEpochs?: number; warmupTeacherTempEpochs?: number } = {},
-): TrainConfig {
+): TrainConfig<B> {
   const epochSteps = Math.floor(trainImages / cfg.batch);
   if (epochSteps < 1) throw new Error(`the training split has ${trainImages} images, fewer than one batch of ${cfg.batch}: lower the batch`);
   const { epochs: _epochs, ...rest } = cfg;

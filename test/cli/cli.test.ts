@@ -18,6 +18,7 @@ import { encodeSafetensors } from '../../runtime/io/safetensors.ts';
 import { CheckpointError, loadCheckpoint } from '../../runtime/dino/checkpoint.ts';
 import { CONFIG_SCHEMA, ConfigOverrideError, dinoFlagKeys } from '../../runtime/dino/config.ts';
 import { getPreset } from '../../runtime/dino/presets.ts';
+import type { ViTConfig } from '../../models/vit.ts';
 import { InitWeightsError, initialState } from '../../runtime/dino/train.ts';
 import { RunFolderError } from '../../runtime/dino/run-folder.ts';
 
@@ -70,7 +71,7 @@ test('--init reads every weights format through the one reader, prefixed as the 
 
 test('DINO flag names: --arch/--patch-size/--image-size/--local-crops-number become a preset and --set overrides', async () => {
   const { config: c } = await newRunFromArgs(['--arch', 'vit_small', '--patch-size', '8', '--local-crops-number', '10', '--steps', '5']);
-  assert.equal([c.preset, c.backbone.patchSize, c.backbone.imgSize, c.augment.localCrops, c.augment.localSize], ['vit_small_p8', 8, 224, 10, 96]);
+  assert.equal([c.preset, (c.backbone as ViTConfig).patchSize, c.backbone.imgSize, c.augment.localCrops, c.augment.localSize], ['vit_small_p8', 8, 224, 10, 96]);
   const { config: d } = await newRunFromArgs(['--arch', 'vit_tiny', '--image-size', '160', '--set', 'batch=8', '--steps', '5']);
   assert.equal([d.preset, d.backbone.imgSize, d.augment.globalSize, d.augment.localSize, d.batch], ['vit_tiny_160px', 160, 160, 64, 8]);
   const usage = async (argv: string[]) => {
@@ -78,7 +79,7 @@ test('DINO flag names: --arch/--patch-size/--image-size/--local-crops-number bec
     assert.instance(e, UsageError, argv.join(' '));
     return (e as Error).message;
   };
-  assert.match(await usage(['--arch', 'vit_huge']), '--arch must be one of vit_tiny, vit_small, vit_base, got "vit_huge"');
+  assert.match(await usage(['--arch', 'vit_huge']), '--arch must be one of vit_tiny, vit_small, vit_base, resnet50, resnet18, got "vit_huge"');
   assert.match(await usage(['--arch', 'vit_small', '--preset', 'fmnist-quick']), 'give one');
   assert.match(await usage(['--arch', 'vit_small', '--patch-size', '15']), '--patch-size 15 must divide --image-size 224');
   assert.match(await usage(['--preset', 'fmnist-quick', '--patch-size', '8']), '--arch');
@@ -99,7 +100,7 @@ test('the main_dino.py flags the config schema names are dino train options, wit
   assert.equal([option.help, 'max' in option && option.max], [CONFIG_SCHEMA.momentumTeacher.help, 1]);
   const { config } = await newRunFromArgs(['--steps', '5', '--use_bn_in_head', 'true', '--drop_path_rate', '0.2', '--min_lr', '0',
     '--global_crops_scale', '0.14', '1', '--local_crops_scale', '0.05,0.14', '--optimizer', 'adamw']);
-  assert.equal([config.head.useBn, config.backbone.dropPathRate, config.minLr, config.augment.globalScale, config.augment.localScale], [true, 0.2, 0, [0.14, 1], [0.05, 0.14]]);
+  assert.equal([config.head.useBn, (config.backbone as ViTConfig).dropPathRate, config.minLr, config.augment.globalScale, config.augment.localScale], [true, 0.2, 0, [0.14, 1], [0.05, 0.14]]);
   const usage = async (argv: string[]) => ((await newRunFromArgs(argv).catch((e: unknown) => e)) as Error).message;
   assert.is(await usage(['--global-crops-scale', '0.4']), '--global-crops-scale must be 2 numbers (e.g. 0.4 1), got "0.4"');
   assert.match(await usage(['--global-crops-scale', '0.4', '1', '2']), '"2" is not an option of dino train');

@@ -7,7 +7,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { readFileSync } from 'node:fs';
 import {
-  adjustBrightnessBytes, adjustContrastBytes, adjustHueBytes, adjustSaturationBytes, gaussianBlurBytes,
+  adjustBrightnessBytes, adjustContrastBytes, adjustHueBytes, adjustSaturationBytes, colorJitterBytes, gaussianBlurBytes,
   resizeBytes, solarizeBytes, toGrayscaleBytes, type ByteImage,
 } from '../../../runtime/data/image-ops.ts';
 import { augmentConfig, evalTransform, renderView } from '../../../runtime/data/multicrop.ts';
@@ -53,6 +53,34 @@ test('crop + bicubic resize equals PIL byte for byte (shrink, enlarge, mixed, wh
   }
 });
 
+/** The same pixels in a decoder's interleaved order (H, W, C). */
+function interleavedOf(s: Source): ByteImage & { interleaved: true } {
+  const planar = bytes(s.data), plane = s.height * s.width, data = new Uint8Array(planar.length);
+  for (let c = 0; c < s.channels; c++) for (let p = 0; p < plane; p++) data[p * s.channels + c] = planar[c * plane + p]!;
+  return { channels: s.channels, height: s.height, width: s.width, data, interleaved: true };
+}
+
+test('crop + bicubic resize of an interleaved source equals PIL byte for byte, mirrored too', () => {
+  for (const c of fixture.crops) {
+    const [top, left, height, width] = c.box;
+    const source = fixture.sources[c.source]!;
+    const out = resizeBytes(interleavedOf(source), { top, left, height, width }, c.size, c.size);
+    const d = diff(out.data, bytes(c.output));
+    assert.ok(d.max === 0, `interleaved ${c.source} box ${c.box} -> ${c.size}: max ${d.max}, ${d.differing} values differ`);
+    const mirrored = resizeBytes(interleavedOf(source), { top, left, height, width }, c.size, c.size, { flip: true });
+    const planarMirrored = resizeBytes(image(source), { top, left, height, width }, c.size, c.size, { flip: true });
+    assert.equal(mirrored.data, planarMirrored.data);
+  }
+  // More than 4 channels (resized one channel at a time): interleaved and channel-first agree.
+  const large = fixture.sources['large']!, plane = large.height * large.width, rgb = bytes(large.data);
+  const five = { channels: 5, height: large.height, width: large.width, data: new Uint8Array(5 * plane) };
+  five.data.set(rgb);
+  for (let p = 0; p < plane; p++) { five.data[3 * plane + p] = 255 - rgb[p]!; five.data[4 * plane + p] = (rgb[plane + p]! * 7) & 255; }
+  const fiveInterleaved = interleavedOf({ ...five, data: Buffer.from(five.data).toString('base64') });
+  const box = { top: 5, left: 9, height: 61, width: 83 };
+  assert.equal(resizeBytes(fiveInterleaved, box, 24, 24, { flip: true }).data, resizeBytes(five, box, 24, 24, { flip: true }).data);
+});
+
 test('colour jitter, grayscale, blur and solarize equal torchvision on PIL byte for byte', () => {
   for (const o of fixture.ops) {
     const img = image(fixture.opsBase.image);
@@ -69,6 +97,31 @@ test('colour jitter, grayscale, blur and solarize equal torchvision on PIL byte 
   }
 });
 
+test('colour jitter in all 24 orders (pointwise steps deferred as tables) equals the steps one at a time, RGB and 1 channel', () => {
+  const rgb = image(fixture.opsBase.image);
+  const plane = rgb.height * rgb.width;
+  const gray: ByteImage = { channels: 1, height: rgb.height, width: rgb.width, data: rgb.data.slice(plane, 2 * plane) };
+  const permutations = (xs: number[]): number[][] => xs.length <= 1 ? [xs] : xs.flatMap((x, i) => permutations([...xs.slice(0, i), ...xs.slice(i + 1)]).map((rest) => [x, ...rest]));
+  for (const base of [rgb, gray]) {
+    for (const order of permutations([0, 1, 2, 3])) {
+      for (const grayscale of [false, true]) {
+        const jitter = { order, brightness: 1.31, contrast: 0.72, saturation: 1.24, hue: -0.07 };
+        const together = { ...base, data: base.data.slice() };
+        colorJitterBytes(together, jitter, grayscale);
+        const stepwise = { ...base, data: base.data.slice() };
+        for (const op of order) {
+          if (op === 0) adjustBrightnessBytes(stepwise, jitter.brightness);
+          else if (op === 1) adjustContrastBytes(stepwise, jitter.contrast);
+          else if (op === 2) adjustSaturationBytes(stepwise, jitter.saturation);
+          else adjustHueBytes(stepwise, jitter.hue);
+        }
+        if (grayscale) toGrayscaleBytes(stepwise);
+        assert.ok(diff(together.data, stepwise.data).max === 0, `${base.channels} channel(s), order ${order}, grayscale ${grayscale}`);
+      }
+    }
+  }
+});
+
 test('whole views (crop, flip, jitter in a given order, grayscale, blur, solarize, normalise) equal torchvision\'s tensors', () => {
   const config = augmentConfig({ mean: fixture.mean, std: fixture.std });
   const source = image(fixture.sources['large']!);
@@ -76,10 +129,14 @@ test('whole views (crop, flip, jitter in a given order, grayscale, blur, solariz
     const [top, left, height, width] = v.box;
     const jitter = v.jitter === null ? null : { order: v.jitter[0], brightness: v.jitter[1], contrast: v.jitter[2], saturation: v.jitter[3], hue: v.jitter[4] };
     const out = new Float32Array(3 * v.size * v.size);
-    renderView(source, { box: { top, left, height, width }, size: v.size, flip: v.flip, jitter, grayscale: v.gray, blurSigma: v.blur, solarize: v.solarize }, config, out, 0);
+    const params = { box: { top, left, height, width }, size: v.size, flip: v.flip, jitter, grayscale: v.gray, blurSigma: v.blur, solarize: v.solarize };
+    renderView(source, params, config, out, 0);
     // ToTensor and Normalize in float32 as torch computes them: the same floats, not merely close ones.
     const d = diff(out, floats(v.output));
     assert.ok(d.max === 0, `view ${JSON.stringify(v.box)} -> ${v.size}: max ${d.max}, ${d.differing} values differ`);
+    const fromInterleaved = new Float32Array(out.length);
+    renderView(interleavedOf(fixture.sources['large']!), params, config, fromInterleaved, 0);
+    assert.ok(diff(fromInterleaved, out).max === 0, `view ${JSON.stringify(v.box)} from an interleaved source differs`);
   }
 });
 

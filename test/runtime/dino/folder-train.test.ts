@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import sharp from 'sharp';
-import { type TrainConfig, applyOverrides } from '../../../runtime/dino/config.ts';
+import { type AnyTrainConfig as TrainConfig, applyOverrides } from '../../../runtime/dino/config.ts';
 import { DataBoundMeter, train } from '../../../runtime/dino/train.ts';
 import { RUN_FILES } from '../../../runtime/dino/run-folder.ts';
 import { loadCheckpoint } from '../../../runtime/dino/checkpoint.ts';
