@@ -11,6 +11,7 @@ import { pytorchLoadLines, weightFormatFor, writeTeacherWeights, writeWeights } 
 import { exportHf } from '../exports/export/hf.ts';
 import { readDinoWeights } from '../runtime/io/weights.ts';
 import { UsageError, defineCommand } from './args.ts';
+import { abortOnUncaughtError, openCollective } from '../runtime/dist/collective.ts';
 
 const log = (m: string) => process.stderr.write(m + '\n');
 
@@ -112,9 +113,13 @@ rows done. Stopped (Ctrl-C, a killed job), the same command continues where it s
 for byte the one an uninterrupted run writes; run again on a finished file, it does nothing. Read a file with
 numpy.load, or safetensors.numpy.load_file / safe_open (metadata: f.metadata()["dino.features"]).`,
   },
-  async ({ options: o }) => {
+  async ({ options: o }): Promise<void> => {
     if (o.out === undefined) throw new UsageError('--out FILE.safetensors or FILE.npy is required', 'features');
     if (!/\.(safetensors|npy)$/i.test(o.out)) throw new UsageError(`--out ${o.out}: the file must end in .safetensors or .npy`, 'features');
+    // Under mpirun / srun each process extracts its share of the rows (exports/evaluation/features.ts); rank 0 prints.
+    const collective = await openCollective();
+    if (collective.kind === 'mpi') abortOnUncaughtError(collective);
+    const quiet = collective.rank !== 0;
     const controller = new AbortController();
     const onSigint = () => {
       controller.abort();
@@ -122,15 +127,20 @@ numpy.load, or safetensors.numpy.load_file / safe_open (metadata: f.metadata()["
       process.once('SIGINT', () => process.exit(130));
     };
     process.once('SIGINT', onSigint);
-    const bar = progressBar('features');
+    const bar = quiet ? { update: () => {}, done: () => {} } : progressBar('features');
     try {
       const r = await extractFeatureFile({
         ...modelSource('features', o), ...dataOptions('features', { ...o, 'limit-train': undefined, 'limit-test': undefined }),
         out: o.out, split: o.split as 'all' | 'train' | 'test', nLastBlocks: o['n-last-blocks'], avgpoolPatchtokens: o['avgpool-patchtokens'],
         normalize: o.normalize, batch: o.batch, ep: o.ep, ...(o.threads !== undefined ? { threads: o.threads } : {}),
-        signal: controller.signal, progress: bar.update,
+        signal: controller.signal, progress: bar.update, ...(collective.size > 1 ? { collective } : {}),
+      }).catch((e: unknown) => {
+        if (collective.size === 1) throw e;
+        return import('./errors.ts').then(({ wordError }) => collective.abort(1, `error: ${wordError(e)}`));
       });
       bar.done();
+      collective.finalize();
+      if (quiet) return;
       if (!r.finished) {
         console.log(`stopped at ${r.completed}/${r.info.count} rows of ${r.out}: run the same command again to continue`);
         process.exitCode = 130;
@@ -138,6 +148,7 @@ numpy.load, or safetensors.numpy.load_file / safe_open (metadata: f.metadata()["
       }
       const resumed = r.resumedAt === r.info.count ? ' (already complete)' : r.resumedAt > 0 ? ` (continued from row ${r.resumedAt})` : '';
       console.log(`wrote ${r.out}: ${r.info.count} rows of ${r.info.dim} (${r.info.splits.map((s) => `${s.name} ${s.count}`).join(', ')})${resumed} in ${r.seconds.toFixed(1)} s`);
+      if (r.index) console.log(`wrote ${r.index}: the rows of all ${collective.size} shards (${extname(o.out)} files beside it)`);
     } finally {
       process.removeListener('SIGINT', onSigint);
     }

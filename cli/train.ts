@@ -19,8 +19,13 @@ import { EXECUTION_PROVIDERS } from '../runtime/ep/records.ts';
 import type { Dataset } from '../runtime/data/dataset.ts';
 import type { FolderIndex } from '../runtime/data/folder-index.ts';
 import { type OptionSpec, type Parsed, UsageError, defineCommand, parseCommand } from './args.ts';
+import { type Collective, abortOnUncaughtError, openCollective } from '../runtime/dist/collective.ts';
 
-const log = (m: string) => process.stderr.write(m + '\n');
+/** False on the ranks but 0 of a data-parallel run: they print nothing but errors. */
+let printsLog = true;
+const log = (m: string) => {
+  if (printsLog) process.stderr.write(m + '\n');
+};
 
 /**
  * The flags of main_dino.py that set one config key each, derived from the config schema (its `dinoFlag`, help and
@@ -56,9 +61,9 @@ const DINO_FLAGS = {
   'freeze-last-layer': { kind: 'int', min: 0, help: 'epochs during which the head\'s last layer is not updated (with --epochs, or --arch and --steps on a folder: epochs of that folder)' },
   optimizer: { kind: 'choice', choices: ['adamw', 'sgd', 'lars'], help: 'adamw (DINO\'s default, the one the step compiles); sgd and lars are refused (--arch resnet50 trains with AdamW instead of DINO\'s SGD)' },
   'saveckp-freq': { kind: 'int', min: 1, placeholder: 'N', help: 'also save every N epochs (--checkpoint-every counts steps; the latest is always DIR/checkpoint.safetensors)' },
-  'dist-url': { kind: 'string', help: 'refused: one process trains on one device here (no distributed training); leave it out' },
-  'local-rank': { kind: 'int', help: 'refused: one process trains on one device here (no distributed training); leave it out' },
-  'batch-size-per-gpu': { kind: 'int', min: 1, help: 'the same as --batch (one device)' },
+  'dist-url': { kind: 'string', help: 'refused: several processes are launched by mpirun -np N or srun (the MPI library connects them); leave it out' },
+  'local-rank': { kind: 'int', help: 'refused: each process learns its rank from the MPI library (mpirun -np N, srun); leave it out' },
+  'batch-size-per-gpu': { kind: 'int', min: 1, help: 'the same as --batch: images per process (the global batch is N times that under mpirun -np N)' },
   'output-dir': { kind: 'string', placeholder: 'DIR', help: 'the same as --out' },
   'data-path': { kind: 'string', placeholder: 'FOLDER', help: 'the same as --data' },
 } as const;
@@ -74,7 +79,7 @@ export const trainCommand = defineCommand(
       'image-size': { kind: 'int', min: 1, help: 'global crop side and model input (--arch default 224; local crops keep 96/224 of it)' },
       steps: { kind: 'int', min: 1, help: 'length of the run in steps; every schedule spans it' },
       epochs: { kind: 'int', min: 1, help: 'length in passes over the data (steps = N x floor(images / batch)); DINO\'s warm-ups are converted to steps. --arch defaults to 100' },
-      batch: { kind: 'int', min: 1, help: 'images per step (lr scales with batch / 256)' },
+      batch: { kind: 'int', min: 1, help: 'images per step and process (under mpirun -np N the global batch is N times that; lr scales with the global batch / 256)' },
       seed: { kind: 'int', min: 0, help: 'the run\'s seed (init, shuffling, augmentation, stochastic depth)' },
       out: { kind: 'string', placeholder: 'DIR', help: 'run folder (config.json, metrics.jsonl, checkpoint.safetensors); default runs/<preset>-<seed>' },
       resume: { kind: 'string', placeholder: '[DIR]', optionalValue: true, help: 'continue the run in DIR (or in --out) from its checkpoint, with its own config' },
@@ -109,44 +114,68 @@ Config keys for --set KEY=VALUE (each key's type and DINO's advice: CONFIG_SCHEM
 ${wrap(Object.keys(CONFIG_SCHEMA).filter((k) => !CONFIG_SCHEMA[k as ConfigKey].setBy).join(', '), 116)}
 (the backbone.* keys above are a ViT's; a ResNet's, with --arch resnet50|resnet18: ${Object.keys(BACKBONE_SCHEMAS.resnet).filter((k) => !BACKBONE_SCHEMAS.resnet[k]!.setBy).join(', ')})`,
   },
-  async (p) => {
+  async (p): Promise<void> => {
     for (const flag of ['dist-url', 'local-rank'] as const) {
-      if (p.given.has(flag)) throw new UsageError(`--${flag} is main_dino.py's distributed-training flag; dino train runs one process on one device: leave it out (--ep picks the device)`, 'train');
+      if (p.given.has(flag)) throw new UsageError(`--${flag} is main_dino.py's torch.distributed flag; here several processes are launched by mpirun -np N (or srun) and learn their rank from the MPI library: leave it out`, 'train');
     }
-    if (p.options.optimizer !== undefined && p.options.optimizer !== 'adamw') {
-      throw new UsageError(`--optimizer ${p.options.optimizer}: the training step is compiled with AdamW (main_dino.py's default, which it recommends for ViTs); leave --optimizer out or give adamw`, 'train');
+    // Under mpirun / srun the MPI library gives this process its rank; without a launcher no MPI library is loaded.
+    const collective = await openCollective();
+    if (collective.kind === 'single') return trainCommandRun(p, collective);
+    // Under a launcher (even with one process, which trains as without one), every rank ends by MPI_Finalize or MPI_Abort.
+    abortOnUncaughtError(collective);
+    printsLog = collective.rank === 0;
+    try {
+      await trainCommandRun(p, collective);
+    } catch (e) {
+      // Every rank stops: without MPI_Abort the others would wait in their next all-reduce.
+      const { wordError } = await import('./errors.ts');
+      collective.abort(e instanceof UsageError ? 2 : 1, `error: ${e instanceof UsageError ? e.message : wordError(e)}`);
     }
-    const resumeDir = p.given.has('resume') ? resumeFolder(p) : undefined;
-    const ep = p.options.ep;
-    const outFlag = alias(p.options.out, p.options['output-dir'], 'out', 'output-dir');
-    // Refused before the data is read or anything compiled (train() checks again, for the default folder too).
-    if (!resumeDir && outFlag !== undefined) new RunFolder(outFlag).checkFresh();
-    const resolved = resumeDir ? await resumedConfig(p, resumeDir) : await newRunConfig(p);
-    const config = resolved.config;
-    const out = resumeDir ?? outFlag ?? join('runs', `${config.preset}-${config.seed}`);
-    if (!resumeDir) new RunFolder(out).checkFresh();
-    const { checkpointEvery, dataset } = await checkpointInterval(p, config, resolved.dataset);
-    const initWeights = p.options.init !== undefined ? readInitWeights(p.options.init) : undefined;
-    const stepsPerRun = p.options['steps-per-run'] ?? defaultStepsPerRun(ep, [checkpointEvery]);
-    const r = await train({
-      config, out, ep,
-      ...(resumeDir ? { resume: true } : {}),
-      ...(dataset ? { dataset } : {}),
-      ...(p.options['skip-bad-images'] ? { skipBadImages: true } : {}),
-      ...(p.options['num-workers'] !== undefined ? { numWorkers: p.options['num-workers'] } : {}),
-      threads: p.options.threads,
-      recompute: p.options.recompute,
-      ...(stepsPerRun !== undefined ? { stepsPerRun } : {}),
-      ...(checkpointEvery !== undefined ? { checkpointEvery } : {}),
-      ...(initWeights ? { initWeights } : {}),
-    });
-    console.log(`${r.interrupted ? 'interrupted' : 'done'} after ${r.steps} steps; checkpoint ${r.checkpoint}; metrics ${new RunFolder(out).metricsFile}`);
-    if (r.interrupted) {
-      console.log(`resume with: npx dino train --resume ${out}`);
-      process.exitCode = r.stoppedBy === 'SIGTERM' ? 143 : 130; // stopped by a signal (the checkpoint is saved): not a finished run
-    }
+    collective.finalize();
   },
 );
+
+/** `dino train` on this process: one of a data-parallel run's ranks, or the whole run. */
+async function trainCommandRun(p: TrainParsed, collective: Collective): Promise<void> {
+  if (p.options.optimizer !== undefined && p.options.optimizer !== 'adamw') {
+    throw new UsageError(`--optimizer ${p.options.optimizer}: the training step is compiled with AdamW (main_dino.py's default, which it recommends for ViTs); leave --optimizer out or give adamw`, 'train');
+  }
+  const resumeDir = p.given.has('resume') ? resumeFolder(p) : undefined;
+  const ep = p.options.ep;
+  const outFlag = alias(p.options.out, p.options['output-dir'], 'out', 'output-dir');
+  // Refused before the data is read or anything compiled (train() checks again, for the default folder too).
+  if (!resumeDir && outFlag !== undefined) new RunFolder(outFlag).checkFresh();
+  const resolved = resumeDir ? await resumedConfig(p, resumeDir, collective.size) : await newRunConfig(p, collective.size);
+  const config = resolved.config;
+  const out = resumeDir ?? outFlag ?? join('runs', `${config.preset}-${config.seed}`);
+  if (!resumeDir) new RunFolder(out).checkFresh();
+  const { checkpointEvery, dataset } = await checkpointInterval(p, config, resolved.dataset);
+  const initWeights = p.options.init !== undefined ? readInitWeights(p.options.init) : undefined;
+  const stepsPerRunFlag = p.options['steps-per-run'];
+  if (collective.size > 1 && stepsPerRunFlag !== undefined && stepsPerRunFlag > 1) {
+    throw new UsageError(`--steps-per-run ${stepsPerRunFlag}: ${collective.size} processes run one step per ONNX Runtime call (the all-reduce sits between the step's two graphs); leave --steps-per-run out`, 'train');
+  }
+  const stepsPerRun = collective.size > 1 ? 1 : (stepsPerRunFlag ?? defaultStepsPerRun(ep, [checkpointEvery]));
+  const r = await train({
+    config, out, ep,
+    ...(resumeDir ? { resume: true } : {}),
+    ...(dataset ? { dataset } : {}),
+    ...(p.options['skip-bad-images'] ? { skipBadImages: true } : {}),
+    ...(p.options['num-workers'] !== undefined ? { numWorkers: p.options['num-workers'] } : {}),
+    threads: p.options.threads,
+    recompute: p.options.recompute,
+    ...(stepsPerRun !== undefined ? { stepsPerRun } : {}),
+    ...(checkpointEvery !== undefined ? { checkpointEvery } : {}),
+    ...(initWeights ? { initWeights } : {}),
+    ...(collective.size > 1 ? { collective } : {}),
+  });
+  if (collective.rank !== 0) return;
+  console.log(`${r.interrupted ? 'interrupted' : 'done'} after ${r.steps} steps; checkpoint ${r.checkpoint}; metrics ${new RunFolder(out).metricsFile}`);
+  if (r.interrupted) {
+    console.log(`resume with: npx dino train --resume ${out}`);
+    process.exitCode = r.stoppedBy === 'SIGTERM' ? 143 : 130; // stopped by a signal (the checkpoint is saved): not a finished run
+  }
+}
 
 type TrainParsed = Parsed<typeof trainCommand.spec.options>;
 
@@ -269,10 +298,23 @@ async function withDataEpoch(cfg: TrainConfig, p: TrainParsed): Promise<{ config
   return { config, dataset };
 }
 
-async function newRunConfig(p: TrainParsed): Promise<{ config: TrainConfig; dataset?: Dataset | FolderIndex }> {
+/**
+ * `cfg` with its batch, given per process (--batch, --batch-size-per-gpu, or the preset's), made the global batch
+ * of `ranks` processes, as DINO's: the config records the global batch, which the schedules, the lr scaling and
+ * the epochs use; each rank trains on batch / ranks images.
+ */
+function globalBatch(cfg: TrainConfig, ranks: number): TrainConfig {
+  return ranks === 1 ? cfg : { ...cfg, batch: cfg.batch * ranks };
+}
+
+async function newRunConfig(p: TrainParsed, ranks = 1): Promise<{ config: TrainConfig; dataset?: Dataset | FolderIndex }> {
   if (p.options.steps !== undefined && p.options.epochs !== undefined) throw new UsageError('--epochs and --steps both set the length of the run: give one', 'train');
   const base = getPreset(p.options.preset ?? 'fmnist-quick');
-  const cfg = configFromFlags(p, base);
+  if (ranks > 1 && (p.options.set ?? []).some((kv) => kv.trim().startsWith('batch='))) {
+    throw new UsageError(`--set batch=... sets the config's batch, which under ${ranks} processes is the global one: give each process's batch with --batch (or --batch-size-per-gpu)`, 'train');
+  }
+  const cfg = globalBatch(configFromFlags(p, base), ranks);
+  if (ranks > 1) log(`${ranks} processes of ${cfg.batch / ranks} images: a global batch of ${cfg.batch} (lr scales with ${cfg.batch} / 256)`);
   const epochs = p.options.epochs ?? (p.options.steps === undefined && cfg.epochs !== undefined ? cfg.epochs : undefined);
   return withLength(cfg, p, epochs);
 }
@@ -281,7 +323,7 @@ async function newRunConfig(p: TrainParsed): Promise<{ config: TrainConfig; data
  * A resumed run's config: the checkpoint's, with only a new length allowed. Every other flag that would change it
  * is refused before anything is compiled, naming the config key and both values.
  */
-async function resumedConfig(p: TrainParsed, dir: string): Promise<{ config: TrainConfig; dataset?: Dataset | FolderIndex }> {
+async function resumedConfig(p: TrainParsed, dir: string, ranks: number): Promise<{ config: TrainConfig; dataset?: Dataset | FolderIndex }> {
   const folder = new RunFolder(dir);
   if (!folder.hasCheckpoint()) {
     const hint = folder.hasConfig() ? 'the run stopped before its first checkpoint; start it again without --resume' : `is ${dir} a run folder written by dino train?`;
@@ -299,7 +341,10 @@ async function resumedConfig(p: TrainParsed, dir: string): Promise<{ config: Tra
   let cfg = recorded;
   if (extra.length) {
     // Flags given again with the run's own values are harmless; any real change is refused with its key.
-    const wanted = configFromFlags(p, p.options.preset !== undefined ? getPreset(p.options.preset) : recorded); // --arch sets its own base
+    const flagged = configFromFlags(p, p.options.preset !== undefined ? getPreset(p.options.preset) : recorded); // --arch sets its own base
+    // A batch given per process: the recorded one is the global batch.
+    const perProcess = p.options.batch !== undefined || p.options['batch-size-per-gpu'] !== undefined || p.options.preset !== undefined || p.options.arch !== undefined;
+    const wanted = perProcess ? globalBatch(flagged, ranks) : flagged;
     const problem = resumeProblem({ ...meta, step: 0 }, wanted); // the length is checked below, once it is known
     if (problem?.kind === 'config-mismatch') {
       throw new UsageError(
@@ -310,6 +355,7 @@ async function resumedConfig(p: TrainParsed, dir: string): Promise<{ config: Tra
     }
   }
   if (p.options.steps !== undefined) cfg = { ...cfg, steps: p.options.steps };
+  if (cfg.batch % ranks !== 0) throw new UsageError(`--resume ${dir}: the run's global batch of ${cfg.batch} images does not split into ${ranks} processes; resume with a number of processes that divides ${cfg.batch}`, 'train');
   const r = await withLength(cfg, p, p.options.epochs);
   const problem = resumeProblem(meta, r.config);
   if (problem?.kind === 'too-short') {

@@ -18,6 +18,8 @@
  *   (the {@link FeatureFileInfo}) beside it.
  * - `OUT.files.txt` beside either: the file of each row (relative to the data folder, one per line), for image
  *   folders.
+ * - Under `mpirun -np N` ({@link ExtractFeaturesOptions.collective}): one shard per rank, `OUT.rank<r>-of-<N>.*`
+ *   (each a file as above, of its rows), and `OUT.shards.json` ({@link FeatureShardIndex}) naming each row's shard.
  */
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
@@ -34,6 +36,7 @@ import { type LinearFeatureSpec, checkLinearFeature, featureRows, linearFeatureD
 import { runModel } from './run-model.ts';
 import { BACKBONE_EXPORT_KEY, readBackboneExportInfo } from '../export/backbone.ts';
 import { EXPORT_INFO_KEY, type ExportInfo, findMetadata, readExportInfo, readRunConfig } from '../export/teacher.ts';
+import type { Collective } from '../../runtime/dist/collective-api.ts';
 
 // ---- the batched source ---------------------------------------------------------------------------------
 
@@ -255,6 +258,65 @@ export interface ExtractFeaturesOptions extends EvalDataOptions {
   readonly threads?: number;
   readonly signal?: AbortSignal;
   readonly progress?: (done: number, total: number) => void;
+  /**
+   * The processes extracting together (runtime/dist/collective.ts `openCollective`: `mpirun -np N`). With N > 1,
+   * rank r writes rows [⌊r·count/N⌋, ⌊(r+1)·count/N⌋) to its shard ({@link shardPath}), and once every shard is
+   * complete rank 0 writes the index ({@link shardIndexPath}) naming each row's shard.
+   */
+  readonly collective?: Collective;
+}
+
+/** Where rank `rank` of `ranks` writes its rows of `out`: `feats.safetensors` -> `feats.rank0-of-2.safetensors`. */
+export function shardPath(out: string, rank: number, ranks: number): string {
+  const ext = path.extname(out);
+  return `${out.slice(0, out.length - ext.length)}.rank${rank}-of-${ranks}${ext}`;
+}
+
+/** The index of a sharded extraction of `out`: `feats.safetensors` -> `feats.shards.json`. */
+export function shardIndexPath(out: string): string {
+  return `${out.slice(0, out.length - path.extname(out).length)}.shards.json`;
+}
+
+/** The index a sharded extraction writes: rows [first, first + count) are rows 0.. of `file` (beside the index). */
+export interface FeatureShardIndex {
+  readonly format: 'dino-ts-feature-shards/1';
+  readonly count: number;
+  readonly dim: number;
+  readonly classes: readonly string[];
+  readonly shards: readonly { readonly file: string; readonly first: number; readonly count: number }[];
+}
+
+/** The rows of `ranks` shards of `count` rows: contiguous, in order, sizes differing by at most one. */
+export function shardRows(count: number, ranks: number): { first: number; count: number }[] {
+  return Array.from({ length: ranks }, (_, r) => {
+    const first = Math.floor((r * count) / ranks);
+    return { first, count: Math.floor(((r + 1) * count) / ranks) - first };
+  });
+}
+
+/** Rows [from, to) of `images`, numbered from 0: a rank's share of a sharded extraction. */
+export function rowRange(images: BatchedImages, from: number, to: number): BatchedImages {
+  const splits: { name: string; count: number }[] = [];
+  let start = 0;
+  for (const s of images.splits) {
+    const n = Math.min(to, start + s.count) - Math.max(from, start);
+    if (n > 0) splits.push({ name: s.name, count: n });
+    start += s.count;
+  }
+  return {
+    count: to - from, channels: images.channels, height: images.height, width: images.width, classes: images.classes, splits,
+    ...(images.files ? { files: images.files.slice(from, to) } : {}),
+    description: { data: `${images.description.data}, rows ${from}..${to - 1}`, transform: images.description.transform },
+    async *batches(first, batchSize) {
+      if (from + first >= to) return;
+      for await (const b of images.batches(from + first, batchSize)) {
+        const n = Math.min(b.count, to - b.first);
+        const per = b.images.length / b.count;
+        yield { first: b.first - from, count: n, images: b.images.subarray(0, n * per), labels: b.labels.subarray(0, n) };
+        if (b.first + b.count >= to) return;
+      }
+    },
+  };
 }
 
 /** DINO's evaluation transform (eval_knn.py, eval_linear.py) scaled to a model input side `side`: the short side resized
@@ -347,12 +409,17 @@ export function folderImages(
  * folders are streamed through DINO's eval transform ({@link folderImages}); Fashion-MNIST is read in memory and
  * used at its 28 px, as the evaluations use it.
  */
-export async function extractFeatureFile(opts: ExtractFeaturesOptions): Promise<WriteFeaturesResult> {
+export async function extractFeatureFile(opts: ExtractFeaturesOptions): Promise<WriteFeaturesResult & { readonly index?: string }> {
   featureFormat(opts.out); // before exporting or loading anything
   const linear: LinearFeatureSpec = { nLastBlocks: opts.nLastBlocks ?? 1, avgpoolPatchtokens: opts.avgpoolPatchtokens ?? false };
   const plain = linear.nLastBlocks === 1 && !linear.avgpoolPatchtokens;
   if (!plain && opts.run && !opts.model) checkLinearFeature(linear, readRunConfig(opts.run).backbone.depth);
-  const model = runModel({ ...opts, ...(plain || opts.model ? {} : { intermediate: linear.nLastBlocks }) });
+  const resolveModel = () => runModel({ ...opts, ...(plain || opts.model ? {} : { intermediate: linear.nLastBlocks }) });
+  const collective = opts.collective !== undefined && opts.collective.size > 1 ? opts.collective : undefined;
+  // A run's teacher is exported (when missing or stale) by rank 0 alone; the others then find it up to date.
+  let model = collective === undefined || collective.rank === 0 ? resolveModel() : '';
+  collective?.barrier();
+  if (model === '') model = resolveModel();
   const bytes = fs.readFileSync(model);
   const shape = featureModel(bytes, model);
   const split = opts.split ?? 'all';
@@ -366,12 +433,30 @@ export async function extractFeatureFile(opts: ExtractFeaturesOptions): Promise<
     const data = await loadFashionMnist();
     images = datasetImages(data, splits, shape.vit ? modelInputSize(shape.vit, data.height, data.width) : [shape.trainedSide, shape.trainedSide]);
   }
-  return writeFeatures({
-    model, images, out: opts.out, ...(plain ? {} : { linear }),
+  const write = (rows: BatchedImages, out: string) => writeFeatures({
+    model, images: rows, out, ...(plain ? {} : { linear }),
     ...(opts.normalize ? { normalize: true } : {}), ...(opts.batch ? { batch: opts.batch } : {}),
     ...(opts.ep ? { ep: opts.ep } : {}), ...(opts.threads !== undefined ? { threads: opts.threads } : {}),
     ...(opts.signal ? { signal: opts.signal } : {}), ...(opts.progress ? { progress: opts.progress } : {}),
   });
+  if (collective === undefined) return write(images, opts.out);
+  if (images.count < collective.size) throw new Error(`${images.count} rows cannot be shared by ${collective.size} processes: run fewer (mpirun -np ${images.count})`);
+  const shards = shardRows(images.count, collective.size);
+  const own = shards[collective.rank]!;
+  const r = await write(rowRange(images, own.first, own.first + own.count), shardPath(opts.out, collective.rank, collective.size));
+  // The index is written once every shard is complete (an interrupted rank leaves it unwritten: run again to finish).
+  const finished = Float32Array.of(r.finished ? 1 : 0);
+  collective.allreduceSum(finished);
+  if (finished[0] !== collective.size) return r;
+  const index = shardIndexPath(opts.out);
+  if (collective.rank === 0) {
+    const content: FeatureShardIndex = {
+      format: 'dino-ts-feature-shards/1', count: images.count, dim: r.info.dim, classes: images.classes,
+      shards: shards.map((s, rank) => ({ file: path.basename(shardPath(opts.out, rank, collective.size)), ...s })),
+    };
+    fs.writeFileSync(index, JSON.stringify(content, null, 2) + '\n');
+  }
+  return { ...r, index };
 }
 
 /**

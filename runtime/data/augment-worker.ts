@@ -25,13 +25,13 @@ const sendError = (step: number, error: unknown) => {
 port.on('message', (job: AugmentJob) => {
   if (setup.kind !== 'files') {
     try {
-      send(job.step, augmentBatch(setup, job.step, job.indices));
+      send(job.step, augmentBatch(setup, job.step, job.indices, job.first));
     } catch (error) {
       sendError(job.step, error);
     }
     return;
   }
-  augmentFiles(setup, job.step, job.sources ?? []).then(
+  augmentFiles(setup, job.step, job.sources ?? [], job.first).then(
     (crops) => {
       if (Array.isArray(crops)) port.postMessage({ step: job.step, bad: crops } satisfies AugmentResult);
       else send(job.step, crops);

@@ -10,8 +10,12 @@
  * - epoch e visits the train images in the order of a permutation drawn from `derivePrng(seed, shuffle, e)`;
  * - batch b of epoch e is permutation[b * B .. (b + 1) * B) (the last incomplete batch is dropped), and its global
  *   index is step = e * batchesPerEpoch + b;
- * - its crops come from `derivePrng(seed, augment, step)`, so they depend only on (seed, step), not on the number
+ * - its crops come from `derivePrng(seed, augment, step)`, each image's from its own generator forked from that one
+ *   in batch order, so they depend only on (seed, step) and the image's position in the batch, not on the number
  *   of workers or which one ran it;
+ * - a data-parallel rank (`slice`) takes positions [rank · B/ranks, (rank + 1) · B/ranks) of each batch of B, with
+ *   the crops those positions have in the whole batch (its generator skips the forks of the positions before its
+ *   own): the ranks' slices, concatenated view by view, are the batch one process draws;
  * - the position (epoch, batch) of the next batch is a plain object: save it, pass it back as `start`, and the
  *   resumed loader yields exactly the batches the first one would have.
  *
@@ -40,6 +44,7 @@ import { BadImageError, decodeImageSource } from './decode.ts';
 import { FolderIndex, type FolderFiles, type ImageSource } from './folder-index.ts';
 import { multiCrop, multiCropImages, type AugmentConfig, type MultiCropBatch, type SourceImage } from './multicrop.ts';
 import { derivePrng, STREAM } from './seeds.ts';
+import type { Prng } from '../../dsl/prng.ts';
 
 /** Loader workers by default: one per core but one (left to the training step's own threads), at least 1. */
 export function defaultLoaderWorkers(): number {
@@ -83,6 +88,12 @@ export interface LoaderOptions {
   prefetch?: number;
   /** Resume here (from {@link MultiCropLoader.position}). Default: epoch 0, batch 0. */
   start?: LoaderPosition;
+  /**
+   * Data-parallel: this rank's share of each batch. `batchSize` is then the global batch (epochs, positions and
+   * shuffling are the global batch's) and the loader yields images [rank · b, (rank + 1) · b) of it, b = batchSize /
+   * ranks, cropped as in the whole batch. Default: the whole batch (rank 0 of 1).
+   */
+  slice?: { readonly rank: number; readonly ranks: number };
 }
 
 /** One training batch: its multi-crop views plus where it came from. */
@@ -126,6 +137,8 @@ export type WorkerInit = WorkerSetup | FilesSetup;
 export interface AugmentJob {
   readonly step: number;
   readonly indices: Uint32Array;
+  /** The position of `indices[0]` in its whole batch (a data-parallel rank's slice starts there; else 0). */
+  readonly first: number;
   /** For a folder: where the images `indices` name are (files, or ranges of tar shards). */
   readonly sources?: readonly ImageSource[];
 }
@@ -143,18 +156,29 @@ export type AugmentResult =
   | { readonly step: number; readonly bad: readonly BadSample[] }
   | { readonly step: number; readonly error: string };
 
-/** The crops of batch `step` made of in-memory train images `indices`. @internal */
-export function augmentBatch(setup: WorkerSetup, step: number, indices: Uint32Array): MultiCropBatch {
+/**
+ * The augmentation generator of the images from position `first` of batch `step`: the batch's stream with the
+ * per-image forks of positions 0 .. first - 1 drawn and dropped (multiCrop forks one generator per image, in batch
+ * order), so a slice's images get the crops they have in the whole batch.
+ */
+export function augmentStream(seed: number, step: number, first = 0): Prng {
+  const prng = derivePrng(seed, STREAM.augment, step);
+  for (let i = 0; i < first; i++) prng.fork();
+  return prng;
+}
+
+/** The crops of batch `step` made of in-memory train images `indices` (from position `first` of the batch). @internal */
+export function augmentBatch(setup: WorkerSetup, step: number, indices: Uint32Array, first = 0): MultiCropBatch {
   const { channels, height, width } = setup;
   const images = { count: indices.length, channels, height, width, pixels: gatherImages(setup, setup, indices) };
-  return multiCrop(images, setup.config, derivePrng(setup.seed, STREAM.augment, step));
+  return multiCrop(images, setup.config, augmentStream(setup.seed, step, first));
 }
 
 /**
  * The crops of batch `step` made of the image files `files` (decoded here, at their own size), or the files that
  * could not be decoded. @internal
  */
-export async function augmentFiles(setup: FilesSetup, step: number, sources: readonly ImageSource[]): Promise<MultiCropBatch | BadSample[]> {
+export async function augmentFiles(setup: FilesSetup, step: number, sources: readonly ImageSource[], first = 0): Promise<MultiCropBatch | BadSample[]> {
   const decoded = await Promise.allSettled(sources.map((source) => decodeImageSource(source, setup.channels)));
   const bad: BadSample[] = [];
   decoded.forEach((d, position) => {
@@ -165,7 +189,7 @@ export async function augmentFiles(setup: FilesSetup, step: number, sources: rea
   });
   if (bad.length) return bad;
   const images = decoded.map((d) => (d as PromiseFulfilledResult<SourceImage>).value);
-  return multiCropImages(images, setup.config, derivePrng(setup.seed, STREAM.augment, step));
+  return multiCropImages(images, setup.config, augmentStream(setup.seed, step, first));
 }
 
 /** The train-split indices of epoch `epoch`, in visiting order. */
@@ -218,7 +242,11 @@ export class MultiCropLoader implements AsyncIterable<LoaderBatch> {
   /** Train indices found unreadable (under skipBadImages), with why. */
   private readonly bad = new Map<number, string>();
   private readonly count: number;
+  /** The global batch: epochs and positions count it. */
   private readonly batchSize: number;
+  /** This rank's images of each batch: positions [first, first + rankBatch). */
+  private readonly first: number;
+  private readonly rankBatch: number;
   /** Batches requested beyond the one being returned. */
   private readonly ahead: number;
   private nextStep: number;
@@ -249,6 +277,13 @@ export class MultiCropLoader implements AsyncIterable<LoaderBatch> {
     if (![1, channels].includes(mean.length) || std.length !== mean.length) {
       throw new Error(`augmentation mean/std have ${mean.length}/${std.length} values for ${channels}-channel images: give 1 or ${channels}`);
     }
+    const slice = options.slice ?? { rank: 0, ranks: 1 };
+    if (!(Number.isInteger(slice.ranks) && slice.ranks >= 1 && Number.isInteger(slice.rank) && slice.rank >= 0 && slice.rank < slice.ranks)) {
+      throw new Error(`slice: rank ${slice.rank} of ${slice.ranks} ranks does not exist`);
+    }
+    if (batchSize % slice.ranks !== 0) throw new Error(`the batch of ${batchSize} images does not split into ${slice.ranks} equal rank slices: give a multiple of ${slice.ranks}`);
+    this.rankBatch = batchSize / slice.ranks;
+    this.first = slice.rank * this.rankBatch;
     this.batchesPerEpoch = Math.floor(train.count / batchSize);
     const start = options.start ?? { epoch: 0, batch: 0 };
     if (!(Number.isInteger(start.epoch) && start.epoch >= 0 && Number.isInteger(start.batch) && start.batch >= 0 && start.batch < this.batchesPerEpoch)) {
@@ -311,9 +346,9 @@ export class MultiCropLoader implements AsyncIterable<LoaderBatch> {
   /** Batch `step` made on this thread (no workers). */
   private async inThread(step: number): Promise<LoaderBatch> {
     let indices = this.indicesOf(step);
-    if (this.setup.kind !== 'files') return this.toBatch(step, indices, augmentBatch(this.setup, step, indices));
+    if (this.setup.kind !== 'files') return this.toBatch(step, indices, augmentBatch(this.setup, step, indices, this.first));
     for (;;) {
-      const crops = await augmentFiles(this.setup, step, this.sourcesOf(indices));
+      const crops = await augmentFiles(this.setup, step, this.sourcesOf(indices), this.first);
       if (!Array.isArray(crops)) return this.toBatch(step, indices, crops);
       indices = this.replaceBad(indices, crops);
     }
@@ -347,7 +382,8 @@ export class MultiCropLoader implements AsyncIterable<LoaderBatch> {
       const oldest = Math.floor(this.nextStep / this.batchesPerEpoch) - 1;
       for (const e of this.permutations.keys()) if (e < oldest) this.permutations.delete(e);
     }
-    return this.withoutKnownBad(permutation.slice(batch * this.batchSize, (batch + 1) * this.batchSize));
+    const from = batch * this.batchSize + this.first;
+    return this.withoutKnownBad(permutation.slice(from, from + this.rankBatch));
   }
 
   private sourcesOf(indices: Uint32Array): ImageSource[] {
@@ -409,7 +445,7 @@ export class MultiCropLoader implements AsyncIterable<LoaderBatch> {
   }
 
   private post(w: number, pending: Pending): void {
-    const job: AugmentJob = { step: pending.step, indices: pending.indices, ...(this.files ? { sources: this.sourcesOf(pending.indices) } : {}) };
+    const job: AugmentJob = { step: pending.step, indices: pending.indices, first: this.first, ...(this.files ? { sources: this.sourcesOf(pending.indices) } : {}) };
     this.workers[w]!.postMessage(job);
   }
 

@@ -20,6 +20,8 @@ export interface CheckpointMeta {
   readonly seed: number;
   /** Where the data loader resumes. */
   readonly loader: LoaderPosition;
+  /** The processes of the data-parallel run that wrote it (absent: one); `config.batch` is their global batch. */
+  readonly ranks?: number;
 }
 
 /** Saves any backbone's run (`meta.config` of a ViT, a ResNet or a registered backbone). */
@@ -35,6 +37,7 @@ export function saveCheckpoint(path: string, state: TrainState, meta: Omit<Check
     step: String(meta.step),
     seed: String(meta.seed),
     loader: JSON.stringify(meta.loader),
+    ...(meta.ranks !== undefined ? { ranks: String(meta.ranks) } : {}),
   });
 }
 
@@ -72,7 +75,10 @@ function parseMeta(md: Record<string, string>, path: string): CheckpointMeta {
   } catch (e) {
     throw new Error(`${path}: checkpoint metadata is unreadable (${(e as Error).message}); resume from an earlier checkpoint`);
   }
-  return { config: checkTrainConfig(meta.config, `the config in ${path}'s metadata`), step: Number(md['step']), seed: Number(md['seed']), loader: meta.loader };
+  return {
+    config: checkTrainConfig(meta.config, `the config in ${path}'s metadata`), step: Number(md['step']), seed: Number(md['seed']), loader: meta.loader,
+    ...(md['ranks'] !== undefined ? { ranks: Number(md['ranks']) } : {}),
+  };
 }
 
 export function loadCheckpoint(path: string): LoadedCheckpoint {

@@ -23,8 +23,10 @@ import { stepScalars } from './schedules.ts';
 import { dinoStepFeeds } from './step-feeds.ts';
 import { checkDataFits } from './data-fit.ts';
 import { stateToHost } from '../ep/device-state.ts';
-import { precisionNotes } from '../ep/records.ts';
-import { trainingStepGraph } from './step-graph.ts';
+import { EP_RECORDS, precisionNotes } from '../ep/records.ts';
+import { DEFAULT_RECOMPUTE, trainingStepGraph } from './step-graph.ts';
+import { type Collective, SingleProcess } from '../dist/collective.ts';
+import { DinoDataParallelStep } from '../dist/dino-step.ts';
 
 export { DEFAULT_RECOMPUTE, stepPrecision, trainingStepGraph } from './step-graph.ts';
 
@@ -77,6 +79,13 @@ export interface TrainOptions {
   readonly log?: (line: string) => void;
   /** Data already loaded or indexed (tests and benches reuse it). */
   readonly dataset?: Dataset | FolderIndex;
+  /**
+   * The processes training together (runtime/dist/collective.ts `openCollective`; default one process). With
+   * `size` N > 1 the run is data-parallel: `config.batch` is the global batch (schedules, epochs and the data's
+   * order are its), each rank trains on its slice of `config.batch / N` images through the two-graph step
+   * (runtime/dist/dino-step.ts) with one all-reduce per step, and rank 0 alone writes the run folder.
+   */
+  readonly collective?: Collective;
 }
 
 export interface TrainResult {
@@ -138,28 +147,78 @@ export function initialState(specs: readonly ParamSpec[], seed: number, initWeig
  * worked, and {@link trainLoop} runs the steps, logs and saves until the end, a stop signal or a bad loss.
  */
 export async function train(opts: TrainOptions): Promise<TrainResult> {
-  const log = opts.log ?? ((l: string) => process.stderr.write(l + '\n'));
+  const collective = opts.collective ?? new SingleProcess();
+  // The other ranks of a data-parallel run print nothing (their errors reach the launcher's stderr through abort).
+  const log = collective.rank !== 0 ? () => {} : (opts.log ?? ((l: string) => process.stderr.write(l + '\n')));
   const cfg = opts.config;
   const stepsPerRun = opts.stepsPerRun ?? 1;
   if (!Number.isInteger(stepsPerRun) || stepsPerRun < 1) throw new Error(`stepsPerRun must be a positive integer, got ${stepsPerRun}`);
-  const run = await openRun(opts);
+  if (collective.size > 1) checkDataParallel(cfg, collective, stepsPerRun);
+  const run = await openRun(opts, collective, log);
 
-  const built = trainingStepGraph(cfg, opts);
   const compileStart = performance.now();
-  const runner = await StepRunner.compile(built.graph, { ep: opts.ep ?? 'cpu', threads: opts.threads ?? 0, keepStateOnDevice: true });
-  log(`compiled the training step (${(runner.onnxBytes.length / 1e6).toFixed(1)} MB ONNX, ${built.graph.nodes.length} nodes) in ${((performance.now() - compileStart) / 1000).toFixed(1)} s`);
+  const step = collective.size > 1 ? await dataParallelStep(opts, collective) : await singleProcessStep(opts);
+  log(`compiled the training step (${step.description}) in ${((performance.now() - compileStart) / 1000).toFixed(1)} s`);
   for (const note of precisionNotes(opts.ep ?? 'cpu', cfg.precision ?? 'fp32')) log(note);
 
   let loader: MultiCropLoader | undefined;
   try {
-    const { state, step: startStep, loader: loaderStart } = restoreOrInitialise(run, runner, opts);
-    loader = await openLoader(run, opts, loaderStart, log);
-    beginRun(run, cfg, startStep, log);
-    return await trainLoop({ opts, folder: run.folder, runner, loader, state, startStep, stepsPerRun, log });
+    const { state, step: startStep, loader: loaderStart } = restoreOrInitialise(run, step.stateSpecs, opts);
+    loader = await openLoader(run, opts, loaderStart, log, collective);
+    if (collective.rank === 0) beginRun(run, cfg, startStep, log, collective.size);
+    return await trainLoop({ opts, folder: run.folder, step, loader, state, startStep, stepsPerRun, log, collective });
   } finally {
     await loader?.close();
-    await runner.release();
+    await step.release();
   }
+}
+
+/**
+ * The compiled step the loop runs: the one graph of a single process (K steps per call through its Loop), or the
+ * two graphs of a data-parallel rank with the all-reduce between them (one step per call).
+ */
+interface TrainingStep {
+  /** For the log: what was compiled. */
+  readonly description: string;
+  readonly stateSpecs: readonly ParamSpec[];
+  /** Runs the steps of `feeds` (this process's inputs) with their scalars; their metrics, the global batch's. */
+  run(state: TrainState, feeds: readonly DinoStepInputs<ort.Tensor>[], scalars: readonly ScheduledScalars[]): Promise<DinoMetrics[]>;
+  release(): Promise<void>;
+}
+
+async function singleProcessStep(opts: TrainOptions): Promise<TrainingStep> {
+  const built = trainingStepGraph(opts.config, opts);
+  const runner = await StepRunner.compile(built.graph, { ep: opts.ep ?? 'cpu', threads: opts.threads ?? 0, keepStateOnDevice: true });
+  return {
+    description: `${(runner.onnxBytes.length / 1e6).toFixed(1)} MB ONNX, ${built.graph.nodes.length} nodes`,
+    stateSpecs: runner.signature.state,
+    // Every DINO_METRICS name is an output: buildDinoStep emits them from a record typed by that list.
+    run: async (state, feeds, scalars) => (feeds.length === 1 ? [await runner.run(state, feeds[0]!, scalars[0]!)] : await runner.runSteps(state, stackSteps([...feeds]), [...scalars])) as DinoMetrics[],
+    release: () => runner.release(),
+  };
+}
+
+/** A data-parallel run's refusals, before anything is read or compiled: each names the option and what to do. */
+function checkDataParallel(cfg: TrainConfig<BackboneConfig>, collective: Collective, stepsPerRun: number): void {
+  const n = collective.size;
+  if (cfg.batch % n !== 0) throw new Error(`a data-parallel run of ${n} ranks needs a global batch (batch, here ${cfg.batch}) that ${n} divides: each rank trains on batch / ${n} images`);
+  if (stepsPerRun > 1) throw new Error(`stepsPerRun ${stepsPerRun}: a data-parallel run of ${n} ranks runs one step per ONNX Runtime call (the all-reduce sits between the step's two graphs); leave stepsPerRun at 1`);
+}
+
+async function dataParallelStep(opts: TrainOptions, collective: Collective): Promise<TrainingStep> {
+  const cfg = opts.config, ep = opts.ep ?? 'cpu';
+  const rankConfig = { ...stepConfig(cfg), batch: cfg.batch / collective.size, recompute: opts.recompute ?? DEFAULT_RECOMPUTE };
+  const step = await DinoDataParallelStep.compile(rankConfig, collective, { ep, threads: opts.threads ?? 0, target: EP_RECORDS[ep].target });
+  return {
+    description: `data-parallel on ${collective.size} ranks of ${rankConfig.batch} images: a gradient graph and an apply graph`,
+    stateSpecs: step.stateSpecs,
+    // metrics.jsonl records the all-reduce's wall time beside the step's (allreduce_ms).
+    run: async (state, feeds, scalars) => {
+      const r = await step.run(state, feeds[0]!, scalars[0]!);
+      return [{ ...r.metrics, allreduce_ms: r.allreduceMs }];
+    },
+    release: () => step.release(),
+  };
 }
 
 /** A run checked and ready to start: its folder, and the checkpoint's metadata when it resumes. */
@@ -172,7 +231,7 @@ interface OpenedRun {
  * Checks a run before anything is compiled or written: the data fits the model, a new run would overwrite no
  * checkpoint, a resumed one keeps its checkpoint's config (runtime/dino/run-folder.ts `resumeProblem`).
  */
-async function openRun(opts: TrainOptions): Promise<OpenedRun> {
+async function openRun(opts: TrainOptions, collective: Collective, log: (line: string) => void): Promise<OpenedRun> {
   await checkDataFits(opts.config, opts.config.data, opts.dataset instanceof FolderIndex ? undefined : opts.dataset);
   const folder = new RunFolder(opts.out);
   if (!opts.resume) {
@@ -181,14 +240,21 @@ async function openRun(opts: TrainOptions): Promise<OpenedRun> {
   }
   const resumeFrom = folder.readCheckpointMeta();
   checkResume(folder, resumeFrom, opts.config);
+  if ((resumeFrom.ranks ?? 1) !== collective.size) {
+    log(
+      `note: the checkpoint was written by ${resumeFrom.ranks ?? 1} process(es), this run has ${collective.size}: the same global batch of ${opts.config.batch} ` +
+        `(${opts.config.batch / collective.size} per rank), so the same images and crops at every step; the sums are added in another order, so the run continues ` +
+        `equal to the uninterrupted one to float32 rounding, not bit for bit (resume with ${resumeFrom.ranks ?? 1} for that)`,
+    );
+  }
   return { folder, resumeFrom };
 }
 
 /** The state the loop starts from (the checkpoint's, or a fresh one) and where the step count and the data resume. */
-function restoreOrInitialise(run: OpenedRun, runner: StepRunner, opts: TrainOptions): { state: TrainState; step: number; loader: LoaderPosition } {
-  if (!run.resumeFrom) return { state: initialState(runner.signature.state, opts.config.seed, opts.initWeights), step: 0, loader: { epoch: 0, batch: 0 } };
+function restoreOrInitialise(run: OpenedRun, specs: readonly ParamSpec[], opts: TrainOptions): { state: TrainState; step: number; loader: LoaderPosition } {
+  if (!run.resumeFrom) return { state: initialState(specs, opts.config.seed, opts.initWeights), step: 0, loader: { epoch: 0, batch: 0 } };
   const ckpt = run.folder.loadCheckpoint();
-  const state = initialState(runner.signature.state, opts.config.seed);
+  const state = initialState(specs, opts.config.seed);
   restoreState(state, ckpt, run.folder.checkpointFile);
   return { state, step: ckpt.meta.step, loader: ckpt.meta.loader };
 }
@@ -198,18 +264,23 @@ function restoreOrInitialise(run: OpenedRun, runner: StepRunner, opts: TrainOpti
  * (RUN_FILES.dataIndex) by a new run and read back as recorded by a resumed one: the same files in the same order,
  * even if the folder changed since. Tar shards are indexed again from their headers at each start.
  */
-async function openLoader(run: OpenedRun, opts: TrainOptions, start: LoaderPosition, log: (line: string) => void): Promise<MultiCropLoader> {
+async function openLoader(run: OpenedRun, opts: TrainOptions, start: LoaderPosition, log: (line: string) => void, collective: Collective): Promise<MultiCropLoader> {
   const cfg = opts.config;
   const indexFile = run.folder.dataIndexFile;
   const recordedIndex = run.resumeFrom !== undefined && cfg.data !== undefined && !isShardPattern(cfg.data) && existsSync(indexFile);
-  const dataset = (recordedIndex ? undefined : opts.dataset) ?? (await loadTrainingData(cfg, { ...opts, runDir: run.folder.dir, resume: run.resumeFrom !== undefined }));
-  if (dataset instanceof FolderIndex && !dataset.sharded && run.resumeFrom === undefined) await dataset.save(indexFile);
+  // Rank 0 alone records a new run's index; the other ranks index the folder for themselves (the same files in the
+  // same order) and read the recorded index on resume.
+  const writes = collective.rank === 0;
+  const runDir = writes || run.resumeFrom !== undefined ? { runDir: run.folder.dir } : {};
+  const dataset = (recordedIndex ? undefined : opts.dataset) ?? (await loadTrainingData(cfg, { ...opts, ...runDir, resume: run.resumeFrom !== undefined }));
+  if (dataset instanceof FolderIndex && !dataset.sharded && run.resumeFrom === undefined && writes) await dataset.save(indexFile);
   const workers = opts.numWorkers ?? (dataset instanceof FolderIndex ? defaultLoaderWorkers() : 1);
   const threadsNote = dataset instanceof FolderIndex ? decodeThreadsNote(workers) : undefined;
   if (threadsNote) log(threadsNote);
   let skippedInRun = 0;
   return new MultiCropLoader({
     dataset, batchSize: cfg.batch, seed: cfg.seed, augment: cfg.augment, workers, prefetch: 2, start,
+    ...(collective.size > 1 ? { slice: { rank: collective.rank, ranks: collective.size } } : {}),
     channels: cfg.backbone.inChans === 1 ? 1 : 3, skipBadImages: opts.skipBadImages ?? false,
     onSkip: (file, reason) => log(`skipping unreadable image ${file}: ${reason} (skipBadImages; ${++skippedInRun} so far; the same file is replaced on every epoch and on resume)`),
   });
@@ -219,7 +290,8 @@ async function openLoader(run: OpenedRun, opts: TrainOptions, start: LoaderPosit
  * The run folder's first writes, once the step compiled and the data is ready (a run that cannot start leaves no
  * folder): a new run's config and empty metrics log; a resumed run's new length and its log cut back to the checkpoint.
  */
-function beginRun(run: OpenedRun, cfg: TrainConfig<BackboneConfig>, startStep: number, log: (line: string) => void): void {
+function beginRun(run: OpenedRun, cfg: TrainConfig<BackboneConfig>, startStep: number, log: (line: string) => void, ranks: number): void {
+  if (ranks > 1) log(`data-parallel on ${ranks} ranks: a global batch of ${cfg.batch} images, ${cfg.batch / ranks} per rank; rank 0 writes ${run.folder.dir}`);
   if (!run.resumeFrom) {
     run.folder.writeConfig(cfg);
     run.folder.startMetrics();
@@ -240,6 +312,13 @@ function beginRun(run: OpenedRun, cfg: TrainConfig<BackboneConfig>, startStep: n
  */
 const STOP_SIGNALS = { SIGINT: 130, SIGTERM: 143 } as const;
 export type StopSignal = keyof typeof STOP_SIGNALS;
+
+/** Every rank's stop request after an all-reduce of the flags: if any rank was asked to stop, all stop now. */
+function agreeOnStop(stop: StopRequest, collective: Collective): void {
+  const flags = Float32Array.of(stop.signal === 'SIGINT' ? 1 : 0, stop.signal === 'SIGTERM' ? 1 : 0);
+  collective.allreduceSum(flags);
+  if (!stop.signal && flags[0]! + flags[1]! > 0) stop.signal = flags[1]! > 0 ? 'SIGTERM' : 'SIGINT';
+}
 
 /** Listens for the stop signals while the loop runs; `signal` is the first one received. */
 class StopRequest {
@@ -302,7 +381,8 @@ class ProgressReport {
 interface LoopContext {
   readonly opts: TrainOptions;
   readonly folder: RunFolder;
-  readonly runner: StepRunner;
+  readonly step: TrainingStep;
+  readonly collective: Collective;
   readonly loader: MultiCropLoader;
   readonly state: TrainState;
   readonly startStep: number;
@@ -311,14 +391,19 @@ interface LoopContext {
 }
 
 /** Runs the steps from `startStep`: feeds, step, metrics log, progress, periodic and final checkpoints, stop signals. */
-async function trainLoop({ opts, folder, runner, loader, state, startStep, stepsPerRun, log }: LoopContext): Promise<TrainResult> {
+async function trainLoop({ opts, folder, step: trainingStep, collective, loader, state, startStep, stepsPerRun, log }: LoopContext): Promise<TrainResult> {
   const cfg = opts.config;
   const b = cfg.batch;
   const shape = stepConfig(cfg);
+  const slice = collective.size > 1 ? { rank: collective.rank, ranks: collective.size } : undefined;
+  // Rank 0 alone writes the run folder (every rank holds the same state).
+  const writes = collective.rank === 0;
   const stop = new StopRequest(log);
-  const save = (step: number, position = loader.position()) => folder.saveCheckpoint(state, { config: cfg, step, seed: cfg.seed, loader: position });
+  const save = (step: number, position = loader.position()) => {
+    if (writes) folder.saveCheckpoint(state, { config: cfg, step, seed: cfg.seed, loader: position, ...(collective.size > 1 ? { ranks: collective.size } : {}) });
+  };
   const end = Math.min(cfg.steps, startStep + (opts.stopAfter ?? Infinity));
-  const progress = new ProgressReport(opts.progress ?? (process.stderr.isTTY ? 'bar' : 'lines'), cfg.steps, startStep, end, b, log);
+  const progress = new ProgressReport(!writes ? 'none' : (opts.progress ?? (process.stderr.isTTY ? 'bar' : 'lines')), cfg.steps, startStep, end, b, log);
   const dataBound = new DataBoundMeter();
   let last: Record<string, number> = {};
   let step = startStep;
@@ -338,21 +423,23 @@ async function trainLoop({ opts, folder, runner, loader, state, startStep, steps
         const batch = await loader.next();
         dataWaitMs.push(performance.now() - waitStart);
         // Masks from their own stream, indexed by step: a resumed run draws the same ones.
-        feeds.push(dinoStepFeeds(shape, batch, () => derivePrng(cfg.seed, DROP_PATH_STREAM, at)));
+        feeds.push(dinoStepFeeds(shape, batch, () => derivePrng(cfg.seed, DROP_PATH_STREAM, at), slice));
         scalars.push(stepScalars(cfg, at));
       }
       const runStart = performance.now();
-      // Every DINO_METRICS name is an output: buildDinoStep emits them from a record typed by that list.
-      const metrics = (chunk === 1 ? [await runner.run(state, feeds[0]!, scalars[0]!)] : await runner.runSteps(state, stackSteps(feeds), scalars)) as DinoMetrics[];
+      const metrics = await trainingStep.run(state, feeds, scalars);
       const stepMs = (performance.now() - runStart) / chunk;
       dataBound.add(dataWaitMs.reduce((a, w) => a + w, 0), performance.now() - chunkStart);
       const bad = metrics.findIndex((m) => !Number.isFinite(m.loss));
       if (bad >= 0) throw new NonFiniteLossError(step + bad + 1, metrics[bad]!.loss, folder.hasCheckpoint() ? folder.checkpointFile : undefined);
       const rows = metrics.map((m, k) => ({ ...m, ...scalars[k]!, step: step + k + 1, step_ms: stepMs, images_per_s: (b * 1000) / stepMs, data_wait_ms: dataWaitMs[k]! }));
-      folder.appendMetrics(rows);
+      if (writes) folder.appendMetrics(rows);
       last = rows[rows.length - 1]!;
       step += chunk;
       progress.update(step, metrics[chunk - 1]!, dataBound.note());
+      // A stop signal reaches the ranks at different steps: they agree (any rank's) before the next step, so all stop
+      // after the same step and rank 0's checkpoint is every rank's state.
+      if (collective.size > 1) agreeOnStop(stop, collective);
       if (opts.checkpointEvery && step % opts.checkpointEvery === 0 && step < end) {
         await stateToHost(state); // a no-op unless the state lives on the device (WebGPU)
         save(step);

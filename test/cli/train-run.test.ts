@@ -92,7 +92,7 @@ test('main_dino.py flags: --saveckp_freq (epochs), --use_bn_in_head; --dist_url,
   for (const flag of [['--dist_url', 'env://'], ['--local_rank', '0']]) {
     const d = await dino('train', ...TINY, ...flag, '--out', path.join(DIR, 'dist'));
     assert.is(d.code, 2);
-    assert.match(d.stderr, /distributed-training flag; dino train runs one process on one device: leave it out/);
+    assert.match(d.stderr, /torch.distributed flag; here several processes are launched by mpirun -np N \(or srun\) and learn their rank from the MPI library: leave it out/);
   }
   const sgd = await dino('train', ...TINY, '--optimizer', 'sgd', '--out', path.join(DIR, 'dist'));
   assert.is(sgd.code, 2);
