@@ -9,6 +9,7 @@ import { BadImageError, decodeImageFile } from '../../../runtime/data/decode.ts'
 import { augmentConfig, multiCropImages } from '../../../runtime/data/multicrop.ts';
 import { MultiCropLoader, type LoaderBatch, type LoaderOptions } from '../../../runtime/data/loader.ts';
 import { derivePrng, STREAM } from '../../../runtime/data/seeds.ts';
+import { take, assertSameBatches } from './loader-helpers.ts';
 
 // 27 small images of different sizes in 3 classes: 6 batches of 4 per epoch (3 images dropped).
 const root = await fs.mkdtemp(path.join(os.tmpdir(), 'folder-loader-'));
@@ -24,29 +25,6 @@ for (let i = 0; i < 27; i++) {
 const index = await indexImageFolder(root);
 const augment = augmentConfig({ globalSize: 16, localSize: 8, localCrops: 2 });
 const base: LoaderOptions = { dataset: index, batchSize: 4, seed: 77, augment };
-
-async function take(options: LoaderOptions, n: number): Promise<LoaderBatch[]> {
-  const loader = new MultiCropLoader(options);
-  try {
-    const batches: LoaderBatch[] = [];
-    for (let i = 0; i < n; i++) batches.push(await loader.next());
-    return batches;
-  } finally {
-    await loader.close();
-  }
-}
-
-function assertSameBatches(a: LoaderBatch[], b: LoaderBatch[], label: string): void {
-  assert.is(a.length, b.length);
-  a.forEach((x, i) => {
-    const y = b[i]!;
-    assert.equal([x.epoch, x.batch, x.step], [y.epoch, y.batch, y.step], `${label}: position of batch ${i}`);
-    assert.equal(x.indices, y.indices, `${label}: indices of batch ${i}`);
-    assert.equal(x.labels, y.labels, `${label}: labels of batch ${i}`);
-    assert.ok(Buffer.from(x.globals.buffer).equals(Buffer.from(y.globals.buffer)), `${label}: globals of batch ${i}`);
-    assert.ok(Buffer.from(x.locals.buffer).equals(Buffer.from(y.locals.buffer)), `${label}: locals of batch ${i}`);
-  });
-}
 
 const inThread = await take({ ...base, workers: 0 }, 8); // crosses into epoch 1
 

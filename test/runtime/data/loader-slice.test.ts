@@ -13,17 +13,7 @@ import { loadFashionMnist, FASHION_MNIST_MEAN, FASHION_MNIST_STD } from '../../.
 import { indexImageFolder } from '../../../runtime/data/folder-index.ts';
 import { augmentConfig } from '../../../runtime/data/multicrop.ts';
 import { MultiCropLoader, type LoaderBatch, type LoaderOptions } from '../../../runtime/data/loader.ts';
-
-async function take(options: LoaderOptions, n: number): Promise<LoaderBatch[]> {
-  const loader = new MultiCropLoader(options);
-  try {
-    const batches: LoaderBatch[] = [];
-    for (let i = 0; i < n; i++) batches.push(await loader.next());
-    return batches;
-  } finally {
-    await loader.close();
-  }
-}
+import { take } from './loader-helpers.ts';
 
 /** The ranks' view-major crops [views · b, ...] put back into the whole batch's layout [views · B, ...]. */
 function joinViews(parts: readonly Float32Array[], views: number): Float32Array {

@@ -3,34 +3,12 @@ import * as assert from 'uvu/assert';
 import { loadFashionMnist, FASHION_MNIST_MEAN, FASHION_MNIST_STD } from '../../../runtime/data/fashion-mnist.ts';
 import { augmentConfig } from '../../../runtime/data/multicrop.ts';
 import { MultiCropLoader, type LoaderBatch, type LoaderOptions } from '../../../runtime/data/loader.ts';
+import { take, assertSameBatches } from './loader-helpers.ts';
 
 // 100 images per class: 1,000 train images, 31 batches of 32 per epoch (the last 8 images dropped).
 const dataset = await loadFashionMnist({ limitPerClass: 100 });
 const augment = augmentConfig({ globalSize: 28, localSize: 12, localCrops: 2, mean: [FASHION_MNIST_MEAN], std: [FASHION_MNIST_STD] });
 const base: LoaderOptions = { dataset, batchSize: 32, seed: 1234, augment };
-
-async function take(options: LoaderOptions, n: number): Promise<LoaderBatch[]> {
-  const loader = new MultiCropLoader(options);
-  try {
-    const batches: LoaderBatch[] = [];
-    for (let i = 0; i < n; i++) batches.push(await loader.next());
-    return batches;
-  } finally {
-    await loader.close();
-  }
-}
-
-function assertSameBatches(a: LoaderBatch[], b: LoaderBatch[], label: string): void {
-  assert.is(a.length, b.length);
-  a.forEach((x, i) => {
-    const y = b[i]!;
-    assert.equal([x.epoch, x.batch, x.step], [y.epoch, y.batch, y.step], `${label}: position of batch ${i}`);
-    assert.equal(x.indices, y.indices, `${label}: indices of batch ${i}`);
-    assert.equal(x.labels, y.labels, `${label}: labels of batch ${i}`);
-    assert.equal(x.globals, y.globals, `${label}: globals of batch ${i}`);
-    assert.equal(x.locals, y.locals, `${label}: locals of batch ${i}`);
-  });
-}
 
 const inThread = await take({ ...base, workers: 0 }, 34); // crosses the epoch boundary at batch 31
 
