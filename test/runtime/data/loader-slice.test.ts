@@ -12,7 +12,7 @@ import sharp from 'sharp';
 import { loadFashionMnist, FASHION_MNIST_MEAN, FASHION_MNIST_STD } from '../../../runtime/data/fashion-mnist.ts';
 import { indexImageFolder } from '../../../runtime/data/folder-index.ts';
 import { augmentConfig } from '../../../runtime/data/multicrop.ts';
-import { MultiCropLoader, type LoaderBatch, type LoaderOptions } from '../../../runtime/data/loader.ts';
+import { MultiCropLoader, type LoaderOptions } from '../../../runtime/data/loader.ts';
 import { take } from './loader-helpers.ts';
 
 /** The ranks' view-major crops [views · b, ...] put back into the whole batch's layout [views · B, ...]. */
