@@ -6,7 +6,7 @@
  */
 
 // export/
-export { exportTeacher, ExportSourceError, readExportInfo, buildTeacherGraph, backboneSpecs, preprocessorConfig, PREPROCESSOR_CONFIG, type ExportInfo, type ExportTeacherOptions, type ExportTeacherResult, type PreprocessorConfig } from './export/teacher.ts';
+export { exportTeacher, ExportSourceError, type ExportSourceOptions, readExportInfo, buildTeacherGraph, backboneSpecs, preprocessorConfig, PREPROCESSOR_CONFIG, type ExportInfo, type ExportTeacherOptions, type ExportTeacherResult, type PreprocessorConfig } from './export/teacher.ts';
 export { exportHf, buildHfGraph, hfConfig, hfPreprocessorConfig, HF_EXPORT_INFO_KEY, type HfExportInfo, type HfExportOptions, type HfExportResult } from './export/hf.ts';
 export { exportBackbone, readBackboneExportInfo, BACKBONE_EXPORT_KEY, type BackboneExportInfo, type ExportBackboneOptions } from './export/backbone.ts';
 

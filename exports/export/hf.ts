@@ -28,7 +28,7 @@ import * as path from 'node:path';
 import * as E from 'fp-ts/lib/Either.js';
 import { Graph, Scope, emitOnnx, formatError, mul, reduceSum } from '../../dsl/index.ts';
 import { type ViTConfig, visionTransformer } from '../../models/vit.ts';
-import { backboneValues, resolveSource, writeAtomic } from './teacher.ts';
+import { type ExportSourceOptions, backboneValues, resolveSource, writeAtomic } from './teacher.ts';
 
 /** The metadata key of `onnx/model.onnx` holding {@link HfExportInfo} as JSON. */
 export const HF_EXPORT_INFO_KEY = 'dino.hf_export';
@@ -39,20 +39,7 @@ export const LUMA_WEIGHTS = [0.299, 0.587, 0.114] as const;
 /** The channels `pixel_values` has: transformers.js's processor gives RGB (see the module comment). */
 export const HF_INPUT_CHANNELS = 3;
 
-export interface HfExportOptions {
-  /** A run folder (config.json + checkpoint.safetensors written by `dino train`). */
-  readonly run?: string;
-  /** Export the student instead of the teacher. */
-  readonly student?: boolean;
-  /** Architecture of `weights`: a training preset or a model preset (`vit_small`, ...). */
-  readonly preset?: string;
-  /** Architecture given directly (programmatic use; overrides `preset`). */
-  readonly backbone?: ViTConfig;
-  /** A .safetensors or PyTorch .pth file (DINO, timm or Hugging Face names). */
-  readonly weights?: string;
-  /** Override the normalisation (one value, or one per channel of the weights). */
-  readonly mean?: readonly number[];
-  readonly std?: readonly number[];
+export interface HfExportOptions extends ExportSourceOptions {
   /** The output folder (created; the three files in it are replaced). */
   readonly out: string;
   /**

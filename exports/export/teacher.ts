@@ -52,7 +52,8 @@ export interface ExportInfo {
   readonly intermediate?: number;
 }
 
-export interface ExportTeacherOptions {
+/** Where an export's weights come from, and their normalisation: the ONNX and the Hugging Face exports take these. */
+export interface ExportSourceOptions {
   /** A run folder (config.json + checkpoint.safetensors written by `dino train`). */
   readonly run?: string;
   /** Export the student instead of the teacher (run folders and full DINO checkpoints). */
@@ -66,9 +67,12 @@ export interface ExportTeacherOptions {
   readonly backbone?: ViTConfig;
   /** A .safetensors or PyTorch .pth file: a full DINO checkpoint, a dino-ts checkpoint, or a backbone state dict. */
   readonly weights?: string;
-  /** Override the normalisation (one value, or one per channel). */
+  /** Override the normalisation (one value, or one per channel of the weights). */
   readonly mean?: readonly number[];
   readonly std?: readonly number[];
+}
+
+export interface ExportTeacherOptions extends ExportSourceOptions {
   /** Output .onnx path. */
   readonly out: string;
   /** A fixed input side (or [H, W]) instead of dynamic H and W. */
@@ -195,7 +199,7 @@ export class ExportSourceError extends Error {
 }
 
 /** Where the weights of an export come from (shared by the ONNX and the Hugging Face exports). */
-export function resolveSource(opts: Pick<ExportTeacherOptions, 'run' | 'student' | 'preset' | 'backbone' | 'weights'>): ResolvedSource {
+export function resolveSource(opts: Omit<ExportSourceOptions, 'mean' | 'std'>): ResolvedSource {
   const network = opts.student ? 'student' : 'teacher';
   if (opts.run) {
     const cfg = readRunConfig(opts.run);
