@@ -24,7 +24,8 @@ const flag = (name: string, fallback: string) => { const i = args.indexOf(`--${n
 const imageCount = Number(flag('images', '200'));
 const rounds = Number(flag('rounds', '3'));
 const dir = flag('dir', '/tmp/dino-augment-bench');
-const python = '/usr/bin/python3';
+// A python with torch and torchvision: $DINO_TORCH_PYTHON, else Debian's (python3-torchvision), as the tests look for one.
+const python = process.env['DINO_TORCH_PYTHON'] ?? '/usr/bin/python3';
 const anchorScript = path.join(import.meta.dirname, 'augment_anchor_torchvision.py');
 
 sharp.concurrency(1); // one libvips thread: we measure one core's work
