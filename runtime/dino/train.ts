@@ -272,8 +272,10 @@ async function openLoader(run: OpenedRun, opts: TrainOptions, start: LoaderPosit
   // same order) and read the recorded index on resume.
   const writes = collective.rank === 0;
   const runDir = writes || run.resumeFrom !== undefined ? { runDir: run.folder.dir } : {};
-  const dataset = (recordedIndex ? undefined : opts.dataset) ?? (await loadTrainingData(cfg, { ...opts, ...runDir, resume: run.resumeFrom !== undefined }));
-  if (dataset instanceof FolderIndex && !dataset.sharded && run.resumeFrom === undefined && writes) await dataset.save(indexFile);
+  const given = recordedIndex ? undefined : opts.dataset;
+  const dataset = given ?? (await loadTrainingData(cfg, { ...opts, ...runDir, resume: run.resumeFrom !== undefined }));
+  // An index loaded here was kept in the run folder by indexImageFolder (its cacheFile); one passed in is recorded now.
+  if (given instanceof FolderIndex && !given.sharded && run.resumeFrom === undefined && writes) await given.save(indexFile);
   const workers = opts.numWorkers ?? (dataset instanceof FolderIndex ? defaultLoaderWorkers() : 1);
   const threadsNote = dataset instanceof FolderIndex ? decodeThreadsNote(workers) : undefined;
   if (threadsNote) log(threadsNote);

@@ -60,6 +60,15 @@ test('--arch with --steps on a 300-image folder: schedules scaled to its 9-step 
   assert.ok(existsSync(join(out, RUN_FILES.dataIndex)), 'the run records the files it trains on');
 });
 
+test('train() indexing the folder itself records the same index as a run handed the index', async () => {
+  const short = { ...config, steps: 2 };
+  const handed = join(tmp(), 'run'), own = join(tmp(), 'run');
+  await train({ config: short, out: handed, dataset: await indexImageFolder(root), numWorkers: 1, ...quiet });
+  await train({ config: short, out: own, numWorkers: 1, ...quiet });
+  assert.is(readFileSync(join(own, RUN_FILES.dataIndex), 'utf8'), readFileSync(join(handed, RUN_FILES.dataIndex), 'utf8'));
+  assert.equal(metricsOf(own).map((m) => m['loss']), metricsOf(handed).map((m) => m['loss']));
+});
+
 test('the progress line says data-bound when steps wait for images more than 10% of the time', () => {
   const bound = new DataBoundMeter();
   bound.add(60, 100);
