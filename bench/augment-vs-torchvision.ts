@@ -5,9 +5,10 @@
  *
  *   node --import tsx bench/augment-vs-torchvision.ts [--images 200] [--rounds 3] [--dir /tmp/dino-augment-bench]
  *
- * Ours decodes with sharp to interleaved bytes that the augmentation reads in place.
- * Reports CPU-ms per image for each (process CPU time: every thread of each process), their ratio, our split
- * decode / crop+resize / colour / blur / normalise, and the projection to a 16-core machine. Needs Debian's
+ * Ours decodes with sharp to interleaved bytes that the augmentation reads in place, and runs on both kernel
+ * implementations (runtime/data/view-kernels.ts): the WebAssembly SIMD ones (the default) and the JS ones.
+ * Reports CPU-ms per image for each (process CPU time: every thread of each process), their ratios, our split
+ * decode / crop+resize / colour / blur / normalise (WebAssembly kernels), and the projection to a 16-core machine. Needs Debian's
  * python3-torchvision for the anchor (without it, only ours is timed).
  */
 import { spawn, spawnSync } from 'node:child_process';
@@ -16,8 +17,10 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import sharp from 'sharp';
 import { Prng } from '../dsl/prng.ts';
-import { colorJitterBytes, gaussianBlurBytes, resizeBytes } from '../runtime/data/image-ops.ts';
+import { colorJitterDeferred } from '../runtime/data/image-ops.ts';
 import { DINO_AUGMENT, drawViewParams, multiCropImages, type SourceImage, type ViewKind } from '../runtime/data/multicrop.ts';
+import { JS_VIEW_KERNELS, type ViewKernels } from '../runtime/data/view-kernels.ts';
+import { wasmViewKernels } from '../runtime/data/wasm-kernels.ts';
 
 const args = process.argv.slice(2);
 const flag = (name: string, fallback: string) => { const i = args.indexOf(`--${name}`); return i >= 0 && args[i + 1] !== undefined ? args[i + 1]! : fallback; };
@@ -75,15 +78,15 @@ async function decode(file: string): Promise<SourceImage> {
 const cpuMs = () => { const u = process.cpuUsage(); return (u.user + u.system) / 1000; };
 
 /** Ours, on `files`: CPU-ms per image for decode + all crops. */
-async function timeOurs(files: readonly string[], seed: number): Promise<number> {
+async function timeOurs(files: readonly string[], seed: number, kernels: ViewKernels): Promise<number> {
   const prng = Prng.seeded(seed);
   const start = cpuMs();
-  for (const file of files) multiCropImages([await decode(file)], DINO_AUGMENT, prng);
+  for (const file of files) multiCropImages([await decode(file)], DINO_AUGMENT, prng, kernels);
   return (cpuMs() - start) / files.length;
 }
 
 /** Our split, one step at a time on the same draws, in process CPU time. */
-async function splitOurs(files: readonly string[], seed: number): Promise<Record<string, number>> {
+async function splitOurs(files: readonly string[], seed: number, kernels: ViewKernels): Promise<Record<string, number>> {
   const totals = { decode: 0, cropResize: 0, colour: 0, blur: 0, all: 0 };
   const prng = Prng.seeded(seed);
   for (const file of files) {
@@ -91,20 +94,22 @@ async function splitOurs(files: readonly string[], seed: number): Promise<Record
     const image = await decode(file);
     totals.decode += cpuMs() - t;
     t = cpuMs();
-    multiCropImages([image], DINO_AUGMENT, Prng.seeded(seed));
+    multiCropImages([image], DINO_AUGMENT, Prng.seeded(seed), kernels);
     totals.all += cpuMs() - t;
+    const source = kernels.load(image, DINO_AUGMENT.globalSize);
     const imagePrng = prng.fork();
     const kinds: ViewKind[] = ['global1', 'global2', ...Array<ViewKind>(DINO_AUGMENT.localCrops).fill('local')];
     for (const kind of kinds) {
       const view = drawViewParams(image.height, image.width, kind, DINO_AUGMENT, imagePrng);
       let s = cpuMs();
-      const bytes = resizeBytes(image, view.box, view.size, view.size, { flip: view.flip });
+      const bytes = kernels.resize(source, view.box, view.size, view.flip);
       totals.cropResize += cpuMs() - s;
       s = cpuMs();
-      colorJitterBytes(bytes, view.jitter, view.grayscale);
+      const pending = colorJitterDeferred(bytes, view.jitter, view.grayscale, kernels.color);
+      if (pending !== null) kernels.applyTable(bytes, pending);
       totals.colour += cpuMs() - s;
       s = cpuMs();
-      if (view.blurSigma !== null) gaussianBlurBytes(bytes, view.blurSigma);
+      if (view.blurSigma !== null) kernels.blur(bytes, view.blurSigma);
       totals.blur += cpuMs() - s;
     }
   }
@@ -145,29 +150,37 @@ const listFile = path.join(dir, 'files.txt');
 fs.writeFileSync(listFile, files.join('\n'));
 const anchor = startAnchor(listFile);
 
+const wasm = wasmViewKernels();
+if (wasm === null) throw new Error('the WebAssembly kernels cannot run here (runtime/data/wasm/augment.wasm, WebAssembly SIMD)');
+
 // Warm-up: JIT, sharp's first calls, Python's first transforms.
-await timeOurs(files.slice(0, 20), 1);
+await timeOurs(files.slice(0, 20), 1, wasm);
+await timeOurs(files.slice(0, 20), 1, JS_VIEW_KERNELS);
 if (anchor) await anchor.run(0, 10, 1);
 
-const ours: number[] = [], theirs: number[] = [], ratios: number[] = [];
+const ours: number[] = [], oursJs: number[] = [], theirs: number[] = [], ratios: number[] = [], ratiosJs: number[] = [];
 for (let r = 0; r < rounds; r++) {
   const seed = 100 + r;
-  // Alternate who goes first, so drift in the machine's load falls on both.
-  let o = 0, t = 0;
-  if (r % 2 === 0) { o = await timeOurs(files, seed); if (anchor) t = await anchor.run(0, files.length, seed); }
-  else { if (anchor) t = await anchor.run(0, files.length, seed); o = await timeOurs(files, seed); }
-  ours.push(o);
-  if (anchor) { theirs.push(t); ratios.push(t / o); }
-  console.log(`round ${r + 1}: ours ${o.toFixed(2)} CPU-ms/image${anchor ? `, torchvision ${t.toFixed(2)}, ratio ${(t / o).toFixed(2)}x` : ''}`);
+  // Rotate who goes first, so drift in the machine's load falls on all three.
+  const runs: (() => Promise<void>)[] = [
+    async () => { ours.push(await timeOurs(files, seed, wasm)); },
+    async () => { oursJs.push(await timeOurs(files, seed, JS_VIEW_KERNELS)); },
+    async () => { if (anchor) theirs.push(await anchor.run(0, files.length, seed)); },
+  ];
+  for (let k = 0; k < runs.length; k++) await runs[(k + r) % runs.length]!();
+  const o = ours[r]!, j = oursJs[r]!, t = theirs[r];
+  if (t !== undefined) { ratios.push(t / o); ratiosJs.push(t / j); }
+  console.log(`round ${r + 1}: ours ${o.toFixed(2)} CPU-ms/image (JS kernels ${j.toFixed(2)})${t !== undefined ? `, torchvision ${t.toFixed(2)}, ratio ${(t / o).toFixed(2)}x (JS kernels ${(t / j).toFixed(2)}x)` : ''}`);
 }
 const theirDecode = anchor ? await anchor.run(0, files.length, 7, 'decode') : null;
 anchor?.quit();
-const split = await splitOurs(files, 7);
+const split = await splitOurs(files, 7, wasm);
 const oursMs = median(ours);
 console.log(JSON.stringify({
-  images: files.length, rounds, oursCpuMsPerImage: +oursMs.toFixed(2),
+  images: files.length, rounds, oursCpuMsPerImage: +oursMs.toFixed(2), oursJsKernelsCpuMsPerImage: +median(oursJs).toFixed(2),
   torchvisionCpuMsPerImage: anchor ? +median(theirs).toFixed(2) : null,
   ratio: anchor ? +median(ratios).toFixed(2) : null,
+  ratioJsKernels: anchor ? +median(ratiosJs).toFixed(2) : null,
   torchvisionDecodeMs: theirDecode === null ? null : +theirDecode.toFixed(2),
   oursSplitMs: Object.fromEntries(Object.entries(split).map(([k, v]) => [k, +v.toFixed(2)])),
   oursImagesPerSecondPerCore: +(1000 / oursMs).toFixed(1),

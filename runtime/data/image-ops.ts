@@ -338,7 +338,7 @@ const RESAMPLE_HALF = 1 << (RESAMPLE_BITS - 1);
  * pixel and `taps` fixed-point weights (Resample.c `precompute_coeffs` + `normalize_coeffs_8bpc`). Every output
  * gets exactly `taps` weights, zero-padded, its window moved left where it would pass the input's end (zero weights
  * change no sum), so that the kernels below run a fixed, unrolled number of taps. */
-interface FixedCoefficients {
+export interface FixedCoefficients {
   readonly taps: number;
   readonly first: Int32Array;
   readonly weights: Int32Array;
@@ -461,6 +461,44 @@ function verticalKernel(taps: number, channels: number): VerticalKernel {
   return kernel;
 }
 
+/**
+ * How `box` of a source is resized to `outHeight` x `outWidth` and cut to `window` (PIL's coefficients): the
+ * horizontal pass computes `window.width` outputs over `rows` crop rows starting at crop row `rowFirst`; the
+ * vertical pass's `first` indices count from that row. What {@link resizeBytes} runs, whatever the kernels.
+ */
+export interface ResizePlan {
+  readonly window: CropBox;
+  /** First crop row the window's outputs read, and how many crop rows the horizontal pass computes. */
+  readonly rowFirst: number;
+  readonly rows: number;
+  /** Per window column: first source column (relative to the box) and `taps` weights. */
+  readonly horizontal: FixedCoefficients;
+  /** Per window row: first crop row relative to `rowFirst`, and `taps` weights. */
+  readonly vertical: FixedCoefficients;
+}
+
+export function resizePlan(box: CropBox, outHeight: number, outWidth: number, window: CropBox = { top: 0, left: 0, height: outHeight, width: outWidth }): ResizePlan {
+  const h = fixedCoefficients(box.width, outWidth);
+  const v = fixedCoefficients(box.height, outHeight);
+  // Crop rows that the window's output rows read: the horizontal pass computes only these (as PIL does).
+  const rowFirst = v.first[window.top]!;
+  const rows = v.first[window.top + window.height - 1]! + v.taps - rowFirst;
+  // Offsets relative to the window's first output, so the kernels index `first` and `weights` from 0.
+  return {
+    window, rowFirst, rows,
+    horizontal: {
+      taps: h.taps,
+      first: h.first.subarray(window.left, window.left + window.width),
+      weights: h.weights.subarray(window.left * h.taps, (window.left + window.width) * h.taps),
+    },
+    vertical: {
+      taps: v.taps,
+      first: v.first.subarray(window.top, window.top + window.height).map((f) => f - rowFirst),
+      weights: v.weights.subarray(window.top * v.taps, (window.top + window.height) * v.taps),
+    },
+  };
+}
+
 /** Scratch for the horizontal pass, grown as needed (each worker thread has its own module instance). */
 let resizeScratch = new Uint8Array(0);
 
@@ -479,13 +517,8 @@ export function resizeBytes(
   options: { readonly flip?: boolean; readonly window?: CropBox; readonly out?: Uint8Array } = {},
 ): ByteImage {
   const { channels, width: inWidth } = src;
-  const window = options.window ?? { top: 0, left: 0, height: outHeight, width: outWidth };
   const flip = options.flip ?? false;
-  const h = fixedCoefficients(box.width, outWidth);
-  const v = fixedCoefficients(box.height, outHeight);
-  // Crop rows that the window's output rows read: the horizontal pass computes only these (as PIL does).
-  const rowFirst = v.first[window.top]!;
-  const rows = v.first[window.top + window.height - 1]! + v.taps - rowFirst;
+  const { window, rowFirst, rows, horizontal: h, vertical: v } = resizePlan(box, outHeight, outWidth, options.window);
   const midWidth = window.width;
   const midPlane = rows * midWidth;
   if (resizeScratch.length < channels * midPlane) resizeScratch = new Uint8Array(channels * midPlane);
@@ -499,18 +532,13 @@ export function resizeBytes(
   const pixelStep = interleaved ? channels : 1;
   const horizontal = horizontalKernel(h.taps, fused, pixelStep);
   const vertical = verticalKernel(v.taps, fused);
-  // Offsets relative to the window's first output, so the kernels index `first` and `weights` from 0.
-  const hFirst = h.first.subarray(window.left, window.left + window.width);
-  const hWeights = h.weights.subarray(window.left * h.taps, (window.left + window.width) * h.taps);
-  const vFirst = v.first.subarray(window.top, window.top + window.height).map((f) => f - rowFirst);
-  const vWeights = v.weights.subarray(window.top * v.taps, (window.top + window.height) * v.taps);
   const inPlane = interleaved ? 1 : src.height * inWidth;
   const rowStride = inWidth * pixelStep;
   for (let c = 0; c < channels; c += fused) {
     const srcStart = c * inPlane + (box.top + rowFirst) * rowStride + box.left * pixelStep;
     // Horizontal over the needed crop rows, mirrored by writing right to left; then vertical.
-    horizontal(src.data, srcStart, rowStride, inPlane, rows, hFirst, hWeights, mid, c * midPlane + (flip ? midWidth - 1 : 0), flip ? -1 : 1, midWidth, midPlane, midWidth);
-    vertical(mid, c * midPlane, midWidth, midPlane, vFirst, vWeights, result, c * outPlane, outPlane, window.height);
+    horizontal(src.data, srcStart, rowStride, inPlane, rows, h.first, h.weights, mid, c * midPlane + (flip ? midWidth - 1 : 0), flip ? -1 : 1, midWidth, midPlane, midWidth);
+    vertical(mid, c * midPlane, midWidth, midPlane, v.first, v.weights, result, c * outPlane, outPlane, window.height);
   }
   return { channels, height: window.height, width: window.width, data: result };
 }
@@ -527,6 +555,19 @@ function boxBlurRadiusF32(sigma: number): number {
   return f(l + a);
 }
 
+/**
+ * BoxBlur.c's pass weights for PIL's GaussianBlur(sigma): the whole radius of each box, the weight of each of its
+ * 2 radius + 1 pixels (`ww`) and of the two next ones (`fw`), out of 2^24; null when the blur changes nothing.
+ */
+export function boxBlurWeights(sigma: number): { readonly radius: number; readonly ww: number; readonly fw: number } | null {
+  const radiusF = boxBlurRadiusF32(sigma);
+  if (radiusF === 0) return null;
+  const radius = Math.trunc(radiusF);
+  const ww = Math.trunc(Math.fround(16777216 / Math.fround(Math.fround(radiusF * 2) + 1)));
+  const fw = Math.trunc((16777216 - (radius * 2 + 1) * ww) / 2);
+  return { radius, ww, fw };
+}
+
 let blurLineIn = new Int32Array(0);
 let blurLineOut = new Int32Array(0);
 let blurPlanes = new Uint8Array(0);
@@ -541,11 +582,9 @@ let blurColumnSums = new Int32Array(0);
  * side, so that memory is read in order.
  */
 export function gaussianBlurBytes(image: ByteImage, sigma: number): void {
-  const radiusF = boxBlurRadiusF32(sigma);
-  if (radiusF === 0) return;
-  const radius = Math.trunc(radiusF);
-  const ww = Math.trunc(Math.fround(16777216 / Math.fround(Math.fround(radiusF * 2) + 1)));
-  const fw = Math.trunc((16777216 - (radius * 2 + 1) * ww) / 2);
+  const weights = boxBlurWeights(sigma);
+  if (weights === null) return;
+  const { radius, ww, fw } = weights;
   const { channels, height, width, data } = image;
   const pad = radius + 1;
   if (blurLineIn.length < width + 2 * pad) {
@@ -697,7 +736,7 @@ function blendByte(degenerate: number, value: number, alpha: number): number {
 }
 
 /** The 256-entry table of `blendByte(degenerate, v, factor)`. */
-function blendTable(degenerate: number, factor: number): Uint8Array {
+export function blendTable(degenerate: number, factor: number): Uint8Array {
   const alpha = Math.fround(factor);
   const table = new Uint8Array(256);
   for (let v = 0; v < 256; v++) table[v] = blendByte(degenerate, v, alpha);
@@ -780,7 +819,7 @@ let hsvTables: {
   hue: Uint8Array; saturation: Uint8Array; sector: Uint8Array; valueLow: Uint8Array; middleFactor: Float64Array;
   hueBase: Int32Array;
 } | null = null;
-function hsv(): NonNullable<typeof hsvTables> {
+export function hsv(): NonNullable<typeof hsvTables> {
   if (hsvTables !== null) return hsvTables;
   const f = Math.fround;
   const hue = new Uint8Array(6 * 65536);
@@ -837,7 +876,7 @@ function hsv(): NonNullable<typeof hsvTables> {
 }
 
 /** The hue byte step torchvision adds: `np.uint8(shift * 255)`, truncated, wrapping around. */
-const hueStepOf = (shift: number) => ((Math.trunc(shift * 255) % 256) + 256) % 256;
+export const hueStepOf = (shift: number) => ((Math.trunc(shift * 255) % 256) + 256) % 256;
 
 /**
  * torchvision `adjust_hue` on a PIL image, in place: `convert('HSV')`, the uint8 hue plus `uint8(shift * 255)`
@@ -857,13 +896,7 @@ export function adjustHueBytes(image: ByteImage, shift: number, input: Uint8Arra
   // s = 0 come out as (v, v, v) through the same arithmetic (p and the middle value are then v).
   // hsv2rgb's channels per hue: which gets v, which p, which the middle value (sector 0: v t p, 1: q v p,
   // 2: p v t, 3: p q v, 4: t p v, 5: v p q), as plane offsets.
-  for (let h = 0; h < 256; h++) {
-    const sector = tables.sector[h]!;
-    const [v, low, middle] = SECTOR_SLOTS[sector]!;
-    hsvOutV[h] = v * plane;
-    hsvOutLow[h] = low * plane;
-    hsvOutMiddle[h] = middle * plane;
-  }
+  hueOutputOffsets(plane, hsvOutV, hsvOutLow, hsvOutMiddle);
   for (let p = 0; p < plane; p++) {
     const r = input[data[p]!]!, g = input[data[plane + p]!]!, b = input[data[2 * plane + p]!]!;
     const cmp = ((g - r - 1) >>> 31) | (((b - r - 1) >>> 31) << 1) | (((b - g - 1) >>> 31) << 2);
@@ -877,6 +910,17 @@ export function adjustHueBytes(image: ByteImage, shift: number, input: Uint8Arra
     data[p + hsvOutV[hue]!] = max;
     data[p + hsvOutLow[hue]!] = low;
     data[p + hsvOutMiddle[hue]!] = middle;
+  }
+}
+
+/** Per hue byte, the plane offsets (channel x `plane`) of the channels that get v, p and the middle value. */
+export function hueOutputOffsets(plane: number, outV: Int32Array, outLow: Int32Array, outMiddle: Int32Array): void {
+  const sectors = hsv().sector;
+  for (let h = 0; h < 256; h++) {
+    const [v, low, middle] = SECTOR_SLOTS[sectors[h]!]!;
+    outV[h] = v * plane;
+    outLow[h] = low * plane;
+    outMiddle[h] = middle * plane;
   }
 }
 
@@ -911,22 +955,38 @@ export function colorJitterBytes(image: ByteImage, jitter: JitterParams | null, 
  * they compose into one pending table, which the next per-pixel step (contrast's mean, saturation, hue,
  * grayscale) reads its input through.
  */
-export function colorJitterDeferred(image: ByteImage, jitter: JitterParams | null, grayscale: boolean): Uint8Array | null {
+export function colorJitterDeferred(image: ByteImage, jitter: JitterParams | null, grayscale: boolean, ops: PixelColorOps = JS_PIXEL_COLOR_OPS): Uint8Array | null {
   let pending: Uint8Array | null = null;
   const rgb = image.channels === 3; // saturation, hue and grayscale change nothing on other channel counts
   if (jitter !== null) {
     for (let k = 0; k < jitter.order.length; k++) {
       const op = jitter.order[k];
       if (op === 0) pending = composeTables(blendTable(0, jitter.brightness), pending);
-      else if (op === 1) pending = composeTables(blendTable(meanLumaByte(image, pending ?? IDENTITY_TABLE), jitter.contrast), pending);
+      else if (op === 1) pending = composeTables(blendTable(ops.meanLuma(image, pending ?? IDENTITY_TABLE), jitter.contrast), pending);
       else if (!rgb) continue;
-      else if (op === 2) { adjustSaturationBytes(image, jitter.saturation, pending ?? IDENTITY_TABLE); pending = null; }
-      else { adjustHueBytes(image, jitter.hue, pending ?? IDENTITY_TABLE); pending = null; }
+      else if (op === 2) { ops.saturation(image, jitter.saturation, pending ?? IDENTITY_TABLE); pending = null; }
+      else { ops.hue(image, jitter.hue, pending ?? IDENTITY_TABLE); pending = null; }
     }
   }
-  if (grayscale && rgb) { toGrayscaleBytes(image, pending ?? IDENTITY_TABLE); pending = null; }
+  if (grayscale && rgb) { ops.grayscale(image, pending ?? IDENTITY_TABLE); pending = null; }
   return pending;
 }
+
+/** The per-pixel colour steps {@link colorJitterDeferred} runs, each reading its input through a byte table: these
+ * JS ones, or the WebAssembly ones (runtime/data/wasm-kernels.ts) on images in that module's memory. */
+export interface PixelColorOps {
+  meanLuma(image: ByteImage, input: Uint8Array): number;
+  saturation(image: ByteImage, factor: number, input: Uint8Array): void;
+  hue(image: ByteImage, shift: number, input: Uint8Array): void;
+  grayscale(image: ByteImage, input: Uint8Array): void;
+}
+
+export const JS_PIXEL_COLOR_OPS: PixelColorOps = {
+  meanLuma: meanLumaByte,
+  saturation: adjustSaturationBytes,
+  hue: adjustHueBytes,
+  grayscale: toGrayscaleBytes,
+};
 
 /** v -> outer[inner[v]] (inner null: outer itself). */
 function composeTables(outer: Uint8Array, inner: Uint8Array | null): Uint8Array {

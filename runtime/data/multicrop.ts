@@ -31,10 +31,11 @@
  */
 import type { Prng } from '../../dsl/prng.ts';
 import {
-  adjustBrightness, adjustContrast, adjustHue, adjustSaturation, applyTableBytes, colorJitterDeferred, flipHorizontal,
-  gaussianBlur, gaussianBlurBytes, resizeBicubic, resizeBytes, solarize, toGrayscale, type ByteImage, type ChwImage,
-  type CropBox, type JitterParams,
+  adjustBrightness, adjustContrast, adjustHue, adjustSaturation, colorJitterDeferred, flipHorizontal, gaussianBlur,
+  resizeBicubic, resizeBytes, solarize, toGrayscale, type ChwImage, type CropBox, type JitterParams,
 } from './image-ops.ts';
+import { JS_VIEW_KERNELS, normalizeBytesInto, viewScratch, type ViewKernels } from './view-kernels.ts';
+import { wasmViewKernels } from './wasm-kernels.ts';
 
 /**
  * Augmentation strengths, with DINO's defaults in {@link DINO_AUGMENT}. Presets derive their own with
@@ -297,7 +298,7 @@ export function multiCrop(images: ImageBatch, config: AugmentConfig, prng: Prng)
  * operations, bytes equal to PIL's for every operation (see image-ops.ts), normalised as ToTensor + Normalize do
  * in float32. Every image must have the same channel count. Same draws, in the same order, as {@link multiCrop}.
  */
-export function multiCropImages(images: readonly SourceImage[], config: AugmentConfig, prng: Prng): MultiCropBatch {
+export function multiCropImages(images: readonly SourceImage[], config: AugmentConfig, prng: Prng, kernels: ViewKernels = augmentKernels()): MultiCropBatch {
   const channels = images[0]?.channels ?? config.mean.length;
   images.forEach((image, b) => {
     if (image.channels !== channels) throw new Error(`image ${b} of the batch has ${image.channels} channels, image 0 has ${channels}`);
@@ -323,18 +324,26 @@ export function multiCropImages(images: readonly SourceImage[], config: AugmentC
     }
     const imagePrng = prng.fork();
     const view = (kind: ViewKind) => drawViewParams(source.height, source.width, kind, config, imagePrng);
-    renderView(source, view('global1'), config, globals, globalOffset(0));
-    renderView(source, view('global2'), config, globals, globalOffset(1));
-    for (let v = 0; v < config.localCrops; v++) renderView(source, view('local'), config, locals, localOffset(v));
+    const loaded = kernels.load(source, Math.max(config.globalSize, config.localSize));
+    renderView(loaded, view('global1'), config, globals, globalOffset(0), kernels);
+    renderView(loaded, view('global2'), config, globals, globalOffset(1), kernels);
+    for (let v = 0; v < config.localCrops; v++) renderView(loaded, view('local'), config, locals, localOffset(v), kernels);
   }
   return { batchSize: count, channels, globalSize: config.globalSize, localSize: config.localSize, localCrops: config.localCrops, globals, locals };
 }
 
-/** One view's bytes, reused from view to view (each worker thread has its own module instance). */
-let viewBytes = new Uint8Array(0);
-function viewScratch(length: number): Uint8Array {
-  if (viewBytes.length < length) viewBytes = new Uint8Array(length);
-  return viewBytes.subarray(0, length);
+/**
+ * The kernels {@link multiCropImages} runs by default: the WebAssembly SIMD ones where WebAssembly SIMD runs
+ * (runtime/data/wasm-kernels.ts), else the JS ones; `DINO_AUGMENT_KERNELS=js` (or `wasm`, which fails where it cannot
+ * run) chooses. Both give the same bytes.
+ */
+export function augmentKernels(): ViewKernels {
+  const choice = process.env['DINO_AUGMENT_KERNELS'];
+  if (choice === 'js') return JS_VIEW_KERNELS;
+  const wasm = wasmViewKernels();
+  if (wasm === null && choice === 'wasm') throw new Error('DINO_AUGMENT_KERNELS=wasm, but the WebAssembly kernels cannot run here (runtime/data/wasm/augment.wasm missing, or no WebAssembly SIMD): unset it to use the JS kernels');
+  if (choice !== undefined && choice !== 'wasm') throw new Error(`DINO_AUGMENT_KERNELS must be js or wasm, got ${JSON.stringify(choice)}`);
+  return wasm ?? JS_VIEW_KERNELS;
 }
 
 /** Per channel, value byte -> normalised float32, as ToTensor (v / 255) then Normalize ((x - mean) / std) compute
@@ -353,16 +362,6 @@ function normalizeTables(config: AugmentConfig, channels: number, solarizeFrom: 
 /** The byte threshold of PIL's `ImageOps.solarize` for a threshold in [0, 1]: the first v with v / 255 >= it. */
 function solarizeThresholdByte(threshold: number): number {
   return Math.ceil(threshold * 255 - 1e-9);
-}
-
-function normalizeBytesInto(view: ByteImage, tables: readonly Float32Array[], out: Float32Array, offset: number): void {
-  const plane = view.height * view.width;
-  const data = view.data;
-  for (let c = 0; c < view.channels; c++) {
-    const table = tables[c]!;
-    const base = c * plane;
-    for (let p = 0; p < plane; p++) out[offset + base + p] = table[data[base + p]!]!;
-  }
 }
 
 /** Everything random about one view, drawn before any pixel is touched (the draws of {@link augmentView}). */
@@ -404,21 +403,21 @@ export function drawViewParams(height: number, width: number, kind: ViewKind, co
 /**
  * One view of an 8-bit `source` with the given parameters, as DataAugmentationDINO computes it on a PIL image
  * (uint8 between steps, PIL's bytes; see image-ops.ts), normalised into `out` at `offset`
- * (`channels * size * size` floats).
+ * (`channels * size * size` floats). `source` must have been loaded by `kernels` (`kernels.load`).
  */
-export function renderView(source: SourceImage, view: ViewParams, config: AugmentConfig, out: Float32Array, offset: number): void {
+export function renderView(source: SourceImage, view: ViewParams, config: AugmentConfig, out: Float32Array, offset: number, kernels: ViewKernels = JS_VIEW_KERNELS): void {
   // The flip is folded into the resize: exact, as every later step commutes with it.
-  const image = resizeBytes(source, view.box, view.size, view.size, { flip: view.flip, out: viewScratch(source.channels * view.size * view.size) });
+  const image = kernels.resize(source, view.box, view.size, view.flip);
   // A trailing brightness / contrast table is applied before the blur, else folded into the normalisation.
-  let pending = colorJitterDeferred(image, view.jitter, view.grayscale);
+  let pending = colorJitterDeferred(image, view.jitter, view.grayscale, kernels.color);
   if (view.blurSigma !== null) {
-    if (pending !== null) applyTableBytes(image.data, pending);
+    if (pending !== null) kernels.applyTable(image, pending);
     pending = null;
-    gaussianBlurBytes(image, view.blurSigma);
+    kernels.blur(image, view.blurSigma);
   }
   const tables = normalizeTablesOf(config, source.channels);
   const normalize = view.solarize ? tables.solarized : tables.plain;
-  normalizeBytesInto(image, pending === null ? normalize : composedNormalizeTables(normalize, pending), out, offset);
+  kernels.normalize(image, pending === null ? normalize : composedNormalizeTables(normalize, pending), out, offset);
 }
 
 /** Per channel, byte -> normalize[c][pending[byte]], in scratch tables reused from view to view. */

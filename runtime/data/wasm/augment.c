@@ -1,0 +1,324 @@
+/*
+ * DINO's 8-bit augmentation kernels for WebAssembly (SIMD128): the inner loops of runtime/data/image-ops.ts's byte
+ * operations, the same integer and float32 arithmetic, so the same bytes as Pillow 9.4 (the fixtures of
+ * test/runtime/data/augment-fidelity.test.ts check both implementations). The JS side (runtime/data/wasm-kernels.ts)
+ * computes coefficients and tables, lays every array out in this module's memory and passes byte offsets.
+ *
+ * Built by `node --import tsx tools/build-wasm.ts` (Debian: `apt-get install clang lld`); the .wasm is committed, so
+ * installing the package needs no compiler. No libc: freestanding C, exported functions only.
+ */
+#include <wasm_simd128.h>
+
+typedef unsigned char u8;
+typedef int i32;
+typedef unsigned int u32;
+
+#define EXPORT(name) __attribute__((export_name(#name)))
+
+/* ---- Resampling: Pillow's Resample.c, 8 bits per channel ------------------------------------------------------
+ * Coefficients have 22 fractional bits; each pass rounds (+2^21), shifts and clips to 0..255. Sums stay below
+ * 2^31 (255 times the positive weights, about 1.1 x 2^22), so i32 lanes are exact. clamp(sum >> 22, 0, 255) equals
+ * Pillow's clip8: a sum <= 0 shifts to <= 0, one >= 255 x 2^22 to >= 255; the saturating narrows do the clamp. */
+#define RESAMPLE_BITS 22
+#define RESAMPLE_HALF (1 << (RESAMPLE_BITS - 1))
+
+static inline v128_t clip_narrow(v128_t a, v128_t b, v128_t c, v128_t d) {
+  v128_t ab = wasm_i16x8_narrow_i32x4(wasm_i32x4_shr(a, RESAMPLE_BITS), wasm_i32x4_shr(b, RESAMPLE_BITS));
+  v128_t cd = wasm_i16x8_narrow_i32x4(wasm_i32x4_shr(c, RESAMPLE_BITS), wasm_i32x4_shr(d, RESAMPLE_BITS));
+  return wasm_u8x16_narrow_i16x8(ab, cd);
+}
+
+static inline u8 clip8(i32 sum) {
+  return sum <= 0 ? 0 : sum >= (255 << RESAMPLE_BITS) ? 255 : (u8)(sum >> RESAMPLE_BITS);
+}
+
+/*
+ * Horizontal pass. `lines` rows of `src` (row step `src_stride` bytes); output o of a row reads `taps` pixels from
+ * pixel first[o], pixels `pixel_step` bytes apart, channels `src_plane` bytes apart; written channel-first at
+ * dst + o * dst_step (dst_step -1 mirrors), rows `dst_stride` apart, channels `dst_plane` apart.
+ * Interleaved RGB(A) sources (pixel_step == channels, 3 or 4): one pixel's channels share a vector, a tap is one
+ * load and one multiply for every channel (reads up to 5 bytes past a pixel: the caller leaves slack).
+ * Others (channel-first, gray): per channel, a row's taps are contiguous and weights are padded to a multiple of 8
+ * with zeros (the caller's layout), so 8 taps are one load, two multiplies.
+ */
+EXPORT(resize_horizontal)
+void resize_horizontal(const u8 *src, i32 src_stride, i32 src_plane, i32 lines, const i32 *first, const i32 *weights,
+                       i32 taps, u8 *dst, i32 dst_step, i32 dst_stride, i32 dst_plane, i32 outputs, i32 channels,
+                       i32 pixel_step) {
+  if (pixel_step == channels && channels >= 3 && channels <= 4) {
+    for (i32 o = 0; o < outputs; o++) {
+      const i32 *w = weights + o * taps;
+      const u8 *row = src + first[o] * pixel_step;
+      u8 *out = dst + o * dst_step;
+      for (i32 line = 0; line < lines; line++, row += src_stride, out += dst_stride) {
+        v128_t sum = wasm_i32x4_splat(RESAMPLE_HALF);
+        const u8 *p = row;
+        for (i32 k = 0; k < taps; k++, p += pixel_step) {
+          v128_t pixel = wasm_u32x4_extend_low_u16x8(wasm_u16x8_load8x8(p));
+          sum = wasm_i32x4_add(sum, wasm_i32x4_mul(pixel, wasm_i32x4_splat(w[k])));
+        }
+        out[0] = clip8(wasm_i32x4_extract_lane(sum, 0));
+        out[dst_plane] = clip8(wasm_i32x4_extract_lane(sum, 1));
+        out[2 * dst_plane] = clip8(wasm_i32x4_extract_lane(sum, 2));
+        if (channels == 4) out[3 * dst_plane] = clip8(wasm_i32x4_extract_lane(sum, 3));
+      }
+    }
+    return;
+  }
+  /* taps is a multiple of 8 here (zero-padded weights). */
+  for (i32 c = 0; c < channels; c++) {
+    for (i32 o = 0; o < outputs; o++) {
+      const i32 *w = weights + o * taps;
+      const u8 *row = src + c * src_plane + first[o] * pixel_step;
+      u8 *out = dst + c * dst_plane + o * dst_step;
+      for (i32 line = 0; line < lines; line++, row += src_stride, out += dst_stride) {
+        v128_t sum = wasm_i32x4_splat(0);
+        if (pixel_step == 1) {
+          for (i32 k = 0; k < taps; k += 8) {
+            v128_t pixels = wasm_u16x8_load8x8(row + k);
+            sum = wasm_i32x4_add(sum, wasm_i32x4_mul(wasm_u32x4_extend_low_u16x8(pixels), wasm_v128_load(w + k)));
+            sum = wasm_i32x4_add(sum, wasm_i32x4_mul(wasm_u32x4_extend_high_u16x8(pixels), wasm_v128_load(w + k + 4)));
+          }
+        } else {
+          i32 scalar = 0;
+          for (i32 k = 0; k < taps; k++) scalar += row[k * pixel_step] * w[k];
+          sum = wasm_i32x4_replace_lane(sum, 0, scalar);
+        }
+        i32 total = RESAMPLE_HALF + wasm_i32x4_extract_lane(sum, 0) + wasm_i32x4_extract_lane(sum, 1) +
+                    wasm_i32x4_extract_lane(sum, 2) + wasm_i32x4_extract_lane(sum, 3);
+        *out = clip8(total);
+      }
+    }
+  }
+}
+
+/*
+ * Vertical pass of one channel: output row y reads rows first[y] .. first[y] + taps - 1 of `src` (`width` bytes each),
+ * all its outputs sharing one set of weights; written `width` apart from `dst`. 16 outputs per step, the last step
+ * moved back to end at the row's end (recomputing a few outputs: same values).
+ */
+EXPORT(resize_vertical)
+void resize_vertical(const u8 *src, i32 width, const i32 *first, const i32 *weights, i32 taps, u8 *dst, i32 outputs) {
+  for (i32 y = 0; y < outputs; y++) {
+    const i32 *w = weights + y * taps;
+    const u8 *rows = src + first[y] * width;
+    u8 *out = dst + y * width;
+    if (width < 16) {
+      for (i32 x = 0; x < width; x++) {
+        i32 sum = RESAMPLE_HALF;
+        for (i32 k = 0; k < taps; k++) sum += rows[k * width + x] * w[k];
+        out[x] = clip8(sum);
+      }
+      continue;
+    }
+    for (i32 x = 0;; x += 16) {
+      if (x > width - 16) x = width - 16;
+      v128_t s0 = wasm_i32x4_splat(RESAMPLE_HALF), s1 = s0, s2 = s0, s3 = s0;
+      const u8 *p = rows + x;
+      for (i32 k = 0; k < taps; k++, p += width) {
+        v128_t weight = wasm_i32x4_splat(w[k]);
+        v128_t bytes = wasm_v128_load(p);
+        v128_t lo = wasm_u16x8_extend_low_u8x16(bytes), hi = wasm_u16x8_extend_high_u8x16(bytes);
+        s0 = wasm_i32x4_add(s0, wasm_i32x4_mul(wasm_u32x4_extend_low_u16x8(lo), weight));
+        s1 = wasm_i32x4_add(s1, wasm_i32x4_mul(wasm_u32x4_extend_high_u16x8(lo), weight));
+        s2 = wasm_i32x4_add(s2, wasm_i32x4_mul(wasm_u32x4_extend_low_u16x8(hi), weight));
+        s3 = wasm_i32x4_add(s3, wasm_i32x4_mul(wasm_u32x4_extend_high_u16x8(hi), weight));
+      }
+      wasm_v128_store(out + x, clip_narrow(s0, s1, s2, s3));
+      if (x == width - 16) break;
+    }
+  }
+}
+
+/* ---- Gaussian blur: Pillow's BoxBlur.c, whole radius 0 or 1 (every sigma up to about 2: DINO's range) -----------
+ * One extended box pass: out = (centre window x ww + the two next pixels x fw + 2^23) >> 24, weights totalling 2^24,
+ * in u32 arithmetic (sums below 2^32, so wrapping i32 lanes and a logical shift are exact). Radius 0: the window is
+ * the pixel itself; radius 1: three pixels. Edges replicate the end pixels. */
+
+/* 8 outputs of one pass from five rows/lines of bytes (l2 l c r r2 around the outputs), as u8 in the low half. */
+static inline v128_t box8(const u8 *l2, const u8 *l, const u8 *c, const u8 *r, const u8 *r2, i32 radius, v128_t ww,
+                          v128_t fw) {
+  v128_t window, outer;
+  if (radius == 0) {
+    window = wasm_u16x8_load8x8(c);
+    outer = wasm_i16x8_add(wasm_u16x8_load8x8(l), wasm_u16x8_load8x8(r));
+  } else {
+    window = wasm_i16x8_add(wasm_i16x8_add(wasm_u16x8_load8x8(l), wasm_u16x8_load8x8(c)), wasm_u16x8_load8x8(r));
+    outer = wasm_i16x8_add(wasm_u16x8_load8x8(l2), wasm_u16x8_load8x8(r2));
+  }
+  v128_t round = wasm_i32x4_splat(1 << 23);
+  v128_t lo = wasm_i32x4_add(wasm_i32x4_add(wasm_i32x4_mul(wasm_u32x4_extend_low_u16x8(window), ww),
+                                            wasm_i32x4_mul(wasm_u32x4_extend_low_u16x8(outer), fw)), round);
+  v128_t hi = wasm_i32x4_add(wasm_i32x4_add(wasm_i32x4_mul(wasm_u32x4_extend_high_u16x8(window), ww),
+                                            wasm_i32x4_mul(wasm_u32x4_extend_high_u16x8(outer), fw)), round);
+  v128_t words = wasm_i16x8_narrow_i32x4(wasm_u32x4_shr(lo, 24), wasm_u32x4_shr(hi, 24)); /* each <= 255 */
+  return wasm_u8x16_narrow_i16x8(words, words);
+}
+
+static inline u8 box1(i32 l2, i32 l, i32 c, i32 r, i32 r2, i32 radius, u32 ww, u32 fw) {
+  u32 window = radius == 0 ? (u32)c : (u32)(l + c + r);
+  u32 outer = radius == 0 ? (u32)(l + r) : (u32)(l2 + r2);
+  return (u8)((window * ww + outer * fw + (1u << 23)) >> 24);
+}
+
+/* One pass along a line of `length` bytes held in `line` from offset 2, with 2 replicated values each side (and
+ * 8 bytes of slack after): into `out`. */
+static void line_pass(const u8 *line, u8 *out, i32 length, i32 radius, u32 ww, u32 fw) {
+  const v128_t vww = wasm_i32x4_splat((i32)ww), vfw = wasm_i32x4_splat((i32)fw);
+  if (length < 8) {
+    for (i32 x = 0; x < length; x++) out[x] = box1(line[x], line[x + 1], line[x + 2], line[x + 3], line[x + 4], radius, ww, fw);
+    return;
+  }
+  for (i32 x = 0;; x += 8) {
+    if (x > length - 8) x = length - 8;
+    wasm_v128_store64_lane(out + x, box8(line + x, line + x + 1, line + x + 2, line + x + 3, line + x + 4, radius, vww, vfw), 0);
+    if (x == length - 8) break;
+  }
+}
+
+static void pad_line(u8 *line, const u8 *from, i32 length) {
+  line[0] = line[1] = from[0];
+  for (i32 x = 0; x < length; x++) line[x + 2] = from[x];
+  line[length + 2] = line[length + 3] = from[length - 1];
+}
+
+/* One column pass over a width x height plane into `dst`: output row y from rows y-2 .. y+2, clamped. */
+static void column_pass(const u8 *src, u8 *dst, i32 width, i32 height, i32 radius, u32 ww, u32 fw) {
+  const v128_t vww = wasm_i32x4_splat((i32)ww), vfw = wasm_i32x4_splat((i32)fw);
+  for (i32 y = 0; y < height; y++) {
+    const u8 *row[5];
+    for (i32 k = 0; k < 5; k++) {
+      i32 at = y + k - 2;
+      row[k] = src + (at < 0 ? 0 : at >= height ? height - 1 : at) * width;
+    }
+    u8 *out = dst + y * width;
+    if (width < 8) {
+      for (i32 x = 0; x < width; x++) out[x] = box1(row[0][x], row[1][x], row[2][x], row[3][x], row[4][x], radius, ww, fw);
+      continue;
+    }
+    for (i32 x = 0;; x += 8) {
+      if (x > width - 8) x = width - 8;
+      wasm_v128_store64_lane(out + x, box8(row[0] + x, row[1] + x, row[2] + x, row[3] + x, row[4] + x, radius, vww, vfw), 0);
+      if (x == width - 8) break;
+    }
+  }
+}
+
+/*
+ * Pillow's GaussianBlur on each of `channels` planes of `data` (width x height, channel-first), in place, whole
+ * radius 0 or 1: three row passes, then three column passes, a uint8 line after each. Scratch: `planes` holds 2
+ * planes, `lines` 2 lines of width + 12 bytes.
+ */
+EXPORT(gaussian_blur_narrow)
+void gaussian_blur_narrow(u8 *data, i32 channels, i32 width, i32 height, i32 radius, u32 ww, u32 fw, u8 *planes,
+                          u8 *lines) {
+  i32 plane = width * height;
+  u8 *a = planes, *b = planes + plane;
+  u8 *line = lines, *pass = lines + width + 12;
+  for (i32 c = 0; c < channels; c++) {
+    u8 *channel = data + c * plane;
+    for (i32 y = 0; y < height; y++) {
+      u8 *row = channel + y * width;
+      pad_line(line, row, width);
+      line_pass(line, pass, width, radius, ww, fw);
+      pad_line(line, pass, width);
+      line_pass(line, pass, width, radius, ww, fw);
+      pad_line(line, pass, width);
+      line_pass(line, row, width, radius, ww, fw);
+    }
+    column_pass(channel, a, width, height, radius, ww, fw);
+    column_pass(a, b, width, height, radius, ww, fw);
+    column_pass(b, channel, width, height, radius, ww, fw);
+  }
+}
+
+/* ---- Colour: ImageEnhance and Convert.c, per pixel -----------------------------------------------------------
+ * `input` maps each byte first (a brightness / contrast table not yet applied; the identity when there is none). */
+
+static inline i32 luma(i32 r, i32 g, i32 b) { return (r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16; }
+
+/* ImageEnhance.Contrast's mean: PIL's luma (or the gray value) of every pixel, rounded mean. */
+EXPORT(mean_luma)
+i32 mean_luma(const u8 *data, i32 channels, i32 plane, const u8 *input) {
+  u32 sum = 0;
+  if (channels == 3) {
+    const u8 *g = data + plane, *b = data + 2 * plane;
+    for (i32 p = 0; p < plane; p++) sum += (u32)luma(input[data[p]], input[g[p]], input[b[p]]);
+  } else {
+    for (i32 p = 0; p < plane; p++) sum += input[data[p]];
+  }
+  return (i32)((double)sum / plane + 0.5);
+}
+
+static inline u8 clip_truncate(float t) { return t <= 0.0f ? 0 : t >= 255.0f ? 255 : (u8)(i32)t; }
+
+/* ImageEnhance.Color: Image.blend(luma, image, alpha) per pixel, in float32, truncated. */
+EXPORT(adjust_saturation)
+void adjust_saturation(u8 *data, i32 plane, float alpha, const u8 *input) {
+  u8 *g = data + plane, *b = data + 2 * plane;
+  for (i32 p = 0; p < plane; p++) {
+    i32 rv = input[data[p]], gv = input[g[p]], bv = input[b[p]];
+    i32 l = luma(rv, gv, bv);
+    float lf = (float)l;
+    data[p] = clip_truncate(lf + alpha * (float)(rv - l));
+    g[p] = clip_truncate(lf + alpha * (float)(gv - l));
+    b[p] = clip_truncate(lf + alpha * (float)(bv - l));
+  }
+}
+
+/* RandomGrayscale: PIL's luma in all three channels. */
+EXPORT(to_grayscale)
+void to_grayscale(u8 *data, i32 plane, const u8 *input) {
+  u8 *g = data + plane, *b = data + 2 * plane;
+  for (i32 p = 0; p < plane; p++) {
+    u8 l = (u8)luma(input[data[p]], input[g[p]], input[b[p]]);
+    data[p] = l;
+    g[p] = l;
+    b[p] = l;
+  }
+}
+
+/*
+ * torchvision adjust_hue through PIL's uint8 HSV: the tables of image-ops.ts's hsv() (rgb2hsv's hue and saturation
+ * bytes, hsv2rgb's p and middle-value factor) and, per shifted hue, the plane offsets of the channels that get v, p
+ * and the middle value. Branch-free per pixel as the JS version is.
+ */
+EXPORT(adjust_hue)
+void adjust_hue(u8 *data, i32 plane, i32 hue_step, const u8 *input, const u8 *hue_table, const i32 *hue_base,
+                const u8 *sat_table, const u8 *value_low, const double *middle_factor, const i32 *out_v,
+                const i32 *out_low, const i32 *out_middle) {
+  u8 *g_plane = data + plane, *b_plane = data + 2 * plane;
+  for (i32 p = 0; p < plane; p++) {
+    i32 r = input[data[p]], g = input[g_plane[p]], b = input[b_plane[p]];
+    i32 cmp = (i32)(((u32)(g - r - 1) >> 31) | (((u32)(b - r - 1) >> 31) << 1) | (((u32)(b - g - 1) >> 31) << 2));
+    i32 max = r > g ? (r > b ? r : b) : (g > b ? g : b);
+    i32 min = r < g ? (r < b ? r : b) : (g < b ? g : b);
+    i32 chroma = max - min;
+    i32 hue_in = hue_table[hue_base[cmp] + chroma * 256 + 2 * max + min - r - g - b];
+    i32 sat = sat_table[max * 256 + chroma];
+    i32 hue = (hue_in + hue_step) & 255;
+    u8 low = value_low[max * 256 + sat];
+    /* Math.round of a positive value: floor(x + 0.5), exact here (x < 256 in a double). */
+    u8 middle = (u8)(i32)__builtin_floor((double)max * middle_factor[sat * 256 + hue] + 0.5);
+    data[p + out_v[hue]] = (u8)max;
+    data[p + out_low[hue]] = low;
+    data[p + out_middle[hue]] = middle;
+  }
+}
+
+/* data[i] = table[data[i]]. */
+EXPORT(apply_table)
+void apply_table(u8 *data, i32 length, const u8 *table) {
+  for (i32 i = 0; i < length; i++) data[i] = table[data[i]];
+}
+
+/* ToTensor + Normalize (and Solarization, folded in): out[c][p] = tables[c][data[c][p]], 256 floats per channel. */
+EXPORT(normalize)
+void normalize(const u8 *data, i32 channels, i32 plane, const float *tables, float *out) {
+  for (i32 c = 0; c < channels; c++) {
+    const float *table = tables + 256 * c;
+    const u8 *in = data + c * plane;
+    float *to = out + c * plane;
+    for (i32 p = 0; p < plane; p++) to[p] = table[in[p]];
+  }
+}
