@@ -1,6 +1,7 @@
 /**
- * One image file decoded to 8-bit channel-first pixels at its own size: what the streaming loader's workers
- * (and evaluation) feed to the augmentation. DINO crops every view from the decoded file, so nothing is resized here.
+ * One image file decoded to 8-bit pixels at its own size, RGB in the decoder's interleaved order (`interleaved:
+ * true`, read in place by the resize: no channel-first copy): what the streaming loader's workers (and evaluation)
+ * feed to the augmentation. DINO crops every view from the decoded file, so nothing is resized here.
  *
  * As PIL's `Image.open(f).convert('RGB')` in torchvision's ImageFolder: auto-rotated by the EXIF orientation,
  * converted to sRGB, alpha dropped. With `channels: 1` the gray level is PIL's `convert('L')` luma, 0.299 R +
@@ -39,7 +40,8 @@ export function headerProblem(head: Uint8Array, size: number): string | undefine
 export const HEADER_BYTES = 12;
 
 /**
- * Decodes `bytes` (the contents of `file`, which names it in errors) to (channels, height, width) bytes.
+ * Decodes `bytes` (the contents of `file`, which names it in errors): RGB as interleaved (height, width, 3) bytes,
+ * gray as (height, width).
  * @throws Error saying why the bytes are no readable image (the caller names the file: see {@link BadImageError}).
  */
 export async function decodeImageBytes(bytes: Uint8Array, channels: 1 | 3): Promise<SourceImage> {
@@ -56,7 +58,9 @@ export async function decodeImageBytes(bytes: Uint8Array, channels: 1 | 3): Prom
   if (info.channels !== 3 || data.length !== width * height * 3) {
     throw new Error(`decoded to ${width}x${height}x${info.channels}, expected 3 channels`);
   }
-  return { channels, height, width, data: hwcRgbToChw(data, width * height, channels) };
+  // RGB stays in the decoder's interleaved order (the augmentation reads it in place: no copy); gray is PIL's luma.
+  if (channels === 3) return { channels, height, width, data: new Uint8Array(data.buffer, data.byteOffset, data.length), interleaved: true };
+  return { channels, height, width, data: lumaOf(data, width * height) };
 }
 
 /**
@@ -123,17 +127,9 @@ function readRange(file: string, offset: number, length: number): Uint8Array {
   }
 }
 
-/** HWC RGB bytes -> CHW bytes (3 channels), or PIL's luma (1 channel: ITU-R 601-2 in 16-bit fixed point, as convert('L')). */
-export function hwcRgbToChw(rgb: Uint8Array, pixels: number, channels: 1 | 3): Uint8Array {
-  const out = new Uint8Array(channels * pixels);
-  if (channels === 1) {
-    for (let p = 0; p < pixels; p++) out[p] = (rgb[3 * p]! * 19595 + rgb[3 * p + 1]! * 38470 + rgb[3 * p + 2]! * 7471 + 0x8000) >> 16;
-  } else {
-    for (let p = 0; p < pixels; p++) {
-      out[p] = rgb[3 * p]!;
-      out[pixels + p] = rgb[3 * p + 1]!;
-      out[2 * pixels + p] = rgb[3 * p + 2]!;
-    }
-  }
+/** PIL's luma of interleaved RGB bytes (ITU-R 601-2 in 16-bit fixed point, as convert('L')). */
+function lumaOf(rgb: Uint8Array, pixels: number): Uint8Array {
+  const out = new Uint8Array(pixels);
+  for (let p = 0; p < pixels; p++) out[p] = (rgb[3 * p]! * 19595 + rgb[3 * p + 1]! * 38470 + rgb[3 * p + 2]! * 7471 + 0x8000) >> 16;
   return out;
 }

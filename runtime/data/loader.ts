@@ -54,7 +54,7 @@ export function defaultLoaderWorkers(): number {
 /**
  * A note when `workers` loader workers would queue for libuv's thread pool, which runs every sharp decode of the
  * process: 4 threads unless UV_THREADPOOL_SIZE is set in the environment when node starts (setting it later has no
- * effect). Undefined when there is nothing to say.
+ * effect; `npx dino`, bin/dino.cjs, sets it to the core count). Undefined when there is nothing to say.
  */
 export function decodeThreadsNote(workers: number): string | undefined {
   const pool = Number(process.env['UV_THREADPOOL_SIZE'] ?? 4);

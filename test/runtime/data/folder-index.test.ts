@@ -115,13 +115,14 @@ test('cache: reused for files with unchanged size and mtime, re-read otherwise; 
   });
 });
 
-test('decodeImageFile: the file at its own size, CHW bytes; 1 channel is PIL luma; a truncated file is a BadImageError naming it', async () => {
+test('decodeImageFile: the file at its own size, RGB interleaved as decoded; 1 channel is PIL luma; a truncated file is a BadImageError naming it', async () => {
   await withTempDir(async (root) => {
     const file = path.join(root, 'red.png');
     await writeImage(file, [255, 0, 0], 7, 3);
     const rgb = await decodeImageFile(file, 3);
     assert.equal([rgb.channels, rgb.height, rgb.width, rgb.data.length], [3, 3, 7, 63]);
-    assert.ok(rgb.data.subarray(0, 21).every((v) => v === 255) && rgb.data.subarray(21).every((v) => v === 0));
+    assert.is(rgb.interleaved, true);
+    assert.ok(rgb.data.every((v, i) => v === (i % 3 === 0 ? 255 : 0)), 'pixels (255, 0, 0), channels interleaved');
     const gray = await decodeImageFile(file, 1);
     assert.equal([gray.channels, gray.data.length], [1, 21]);
     assert.ok(gray.data.every((v) => v === 76), `PIL's L of pure red is 76, got ${gray.data[0]}`);
