@@ -243,6 +243,7 @@ async function attentionSection(opts: ReportOptions, count: number): Promise<str
     const images = data.test.images(picks);
     const { channels, height, width } = images, per = channels * height * width;
     for await (const b of images.batches(0, Math.max(1, picks.length))) for (let k = 0; k < b.count; k++) {
+      if (b.skipped?.some((s) => s.row === k)) continue; // a file that cannot be decoded, under skipBadImages
       const i = picks[b.first + k]!;
       const image = { channels, height, width, data: b.images.slice(k * per, (k + 1) * per) };
       const result = await computeAttention(session, info, image);

@@ -173,13 +173,21 @@ export async function prepareDemo(opts: EvalDataOptions & { model: string; dir: 
   opts.log?.(`computing gallery features of ${images.count} ${data.name} train images`);
   const per = images.channels * images.height * images.width;
   const pixels = new Uint8Array(images.count * per);
+  let kept = 0; // gallery images so far: a file that cannot be decoded (skipBadImages) is left out of both files
   const session = await createSession(bytes);
   let feats;
   try {
     feats = await imageFeatures(session, shape, images, {
-      batch: 256,
-      // Model input is byte / 255 (Fashion-MNIST's bytes, or the eval transform's rounded ones): back to bytes.
-      onBatch: (b) => b.images.forEach((x, k) => (pixels[b.first * per + k] = Math.round(x * 255))),
+      batch: 256, ...(opts.log ? { log: opts.log } : {}),
+      onBatch: (b) => {
+        const bad = new Set((b.skipped ?? []).map((s) => s.row));
+        for (let k = 0; k < b.count; k++) {
+          if (bad.has(k)) continue;
+          // Model input is byte / 255 (Fashion-MNIST's bytes, or the eval transform's rounded ones): back to bytes.
+          for (let j = 0; j < per; j++) pixels[kept * per + j] = Math.round(b.images[k * per + j]! * 255);
+          kept++;
+        }
+      },
     });
   } finally {
     await session.release();
@@ -188,9 +196,9 @@ export async function prepareDemo(opts: EvalDataOptions & { model: string; dir: 
   fs.writeFileSync(path.join(opts.dir, 'model.onnx'), bytes);
   const normalized = l2NormalizeRows(feats.data, feats.dim);
   fs.writeFileSync(path.join(opts.dir, 'gallery-features.bin'), new Uint8Array(normalized.buffer));
-  fs.writeFileSync(path.join(opts.dir, 'gallery-pixels.bin'), pixels);
+  fs.writeFileSync(path.join(opts.dir, 'gallery-pixels.bin'), pixels.subarray(0, kept * per));
   const meta: GalleryMeta = {
-    count: images.count, dim: feats.dim, channels: images.channels, height: images.height, width: images.width,
+    count: feats.count, dim: feats.dim, channels: images.channels, height: images.height, width: images.width,
     labels: Array.from(feats.labels), classes: [...data.classes], dataset: data.name,
     modelSize: info.imageSize ? [info.imageSize[0], info.imageSize[1]] : null,
     patchSize: info.backbone.patchSize, numHeads: info.backbone.numHeads, modelChannels: info.backbone.inChans,

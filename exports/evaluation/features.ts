@@ -26,7 +26,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { createSession, type ExecutionProvider, type ort } from '../../runtime/backend.ts';
 import type { Dataset, ImageSet } from '../../runtime/data/dataset.ts';
-import { decodeImageFile } from '../../runtime/data/decode.ts';
+import { BadImageError, decodeImageFile } from '../../runtime/data/decode.ts';
 import { type EvalTransformOptions, evalTransform } from '../../runtime/data/multicrop.ts';
 import { loadFashionMnist } from '../../runtime/data/fashion-mnist.ts';
 import { type EvalDataOptions, EvalDataError, EvalOptionError, type FolderRows, evalDataSource, evalFolder } from './eval-data.ts';
@@ -45,6 +45,8 @@ export interface ModelInputBatch {
   readonly count: number;
   readonly images: Float32Array;
   readonly labels: Int32Array;
+  /** Rows of this batch (0-based in it) whose file could not be decoded, under `skipBadImages`: their images are zeros. */
+  readonly skipped?: readonly { readonly row: number; readonly file: string; readonly reason: string }[];
 }
 
 /** A dataset as batches of model input, from any row on (so an interrupted extraction continues where it stopped). */
@@ -181,11 +183,13 @@ export async function imageFeatures(
   const dim = featureWidth(model, opts.linear);
   const data = new Float32Array(images.count * dim);
   const labels = new Int32Array(images.count);
+  const skipped: { row: number; file: string; reason: string }[] = [];
   const t0 = performance.now();
   let lastLog = t0;
   for await (const b of images.batches(0, batch)) {
     await featureRows(session, model.dim, b.images, [b.count, images.channels, images.height, images.width], opts.linear, data.subarray(b.first * dim, (b.first + b.count) * dim));
     labels.set(b.labels, b.first);
+    for (const s of b.skipped ?? []) skipped.push({ ...s, row: b.first + s.row });
     opts.onBatch?.(b);
     const now = performance.now();
     if (opts.log && now - lastLog > 2000) {
@@ -195,7 +199,21 @@ export async function imageFeatures(
     }
   }
   const seconds = (performance.now() - t0) / 1000;
-  return { count: images.count, dim, data, labels, imagesPerSecond: images.count / Math.max(seconds, 1e-9) };
+  const imagesPerSecond = images.count / Math.max(seconds, 1e-9);
+  if (skipped.length === 0) return { count: images.count, dim, data, labels, imagesPerSecond };
+  // Files that could not be decoded (skipBadImages) are left out: the rows after each move up over it.
+  opts.log?.(`skipped ${skipped.length} image(s) that could not be decoded, e.g. ${skipped[0]!.file}: ${skipped[0]!.reason}`);
+  const bad = new Set(skipped.map((s) => s.row));
+  let kept = 0;
+  for (let r = 0; r < images.count; r++) {
+    if (bad.has(r)) continue;
+    if (kept !== r) {
+      data.copyWithin(kept * dim, r * dim, (r + 1) * dim);
+      labels[kept] = labels[r]!;
+    }
+    kept++;
+  }
+  return { count: kept, dim, data: data.subarray(0, kept * dim), labels: labels.subarray(0, kept), imagesPerSecond };
 }
 
 // ---- extraction -----------------------------------------------------------------------------------------
@@ -268,6 +286,8 @@ export async function writeFeatures(opts: WriteFeaturesOptions): Promise<WriteFe
     try {
       for await (const b of images.batches(completed, batch)) {
         if (b.first !== completed) throw new Error(`the image source gave rows from ${b.first}, expected ${completed}`);
+        const bad = b.skipped?.[0];
+        if (bad) throw new BadImageError(bad.file, `${bad.reason} (a feature file holds a row for every file listed)`);
         const out = rows.subarray(0, b.count * dim);
         await featureRows(session, d, b.images, [b.count, images.channels, images.height, images.width], linear, out);
         if (opts.normalize) normalizeRows(out, dim);
@@ -397,12 +417,13 @@ function splitsOf(names: readonly string[]): { name: string; count: number }[] {
  * Image files streamed as model input: each batch's files are read and decoded when the batch is asked for (the
  * next batch while the model runs the current one), through {@link evalTransform} with `transform`. Memory holds two
  * batches of images, whatever the number of files, and the file list (its paths, as the index does). A file that
- * cannot be decoded stops the extraction with an error naming it. `rows` picks files of the parts (indices into
- * their concatenation, in that order; default all).
+ * cannot be decoded stops the extraction with an error naming it, or with `skipBadImages` is reported in its batch's
+ * `skipped` (its image zeros) for the caller to leave out. `rows` picks files of the parts (indices into their
+ * concatenation, in that order; default all).
  */
 export function folderImages(
   parts: readonly FolderRows[],
-  opts: { root: string; classes: readonly string[]; channels: 1 | 3; transform: EvalTransformOptions; data: string; concurrency?: number; rows?: ArrayLike<number> },
+  opts: { root: string; classes: readonly string[]; channels: 1 | 3; transform: EvalTransformOptions; data: string; concurrency?: number; rows?: ArrayLike<number>; skipBadImages?: boolean },
 ): BatchedImages {
   const { channels, transform } = opts;
   const side = transform.crop, per = channels * side * side;
@@ -428,16 +449,26 @@ export function folderImages(
   const concurrency = opts.concurrency ?? 8;
   const load = async (first: number, n: number, images: Float32Array, labels: Int32Array): Promise<ModelInputBatch> => {
     let next = 0;
+    const skipped: { row: number; file: string; reason: string }[] = [];
     const work = async () => {
       for (let k = next++; k < n; k = next++) {
         const { part, i } = rowFile(first + k);
-        const image = await decodeImageFile(part.files.file(i), channels);
-        evalTransform(image, transform, images, k * per);
         labels[k] = part.label ? part.label(i) : part.files.label(i);
+        let image;
+        try {
+          image = await decodeImageFile(part.files.file(i), channels);
+        } catch (error) {
+          // The index checked each file's header only; a file corrupt inside is found here.
+          if (!(opts.skipBadImages && error instanceof BadImageError)) throw error;
+          skipped.push({ row: k, file: error.file, reason: error.reason });
+          images.fill(0, k * per, (k + 1) * per);
+          continue;
+        }
+        evalTransform(image, transform, images, k * per);
       }
     };
     await Promise.all(Array.from({ length: Math.min(concurrency, n) }, work));
-    return { first, count: n, images: images.subarray(0, n * per), labels: labels.subarray(0, n) };
+    return { first, count: n, images: images.subarray(0, n * per), labels: labels.subarray(0, n), ...(skipped.length ? { skipped: skipped.sort((a, b) => a.row - b.row) } : {}) };
   };
   return {
     count, channels, height: side, width: side, classes: opts.classes,
@@ -568,7 +599,7 @@ export async function evalImages(opts: EvalDataOptions, model: FeatureModel, use
     const labels = new Int32Array(parts.reduce((n, p) => n + p.files.count, 0));
     let r = 0;
     for (const p of parts) for (let i = 0; i < p.files.count; i++) labels[r++] = p.label ? p.label(i) : p.files.label(i);
-    return { count: labels.length, labels, images: (rows) => folderImages(parts, { ...how, data: `${folder.name} (${name})`, ...(rows ? { rows } : {}) }) };
+    return { count: labels.length, labels, images: (rows) => folderImages(parts, { ...how, data: `${folder.name} (${name})`, ...(rows ? { rows } : {}), skipBadImages: opts.skipBadImages ?? false }) };
   };
   return { name: folder.name, classes: folder.classes, train: split('train'), test: split('test') };
 }

@@ -10,6 +10,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import sharp from 'sharp';
 import { EvalDataError } from '../../../exports/evaluation/eval-data.ts';
+import { BadImageError } from '../../../runtime/data/decode.ts';
 import { featureSplit, readFeatureFile } from '../../../exports/evaluation/feature-file.ts';
 import { type FeatureSet, evenlySpaced } from '../../../exports/evaluation/extract-features.ts';
 import { extractFeatureFile } from '../../../exports/evaluation/features.ts';
@@ -111,6 +112,23 @@ test('the split rules refuse as before: a missing folder, a folder with nothing 
   const held = await knnEvaluate({ run: ownRun, ks: [1], save: false });
   assert.is(held.result.n_train, 54);
   assert.is(held.result.n_test, 6);
+});
+
+test('skipBadImages: a file that passes the header check but cannot be decoded is left out; without it, an error names it', async () => {
+  const withBad = path.join(dir, 'with-bad');
+  fs.cpSync(folder, withBad, { recursive: true });
+  const png = fs.readFileSync(path.join(folder, 'ant', '00.png'));
+  fs.mkdirSync(path.join(withBad, 'zzz'));
+  const bad = path.join(withBad, 'zzz', 'cut.png'); // the last file of the bank
+  fs.writeFileSync(bad, png.subarray(0, png.length - 40));
+  const error = await knnEvaluate({ run, dataset: withBad, save: false }).then(() => undefined, (e: unknown) => e);
+  assert.ok(error instanceof BadImageError && error.file === bad, String(error));
+  const logs: string[] = [];
+  const r = await knnEvaluate({ run, dataset: withBad, skipBadImages: true, ks: [1, 5, 20], batch: 16, save: false, keepFeatures: true, log: (m) => logs.push(m) });
+  const features = readFeatureFile(file);
+  assertSameRows(r.features!.train, featureSplit(features, 'train'), 'bank without the bad file');
+  assert.equal(r.result, (await knnEvaluate({ features: file, ks: [1, 5, 20] })).result);
+  assert.ok(logs.some((l) => l.includes(bad) && l.includes('skipped 1')), logs.join('\n'));
 });
 
 test('the demo gallery: evenly spaced bank images, their streamed features and their pixels (model input as bytes)', async () => {
