@@ -132,6 +132,11 @@ export interface EvalFolder {
   readonly test: readonly FolderRows[];
 }
 
+/** An indexed folder's own splits as an {@link EvalFolder}: its train split is the bank, its test split is evaluated. */
+export function indexEvalFolder(index: FolderIndex): EvalFolder {
+  return { name: index.name, root: index.root, classes: index.classes, train: [{ name: 'train', files: index.train }], test: [{ name: 'test', files: index.test }] };
+}
+
 /**
  * The folder of `src` (evalDataSource's, a folder) split for evaluation: a run's own folder by the holdout its training
  * recorded (or its train/ + val/ layout), a folder given by every 10th file of each class (or its layout); with a
@@ -165,7 +170,7 @@ export async function evalFolder(
     if (data.test.count === 0 && use.needTest !== false) {
       throw new EvalDataError(run !== undefined && !src.holdout ? { kind: 'no-split', folder: src.path, run } : { kind: 'no-held-out', folder: src.path });
     }
-    return { name: data.name, root: data.root, classes: data.classes, train: [{ name: 'train', files: data.train }], test: [{ name: 'test', files: data.test }] };
+    return indexEvalFolder(data);
   }
   // Every file of the data folder's train split is in the bank, every file of the validation folder is evaluated.
   const bank = await index(src.path, 0);

@@ -29,7 +29,7 @@ import type { Dataset, ImageSet } from '../../runtime/data/dataset.ts';
 import { BadImageError, decodeImageFile } from '../../runtime/data/decode.ts';
 import { type EvalTransformOptions, evalTransform } from '../../runtime/data/multicrop.ts';
 import { loadFashionMnist } from '../../runtime/data/fashion-mnist.ts';
-import { type EvalDataOptions, EvalDataError, EvalOptionError, type FolderRows, evalDataSource, evalFolder } from './eval-data.ts';
+import { type EvalDataOptions, EvalDataError, type EvalFolder, EvalOptionError, type FolderRows, evalDataSource, evalFolder } from './eval-data.ts';
 import { type FeatureFileInfo, featureFilePaths, featureFormat, normalizeRows, openFeatureFile, writeAt, writeProgress } from './feature-file.ts';
 import { type Extracted, type LinearFeatureSpec, checkLinearFeature, featureRows, linearFeatureDim, modelInputBatch, modelInputSize } from './extract-features.ts';
 import { runModel } from './run-model.ts';
@@ -584,22 +584,31 @@ export async function evalImages(opts: EvalDataOptions, model: FeatureModel, use
   const src = evalDataSource(opts);
   if (src.kind === 'fmnist') {
     if (model.inChans !== 1) throw new EvalDataError({ kind: 'channels', channels: model.inChans, ...(opts.dataset === undefined && src.run ? { run: src.run } : {}) });
-    const data = await loadFashionMnist();
-    const size = model.vit ? modelInputSize(model.vit, data.height, data.width) : ([model.trainedSide, model.trainedSide] as const);
-    const split = (name: 'train' | 'test'): EvalSplit => ({
-      count: data[name].count, labels: data[name].labels,
-      images: (rows) => datasetImages(data, [name], size, rows ? { indices: { [name]: rows } } : {}),
-    });
-    return { name: data.name, classes: data.classes, train: split('train'), test: split('test') };
+    return datasetEvalImages(await loadFashionMnist(), model);
   }
-  const folder = await evalFolder(src, opts, use);
-  const how = { root: folder.root, classes: folder.classes, channels: model.inChans === 1 ? (1 as const) : (3 as const), transform: dinoEvalTransform(model.trainedSide) };
+  return folderEvalImages(await evalFolder(src, opts, use), model, { skipBadImages: opts.skipBadImages ?? false });
+}
+
+/** An in-memory dataset's splits as {@link EvalImages}, at the model's input size (see {@link datasetImages}). */
+export function datasetEvalImages(data: Dataset, model: FeatureModel): EvalImages {
+  if (model.inChans !== data.channels) throw new Error(`the model takes ${model.inChans}-channel images, ${data.name} has ${data.channels} channels`);
+  const size = model.vit ? modelInputSize(model.vit, data.height, data.width) : ([model.trainedSide, model.trainedSide] as const);
+  const split = (name: 'train' | 'test'): EvalSplit => ({
+    count: data[name].count, labels: data[name].labels,
+    images: (rows) => datasetImages(data, [name], size, rows ? { indices: { [name]: rows } } : {}),
+  });
+  return { name: data.name, classes: data.classes, train: split('train'), test: split('test') };
+}
+
+/** A folder's evaluation split ({@link evalFolder}) as {@link EvalImages}: streamed through DINO's eval transform at the model's trained side. */
+export function folderEvalImages(folder: EvalFolder, model: FeatureModel, opts: { readonly skipBadImages?: boolean } = {}): EvalImages {
+  const how = { root: folder.root, classes: folder.classes, channels: model.inChans === 1 ? (1 as const) : (3 as const), transform: dinoEvalTransform(model.trainedSide), skipBadImages: opts.skipBadImages ?? false };
   const split = (name: 'train' | 'test'): EvalSplit => {
     const parts = folder[name];
     const labels = new Int32Array(parts.reduce((n, p) => n + p.files.count, 0));
     let r = 0;
     for (const p of parts) for (let i = 0; i < p.files.count; i++) labels[r++] = p.label ? p.label(i) : p.files.label(i);
-    return { count: labels.length, labels, images: (rows) => folderImages(parts, { ...how, data: `${folder.name} (${name})`, ...(rows ? { rows } : {}), skipBadImages: opts.skipBadImages ?? false }) };
+    return { count: labels.length, labels, images: (rows) => folderImages(parts, { ...how, data: `${folder.name} (${name})`, ...(rows ? { rows } : {}) }) };
   };
   return { name: folder.name, classes: folder.classes, train: split('train'), test: split('test') };
 }

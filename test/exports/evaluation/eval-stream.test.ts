@@ -11,6 +11,8 @@ import * as path from 'node:path';
 import sharp from 'sharp';
 import { EvalDataError } from '../../../exports/evaluation/eval-data.ts';
 import { BadImageError } from '../../../runtime/data/decode.ts';
+import { indexImageFolder } from '../../../runtime/data/folder-index.ts';
+import { type Yardstick, describeYardstick, scoreFeatures, scoreModel } from '../../../exports/evaluation/curve.ts';
 import { featureSplit, readFeatureFile } from '../../../exports/evaluation/feature-file.ts';
 import { type FeatureSet, evenlySpaced } from '../../../exports/evaluation/extract-features.ts';
 import { extractFeatureFile } from '../../../exports/evaluation/features.ts';
@@ -129,6 +131,15 @@ test('skipBadImages: a file that passes the header check but cannot be decoded i
   assertSameRows(r.features!.train, featureSplit(features, 'train'), 'bank without the bad file');
   assert.equal(r.result, (await knnEvaluate({ features: file, ks: [1, 5, 20] })).result);
   assert.ok(logs.some((l) => l.includes(bad) && l.includes('skipped 1')), logs.join('\n'));
+});
+
+test('a curve point on a folder (train() on its index) scores the streamed features: those of dino features', async () => {
+  const index = await indexImageFolder(folder, { holdout: 0.1 });
+  const y: Yardstick = { k: 5, limitTrain: 30, probe: { epochs: 2, batch: 16 } };
+  assert.equal(describeYardstick(y, index).n_train, 30);
+  const features = readFeatureFile(file);
+  const want = await scoreFeatures(pick(featureSplit(features, 'train'), evenlySpaced(54, 30)), featureSplit(features, 'test'), y, 3);
+  assert.equal(await scoreModel(fs.readFileSync(model), index, y), want);
 });
 
 test('the demo gallery: evenly spaced bank images, their streamed features and their pixels (model input as bytes)', async () => {
