@@ -524,9 +524,8 @@ export async function extractFeatureFile(opts: ExtractFeaturesOptions): Promise<
       data: `${folder.name} (${splits.join(' + ')})`,
     });
   } else {
-    if (shape.inChans !== 1) throw new EvalDataError({ kind: 'channels', channels: shape.inChans, ...(opts.dataset === undefined && src.run ? { run: src.run } : {}) });
-    const data = await loadFashionMnist();
-    images = datasetImages(data, splits, shape.vit ? modelInputSize(shape.vit, data.height, data.width) : [shape.trainedSide, shape.trainedSide]);
+    const data = await fashionMnistFor(shape, opts, src);
+    images = datasetImages(data, splits, datasetInputSize(data, shape));
   }
   const write = (rows: BatchedImages, out: string) => writeFeatures({
     model, images: rows, out, ...(plain ? {} : { linear }),
@@ -582,17 +581,24 @@ export interface EvalImages {
  */
 export async function evalImages(opts: EvalDataOptions, model: FeatureModel, use: { readonly needTest?: boolean } = {}): Promise<EvalImages> {
   const src = evalDataSource(opts);
-  if (src.kind === 'fmnist') {
-    if (model.inChans !== 1) throw new EvalDataError({ kind: 'channels', channels: model.inChans, ...(opts.dataset === undefined && src.run ? { run: src.run } : {}) });
-    return datasetEvalImages(await loadFashionMnist(), model);
-  }
+  if (src.kind === 'fmnist') return datasetEvalImages(await fashionMnistFor(model, opts, src), model);
   return folderEvalImages(await evalFolder(src, opts, use), model, { skipBadImages: opts.skipBadImages ?? false });
 }
+
+/** Fashion-MNIST (in memory: 60,000 + 10,000 images of 28 x 28 bytes) for a one-channel `model`; `src` is the data source the options chose. */
+async function fashionMnistFor(model: FeatureModel, opts: Pick<EvalDataOptions, 'dataset'>, src: { readonly run?: string }): Promise<Dataset> {
+  if (model.inChans !== 1) throw new EvalDataError({ kind: 'channels', channels: model.inChans, ...(opts.dataset === undefined && src.run ? { run: src.run } : {}) });
+  return loadFashionMnist();
+}
+
+/** The input size `model` takes an in-memory dataset's images at: a ViT's for their size, another backbone's fixed side. */
+const datasetInputSize = (data: Dataset, model: FeatureModel): readonly [number, number] =>
+  model.vit ? modelInputSize(model.vit, data.height, data.width) : [model.trainedSide, model.trainedSide];
 
 /** An in-memory dataset's splits as {@link EvalImages}, at the model's input size (see {@link datasetImages}). */
 export function datasetEvalImages(data: Dataset, model: FeatureModel): EvalImages {
   if (model.inChans !== data.channels) throw new Error(`the model takes ${model.inChans}-channel images, ${data.name} has ${data.channels} channels`);
-  const size = model.vit ? modelInputSize(model.vit, data.height, data.width) : ([model.trainedSide, model.trainedSide] as const);
+  const size = datasetInputSize(data, model);
   const split = (name: 'train' | 'test'): EvalSplit => ({
     count: data[name].count, labels: data[name].labels,
     images: (rows) => datasetImages(data, [name], size, rows ? { indices: { [name]: rows } } : {}),

@@ -14,11 +14,11 @@
  *
  * Departures from DINO, because features are computed once and the probe is short: no augmentation (DINO trains on
  * RandomResizedCrop + flip of each image every epoch; here every image of a folder passes DINO's evaluation
- * transform, Resize(side * 256 / 224) + CenterCrop(side), once, for training the probe too); features are standardised per dimension with
- * the train split's mean and std (`standardize`, default true; DINO feeds raw features); the defaults are 20 epochs of
- * SGD at lr 0.1 for batch 256 (DINO: 100 epochs, lr 0.001 per 256, batch 128 per GPU, momentum 0.9, no weight decay
- * as here), with the cosine decay per step rather than per epoch; one seed, no validation every epoch, no best-epoch
- * pick (DINO reports the best test accuracy over its epochs).
+ * transform, Resize(side * 256 / 224) + CenterCrop(side), once, for training the probe too); features are
+ * standardised per dimension with the train split's mean and std (`standardize`, default true; DINO feeds raw
+ * features); the defaults are 20 epochs of SGD at lr 0.1 for batch 256 (DINO: 100 epochs, lr 0.001 per 256, batch
+ * 128 per GPU, momentum 0.9, no weight decay as here), with the cosine decay per step rather than per epoch; one seed,
+ * no validation every epoch, no best-epoch pick (DINO reports the best test accuracy over its epochs).
  */
 import * as E from 'fp-ts/lib/Either.js';
 import * as fs from 'node:fs';
