@@ -1,23 +1,24 @@
 /**
- * k-NN of a folder larger than the old in-memory cap: the evaluations used to decode every image at the model's size
- * into one SharedArrayBuffer (at most 2^32 bytes: 28,532 images at 224 px), so a bigger split failed with
+ * `dino knn` of a folder larger than the old in-memory cap: the evaluations used to decode every image at the model's
+ * size into one SharedArrayBuffer (at most 2^32 bytes: 28,532 images at 224 px), so a bigger split failed with
  * `RangeError: Invalid typed array length`. They now stream the folder through DINO's eval transform and keep only the
  * features. This generates (once, as bench/stream-scale.ts does) a folder of `--count` small JPEGs (default 40,000 in
  * 100 classes), writes the random-init teacher of a tiny ViT at 224 px (embed 48, depth 2; `train` with `stopAfter: 0`,
- * then `exportTeacher`), runs `knnEvaluate` on the folder (every 10th file of each class evaluated against the other
- * 90%), and prints the time and the process's peak RSS.
+ * then `exportTeacher`), then runs `dino knn --model M --data FOLDER --nb-knn 20` in a child process under
+ * `/usr/bin/time` (every 10th file of each class evaluated against the other 90%) and prints its output, wall time
+ * and peak RSS: the evaluation's own process, without this script's training session.
  *
- *   node --import tsx bench/eval-stream-scale.ts [--folder /tmp/stream-40k] [--count 40000] [--batch 64]
+ *   node --import tsx bench/eval-stream-scale.ts [--folder /tmp/stream-40k] [--count 40000]
  */
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { indexImageFolder } from '../runtime/data/folder-index.ts';
 import { train } from '../runtime/dino/train.ts';
 import { withValues } from '../runtime/dino/config.ts';
 import { dinoVitConfig } from '../runtime/dino/vit-presets.ts';
 import { exportTeacher } from '../exports/export/teacher.ts';
-import { knnEvaluate } from '../exports/evaluation/knn.ts';
 import { makeImageFolder } from './make-image-folder.ts';
 
 const argv = process.argv.slice(2);
@@ -27,7 +28,6 @@ const flag = (name: string, fallback: string) => {
 };
 const folder = flag('folder', '/tmp/stream-40k');
 const count = Number(flag('count', '40000'));
-const batch = Number(flag('batch', '64'));
 
 if (!existsSync(folder)) {
   const t0 = performance.now();
@@ -43,12 +43,11 @@ try {
   await train({ config, out, dataset: await indexImageFolder(folder), stopAfter: 0, progress: 'none', log: () => {} });
   const model = join(out, 'teacher.onnx');
   exportTeacher({ run: out, out: model });
-  const t0 = performance.now();
-  const r = await knnEvaluate({ model, dataset: folder, ks: [20], batch, save: false, log: (m) => console.log(`  ${m}`) });
-  const seconds = (performance.now() - t0) / 1000;
-  const rss = process.resourceUsage().maxRSS / 1024;
-  console.log(r.table);
-  console.log(`k-NN of ${r.result.n_train} bank / ${r.result.n_test} evaluated images at ${config.augment.globalSize} px in ${seconds.toFixed(0)} s (features ${r.seconds.features.toFixed(0)} s, ${r.imagesPerSecond.toFixed(0)} images/s; k-NN ${r.seconds.knn.toFixed(1)} s); peak RSS ${rss.toFixed(0)} MB`);
+  const dino = resolve(import.meta.dirname, '../bin/dino.ts');
+  const args = ['-f', 'wall %e s, peak RSS %M KB', process.execPath, '--import', 'tsx', dino, 'knn', '--model', model, '--data', folder, '--nb-knn', '20'];
+  console.log(`/usr/bin/time ${args.map((a) => (a.includes(' ') ? `'${a}'` : a)).join(' ')}`);
+  const r = spawnSync('/usr/bin/time', args, { stdio: 'inherit' });
+  if (r.status !== 0) throw new Error(`dino knn exited with ${r.status ?? r.signal}${r.error ? `: ${r.error.message}` : ''}`);
 } finally {
   rmSync(out, { recursive: true, force: true });
 }
