@@ -15,10 +15,10 @@ export { knnEvaluate, knnClassify, checkKnnOptions, formatKnnTable, KNN_KS, KNN_
 export { extractFeatures, type FeatureSet, type LinearFeatureSpec } from './evaluation/extract-features.ts';
 export { runModel, ModelSourceError } from './evaluation/run-model.ts';
 export { rawPixelKnn, rawPixelFeatures, runNormalization, datasetNormalization, type PixelNormalization } from './evaluation/raw-pixels.ts';
-export { runDataSource, evalDataSource, loadEvalData, EvalOptionError, EvalDataError, type DataSource, type EvalDataOptions } from './evaluation/eval-data.ts';
+export { runDataSource, evalDataSource, evalFolder, EvalOptionError, EvalDataError, type DataSource, type EvalDataOptions, type EvalFolder, type FolderRows } from './evaluation/eval-data.ts';
 export { linearProbe, trainLinearProbe, type LinearProbeOptions, type LinearProbeEvaluation } from './evaluation/linear.ts';
 export { trainCurve, scoreModel, scoreRawPixels, scoreFeatures, curveSteps, describeYardstick, formatCurveTable, readCurve, writeCurve, CURVE_PROBE, CURVE_YARDSTICK, type CurveFile, type CurvePoint, type Yardstick, type YardstickScore, type TrainCurveOptions, type TrainCurveResult } from './evaluation/curve.ts';
-export { extractFeatureFile, writeFeatures, datasetImages, folderImages, dinoEvalTransform, type BatchedImages, type ModelInputBatch, type WriteFeaturesOptions, type WriteFeaturesResult, type ExtractFeaturesOptions } from './evaluation/features.ts';
+export { extractFeatureFile, writeFeatures, datasetImages, folderImages, dinoEvalTransform, evalImages, imageFeatures, type EvalImages, type EvalSplit, type BatchedImages, type ModelInputBatch, type WriteFeaturesOptions, type WriteFeaturesResult, type ExtractFeaturesOptions } from './evaluation/features.ts';
 export { readFeatureFile, readFeatureSplits, FeatureFileError, featureSplit, saveFeatureRows, featureFilePaths, type FeatureFile, type FeatureFileInfo, type FeatureRows } from './evaluation/feature-file.ts';
 
 // apps/

@@ -7,9 +7,9 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { RunFolder, runFile } from '../../runtime/dino/run-folder.ts';
 import { createSession } from '../../runtime/backend.ts';
-import { gatherImages } from '../../runtime/data/dataset.ts';
 import { computeAttention, writeAttentionPngs } from './attention.ts';
-import { type EvalDataOptions, loadEvalData } from '../evaluation/eval-data.ts';
+import type { EvalDataOptions } from '../evaluation/eval-data.ts';
+import { evalImages, featureModel } from '../evaluation/features.ts';
 import { type CurveFile, type CurvePoint, formatCurveTable, readCurve } from '../evaluation/curve.ts';
 import { KNN_TEMPERATURE, type KnnResult } from '../evaluation/knn.ts';
 import { runModel } from '../evaluation/run-model.ts';
@@ -222,31 +222,35 @@ function curveSection(curve: CurveFile): string {
 /** The teacher's per-head attention on the first test image of the first `count` classes, as inline PNGs. */
 async function attentionSection(opts: ReportOptions, count: number): Promise<string> {
   const model = runModel({ run: opts.run, ...(opts.log ? { log: opts.log } : {}) });
-  const info = readExportInfo(model);
-  const data = await loadEvalData(opts, info);
+  const bytes = fs.readFileSync(model);
+  const info = readExportInfo(bytes);
+  // Only the picked images are decoded (a folder is indexed, not loaded), each at the model's input size.
+  const data = await evalImages(opts, featureModel(bytes, model));
+  const labels = data.test.labels;
   const picks: number[] = [];
   const seen = new Set<number>();
-  for (let i = 0; i < data.test.count && picks.length < count; i++) {
-    const label = data.test.labels[i]!;
+  for (let i = 0; i < labels.length && picks.length < count; i++) {
+    const label = labels[i]!;
     if (!seen.has(label)) {
       seen.add(label);
       picks.push(i);
     }
   }
-  if (info.imageSize && (info.imageSize[0] !== data.height || info.imageSize[1] !== data.width)) {
-    return `<section><h2>Attention maps</h2><p class="empty">The model takes ${info.imageSize.join('x')} images, the dataset has ${data.height}x${data.width}: use npx dino attention on your own images.</p></section>`;
-  }
-  const session = await createSession(model);
+  const session = await createSession(bytes);
   const tmp = fs.mkdtempSync(path.join(opts.run, '.report-'));
   const rows: string[] = [];
   try {
-    for (const i of picks) {
-      const image = { channels: data.channels, height: data.height, width: data.width, data: gatherImages(data, data.test, [i]) };
+    const images = data.test.images(picks);
+    const { channels, height, width } = images, per = channels * height * width;
+    for await (const b of images.batches(0, Math.max(1, picks.length))) for (let k = 0; k < b.count; k++) {
+      if (b.skipped?.some((s) => s.row === k)) continue; // a file that cannot be decoded, under skipBadImages
+      const i = picks[b.first + k]!;
+      const image = { channels, height, width, data: b.images.slice(k * per, (k + 1) * per) };
       const result = await computeAttention(session, info, image);
-      const files = await writeAttentionPngs(path.join(tmp, String(i)), image, result, Math.max(1, Math.ceil(112 / data.height)));
+      const files = await writeAttentionPngs(path.join(tmp, String(i)), image, result, Math.max(1, Math.ceil(112 / height)));
       const uri = (f: string) => `data:image/png;base64,${fs.readFileSync(f).toString('base64')}`;
       const pick = (name: string) => files.find((f) => path.basename(f) === name)!;
-      const cells = [`<figure><img src="${uri(pick('image.png'))}" alt="input"><figcaption>${escapeHtml(data.classes[data.test.labels[i]!] ?? '')}</figcaption></figure>`];
+      const cells = [`<figure><img src="${uri(pick('image.png'))}" alt="input"><figcaption>${escapeHtml(data.classes[labels[i]!] ?? '')}</figcaption></figure>`];
       for (let h = 0; h < result.heads.length; h++) {
         cells.push(`<figure><img src="${uri(pick(`attn-head${h}.png`))}" alt="head ${h}"><img src="${uri(pick(`mask-head${h}.png`))}" alt="mask ${h}"><figcaption>head ${h}</figcaption></figure>`);
       }

@@ -17,10 +17,11 @@ import * as path from 'node:path';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import type { AddressInfo } from 'node:net';
-import { type Dataset } from '../../runtime/data/dataset.ts';
-import { type EvalDataOptions, loadEvalData, loadEvalDataset } from '../evaluation/eval-data.ts';
+import { createSession } from '../../runtime/backend.ts';
+import type { EvalDataOptions } from '../evaluation/eval-data.ts';
 import { l2NormalizeRows } from '../evaluation/knn.ts';
-import { evenlySpaced, extractFeatures } from '../evaluation/extract-features.ts';
+import { evenlySpaced } from '../evaluation/extract-features.ts';
+import { evalImages, featureModel, imageFeatures } from '../evaluation/features.ts';
 import { runModel } from '../evaluation/run-model.ts';
 import { readExportInfo } from '../export/teacher.ts';
 
@@ -157,26 +158,48 @@ export interface GalleryMeta {
 
 /**
  * Writes the demo data into `dir`: model.onnx (a copy of the model), gallery-features.bin (float32 [count, D],
- * L2-normalised), gallery-pixels.bin (uint8 [count, C, H, W]) and gallery.json ({@link GalleryMeta}).
+ * L2-normalised), gallery-pixels.bin (uint8 [count, C, H, W]) and gallery.json ({@link GalleryMeta}). The gallery is
+ * `gallerySize` evenly spaced images of the evaluation data's train split (exports/evaluation/eval-data.ts; default
+ * Fashion-MNIST), as the evaluations see them (an image folder through DINO's eval transform at the model's side).
+ * Only the gallery's images are decoded; their pixels are what the page shows, so memory holds
+ * gallerySize x C x H x W bytes (2,000 images at 224 px: 300 MB), never the whole dataset.
  */
-export async function prepareDemo(opts: { model: string; dataset?: string | Dataset; dir: string; gallerySize?: number; log?: (msg: string) => void }): Promise<GalleryMeta> {
+export async function prepareDemo(opts: EvalDataOptions & { model: string; dir: string; gallerySize?: number }): Promise<GalleryMeta> {
   const bytes = fs.readFileSync(opts.model);
   const info = readExportInfo(bytes);
-  const data = typeof opts.dataset === 'object' ? opts.dataset : await loadEvalDataset(opts.dataset ?? 'fmnist', info);
-  const indices = evenlySpaced(data.train.count, opts.gallerySize ?? 2000);
-  opts.log?.(`computing gallery features of ${indices.length} ${data.name} train images`);
-  const feats = await extractFeatures(bytes, { channels: data.channels, height: data.height, width: data.width, set: data.train, indices });
+  const shape = featureModel(bytes, opts.model);
+  const data = await evalImages(opts, shape, { needTest: false }); // the gallery is the bank
+  const images = data.train.images(evenlySpaced(data.train.count, opts.gallerySize ?? 2000));
+  opts.log?.(`computing gallery features of ${images.count} ${data.name} train images`);
+  const per = images.channels * images.height * images.width;
+  const pixels = new Uint8Array(images.count * per);
+  let kept = 0; // gallery images so far: a file that cannot be decoded (skipBadImages) is left out of both files
+  const session = await createSession(bytes);
+  let feats;
+  try {
+    feats = await imageFeatures(session, shape, images, {
+      batch: 256, ...(opts.log ? { log: opts.log } : {}),
+      onBatch: (b) => {
+        const bad = new Set((b.skipped ?? []).map((s) => s.row));
+        for (let k = 0; k < b.count; k++) {
+          if (bad.has(k)) continue;
+          // Model input is byte / 255 (Fashion-MNIST's bytes, or the eval transform's rounded ones): back to bytes.
+          for (let j = 0; j < per; j++) pixels[kept * per + j] = Math.round(b.images[k * per + j]! * 255);
+          kept++;
+        }
+      },
+    });
+  } finally {
+    await session.release();
+  }
   fs.mkdirSync(opts.dir, { recursive: true });
   fs.writeFileSync(path.join(opts.dir, 'model.onnx'), bytes);
   const normalized = l2NormalizeRows(feats.data, feats.dim);
   fs.writeFileSync(path.join(opts.dir, 'gallery-features.bin'), new Uint8Array(normalized.buffer));
-  const per = data.channels * data.height * data.width;
-  const pixels = new Uint8Array(indices.length * per);
-  indices.forEach((src, i) => pixels.set(data.train.pixels.subarray(src * per, (src + 1) * per), i * per));
-  fs.writeFileSync(path.join(opts.dir, 'gallery-pixels.bin'), pixels);
+  fs.writeFileSync(path.join(opts.dir, 'gallery-pixels.bin'), pixels.subarray(0, kept * per));
   const meta: GalleryMeta = {
-    count: indices.length, dim: feats.dim, channels: data.channels, height: data.height, width: data.width,
-    labels: Array.from(feats.labels), classes: data.classes, dataset: data.name,
+    count: feats.count, dim: feats.dim, channels: images.channels, height: images.height, width: images.width,
+    labels: Array.from(feats.labels), classes: [...data.classes], dataset: data.name,
     modelSize: info.imageSize ? [info.imageSize[0], info.imageSize[1]] : null,
     patchSize: info.backbone.patchSize, numHeads: info.backbone.numHeads, modelChannels: info.backbone.inChans,
   };
@@ -207,8 +230,7 @@ export async function serve(opts: ServeOptions): Promise<StaticServer & { readon
   const dataDir = opts.dataDir ?? (opts.run ? path.join(opts.run, 'demo') : path.join(path.dirname(model), `${path.basename(model, '.onnx')}-demo`));
   const stamp = path.join(dataDir, 'gallery.json');
   if (!fs.existsSync(stamp) || fs.statSync(stamp).mtimeMs < fs.statSync(model).mtimeMs) {
-    const dataset = await loadEvalData(opts, readExportInfo(model), { needTest: false }); // the gallery is the bank
-    await prepareDemo({ model, dir: dataDir, dataset, gallerySize: opts.gallerySize ?? 2000, ...(opts.log ? { log: opts.log } : {}) });
+    await prepareDemo({ ...opts, model, dir: dataDir, gallerySize: opts.gallerySize ?? 2000 });
   }
   // No log of its own here: the caller prints the returned url once (`dino serve` does).
   const server = await startStaticServer({ mounts: { '/': WEB_ROOT, '/ort/': ortWebDist(), '/data/': dataDir }, port: opts.port ?? 8080 });

@@ -13,11 +13,14 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { createSession } from '../../runtime/backend.ts';
 import type { Dataset } from '../../runtime/data/dataset.ts';
+import { FolderIndex } from '../../runtime/data/folder-index.ts';
 import { RunFolder, runFile } from '../../runtime/dino/run-folder.ts';
 import type { TrainConfig } from '../../runtime/dino/config.ts';
 import { type TrainOptions, type TrainResult, train } from '../../runtime/dino/train.ts';
 import { KNN_TEMPERATURE, knnClassify } from './knn.ts';
-import { type FeatureSet, evenlySpaced, extractFeatures } from './extract-features.ts';
+import { indexEvalFolder } from './eval-data.ts';
+import { type FeatureSet, evenlySpaced } from './extract-features.ts';
+import { type EvalImages, datasetEvalImages, featureModel, folderEvalImages, imageFeatures } from './features.ts';
 import { type PixelNormalization, rawPixelFeatures } from './raw-pixels.ts';
 import { type ProbeOptions, trainLinearProbe } from './linear.ts';
 import { exportTeacher } from '../export/teacher.ts';
@@ -88,21 +91,30 @@ export async function scoreFeatures(train: FeatureSet, test: FeatureSet, y: Yard
   return { knn_top1: knn.top1[String(k)]!, linear_top1: probe ? probe.top1 : null, n_train: knn.n_train, n_test: knn.n_test };
 }
 
-/** Scores an exported teacher (ONNX bytes) on `data` with `y`. */
-export async function scoreModel(model: Uint8Array, data: Dataset, y: Yardstick): Promise<YardstickScore> {
+/**
+ * Scores an exported teacher (ONNX bytes) on `data` with `y`: the training data, in memory (Fashion-MNIST) or an
+ * indexed folder, whose images are then streamed through DINO's eval transform (features.ts), only the chosen rows
+ * decoded and only their features kept.
+ */
+export async function scoreModel(model: Uint8Array, data: Dataset | FolderIndex, y: Yardstick): Promise<YardstickScore> {
+  const shape = featureModel(model, 'the teacher');
+  const images: EvalImages = data instanceof FolderIndex ? folderEvalImages(indexEvalFolder(data), shape) : datasetEvalImages(data, shape);
   const session = await createSession(model);
   try {
-    const extract = (set: Dataset['train'], limit: number | undefined) =>
-      extractFeatures(model, { channels: data.channels, height: data.height, width: data.width, set, indices: evenlySpaced(set.count, limit) }, { session });
-    const bank = await extract(data.train, y.limitTrain);
-    const test = await extract(data.test, y.limitTest);
-    return await scoreFeatures(bank, test, y, data.classes.length || undefined);
+    const extract = (split: EvalImages['train'], limit: number | undefined) => imageFeatures(session, shape, split.images(evenlySpaced(split.count, limit)), { batch: 256 });
+    const bank = await extract(images.train, y.limitTrain);
+    const test = await extract(images.test, y.limitTest);
+    return await scoreFeatures(bank, test, y, images.classes.length || undefined);
   } finally {
     await session.release();
   }
 }
 
-/** Raw pixels, normalised with `norm` (the run's: `runNormalization`), on `data` with `y`. */
+/**
+ * Raw pixels, normalised with `norm` (the run's: `runNormalization`), on `data` with `y`. The pixels are the features
+ * here, so this takes an in-memory dataset (Fashion-MNIST: 60,000 x 784 bytes); a yardstick's limits bound the
+ * float copies it makes.
+ */
 export async function scoreRawPixels(data: Dataset, y: Yardstick, norm: PixelNormalization): Promise<YardstickScore> {
   const bank = rawPixelFeatures(data, data.train, { mean: norm.mean, std: norm.std, limit: y.limitTrain });
   const test = rawPixelFeatures(data, data.test, { mean: norm.mean, std: norm.std, limit: y.limitTest });
@@ -118,8 +130,11 @@ export interface TrainCurveOptions {
   readonly config: TrainConfig;
   /** The run folder, as for `train()`; DIR/teacher.onnx holds the teacher of the latest point. */
   readonly out: string;
-  /** Training data; its train split is the bank, its test split is evaluated. */
-  readonly dataset: Dataset;
+  /**
+   * Training data; its train split is the bank, its test split is evaluated: in memory (Fashion-MNIST) or an indexed
+   * folder (`indexImageFolder`, with a holdout for a test split), streamed as train() streams it.
+   */
+  readonly dataset: Dataset | FolderIndex;
   /** Steps to evaluate at; 0 is the random-init teacher. Training stops at the last one. */
   readonly at: readonly number[];
   /** The yardstick, or one per step (e.g. a larger bank for the last point). */
@@ -195,7 +210,7 @@ export async function trainCurve(opts: TrainCurveOptions): Promise<TrainCurveRes
 }
 
 /** The yardstick's description for DIR/curve.json. */
-export function describeYardstick(y: Yardstick, data: Dataset): CurveFile['yardstick'] {
+export function describeYardstick(y: Yardstick, data: Dataset | FolderIndex): CurveFile['yardstick'] {
   return {
     n_train: evenlySpaced(data.train.count, y.limitTrain).length, n_test: evenlySpaced(data.test.count, y.limitTest).length,
     k: y.k ?? 20, temperature: KNN_TEMPERATURE, probe: y.probe === false ? false : { ...CURVE_PROBE, ...y.probe },

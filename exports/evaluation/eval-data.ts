@@ -9,13 +9,13 @@
  *   image of a plain folder has no held-out images, and evaluating it without a validation folder is refused;
  * - an image folder given explicitly (`dataset`), not a run's: its `test/` (or `val/`) sub-folder, otherwise in each
  *   class every 10th file by sorted path (positions 10, 20, ...) is evaluated and the other 90% are the bank.
+ * A folder is split here as lists of files ({@link evalFolder}); the evaluations stream its images batch by batch
+ * through DINO's eval transform (exports/evaluation/features.ts `evalImages`), so only features are held in memory.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { RunFolder } from '../../runtime/dino/run-folder.ts';
-import type { Dataset, ImageSet } from '../../runtime/data/dataset.ts';
-import { loadFashionMnist } from '../../runtime/data/fashion-mnist.ts';
-import { loadImageFolder } from '../../runtime/data/image-folder.ts';
+import { type FolderFiles, type FolderIndex, indexImageFolder } from '../../runtime/data/folder-index.ts';
 import { type DataSource, parseDataSource } from '../../runtime/data/source.ts';
 import { isShardPattern } from '../../runtime/data/tar-shards.ts';
 import type { ExportInfo } from '../export/teacher.ts';
@@ -109,21 +109,46 @@ export function evalDataSource(opts: Pick<EvalDataOptions, 'run' | 'dataset' | '
   return src;
 }
 
-/** Loads `dataset` ('fmnist' or a folder, split as `loadImageFolder` splits it) at the model's size and channels. */
-export async function loadEvalDataset(dataset: string, info: EvalModelInfo): Promise<Dataset> {
-  return loadEvalData({ dataset }, info);
+/** One split of an indexed folder, or the files of a validation folder, as rows of a folder source. */
+export interface FolderRows {
+  readonly name: 'train' | 'test';
+  readonly files: FolderFiles;
+  /** Maps the list's labels into the source's classes (a validation folder's own class order differs). */
+  readonly label?: (i: number) => number;
 }
 
-/** The evaluation data (see the module comment): `train` is the memory bank / probe training set, `test` is evaluated. */
-export async function loadEvalData(opts: EvalDataOptions, info: EvalModelInfo, use: { needTest?: boolean } = {}): Promise<Dataset> {
-  const src = evalDataSource(opts);
-  const channels = info.backbone.inChans === 1 ? 1 : 3;
-  if (src.kind === 'fmnist') {
-    if (info.backbone.inChans !== 1) {
-      throw new EvalDataError({ kind: 'channels', channels: info.backbone.inChans, ...(opts.dataset === undefined && src.run ? { run: src.run } : {}) });
-    }
-    return loadFashionMnist();
-  }
+/**
+ * An image folder split for evaluation (see the module comment) as lists of files, not pixels: `train` is the memory
+ * bank / probe training set, `test` is evaluated (each a list of parts: a validation folder's train/ then val/).
+ */
+export interface EvalFolder {
+  /** The data's name in tables: the folder's base name, with the validation folder's. */
+  readonly name: string;
+  /** The data folder (file names of feature files are relative to it). */
+  readonly root: string;
+  /** The bank's classes, then the validation folder's classes the bank lacks. */
+  readonly classes: readonly string[];
+  readonly train: readonly FolderRows[];
+  readonly test: readonly FolderRows[];
+}
+
+/** An indexed folder's own splits as an {@link EvalFolder}: its train split is the bank, its test split is evaluated. */
+export function indexEvalFolder(index: FolderIndex): EvalFolder {
+  return { name: index.name, root: index.root, classes: index.classes, train: [{ name: 'train', files: index.train }], test: [{ name: 'test', files: index.test }] };
+}
+
+/**
+ * The folder of `src` (evalDataSource's, a folder) split for evaluation: a run's own folder by the holdout its training
+ * recorded (or its train/ + val/ layout), a folder given by every 10th file of each class (or its layout); with a
+ * validation folder, every file of the data folder's train split against every file of the validation folder,
+ * classes matched by name. Only the folder index is read (file headers), never the pixels.
+ * @throws EvalDataError when a folder is missing, or (unless `use.needTest` is false) nothing is held out.
+ */
+export async function evalFolder(
+  src: Extract<ReturnType<typeof evalDataSource>, { kind: 'folder' }>,
+  opts: Pick<EvalDataOptions, 'dataset' | 'val' | 'skipBadImages' | 'log'>,
+  use: { readonly needTest?: boolean } = {},
+): Promise<EvalFolder> {
   const run = opts.dataset === undefined ? src.run : undefined;
   if (isShardPattern(src.path)) {
     throw new Error(`${src.path}: evaluation reads image folders, not tar shards (training streams those); pass an image folder to evaluate on (dataset: FOLDER, with val: FOLDER if it has no split)`);
@@ -133,45 +158,28 @@ export async function loadEvalData(opts: EvalDataOptions, info: EvalModelInfo, u
   };
   check(src.path, 'data', true);
   if (src.val !== undefined) check(src.val, 'val', opts.val === undefined);
-  const size = info.imageSize ? info.imageSize[0] : info.backbone.imgSize;
-  const load = async (folder: string, testEvery?: number, holdout?: number) => {
-    const r = await loadImageFolder(folder, {
-      imageSize: size, channels, skipBadImages: opts.skipBadImages ?? false,
-      ...(testEvery !== undefined ? { testEvery } : {}), ...(holdout !== undefined ? { holdout } : {}),
-    });
+  const skipBadImages = opts.skipBadImages ?? false;
+  const index = async (folder: string, holdout: number): Promise<FolderIndex> => {
+    const r = await indexImageFolder(folder, { skipBadImages, holdout });
     if (r.skipped.length) opts.log?.(`skipped ${r.skipped.length} unreadable image(s) in ${folder}, e.g. ${r.skipped[0]!.file}: ${r.skipped[0]!.reason}`);
-    return r.dataset;
+    return r;
   };
   if (src.val === undefined) {
     // A run's own folder: the files its training held out (none without a holdout); a folder given: every 10th.
-    const data = run !== undefined ? await load(src.path, undefined, src.holdout ?? 0) : await load(src.path);
+    const data = await index(src.path, run !== undefined ? src.holdout ?? 0 : 0.1);
     if (data.test.count === 0 && use.needTest !== false) {
       throw new EvalDataError(run !== undefined && !src.holdout ? { kind: 'no-split', folder: src.path, run } : { kind: 'no-held-out', folder: src.path });
     }
-    return data;
+    return indexEvalFolder(data);
   }
-  // Every image of the data folder is in the bank (testEvery 0), every image of the validation folder is evaluated.
-  const bank = await load(src.path, 0);
-  const val = await load(src.val, 0);
-  const classes = [...bank.classes];
-  const extra = val.classes.filter((c) => !classes.includes(c));
+  // Every file of the data folder's train split is in the bank, every file of the validation folder is evaluated.
+  const bank = await index(src.path, 0);
+  const val = await index(src.val, 0);
+  const extra = val.classes.filter((c) => !bank.classes.includes(c));
   if (extra.length) opts.log?.(`${src.val}: class(es) ${extra.join(', ')} have no images in ${src.path}; their images count as misclassified`);
-  classes.push(...extra);
-  const remap = (set: ImageSet): ImageSet => ({ ...set, labels: set.labels.map((l) => (l < 0 ? -1 : classes.indexOf(val.classes[l]!))) });
-  return {
-    name: `${bank.name} (val: ${val.name})`,
-    channels: bank.channels, height: bank.height, width: bank.width, classes,
-    train: bank.train,
-    test: remap(val.test.count ? concatSets(val.train, val.test, channels * size * size) : val.train),
-  };
-}
-
-function concatSets(a: ImageSet, b: ImageSet, per: number): ImageSet {
-  const pixels = new Uint8Array((a.count + b.count) * per);
-  pixels.set(a.pixels.subarray(0, a.count * per));
-  pixels.set(b.pixels.subarray(0, b.count * per), a.count * per);
-  const labels = new Int32Array(a.count + b.count);
-  labels.set(a.labels);
-  labels.set(b.labels, a.count);
-  return { count: a.count + b.count, pixels, labels };
+  const classes = [...bank.classes, ...extra];
+  const toBank = (files: FolderFiles) => (i: number) => (files.label(i) < 0 ? -1 : classes.indexOf(val.classes[files.label(i)]!));
+  // The validation folder's files in order: its train/ (or all of it), then its val/ or test/.
+  const test = [val.train, val.test].filter((f) => f.count > 0).map((files): FolderRows => ({ name: 'test', files, label: toBank(files) }));
+  return { name: `${bank.name} (val: ${val.name})`, root: bank.root, classes, train: [{ name: 'train', files: bank.train }], test };
 }

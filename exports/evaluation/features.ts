@@ -26,13 +26,12 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { createSession, type ExecutionProvider, type ort } from '../../runtime/backend.ts';
 import type { Dataset, ImageSet } from '../../runtime/data/dataset.ts';
-import { decodeImageFile } from '../../runtime/data/decode.ts';
-import { type FolderFiles, type FolderIndex, indexImageFolder } from '../../runtime/data/folder-index.ts';
+import { BadImageError, decodeImageFile } from '../../runtime/data/decode.ts';
 import { type EvalTransformOptions, evalTransform } from '../../runtime/data/multicrop.ts';
 import { loadFashionMnist } from '../../runtime/data/fashion-mnist.ts';
-import { type EvalDataOptions, EvalDataError, EvalOptionError, evalDataSource } from './eval-data.ts';
+import { type EvalDataOptions, EvalDataError, type EvalFolder, EvalOptionError, type FolderRows, evalDataSource, evalFolder } from './eval-data.ts';
 import { type FeatureFileInfo, featureFilePaths, featureFormat, normalizeRows, openFeatureFile, writeAt, writeProgress } from './feature-file.ts';
-import { type LinearFeatureSpec, checkLinearFeature, featureRows, linearFeatureDim, modelInputBatch, modelInputSize } from './extract-features.ts';
+import { type Extracted, type LinearFeatureSpec, checkLinearFeature, featureRows, linearFeatureDim, modelInputBatch, modelInputSize } from './extract-features.ts';
 import { runModel } from './run-model.ts';
 import { BACKBONE_EXPORT_KEY, readBackboneExportInfo } from '../export/backbone.ts';
 import { EXPORT_INFO_KEY, type ExportInfo, findMetadata, readExportInfo, readRunConfig } from '../export/teacher.ts';
@@ -46,6 +45,8 @@ export interface ModelInputBatch {
   readonly count: number;
   readonly images: Float32Array;
   readonly labels: Int32Array;
+  /** Rows of this batch (0-based in it) whose file could not be decoded, under `skipBadImages`: their images are zeros. */
+  readonly skipped?: readonly { readonly row: number; readonly file: string; readonly reason: string }[];
 }
 
 /** A dataset as batches of model input, from any row on (so an interrupted extraction continues where it stopped). */
@@ -69,23 +70,27 @@ export interface BatchedImages {
 }
 
 /**
- * In-memory splits of a {@link Dataset} (Fashion-MNIST, `loadImageFolder`) as batched model input at [h, w]: each
- * image as `extractFeatures` prepares it (byte / 255, resized with antialiased bicubic when its size differs).
+ * In-memory splits of a {@link Dataset} (Fashion-MNIST) as batched model input at [h, w]: each image as
+ * `extractFeatures` prepares it (byte / 255, resized with antialiased bicubic when its size differs). `indices`
+ * picks the images of a split (in that order; default all).
  */
 export function datasetImages(
   data: Dataset,
   splits: readonly ('train' | 'test')[],
   size: readonly [number, number],
-  opts: { files?: readonly string[]; transform?: string } = {},
+  opts: { files?: readonly string[]; transform?: string; indices?: Partial<Record<'train' | 'test', ArrayLike<number>>> } = {},
 ): BatchedImages {
-  const sets: { name: string; set: ImageSet }[] = splits.map((name) => ({ name, set: data[name] }));
-  const count = sets.reduce((s, x) => s + x.set.count, 0);
+  const sets = splits.map((name) => {
+    const set: ImageSet = data[name], picked = opts.indices?.[name];
+    return { name, set, indices: picked ? Uint32Array.from(picked) : Uint32Array.from({ length: set.count }, (_, i) => i) };
+  });
+  const count = sets.reduce((s, x) => s + x.indices.length, 0);
   if (opts.files && opts.files.length !== count) throw new Error(`datasetImages: ${opts.files.length} file names for ${count} images`);
   const [h, w] = size, c = data.channels;
   const src = { channels: c, height: data.height, width: data.width };
   return {
     count, channels: c, height: h, width: w, classes: data.classes,
-    splits: sets.map((s) => ({ name: s.name, count: s.set.count })),
+    splits: sets.map((s) => ({ name: s.name, count: s.indices.length })),
     ...(opts.files ? { files: opts.files } : {}),
     description: {
       data: `${data.name} (${splits.join(' + ')})`,
@@ -96,15 +101,15 @@ export function datasetImages(
       const labels = new Int32Array(batchSize);
       const scratch = new Float32Array(c * data.height * data.width);
       let base = 0;
-      for (const { set } of sets) {
-        for (let i = Math.max(0, from - base); i < set.count; i += batchSize) {
-          const n = Math.min(batchSize, set.count - i);
-          const indices = Uint32Array.from({ length: n }, (_, k) => i + k);
-          modelInputBatch({ ...src, set }, indices, h, w, images, scratch);
-          labels.set(set.labels.subarray(i, i + n));
+      for (const { set, indices } of sets) {
+        for (let i = Math.max(0, from - base); i < indices.length; i += batchSize) {
+          const n = Math.min(batchSize, indices.length - i);
+          const batch = indices.subarray(i, i + n);
+          modelInputBatch({ ...src, set }, batch, h, w, images, scratch);
+          batch.forEach((index, k) => (labels[k] = set.labels[index]!));
           yield { first: base + i, count: n, images: images.subarray(0, n * c * h * w), labels: labels.subarray(0, n) };
         }
-        base += set.count;
+        base += indices.length;
       }
     },
   };
@@ -113,7 +118,7 @@ export function datasetImages(
 // ---- the model ----
 
 /** What the extraction needs of a model: a ViT export (exports/export/teacher.ts) or any backbone's (exports/export/backbone.ts). */
-interface FeatureModel {
+export interface FeatureModel {
   readonly kind: string;
   readonly inChans: number;
   /** Width of `features`. */
@@ -126,7 +131,8 @@ interface FeatureModel {
   readonly vit?: ExportInfo;
 }
 
-function featureModel(bytes: Uint8Array, file: string): FeatureModel {
+/** The {@link FeatureModel} of an exported model's bytes; `file` names it in errors. */
+export function featureModel(bytes: Uint8Array, file: string): FeatureModel {
   const other = readBackboneExportInfo(bytes);
   if (other) return { kind: other.backbone.kind, inChans: other.backbone.inChans, dim: other.featureDim, fixedSide: other.imageSize[0], trainedSide: other.imageSize[0] };
   if (findMetadata(bytes, EXPORT_INFO_KEY) === undefined) {
@@ -134,6 +140,80 @@ function featureModel(bytes: Uint8Array, file: string): FeatureModel {
   }
   const vit = readExportInfo(bytes);
   return { kind: 'vit', inChans: vit.backbone.inChans, dim: vit.backbone.embedDim, fixedSide: vit.imageSize ? vit.imageSize[0] : null, trainedSide: vit.imageSize ? vit.imageSize[0] : vit.backbone.imgSize, vit };
+}
+
+/**
+ * The linear-evaluation feature `spec` checked against `model` (from `file`): undefined for the plain `features`
+ * (1 block, no average); otherwise the spec, when the model is a ViT exported with enough blocks' [CLS].
+ */
+export function linearFeatureOf(model: FeatureModel, spec: LinearFeatureSpec | undefined, file: string): LinearFeatureSpec | undefined {
+  const linear = spec && (spec.nLastBlocks !== 1 || spec.avgpoolPatchtokens) ? spec : undefined;
+  if (linear) {
+    if (!model.vit) throw new EvalOptionError('nLastBlocks', linear, `plain features: ${file} is a ${model.kind} backbone, which has no [CLS] of each block or patch tokens`);
+    checkLinearFeature(linear, model.vit.backbone.depth);
+    if (linear.nLastBlocks > (model.vit.intermediate ?? 1)) {
+      throw new Error(`${file} holds the [CLS] of its last ${model.vit.intermediate ?? 1} block(s) only; nLastBlocks ${linear.nLastBlocks} needs a model exported with intermediate >= ${linear.nLastBlocks} (or extract from the run, which exports it)`);
+    }
+  }
+  return linear;
+}
+
+/** Width of the rows `model` gives with `linear` ({@link linearFeatureOf}'s result). */
+export const featureWidth = (model: FeatureModel, linear: LinearFeatureSpec | undefined): number => (linear ? linearFeatureDim(linear, model.dim) : model.dim);
+
+/**
+ * Features of every row of `images` in memory (N x D float32; the images pass batch by batch and are not kept):
+ * the rows {@link writeFeatures} writes to a file for the same model, images and batch size, bit for bit.
+ */
+export async function imageFeatures(
+  session: ort.InferenceSession,
+  model: FeatureModel,
+  images: BatchedImages,
+  opts: {
+    readonly linear?: LinearFeatureSpec | undefined;
+    readonly batch?: number;
+    readonly log?: (msg: string) => void;
+    /** Sees each batch of model input before the next is decoded (the demo keeps its gallery's thumbnails). */
+    readonly onBatch?: (batch: ModelInputBatch) => void;
+  } = {},
+): Promise<Extracted> {
+  if (model.inChans !== images.channels) throw new Error(`the model takes ${model.inChans}-channel images, the data has ${images.channels} channels`);
+  const batch = opts.batch ?? 128;
+  if (!(Number.isInteger(batch) && batch >= 1)) throw new EvalOptionError('batch', batch, 'an integer >= 1');
+  const dim = featureWidth(model, opts.linear);
+  const data = new Float32Array(images.count * dim);
+  const labels = new Int32Array(images.count);
+  const skipped: { row: number; file: string; reason: string }[] = [];
+  const t0 = performance.now();
+  let lastLog = t0;
+  for await (const b of images.batches(0, batch)) {
+    await featureRows(session, model.dim, b.images, [b.count, images.channels, images.height, images.width], opts.linear, data.subarray(b.first * dim, (b.first + b.count) * dim));
+    labels.set(b.labels, b.first);
+    for (const s of b.skipped ?? []) skipped.push({ ...s, row: b.first + s.row });
+    opts.onBatch?.(b);
+    const now = performance.now();
+    if (opts.log && now - lastLog > 2000) {
+      lastLog = now;
+      const done = b.first + b.count;
+      opts.log(`features ${done}/${images.count} (${((done * 1000) / (now - t0)).toFixed(0)} images/s)`);
+    }
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  const imagesPerSecond = images.count / Math.max(seconds, 1e-9);
+  if (skipped.length === 0) return { count: images.count, dim, data, labels, imagesPerSecond };
+  // Files that could not be decoded (skipBadImages) are left out: the rows after each move up over it.
+  opts.log?.(`skipped ${skipped.length} image(s) that could not be decoded, e.g. ${skipped[0]!.file}: ${skipped[0]!.reason}`);
+  const bad = new Set(skipped.map((s) => s.row));
+  let kept = 0;
+  for (let r = 0; r < images.count; r++) {
+    if (bad.has(r)) continue;
+    if (kept !== r) {
+      data.copyWithin(kept * dim, r * dim, (r + 1) * dim);
+      labels[kept] = labels[r]!;
+    }
+    kept++;
+  }
+  return { count: kept, dim, data: data.subarray(0, kept * dim), labels: labels.subarray(0, kept), imagesPerSecond };
 }
 
 // ---- extraction -----------------------------------------------------------------------------------------
@@ -180,18 +260,11 @@ export async function writeFeatures(opts: WriteFeaturesOptions): Promise<WriteFe
   if (model.inChans !== images.channels) {
     throw new Error(`${opts.model} takes ${model.inChans}-channel images, the data has ${images.channels} channels`);
   }
-  const linear = opts.linear && (opts.linear.nLastBlocks !== 1 || opts.linear.avgpoolPatchtokens) ? opts.linear : undefined;
-  if (linear) {
-    if (!model.vit) throw new EvalOptionError('nLastBlocks', linear, `plain features: ${opts.model} is a ${model.kind} backbone, which has no [CLS] of each block or patch tokens`);
-    checkLinearFeature(linear, model.vit.backbone.depth);
-    if (linear.nLastBlocks > (model.vit.intermediate ?? 1)) {
-      throw new Error(`${opts.model} holds the [CLS] of its last ${model.vit.intermediate ?? 1} block(s) only; nLastBlocks ${linear.nLastBlocks} needs a model exported with intermediate >= ${linear.nLastBlocks} (or extract from the run, which exports it)`);
-    }
-  }
+  const linear = linearFeatureOf(model, opts.linear, opts.model);
   const batch = opts.batch ?? 128;
   if (!(Number.isInteger(batch) && batch >= 1)) throw new EvalOptionError('batch', batch, 'an integer >= 1');
   const d = model.dim;
-  const dim = linear ? linearFeatureDim(linear, d) : d;
+  const dim = featureWidth(model, linear);
   const info: FeatureFileInfo = {
     format: 'dino-ts-features/1', count: images.count, dim, classes: images.classes, splits: images.splits,
     model: path.basename(opts.model), modelSha256: createHash('sha256').update(bytes).digest('hex'),
@@ -213,6 +286,8 @@ export async function writeFeatures(opts: WriteFeaturesOptions): Promise<WriteFe
     try {
       for await (const b of images.batches(completed, batch)) {
         if (b.first !== completed) throw new Error(`the image source gave rows from ${b.first}, expected ${completed}`);
+        const bad = b.skipped?.[0];
+        if (bad) throw new BadImageError(bad.file, `${bad.reason} (a feature file holds a row for every file listed)`);
         const out = rows.subarray(0, b.count * dim);
         await featureRows(session, d, b.images, [b.count, images.channels, images.height, images.width], linear, out);
         if (opts.normalize) normalizeRows(out, dim);
@@ -325,21 +400,15 @@ export function dinoEvalTransform(side: number): EvalTransformOptions {
   return { resize: Math.round((side * 256) / 224), crop: side, mean: [0], std: [1] };
 }
 
-/** One split of an indexed folder, or the files of an explicit list, as rows of a folder source. */
-export interface FolderRows {
-  readonly name: string;
-  readonly files: FolderFiles;
-  /** Maps the list's labels into the source's classes (a validation folder's own class order differs). */
-  readonly label?: (i: number) => number;
-}
+export type { FolderRows } from './eval-data.ts';
 
-/** The splits of consecutive parts, parts of the same name (a validation folder's train/ and val/) counted as one. */
-function splitsOf(parts: readonly FolderRows[]): { name: string; count: number }[] {
+/** The splits of `rows` (part names in row order), parts of the same name (a validation folder's train/ and val/) counted as one. */
+function splitsOf(names: readonly string[]): { name: string; count: number }[] {
   const splits: { name: string; count: number }[] = [];
-  for (const p of parts) {
+  for (const name of names) {
     const last = splits[splits.length - 1];
-    if (last && last.name === p.name) last.count += p.files.count;
-    else splits.push({ name: p.name, count: p.files.count });
+    if (last && last.name === name) last.count++;
+    else splits.push({ name, count: 1 });
   }
   return splits;
 }
@@ -348,40 +417,62 @@ function splitsOf(parts: readonly FolderRows[]): { name: string; count: number }
  * Image files streamed as model input: each batch's files are read and decoded when the batch is asked for (the
  * next batch while the model runs the current one), through {@link evalTransform} with `transform`. Memory holds two
  * batches of images, whatever the number of files, and the file list (its paths, as the index does). A file that
- * cannot be decoded stops the extraction with an error naming it.
+ * cannot be decoded stops the extraction with an error naming it, or with `skipBadImages` is reported in its batch's
+ * `skipped` (its image zeros) for the caller to leave out. `rows` picks files of the parts (indices into their
+ * concatenation, in that order; default all).
  */
 export function folderImages(
   parts: readonly FolderRows[],
-  opts: { root: string; classes: readonly string[]; channels: 1 | 3; transform: EvalTransformOptions; data: string; concurrency?: number },
+  opts: { root: string; classes: readonly string[]; channels: 1 | 3; transform: EvalTransformOptions; data: string; concurrency?: number; rows?: ArrayLike<number>; skipBadImages?: boolean },
 ): BatchedImages {
   const { channels, transform } = opts;
   const side = transform.crop, per = channels * side * side;
-  const count = parts.reduce((n, p) => n + p.files.count, 0);
-  // Row r is file r - starts[k] of part k, for the last part k starting at or before r (a handful of parts).
+  const total = parts.reduce((n, p) => n + p.files.count, 0);
+  const rows = opts.rows === undefined ? undefined : Uint32Array.from(opts.rows);
+  const bad = rows?.find((r) => r >= total);
+  if (bad !== undefined) throw new RangeError(`folderImages: row ${bad} is outside the ${total} files`);
+  const count = rows ? rows.length : total;
+  // Row r is file s - starts[k] of part k, s its row of the parts, for the last part k starting at or before s (a handful of parts).
   const starts = parts.map((_, k) => parts.slice(0, k).reduce((n, p) => n + p.files.count, 0));
   const rowFile = (r: number) => {
+    const s = rows ? rows[r]! : r;
     let k = parts.length - 1;
-    while (starts[k]! > r) k--;
-    return { part: parts[k]!, i: r - starts[k]! };
+    while (starts[k]! > s) k--;
+    return { part: parts[k]!, i: s - starts[k]! };
   };
-  const files = parts.flatMap((part) => Array.from({ length: part.files.count }, (_, i) => path.relative(opts.root, part.files.file(i)).split(path.sep).join('/')));
+  const files: string[] = [], names: string[] = [];
+  for (let r = 0; r < count; r++) {
+    const { part, i } = rowFile(r);
+    files.push(path.relative(opts.root, part.files.file(i)).split(path.sep).join('/'));
+    names.push(part.name);
+  }
   const concurrency = opts.concurrency ?? 8;
   const load = async (first: number, n: number, images: Float32Array, labels: Int32Array): Promise<ModelInputBatch> => {
     let next = 0;
+    const skipped: { row: number; file: string; reason: string }[] = [];
     const work = async () => {
       for (let k = next++; k < n; k = next++) {
         const { part, i } = rowFile(first + k);
-        const image = await decodeImageFile(part.files.file(i), channels);
-        evalTransform(image, transform, images, k * per);
         labels[k] = part.label ? part.label(i) : part.files.label(i);
+        let image;
+        try {
+          image = await decodeImageFile(part.files.file(i), channels);
+        } catch (error) {
+          // The index checked each file's header only; a file corrupt inside is found here.
+          if (!(opts.skipBadImages && error instanceof BadImageError)) throw error;
+          skipped.push({ row: k, file: error.file, reason: error.reason });
+          images.fill(0, k * per, (k + 1) * per);
+          continue;
+        }
+        evalTransform(image, transform, images, k * per);
       }
     };
     await Promise.all(Array.from({ length: Math.min(concurrency, n) }, work));
-    return { first, count: n, images: images.subarray(0, n * per), labels: labels.subarray(0, n) };
+    return { first, count: n, images: images.subarray(0, n * per), labels: labels.subarray(0, n), ...(skipped.length ? { skipped: skipped.sort((a, b) => a.row - b.row) } : {}) };
   };
   return {
     count, channels, height: side, width: side, classes: opts.classes,
-    splits: splitsOf(parts), files,
+    splits: splitsOf(names), files,
     description: { data: opts.data, transform: `DINO's eval transform: Resize(${transform.resize}, bicubic) + CenterCrop(${side}), values in [0, 1]` },
     async *batches(from, batchSize) {
       // Two buffers: the next batch is decoded into one while the caller uses the other.
@@ -427,11 +518,14 @@ export async function extractFeatureFile(opts: ExtractFeaturesOptions): Promise<
   const src = evalDataSource(opts);
   let images: BatchedImages;
   if (src.kind === 'folder') {
-    images = await folderSource(src, opts, splits, { channels: shape.inChans === 1 ? 1 : 3, transform: dinoEvalTransform(shape.trainedSide) });
+    const folder = await evalFolder(src, opts, { needTest: false });
+    images = folderImages(splits.flatMap((name) => folder[name]), {
+      root: folder.root, classes: folder.classes, channels: shape.inChans === 1 ? 1 : 3, transform: dinoEvalTransform(shape.trainedSide),
+      data: `${folder.name} (${splits.join(' + ')})`,
+    });
   } else {
-    if (shape.inChans !== 1) throw new EvalDataError({ kind: 'channels', channels: shape.inChans, ...(opts.dataset === undefined && src.run ? { run: src.run } : {}) });
-    const data = await loadFashionMnist();
-    images = datasetImages(data, splits, shape.vit ? modelInputSize(shape.vit, data.height, data.width) : [shape.trainedSide, shape.trainedSide]);
+    const data = await fashionMnistFor(shape, opts, src);
+    images = datasetImages(data, splits, datasetInputSize(data, shape));
   }
   const write = (rows: BatchedImages, out: string) => writeFeatures({
     model, images: rows, out, ...(plain ? {} : { linear }),
@@ -459,43 +553,68 @@ export async function extractFeatureFile(opts: ExtractFeaturesOptions): Promise<
   return { ...r, index };
 }
 
+// ---- the evaluations' images -----------------------------------------------------------------------------
+
+/** One split of the evaluation data: its labels (known without decoding anything) and its images, streamed. */
+export interface EvalSplit {
+  readonly count: number;
+  readonly labels: Int32Array;
+  /** The images of rows `rows` (in that order; default all) as model input, decoded batch by batch. */
+  images(rows?: ArrayLike<number>): BatchedImages;
+}
+
+/** The evaluation data (exports/evaluation/eval-data.ts) of a model: the bank / probe training set and the evaluated images. */
+export interface EvalImages {
+  readonly name: string;
+  readonly classes: readonly string[];
+  readonly train: EvalSplit;
+  readonly test: EvalSplit;
+}
+
 /**
- * The rows of an image folder, split as exports/evaluation/eval-data.ts splits it for the evaluations: a run's own folder by the
- * holdout its training recorded (or its train/ + val/ layout), a folder given by every 10th file of each class (or
- * its layout); with a validation folder, the data folder's training files against every file of the validation
- * folder, classes matched by name.
+ * What k-NN, the linear probe, the report and the demo evaluate on, as `dino features` reads it: an image folder
+ * split as exports/evaluation/eval-data.ts splits it ({@link evalFolder}: only the index is read) and streamed through
+ * DINO's eval transform at the model's trained side ({@link folderImages}); Fashion-MNIST in memory (60,000 images
+ * of 28 x 28 bytes), at the model's input size ({@link datasetImages}).
+ * @throws EvalDataError as eval-data.ts words it (missing folder, nothing held out unless `use.needTest` is false,
+ * a model of more than one channel on Fashion-MNIST).
  */
-async function folderSource(
-  src: Extract<ReturnType<typeof evalDataSource>, { kind: 'folder' }>,
-  opts: ExtractFeaturesOptions,
-  splits: readonly ('train' | 'test')[],
-  how: { channels: 1 | 3; transform: EvalTransformOptions },
-): Promise<BatchedImages> {
-  const skipBadImages = opts.skipBadImages ?? false;
-  const report = (index: FolderIndex) => {
-    if (index.skipped.length) opts.log?.(`skipped ${index.skipped.length} unreadable image(s) in ${index.root}, e.g. ${index.skipped[0]!.file}: ${index.skipped[0]!.reason}`);
-    return index;
+export async function evalImages(opts: EvalDataOptions, model: FeatureModel, use: { readonly needTest?: boolean } = {}): Promise<EvalImages> {
+  const src = evalDataSource(opts);
+  if (src.kind === 'fmnist') return datasetEvalImages(await fashionMnistFor(model, opts, src), model);
+  return folderEvalImages(await evalFolder(src, opts, use), model, { skipBadImages: opts.skipBadImages ?? false });
+}
+
+/** Fashion-MNIST (in memory: 60,000 + 10,000 images of 28 x 28 bytes) for a one-channel `model`; `src` is the data source the options chose. */
+async function fashionMnistFor(model: FeatureModel, opts: Pick<EvalDataOptions, 'dataset'>, src: { readonly run?: string }): Promise<Dataset> {
+  if (model.inChans !== 1) throw new EvalDataError({ kind: 'channels', channels: model.inChans, ...(opts.dataset === undefined && src.run ? { run: src.run } : {}) });
+  return loadFashionMnist();
+}
+
+/** The input size `model` takes an in-memory dataset's images at: a ViT's for their size, another backbone's fixed side. */
+const datasetInputSize = (data: Dataset, model: FeatureModel): readonly [number, number] =>
+  model.vit ? modelInputSize(model.vit, data.height, data.width) : [model.trainedSide, model.trainedSide];
+
+/** An in-memory dataset's splits as {@link EvalImages}, at the model's input size (see {@link datasetImages}). */
+export function datasetEvalImages(data: Dataset, model: FeatureModel): EvalImages {
+  if (model.inChans !== data.channels) throw new Error(`the model takes ${model.inChans}-channel images, ${data.name} has ${data.channels} channels`);
+  const size = datasetInputSize(data, model);
+  const split = (name: 'train' | 'test'): EvalSplit => ({
+    count: data[name].count, labels: data[name].labels,
+    images: (rows) => datasetImages(data, [name], size, rows ? { indices: { [name]: rows } } : {}),
+  });
+  return { name: data.name, classes: data.classes, train: split('train'), test: split('test') };
+}
+
+/** A folder's evaluation split ({@link evalFolder}) as {@link EvalImages}: streamed through DINO's eval transform at the model's trained side. */
+export function folderEvalImages(folder: EvalFolder, model: FeatureModel, opts: { readonly skipBadImages?: boolean } = {}): EvalImages {
+  const how = { root: folder.root, classes: folder.classes, channels: model.inChans === 1 ? (1 as const) : (3 as const), transform: dinoEvalTransform(model.trainedSide), skipBadImages: opts.skipBadImages ?? false };
+  const split = (name: 'train' | 'test'): EvalSplit => {
+    const parts = folder[name];
+    const labels = new Int32Array(parts.reduce((n, p) => n + p.files.count, 0));
+    let r = 0;
+    for (const p of parts) for (let i = 0; i < p.files.count; i++) labels[r++] = p.label ? p.label(i) : p.files.label(i);
+    return { count: labels.length, labels, images: (rows) => folderImages(parts, { ...how, data: `${folder.name} (${name})`, ...(rows ? { rows } : {}) }) };
   };
-  for (const [folder, role] of [[src.path, 'data'], [src.val, 'val']] as const) {
-    if (folder !== undefined && !(fs.existsSync(folder) && fs.statSync(folder).isDirectory())) {
-      throw new EvalDataError({ kind: 'missing', folder, role, ...(opts.dataset === undefined && src.run ? { run: src.run } : {}) });
-    }
-  }
-  const ownRun = opts.dataset === undefined && src.run !== undefined;
-  if (src.val === undefined) {
-    const index = report(await indexImageFolder(src.path, { skipBadImages, holdout: ownRun ? src.holdout ?? 0 : 0.1 }));
-    const parts = splits.map((name) => ({ name, files: index[name] }));
-    return folderImages(parts, { root: index.root, classes: index.classes, ...how, data: `${index.name} (${splits.join(' + ')})` });
-  }
-  const bank = report(await indexImageFolder(src.path, { skipBadImages, holdout: 0 }));
-  const val = report(await indexImageFolder(src.val, { skipBadImages, holdout: 0 }));
-  const classes = [...bank.classes, ...val.classes.filter((c) => !bank.classes.includes(c))];
-  const toBank = (files: FolderFiles) => (i: number) => (files.label(i) < 0 ? -1 : classes.indexOf(val.classes[files.label(i)]!));
-  const parts: FolderRows[] = [];
-  if (splits.includes('train')) parts.push({ name: 'train', files: bank.train });
-  if (splits.includes('test')) {
-    // The validation folder's files in the order the evaluations read them: its train/ (or all), then its val/.
-    for (const files of [val.train, val.test].filter((f) => f.count > 0)) parts.push({ name: 'test', files, label: toBank(files) });
-  }
-  return folderImages(parts, { root: bank.root, classes, ...how, data: `${bank.name} (val: ${val.name})` });
+  return { name: folder.name, classes: folder.classes, train: split('train'), test: split('test') };
 }

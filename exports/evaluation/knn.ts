@@ -11,8 +11,10 @@
  * or in plain TypeScript (register-blocked loops over Float32Array; used for small problems and as a check).
  * Ties in the class ranking are broken by class index, as a stable sort would.
  *
- * `knnEvaluate` (`dino knn`) runs it on the features of an exported model (extract-features.ts) or of feature files;
- * the raw-pixel baseline is in raw-pixels.ts.
+ * `knnEvaluate` (`dino knn`) runs it on the features of an exported model or of feature files. The model's features
+ * are computed as `dino features` computes them (features.ts `evalImages`, `imageFeatures`): image folders are
+ * streamed through DINO's eval transform batch by batch, so memory holds the N x D features, never the images, and a
+ * folder of any size can be evaluated. The raw-pixel baseline is in raw-pixels.ts.
  */
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
@@ -20,12 +22,10 @@ import * as path from 'node:path';
 import * as E from 'fp-ts/lib/Either.js';
 import { Graph, emitOnnx, formatError, matmul, transposeLast2 } from '../../dsl/index.ts';
 import { createSession, ort } from '../../runtime/backend.ts';
-import type { ImageSet } from '../../runtime/data/dataset.ts';
 import { runFile } from '../../runtime/dino/run-folder.ts';
-import { readExportInfo } from '../export/teacher.ts';
-import { readBackboneExportInfo } from '../export/backbone.ts';
-import { type EvalDataOptions, EvalOptionError, loadEvalData } from './eval-data.ts';
-import { type FeatureSet, evenlySpaced, extractFeatures } from './extract-features.ts';
+import { type EvalDataOptions, EvalOptionError } from './eval-data.ts';
+import { type FeatureSet, evenlySpaced } from './extract-features.ts';
+import { type EvalSplit, evalImages, featureModel, imageFeatures } from './features.ts';
 import { readFeatureSplits, saveFeatureRows } from './feature-file.ts';
 import { runModel } from './run-model.ts';
 
@@ -358,24 +358,27 @@ export async function knnEvaluate(opts: KnnEvaluateOptions): Promise<KnnEvaluati
   if (opts.features !== undefined) return knnOfFeatureFiles(opts.features, opts, temperature);
   const model = runModel(opts);
   const bytes = fs.readFileSync(model);
-  const info = readBackboneExportInfo(bytes) ?? readExportInfo(bytes);
-  const data = await loadEvalData(opts, info);
+  const shape = featureModel(bytes, model);
+  const data = await evalImages(opts, shape);
   const t0 = performance.now();
   const session = await createSession(bytes);
-  const extract = (set: ImageSet, limit: number | undefined) =>
-    extractFeatures(bytes, { channels: data.channels, height: data.height, width: data.width, set, indices: evenlySpaced(set.count, limit) }, {
-      session, ...(opts.batch ? { batch: opts.batch } : {}), ...(opts.log ? { log: opts.log } : {}),
-    });
-  const train = await extract(data.train, opts.limitTrain);
-  const test = await extract(data.test, opts.limitTest);
-  await session.release();
+  const images = (split: EvalSplit, limit: number | undefined) => split.images(limit === undefined ? undefined : evenlySpaced(split.count, limit));
+  const sources = { train: images(data.train, opts.limitTrain), test: images(data.test, opts.limitTest) };
+  const extract = (split: 'train' | 'test') => imageFeatures(session, shape, sources[split], { batch: opts.batch ?? 256, ...(opts.log ? { log: opts.log } : {}) });
+  let train: FeatureSet, test: FeatureSet;
+  try {
+    train = await extract('train');
+    test = await extract('test');
+  } finally {
+    await session.release();
+  }
   if (opts.dumpFeatures !== undefined) {
     for (const [name, set] of [['train', train], ['test', test]] as const) {
       const out = path.join(opts.dumpFeatures, `${name}.safetensors`);
       fs.mkdirSync(opts.dumpFeatures, { recursive: true });
       saveFeatureRows(out, { ...set, data: l2NormalizeRows(set.data, set.dim) }, {
         classes: data.classes, splits: [{ name, count: set.count }], model: path.basename(model), modelSha256: createHash('sha256').update(bytes).digest('hex'),
-        data: `${data.name} (${name})`, transform: `images of ${data.height}x${data.width} at the model's input size`, normalized: true,
+        data: `${data.name} (${name})`, transform: sources[name].description.transform, normalized: true,
       });
       opts.log?.(`wrote ${out}`);
     }

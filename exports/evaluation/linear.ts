@@ -9,13 +9,16 @@
  * `features`, as before). More blocks or the average use a second export of the run's teacher,
  * DIR/teacher.linear-n<n>.onnx (exports/export/teacher.ts, `intermediate`).
  *
+ * The features are computed as `dino features` computes them (features.ts `evalImages`, `imageFeatures`): an image
+ * folder is streamed batch by batch, so memory holds the features, never the images.
+ *
  * Departures from DINO, because features are computed once and the probe is short: no augmentation (DINO trains on
- * RandomResizedCrop + flip of each image every epoch, and evaluates Resize(256) + CenterCrop(224); here every image is
- * the loader's cover-resize and centre crop at the model's size, once); features are standardised per dimension with
- * the train split's mean and std (`standardize`, default true; DINO feeds raw features); the defaults are 20 epochs of
- * SGD at lr 0.1 for batch 256 (DINO: 100 epochs, lr 0.001 per 256, batch 128 per GPU, momentum 0.9, no weight decay
- * as here), with the cosine decay per step rather than per epoch; one seed, no validation every epoch, no best-epoch
- * pick (DINO reports the best test accuracy over its epochs).
+ * RandomResizedCrop + flip of each image every epoch; here every image of a folder passes DINO's evaluation
+ * transform, Resize(side * 256 / 224) + CenterCrop(side), once, for training the probe too); features are
+ * standardised per dimension with the train split's mean and std (`standardize`, default true; DINO feeds raw
+ * features); the defaults are 20 epochs of SGD at lr 0.1 for batch 256 (DINO: 100 epochs, lr 0.001 per 256, batch
+ * 128 per GPU, momentum 0.9, no weight decay as here), with the cosine decay per step rather than per epoch; one seed,
+ * no validation every epoch, no best-epoch pick (DINO reports the best test accuracy over its epochs).
  */
 import * as E from 'fp-ts/lib/Either.js';
 import * as fs from 'node:fs';
@@ -26,11 +29,12 @@ import { StepRunner } from '../../runtime/step-runner.ts';
 import { TrainState } from '../../runtime/state.ts';
 import { cosineSchedule } from '../../runtime/dino/schedules.ts';
 import { createSession } from '../../runtime/backend.ts';
-import { type EvalDataOptions, EvalOptionError, loadEvalData } from './eval-data.ts';
+import { type EvalDataOptions, EvalOptionError } from './eval-data.ts';
 import { readFeatureSplits } from './feature-file.ts';
-import { type FeatureSet, type LinearFeatureSpec, checkLinearFeature, evenlySpaced, extractFeatures } from './extract-features.ts';
+import { type FeatureSet, type LinearFeatureSpec, checkLinearFeature, evenlySpaced } from './extract-features.ts';
+import { type EvalSplit, evalImages, featureModel, imageFeatures, linearFeatureOf } from './features.ts';
 import { runModel } from './run-model.ts';
-import { readExportInfo, readRunConfig } from '../export/teacher.ts';
+import { readRunConfig } from '../export/teacher.ts';
 
 export interface ProbeOptions {
   readonly epochs?: number;
@@ -225,16 +229,21 @@ export async function linearProbe(opts: LinearProbeOptions): Promise<LinearProbe
   if (!plain && opts.run && !opts.model) checkLinearFeature(spec, readRunConfig(opts.run).backbone.depth); // before exporting
   const model = runModel({ ...opts, ...(plain || opts.model ? {} : { intermediate: spec.nLastBlocks }) });
   const bytes = fs.readFileSync(model);
-  const info = readExportInfo(bytes);
-  const data = await loadEvalData(opts, info);
+  const shape = featureModel(bytes, model);
+  const linear = linearFeatureOf(shape, spec, model);
+  const data = await evalImages(opts, shape);
   const session = await createSession(bytes);
-  const extract = (set: typeof data.train, limit: number | undefined) =>
-    extractFeatures(bytes, { channels: data.channels, height: data.height, width: data.width, set, indices: evenlySpaced(set.count, limit) }, {
-      session, ...(opts.featureBatch ? { batch: opts.featureBatch } : {}), ...(opts.log ? { log: opts.log } : {}), ...(plain ? {} : { linear: spec }),
+  const extract = (split: EvalSplit, limit: number | undefined) =>
+    imageFeatures(session, shape, split.images(limit === undefined ? undefined : evenlySpaced(split.count, limit)), {
+      batch: opts.featureBatch ?? 256, linear, ...(opts.log ? { log: opts.log } : {}),
     });
-  const train = await extract(data.train, opts.limitTrain);
-  const test = await extract(data.test, opts.limitTest);
-  await session.release();
+  let train: FeatureSet, test: FeatureSet;
+  try {
+    train = await extract(data.train, opts.limitTrain);
+    test = await extract(data.test, opts.limitTest);
+  } finally {
+    await session.release();
+  }
   const result = await trainLinearProbe(train, test, { ...opts, ...(data.classes.length ? { numClasses: data.classes.length } : {}) });
   const epochs = result.epochLosses.length;
   // DINO's feature settings are reported only when they are not the default, so default results keep their shape.

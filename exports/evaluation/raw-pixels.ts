@@ -3,6 +3,10 @@
  * backbone must beat). The normalisation is the caller's, never a dataset's constants assumed here: a run's own
  * (`runNormalization`, what its teacher saw), a data module's constants (e.g. Fashion-MNIST's), or one measured on
  * the dataset (`datasetNormalization`).
+ *
+ * It takes an in-memory {@link Dataset} (Fashion-MNIST, `npm start`): the pixels themselves are the features, so the
+ * data's size bounds its memory (features of C x H x W floats per image, four times the bytes); the model
+ * evaluations stream image folders instead (features.ts `evalImages`).
  */
 import type { Dataset, ImageSet } from '../../runtime/data/dataset.ts';
 import { type FeatureSet, evenlySpaced } from './extract-features.ts';

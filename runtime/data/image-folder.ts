@@ -22,7 +22,8 @@
  * it is left out and reported in {@link ImageFolderResult.skipped}.
  *
  * This decodes a whole split into memory (one SharedArrayBuffer, so at most 2^32 bytes: about 28,500 images at
- * 224 px); training streams its files instead (folder-index.ts, loader.ts).
+ * 224 px), for small folders in library code; training streams its files instead (folder-index.ts, loader.ts), and
+ * so do the evaluations (exports/evaluation/features.ts `evalImages`).
  */
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';

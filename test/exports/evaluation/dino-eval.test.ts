@@ -14,12 +14,13 @@ import { createSession, ort } from '../../../runtime/backend.ts';
 import { dataSource, parseDataSource } from '../../../runtime/data/source.ts';
 import { readSafetensors } from '../../../runtime/io/safetensors.ts';
 import { readDinoWeights } from '../../../runtime/io/weights.ts';
-import { EvalDataError, EvalOptionError, evalDataSource, loadEvalData, runDataSource } from '../../../exports/evaluation/eval-data.ts';
+import { EvalDataError, type EvalDataOptions, EvalOptionError, evalDataSource, runDataSource } from '../../../exports/evaluation/eval-data.ts';
+import { evalImages } from '../../../exports/evaluation/features.ts';
 import { checkKnnOptions, knnClassify, knnEvaluate, KNN_TEMPERATURE } from '../../../exports/evaluation/knn.ts';
 import { extractFeatures } from '../../../exports/evaluation/extract-features.ts';
 import { linearProbe } from '../../../exports/evaluation/linear.ts';
 import { writeReport } from '../../../exports/apps/report.ts';
-import { backboneSpecs, backboneValues, exportTeacher, preprocessorConfig, readExportInfo, teacherOnnx } from '../../../exports/export/teacher.ts';
+import { type ExportInfo, backboneSpecs, backboneValues, exportTeacher, preprocessorConfig, readExportInfo, teacherOnnx } from '../../../exports/export/teacher.ts';
 import { getPreset } from '../../../runtime/dino/presets.ts';
 import { makeRun, randomImages, relativeError, tempDir } from '../helpers.ts';
 
@@ -27,6 +28,12 @@ const TMP = tempDir('dino-eval');
 const RUN = makeRun(path.join(TMP, 'run'));
 const cfg = RUN.config.backbone;
 const report: string[] = [];
+
+/** The evaluation data of a ViT export's info (features.ts `evalImages`: the split, labels and classes; images streamed). */
+const evalData = (opts: EvalDataOptions, info: ExportInfo) => evalImages(opts, {
+  kind: 'vit', inChans: info.backbone.inChans, dim: info.backbone.embedDim, vit: info,
+  fixedSide: info.imageSize ? info.imageSize[0] : null, trainedSide: info.imageSize ? info.imageSize[0] : info.backbone.imgSize,
+});
 
 async function run(model: string | Uint8Array, x: Float32Array, dims: number[]): Promise<Record<string, ort.Tensor>> {
   const session = await createSession(model, { threads: 2 });
@@ -284,14 +291,14 @@ test('a run trained on a folder: k-NN, linear probe and report use its held-out 
   assert.is(ev.result.n_test, 3);
   assert.match(ev.table, 'on shapes');
   const info = readExportInfo(path.join(dir, 'teacher.onnx'));
-  const data = await loadEvalData({ run: dir }, info);
+  const data = await evalData({ run: dir }, info);
   assert.equal(data.classes, ['a', 'b', 'c']);
   assert.equal(Array.from(data.test.labels), [0, 1, 2]);
   // a validation folder (classes in another order, one unknown to the bank): every folder image is in the bank
   const val = path.join(TMP, 'shapes-val');
   await imageFolder(val, ['b', 'c', 'd'], 2, 500);
   rgbRun(dir, { kind: 'folder', path: folder, val });
-  const withVal = await loadEvalData({ run: dir }, info);
+  const withVal = await evalData({ run: dir }, info);
   assert.is(withVal.train.count, 30);
   assert.is(withVal.test.count, 6);
   assert.equal(withVal.classes, ['a', 'b', 'c', 'd']);
@@ -303,7 +310,7 @@ test('a run trained on a folder: k-NN, linear probe and report use its held-out 
   const html = fs.readFileSync(await writeReport({ run: dir, attentionImages: 2 }), 'utf8');
   assert.is((html.match(/<figcaption>[bc]<\/figcaption>/g) ?? []).length, 2, 'val images of classes b and c');
   // an explicit dataset still wins
-  const fm = await loadEvalData({ run: RUN.dir, dataset: 'fmnist' }, readExportInfo(path.join(TMP, 'plain.onnx')));
+  const fm = await evalData({ run: RUN.dir, dataset: 'fmnist' }, readExportInfo(path.join(TMP, 'plain.onnx')));
   assert.is(fm.test.count, 10000);
 });
 
@@ -323,16 +330,16 @@ test('evaluation data errors name the folder and the remedy', async () => {
       for (const part of parts) assert.ok((e as Error).message.includes(part), `"${(e as Error).message}" should mention "${part}"`);
     }
   };
-  await expectError(loadEvalData({ run: dir }, rgbInfo), 'missing', missing, dir, 'dataset: FOLDER');
-  await expectError(loadEvalData({ dataset: missing }, rgbInfo), 'missing', missing, 'check the path');
+  await expectError(evalData({ run: dir }, rgbInfo), 'missing', missing, dir, 'dataset: FOLDER');
+  await expectError(evalData({ dataset: missing }, rgbInfo), 'missing', missing, 'check the path');
   const small = path.join(TMP, 'small');
   await imageFolder(small, ['a', 'b'], 5);
-  await expectError(loadEvalData({ dataset: small }, rgbInfo), 'no-held-out', small, 'val: FOLDER');
-  await expectError(loadEvalData({ dataset: small, val: missing }, rgbInfo), 'missing', missing);
+  await expectError(evalData({ dataset: small }, rgbInfo), 'no-held-out', small, 'val: FOLDER');
+  await expectError(evalData({ dataset: small, val: missing }, rgbInfo), 'missing', missing);
   const old = path.join(TMP, 'old-rgb-run');
   rgbRun(old);
-  await expectError(loadEvalData({ run: old }, rgbInfo), 'channels', old, 'dataset: FOLDER');
-  await expectError(loadEvalData({ dataset: 'fmnist' }, rgbInfo), 'channels', 'grayscale');
+  await expectError(evalData({ run: old }, rgbInfo), 'channels', old, 'dataset: FOLDER');
+  await expectError(evalData({ dataset: 'fmnist' }, rgbInfo), 'channels', 'grayscale');
 });
 
 // ---- preprocessor_config.json --------------------------------------------------------------------
