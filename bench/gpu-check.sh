@@ -73,5 +73,19 @@ check bench-tiny6-cuda-k16 "$NODE" bin/dino.mjs bench --preset fmnist-tiny6 --tr
 check bench-vits16-webgpu "$NODE" bin/dino.mjs bench --preset vit_small --ep webgpu --batch 64 --json
 [ -f "$OUT/bench-vits16-webgpu.log" ] && grep '^{' "$OUT/bench-vits16-webgpu.log"
 
+# 6. The data pipeline feeding the GPU: ImageNet-like JPEGs (500 x 375, quality 90; bench/make-image-folder.ts, or
+#    DINO_GPU_CHECK_JPEGS), DINO's crops. First the loader alone on every core but one (images/s, CPU-ms per image),
+#    then vit_small/16 training from those files in fp16: metrics.jsonl's images_per_s and data_wait_ms say whether
+#    the step waits for data (target: the loader above 640 images/s, data_wait_ms near 0).
+JPEGS=${DINO_GPU_CHECK_JPEGS:-$OUT/jpegs}
+[ -d "$JPEGS" ] || "$NODE" --import tsx bench/make-image-folder.ts "$JPEGS" --count 1024
+WORKERS=$(( $(nproc) > 2 ? $(nproc) - 1 : 1 ))
+check loader-jpegs "$NODE" bin/dino.cjs bench --loader-only --data "$JPEGS" --num-workers "$WORKERS" --steps 24 --batch 64
+check train-vits16-jpegs-fp16 "$NODE" bin/dino.cjs train --preset vit_small --batch 64 --steps 32 --ep cuda --steps-per-run 8 --precision fp16 --num-workers "$WORKERS" --data "$JPEGS" --out "$OUT/vits16-jpegs"
+[ -f "$OUT/vits16-jpegs/metrics.jsonl" ] && "$NODE" -e '
+  const m = require("fs").readFileSync(process.argv[1], "utf8").trim().split("\n").map(JSON.parse).slice(8);
+  const med = (k) => m.map((x) => x[k] ?? 0).sort((a, b) => a - b)[m.length >> 1];
+  console.log(JSON.stringify({ figure: "vits16-jpegs-fp16", images_per_s: med("images_per_s"), data_wait_ms: med("data_wait_ms"), step_ms: med("step_ms") }));' "$OUT/vits16-jpegs/metrics.jsonl"
+
 for d in tiny6-k1 tiny6-k8 vits16-k8 vits16-k8-fp16 vits16-k8-bf16; do [ -f "$OUT/$d/metrics.jsonl" ] && figure "$OUT/$d" "$d"; done
 exit $status
