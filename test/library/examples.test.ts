@@ -41,7 +41,7 @@ test('examples/folder-features.ts writes the features of a folder, rows mapped t
   const model = runModel({ run: makeRun(path.join(dir, 'run')).dir });
   const out = path.join(dir, 'f.npy');
   const { stdout } = await example('folder-features.ts', model, folder, out);
-  assert.match(stdout, /6 rows of 192 \(train 6, test 0\)/);
+  assert.match(stdout, /6 rows of 192 \(train 6\)/);
   assert.match(stdout, /row 0: ant\/0\.png, class ant/);
   assert.equal(readFeatureFile(out).files, ['ant/0.png', 'ant/1.png', 'ant/2.png', 'bee/0.png', 'bee/1.png', 'bee/2.png']);
 });
