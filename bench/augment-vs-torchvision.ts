@@ -102,7 +102,7 @@ async function splitOurs(files: readonly string[], seed: number, kernels: ViewKe
     for (const kind of kinds) {
       const view = drawViewParams(image.height, image.width, kind, DINO_AUGMENT, imagePrng);
       let s = cpuMs();
-      const bytes = kernels.resize(source, view.box, view.size, view.flip);
+      const bytes = kernels.resize(source, view.box, view.size, view.size, { flip: view.flip });
       totals.cropResize += cpuMs() - s;
       s = cpuMs();
       const pending = colorJitterDeferred(bytes, view.jitter, view.grayscale, kernels.color);

@@ -407,7 +407,7 @@ export function drawViewParams(height: number, width: number, kind: ViewKind, co
  */
 export function renderView(source: SourceImage, view: ViewParams, config: AugmentConfig, out: Float32Array, offset: number, kernels: ViewKernels = JS_VIEW_KERNELS): void {
   // The flip is folded into the resize: exact, as every later step commutes with it.
-  const image = kernels.resize(source, view.box, view.size, view.flip);
+  const image = kernels.resize(source, view.box, view.size, view.size, { flip: view.flip });
   // A trailing brightness / contrast table is applied before the blur, else folded into the normalisation.
   let pending = colorJitterDeferred(image, view.jitter, view.grayscale, kernels.color);
   if (view.blurSigma !== null) {
@@ -459,9 +459,10 @@ export interface EvalTransformOptions {
 /**
  * DINO's eval transform (eval_knn.py / eval_linear.py): `Resize(resize, BICUBIC)`, `CenterCrop(crop)`, `ToTensor`,
  * `Normalize(mean, std)`, as torchvision computes it on a PIL image (the resize is PIL's, bytes equal; only the
- * cropped pixels are computed). Writes `channels * crop * crop` floats into `out` at `offset`.
+ * cropped pixels are computed). Writes `channels * crop * crop` floats into `out` at `offset`, on `kernels` (the
+ * default: {@link augmentKernels}).
  */
-export function evalTransform(image: SourceImage, options: EvalTransformOptions, out: Float32Array, offset = 0): void {
+export function evalTransform(image: SourceImage, options: EvalTransformOptions, out: Float32Array, offset = 0, kernels: ViewKernels = augmentKernels()): void {
   const { resize, crop } = options;
   if (!(Number.isInteger(resize) && Number.isInteger(crop) && crop > 0 && crop <= resize)) {
     throw new Error(`eval transform: resize ${resize} and crop ${crop} must be integers with 0 < crop <= resize (DINO: 256 and 224)`);
@@ -477,8 +478,8 @@ export function evalTransform(image: SourceImage, options: EvalTransformOptions,
   const outHeight = width <= height ? Math.trunc((resize * height) / width) : resize;
   const outWidth = width <= height ? resize : Math.trunc((resize * width) / height);
   const window = { top: roundHalfEven((outHeight - crop) / 2), left: roundHalfEven((outWidth - crop) / 2), height: crop, width: crop };
-  const view = resizeBytes(image, { top: 0, left: 0, height, width }, outHeight, outWidth, { window, out: viewScratch(length) });
-  normalizeBytesInto(view, normalizeTables({ ...DINO_AUGMENT, mean: options.mean, std: options.std }, image.channels, 256), out, offset);
+  const view = kernels.resize(kernels.load(image, crop), { top: 0, left: 0, height, width }, outHeight, outWidth, { window });
+  kernels.normalize(view, normalizeTables({ ...DINO_AUGMENT, mean: options.mean, std: options.std }, image.channels, 256), out, offset);
 }
 
 function checkMeanStd(config: { readonly mean: readonly number[]; readonly std: readonly number[] }, channels: number): void {

@@ -11,6 +11,11 @@ import {
 /** An 8-bit source image (multicrop.ts `SourceImage`): channel-first, or interleaved in a decoder's pixel order. */
 export type ByteSource = ByteImage & { readonly interleaved?: boolean };
 
+export interface ResizeOptions {
+  readonly flip?: boolean;
+  readonly window?: CropBox;
+}
+
 export interface ViewKernels {
   /** Which implementation: 'js' or 'wasm'. */
   readonly name: 'js' | 'wasm';
@@ -19,9 +24,10 @@ export interface ViewKernels {
    * (WebAssembly: copies it into the module's memory, which the views' scratch then follows). Call once per image.
    */
   load(source: ByteSource, maxSize: number): ByteSource;
-  /** The crop `box` of a loaded source resized to `size` x `size` (PIL bicubic), mirrored when `flip`; the returned
-   * image is scratch, valid until the next `resize`. */
-  resize(source: ByteSource, box: CropBox, size: number, flip: boolean): ByteImage;
+  /** The crop `box` of a loaded source resized to `outHeight` x `outWidth` (PIL bicubic), mirrored when `flip`, only
+   * its `window` computed when given (image-ops.ts `resizeBytes`); the returned image is scratch, valid until the next
+   * `resize`. */
+  resize(source: ByteSource, box: CropBox, outHeight: number, outWidth: number, options?: ResizeOptions): ByteImage;
   /** ColorJitter's and RandomGrayscale's per-pixel steps, for image-ops.ts `colorJitterDeferred`. */
   readonly color: PixelColorOps;
   applyTable(image: ByteImage, table: Uint8Array): void;
@@ -53,7 +59,10 @@ export function normalizeBytesInto(view: ByteImage, tables: readonly Float32Arra
 export const JS_VIEW_KERNELS: ViewKernels = {
   name: 'js',
   load: (source) => source,
-  resize: (source, box, size, flip) => resizeBytes(source, box, size, size, { flip, out: viewScratch(source.channels * size * size) }),
+  resize: (source, box, outHeight, outWidth, options = {}) => {
+    const window = options.window ?? { top: 0, left: 0, height: outHeight, width: outWidth };
+    return resizeBytes(source, box, outHeight, outWidth, { ...options, window, out: viewScratch(source.channels * window.height * window.width) });
+  },
   color: JS_PIXEL_COLOR_OPS,
   applyTable: (image, table) => applyTableBytes(image.data, table),
   blur: gaussianBlurBytes,

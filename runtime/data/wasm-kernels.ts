@@ -11,7 +11,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { boxBlurWeights, gaussianBlurBytes, hsv, hueOutputOffsets, hueStepOf, resizePlan, type ByteImage, type CropBox, type PixelColorOps } from './image-ops.ts';
-import type { ByteSource, ViewKernels } from './view-kernels.ts';
+import type { ByteSource, ResizeOptions, ViewKernels } from './view-kernels.ts';
 
 /** The compiled module's exports (pointers are byte offsets into `memory`). */
 interface AugmentExports {
@@ -119,12 +119,13 @@ export class WasmViewKernels implements ViewKernels {
     return { channels, height, width, data, ...(source.interleaved === true ? { interleaved: true } : {}) };
   }
 
-  resize(source: ByteSource, box: CropBox, size: number, flip: boolean): ByteImage {
+  resize(source: ByteSource, box: CropBox, outHeight: number, outWidth: number, options: ResizeOptions = {}): ByteImage {
     const arena = this.arena;
     arena.release(this.sourceMark);
     const { channels, width: inWidth } = source;
     if (source.data.buffer !== this.exports.memory.buffer) throw new Error('wasm-kernels: resize of a source that load() did not place');
-    const { window, rowFirst, rows, horizontal: h, vertical: v } = resizePlan(box, size, size);
+    const flip = options.flip ?? false;
+    const { window, rowFirst, rows, horizontal: h, vertical: v } = resizePlan(box, outHeight, outWidth, options.window);
     const interleaved = source.interleaved === true && channels > 1;
     const pixelStep = interleaved ? channels : 1;
     // Interleaved RGB(A) reads a pixel's channels as one vector, taps as they are; other layouts read 8 taps at a

@@ -68,7 +68,7 @@ for (const kernels of KERNELS) {
   test(`${kernels.name}: crop + bicubic resize equals PIL byte for byte (shrink, enlarge, mixed, whole image)`, () => {
     for (const c of fixture.crops) {
       const [top, left, height, width] = c.box;
-      const out = kernels.resize(loaded(kernels, image(fixture.sources[c.source]!)), { top, left, height, width }, c.size, false);
+      const out = kernels.resize(loaded(kernels, image(fixture.sources[c.source]!)), { top, left, height, width }, c.size, c.size, { flip: false });
       const d = diff(out.data, bytes(c.output));
       assert.ok(d.max === 0, `${c.source} box ${c.box} -> ${c.size}: max ${d.max}, ${d.differing} values differ`);
     }
@@ -79,11 +79,11 @@ for (const kernels of KERNELS) {
       const [top, left, height, width] = c.box;
       const box = { top, left, height, width };
       const source = fixture.sources[c.source]!;
-      const out = kernels.resize(loaded(kernels, interleavedOf(source)), box, c.size, false).data.slice();
+      const out = kernels.resize(loaded(kernels, interleavedOf(source)), box, c.size, c.size, { flip: false }).data.slice();
       const d = diff(out, bytes(c.output));
       assert.ok(d.max === 0, `interleaved ${c.source} box ${c.box} -> ${c.size}: max ${d.max}, ${d.differing} values differ`);
-      const mirrored = kernels.resize(loaded(kernels, interleavedOf(source)), box, c.size, true).data.slice();
-      const planarMirrored = kernels.resize(loaded(kernels, image(source)), box, c.size, true).data.slice();
+      const mirrored = kernels.resize(loaded(kernels, interleavedOf(source)), box, c.size, c.size, { flip: true }).data.slice();
+      const planarMirrored = kernels.resize(loaded(kernels, image(source)), box, c.size, c.size, { flip: true }).data.slice();
       assert.equal(mirrored, planarMirrored);
       assert.equal(mirrored, resizeBytes(image(source), box, c.size, c.size, { flip: true }).data);
     }
@@ -94,8 +94,8 @@ for (const kernels of KERNELS) {
     for (let p = 0; p < plane; p++) { five.data[3 * plane + p] = 255 - rgb[p]!; five.data[4 * plane + p] = (rgb[plane + p]! * 7) & 255; }
     const fiveInterleaved = interleavedOf({ ...five, data: Buffer.from(five.data).toString('base64') });
     const box = { top: 5, left: 9, height: 61, width: 83 };
-    const fromInterleaved = kernels.resize(loaded(kernels, fiveInterleaved), box, 24, true).data.slice();
-    assert.equal(fromInterleaved, kernels.resize(loaded(kernels, five), box, 24, true).data.slice());
+    const fromInterleaved = kernels.resize(loaded(kernels, fiveInterleaved), box, 24, 24, { flip: true }).data.slice();
+    assert.equal(fromInterleaved, kernels.resize(loaded(kernels, five), box, 24, 24, { flip: true }).data.slice());
     assert.equal(fromInterleaved, resizeBytes(five, box, 24, 24, { flip: true }).data);
   });
 
@@ -165,15 +165,18 @@ for (const kernels of KERNELS) {
   });
 }
 
-test('eval transform equals Resize(short side, bicubic) + CenterCrop + ToTensor + Normalize', () => {
-  for (const e of fixture.evals) {
-    const src = image(fixture.sources[e.source]!);
-    const out = new Float32Array(2 + 3 * e.crop * e.crop).fill(7);
-    evalTransform(src, { resize: e.resize, crop: e.crop, mean: fixture.mean, std: fixture.std }, out, 1);
-    assert.is(out[0], 7);
-    assert.is(out[out.length - 1], 7);
-    const d = diff(out.subarray(1, out.length - 1), floats(e.output));
-    assert.ok(d.max === 0, `${e.source} resize ${e.resize} crop ${e.crop}: max ${d.max}, ${d.differing} values differ`);
+test('eval transform equals Resize(short side, bicubic) + CenterCrop + ToTensor + Normalize, on both kernels and layouts', () => {
+  for (const kernels of KERNELS) {
+    for (const e of fixture.evals) {
+      for (const src of [image(fixture.sources[e.source]!), interleavedOf(fixture.sources[e.source]!)]) {
+        const out = new Float32Array(2 + 3 * e.crop * e.crop).fill(7);
+        evalTransform(src, { resize: e.resize, crop: e.crop, mean: fixture.mean, std: fixture.std }, out, 1, kernels);
+        assert.is(out[0], 7);
+        assert.is(out[out.length - 1], 7);
+        const d = diff(out.subarray(1, out.length - 1), floats(e.output));
+        assert.ok(d.max === 0, `${kernels.name}: ${e.source} resize ${e.resize} crop ${e.crop}: max ${d.max}, ${d.differing} values differ`);
+      }
+    }
   }
   const src = image(fixture.sources['small']!);
   assert.throws(() => evalTransform(src, { resize: 20, crop: 24, mean: fixture.mean, std: fixture.std }, new Float32Array(3 * 24 * 24)), /crop <= resize/);
