@@ -1,11 +1,12 @@
 /**
- * DINO's multi-crop augmentation per CPU core: ours (sharp decode + multiCropImages) against the original
+ * DINO's multi-crop augmentation per CPU core: ours (decode + multiCropImages) against the original
  * DataAugmentationDINO with PIL decode (bench/augment_anchor_torchvision.py, torch.set_num_threads(1)), on the same
  * generated folder of ImageNet-like JPEGs, interleaved in one run. Not part of the product.
  *
  *   node --import tsx bench/augment-vs-torchvision.ts [--images 200] [--rounds 3] [--dir /tmp/dino-augment-bench]
  *
- * Ours decodes with sharp to interleaved bytes that the augmentation reads in place, and runs on both kernel
+ * Ours decodes as the loader's workers do (libjpeg-turbo on the calling thread where libturbojpeg0 is installed, else
+ * sharp) to interleaved bytes that the augmentation reads in place, and runs on both kernel
  * implementations (runtime/data/view-kernels.ts): the WebAssembly SIMD ones (the default) and the JS ones.
  * Reports CPU-ms per image for each (process CPU time: every thread of each process), their ratios, our split
  * decode / crop+resize / colour / blur / normalise (WebAssembly kernels), and the projection to a 16-core machine. Needs Debian's
@@ -17,7 +18,9 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import sharp from 'sharp';
 import { Prng } from '../dsl/prng.ts';
+import { decodeImageBytes } from '../runtime/data/decode.ts';
 import { colorJitterDeferred } from '../runtime/data/image-ops.ts';
+import { turboJpegAvailable } from '../runtime/data/turbojpeg.ts';
 import { DINO_AUGMENT, drawViewParams, multiCropImages, type SourceImage, type ViewKind } from '../runtime/data/multicrop.ts';
 import { JS_VIEW_KERNELS, type ViewKernels } from '../runtime/data/view-kernels.ts';
 import { wasmViewKernels } from '../runtime/data/wasm-kernels.ts';
@@ -68,11 +71,10 @@ async function makeFolder(count: number): Promise<string[]> {
   return files;
 }
 
-/** Decoding as the loader should: sharp (EXIF rotation, no alpha, sRGB) to interleaved bytes, handed to the
- * augmentation as they are (`interleaved: true`; the resize reads them in place, no channel-first copy). */
+/** Decoding as the loader's workers do (runtime/data/decode.ts, on the calling thread: libjpeg-turbo where its library
+ * is installed, else sharp), to interleaved bytes that the resize reads in place. */
 async function decode(file: string): Promise<SourceImage> {
-  const { data, info } = await sharp(fs.readFileSync(file)).rotate().removeAlpha().toColourspace('srgb').raw().toBuffer({ resolveWithObject: true });
-  return { channels: info.channels, height: info.height, width: info.width, data: new Uint8Array(data.buffer, data.byteOffset, data.length), interleaved: true };
+  return decodeImageBytes(fs.readFileSync(file), 3, { callingThread: true });
 }
 
 const cpuMs = () => { const u = process.cpuUsage(); return (u.user + u.system) / 1000; };
@@ -177,7 +179,7 @@ anchor?.quit();
 const split = await splitOurs(files, 7, wasm);
 const oursMs = median(ours);
 console.log(JSON.stringify({
-  images: files.length, rounds, oursCpuMsPerImage: +oursMs.toFixed(2), oursJsKernelsCpuMsPerImage: +median(oursJs).toFixed(2),
+  images: files.length, rounds, jpegDecoder: turboJpegAvailable() ? 'libjpeg-turbo' : 'sharp', oursCpuMsPerImage: +oursMs.toFixed(2), oursJsKernelsCpuMsPerImage: +median(oursJs).toFixed(2),
   torchvisionCpuMsPerImage: anchor ? +median(theirs).toFixed(2) : null,
   ratio: anchor ? +median(ratios).toFixed(2) : null,
   ratioJsKernels: anchor ? +median(ratiosJs).toFixed(2) : null,

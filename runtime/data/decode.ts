@@ -11,6 +11,7 @@
 import { closeSync, openSync, promises as fs, readFileSync, readSync } from 'node:fs';
 import sharp from 'sharp';
 import type { SourceImage } from './multicrop.ts';
+import { decodeJpegHere } from './turbojpeg.ts';
 
 /** The formats an image folder may hold. */
 export const ACCEPTED_FORMATS: ReadonlySet<string> = new Set(['jpeg', 'png', 'webp']);
@@ -44,10 +45,14 @@ export const HEADER_BYTES = 12;
  * gray as (height, width).
  * @throws Error saying why the bytes are no readable image (the caller names the file: see {@link BadImageError}).
  */
-export async function decodeImageBytes(bytes: Uint8Array, channels: 1 | 3): Promise<SourceImage> {
+export async function decodeImageBytes(bytes: Uint8Array, channels: 1 | 3, options: DecodeOptions = {}): Promise<SourceImage> {
   // The format from the magic bytes, not sharp's metadata(): one trip less through libuv's (small) thread pool.
   const problem = headerProblem(bytes.subarray(0, HEADER_BYTES), bytes.length);
   if (problem !== undefined) throw new Error(problem);
+  if (options.callingThread) {
+    const here = decodeJpegHere(bytes);
+    if (here !== null) return pixelsOf(here.data, here.height, here.width, channels);
+  }
   const { data, info } = await sharp(bytes, { failOn: 'warning' })
     .rotate()
     .removeAlpha()
@@ -58,26 +63,37 @@ export async function decodeImageBytes(bytes: Uint8Array, channels: 1 | 3): Prom
   if (info.channels !== 3 || data.length !== width * height * 3) {
     throw new Error(`decoded to ${width}x${height}x${info.channels}, expected 3 channels`);
   }
-  // RGB stays in the decoder's interleaved order (the augmentation reads it in place: no copy); gray is PIL's luma.
-  if (channels === 3) return { channels, height, width, data: new Uint8Array(data.buffer, data.byteOffset, data.length), interleaved: true };
-  return { channels, height, width, data: lumaOf(data, width * height) };
+  return pixelsOf(new Uint8Array(data.buffer, data.byteOffset, data.length), height, width, channels);
 }
 
-/**
- * Reads and decodes one image file; throws a {@link BadImageError} naming it when it cannot. `syncRead` reads the
- * file on the calling thread (for a loader worker, which has nothing else to do meanwhile) instead of through
- * libuv's thread pool, which the whole process shares (4 threads unless UV_THREADPOOL_SIZE says otherwise) and
- * which sharp's decodes need.
- */
-export async function decodeImageFile(file: string, channels: 1 | 3, options: { syncRead?: boolean } = {}): Promise<SourceImage> {
+/** Interleaved RGB as a source image: RGB stays in the decoder's order (the augmentation reads it in place: no copy);
+ * gray is PIL's luma. */
+function pixelsOf(rgb: Uint8Array, height: number, width: number, channels: 1 | 3): SourceImage {
+  if (channels === 3) return { channels, height, width, data: rgb, interleaved: true };
+  return { channels, height, width, data: lumaOf(rgb, width * height) };
+}
+
+/** How to decode. */
+export interface DecodeOptions {
+  /**
+   * Read and decode on the calling thread (for a loader worker, which has nothing else to do meanwhile): the file is
+   * read synchronously, and a plain JPEG is decoded by libjpeg-turbo where its library is installed
+   * (runtime/data/turbojpeg.ts), instead of through libuv's thread pool, which the whole process shares (4 threads
+   * unless UV_THREADPOOL_SIZE says otherwise) and which sharp's decodes need.
+   */
+  readonly callingThread?: boolean;
+}
+
+/** Reads and decodes one image file; throws a {@link BadImageError} naming it when it cannot. */
+export async function decodeImageFile(file: string, channels: 1 | 3, options: DecodeOptions = {}): Promise<SourceImage> {
   let bytes: Uint8Array;
   try {
-    bytes = options.syncRead ? readFileSync(file) : await fs.readFile(file);
+    bytes = options.callingThread ? readFileSync(file) : await fs.readFile(file);
   } catch (error) {
     throw new BadImageError(file, `cannot read it (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
   }
   try {
-    return await decodeImageBytes(bytes, channels);
+    return await decodeImageBytes(bytes, channels, options);
   } catch (error) {
     throw new BadImageError(file, (error as Error).message);
   }
@@ -94,10 +110,10 @@ export interface ImageSource {
 
 /**
  * Reads and decodes one image: a whole file, or a byte range of a tar shard (tar-shards.ts), read on the calling
- * thread (see {@link decodeImageFile}'s `syncRead`). Throws a {@link BadImageError} with the source's name.
+ * thread (see {@link DecodeOptions}'s `callingThread`). Throws a {@link BadImageError} with the source's name.
  */
 export async function decodeImageSource(source: ImageSource, channels: 1 | 3): Promise<SourceImage> {
-  if (source.offset === undefined) return decodeImageFile(source.file, channels, { syncRead: true });
+  if (source.offset === undefined) return decodeImageFile(source.file, channels, { callingThread: true });
   let bytes: Uint8Array;
   try {
     bytes = readRange(source.file, source.offset, source.length ?? 0);
@@ -105,7 +121,7 @@ export async function decodeImageSource(source: ImageSource, channels: 1 | 3): P
     throw new BadImageError(source.name, `cannot read it (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
   }
   try {
-    return await decodeImageBytes(bytes, channels);
+    return await decodeImageBytes(bytes, channels, { callingThread: true });
   } catch (error) {
     throw new BadImageError(source.name, (error as Error).message);
   }
