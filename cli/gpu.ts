@@ -25,13 +25,26 @@ is missing: the provider cannot start without it.`,
 export const doctorCommand = defineCommand(
   {
     name: 'doctor',
-    summary: `Which execution providers (${EP_NAMES.join(', ')}) start here, and for each that does not, why and what to do.`,
+    summary: `Which execution providers (${EP_NAMES.join(', ')}) start here, and for each that does not, why and what to do; how the data pipeline decodes and augments here.`,
     options: { json: { kind: 'flag', help: 'print the results as JSON' } },
     epilog: 'Each provider opens and runs a one-node model in a child process.',
   },
   async ({ options: o }) => {
     const { doctor } = await import('../runtime/ep/doctor.ts');
     const report = await doctor();
-    console.log(o.json ? JSON.stringify(report.results) : report.text);
+    console.log(o.json ? JSON.stringify(report.results) : `${report.text}\n${(await dataPipelineReport()).join('\n')}`);
   },
 );
+
+/** What the loader's workers use here: the JPEG decoder and the augmentation kernels, with what would be faster. */
+async function dataPipelineReport(): Promise<string[]> {
+  const { turboJpegAvailable } = await import('../runtime/data/turbojpeg.ts');
+  const { augmentKernels } = await import('../runtime/data/multicrop.ts');
+  const jpeg = turboJpegAvailable()
+    ? 'libjpeg-turbo on each worker thread (libturbojpeg.so.0)'
+    : process.env['DINO_JPEG_DECODER'] === 'sharp'
+      ? 'sharp (DINO_JPEG_DECODER=sharp)'
+      : 'sharp, through libuv\'s thread pool; fix: apt-get install libturbojpeg0 (the same pixels, ~2.5x cheaper per JPEG)';
+  const kernels = augmentKernels().name === 'wasm' ? 'WebAssembly SIMD' : 'JS (DINO_AUGMENT_KERNELS=js, or WebAssembly SIMD unavailable)';
+  return [`data    JPEG decode: ${jpeg}`, `        augmentation kernels: ${kernels}`];
+}

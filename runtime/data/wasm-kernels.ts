@@ -112,8 +112,14 @@ export class WasmViewKernels implements ViewKernels {
     const rows = channels * (height * maxSize + 4 * height + 8 * maxSize);
     const square = maxSize * maxSize;
     const viewBound = coefficients + rows + channels * square + 2 * square + 2 * (maxSize + 12) + 4 * channels * square + 4 * 256 * channels + WasmViewKernels.VIEW_ALLOCATIONS * (SLACK + 16);
-    this.arena.reserve(channels * height * width + SLACK + 16 + viewBound);
-    const data = this.arena.u8(source.data.length);
+    // The source's slack also covers the zero-weight taps the horizontal pass reads past a row: 7 pixels.
+    const sourceBytes = channels * height * width + 8 * channels;
+    try {
+      this.arena.reserve(sourceBytes + SLACK + 16 + viewBound);
+    } catch (error) {
+      throw new Error(`the augmentation's WebAssembly memory cannot hold a ${width} x ${height} x ${channels} image and its views (${(error as Error).message}); DINO_AUGMENT_KERNELS=js runs the JS kernels, which have no such limit`);
+    }
+    const data = this.arena.u8(sourceBytes).subarray(0, source.data.length);
     data.set(source.data);
     this.sourceMark = this.arena.mark;
     return { channels, height, width, data, ...(source.interleaved === true ? { interleaved: true } : {}) };

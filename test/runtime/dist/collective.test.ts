@@ -23,8 +23,8 @@ test('without a launcher: a single process, and no MPI library loaded', async ()
   assert.throws(() => c.broadcast(buf, 1), /root 1/);
   c.finalize();
   const maps = readFileSync('/proc/self/maps', 'utf8');
+  // (koffi itself may be loaded: the loader's JPEG decoder calls libjpeg-turbo through it, runtime/data/turbojpeg.ts.)
   assert.not.match(maps, /libmpi/, 'libmpi is mapped into a single-process run');
-  assert.not.match(maps, /koffi/, 'koffi is loaded in a single-process run');
 });
 
 test('launcher detection', () => {
