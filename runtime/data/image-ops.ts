@@ -819,7 +819,7 @@ let hsvTables: {
   hue: Uint8Array; saturation: Uint8Array; sector: Uint8Array; valueLow: Uint8Array; middleFactor: Float64Array;
   hueBase: Int32Array;
 } | null = null;
-export function hsv(): NonNullable<typeof hsvTables> {
+function hsv(): NonNullable<typeof hsvTables> {
   if (hsvTables !== null) return hsvTables;
   const f = Math.fround;
   const hue = new Uint8Array(6 * 65536);
@@ -914,7 +914,7 @@ export function adjustHueBytes(image: ByteImage, shift: number, input: Uint8Arra
 }
 
 /** Per hue byte, the plane offsets (channel x `plane`) of the channels that get v, p and the middle value. */
-export function hueOutputOffsets(plane: number, outV: Int32Array, outLow: Int32Array, outMiddle: Int32Array): void {
+function hueOutputOffsets(plane: number, outV: Int32Array, outLow: Int32Array, outMiddle: Int32Array): void {
   const sectors = hsv().sector;
   for (let h = 0; h < 256; h++) {
     const [v, low, middle] = SECTOR_SLOTS[sectors[h]!]!;

@@ -4,13 +4,13 @@
  * in 128-bit lanes. JS keeps what is cheap and shared: coefficients, tables, the order of the steps
  * (multicrop.ts `renderView`); the module does the per-pixel loops on images laid out in its own memory.
  *
- * Memory: per thread one instance. Its linear memory holds, above the C stack: the HSV tables (made once), then per
- * image the source, then per view its scratch. Growing the memory detaches every view of the old buffer, so it grows
+ * Memory: per thread one instance. Its linear memory holds, above the C stack: a slot that byte tables are copied
+ * into, then per image the source, then per view its scratch. Growing the memory detaches every view of the old buffer, so it grows
  * only in {@link WasmViewKernels.load}, by a bound on everything the image's views allocate; an allocation past
  * that bound is a bug and throws, it never reads a detached view.
  */
 import { readFileSync } from 'node:fs';
-import { boxBlurWeights, gaussianBlurBytes, hsv, hueOutputOffsets, hueStepOf, resizePlan, type ByteImage, type CropBox, type PixelColorOps } from './image-ops.ts';
+import { boxBlurWeights, gaussianBlurBytes, hueStepOf, resizePlan, type ByteImage, type CropBox, type PixelColorOps } from './image-ops.ts';
 import type { ByteSource, ResizeOptions, ViewKernels } from './view-kernels.ts';
 
 /** The compiled module's exports (pointers are byte offsets into `memory`). */
@@ -24,8 +24,7 @@ interface AugmentExports {
   mean_luma(data: number, channels: number, plane: number, input: number): number;
   adjust_saturation(data: number, plane: number, alpha: number, input: number): void;
   to_grayscale(data: number, plane: number, input: number): void;
-  adjust_hue(data: number, plane: number, hueStep: number, input: number, hueTable: number, hueBase: number, satTable: number,
-    valueLow: number, middleFactor: number, outV: number, outLow: number, outMiddle: number): void;
+  adjust_hue_lanes(data: number, plane: number, hueStep: number): void;
   apply_table(data: number, length: number, table: number): void;
   normalize(data: number, channels: number, plane: number, tables: number, out: number): void;
 }
@@ -69,8 +68,11 @@ class Arena {
 
 const align = (n: number) => (n + 15) & ~15;
 
-/** Byte offsets of the HSV tables of image-ops.ts `hsv()` in the module's memory, and of the per-hue output offsets. */
-interface HsvTableOffsets { hue: number; hueBase: number; saturation: number; valueLow: number; middleFactor: number; outV: number; outLow: number; outMiddle: number }
+/** Whether `table` maps every byte to itself. */
+function isIdentity(table: Uint8Array): boolean {
+  for (let v = 0; v < 256; v++) if (table[v] !== v) return false;
+  return true;
+}
 
 /**
  * {@link ViewKernels} on the WebAssembly module. Images they return live in the module's memory: valid until the
@@ -80,9 +82,7 @@ export class WasmViewKernels implements ViewKernels {
   readonly name = 'wasm';
   private readonly exports: AugmentExports;
   private readonly arena: Arena;
-  /** Static part of the memory, below every image: the HSV tables (filled on first use) and the input-table slot. */
-  private readonly hsv: HsvTableOffsets;
-  private hsvFilled = false;
+  /** Static part of the memory, below every image: the slot a byte table is copied into for the per-pixel ops. */
   private readonly input: number;
   /** The arena's top after the static part, and after the loaded source. */
   private readonly staticMark: number;
@@ -93,11 +93,8 @@ export class WasmViewKernels implements ViewKernels {
   constructor(module: WebAssembly.Module) {
     this.exports = new WebAssembly.Instance(module, {}).exports as unknown as AugmentExports;
     const arena = (this.arena = new Arena(this.exports.memory, this.exports.__heap_base.value as number));
-    const sizes = [6 * 65536, 4 * 8, 65536, 65536, 8 * 65536, 4 * 256, 4 * 256, 4 * 256, 256];
-    arena.reserve(sizes.reduce((sum, n) => sum + align(n + SLACK), 0));
-    const [hue, hueBase, saturation, valueLow, middleFactor, outV, outLow, outMiddle, input] = sizes.map((n) => arena.alloc(n)) as [number, number, number, number, number, number, number, number, number];
-    this.hsv = { hue, hueBase, saturation, valueLow, middleFactor, outV, outLow, outMiddle };
-    this.input = input;
+    arena.reserve(align(256 + SLACK));
+    this.input = arena.alloc(256);
     this.staticMark = this.sourceMark = arena.mark;
   }
 
@@ -182,29 +179,12 @@ export class WasmViewKernels implements ViewKernels {
     saturation: (image, factor, input) => this.exports.adjust_saturation(this.pointerOf(image), image.height * image.width, Math.fround(factor), this.tableIn(input)),
     grayscale: (image, input) => this.exports.to_grayscale(this.pointerOf(image), image.height * image.width, this.tableIn(input)),
     hue: (image, shift, input) => {
-      const t = this.hsvTables();
       const plane = image.height * image.width;
-      const buffer = this.exports.memory.buffer;
-      hueOutputOffsets(plane, new Int32Array(buffer, t.outV, 256), new Int32Array(buffer, t.outLow, 256), new Int32Array(buffer, t.outMiddle, 256));
-      this.exports.adjust_hue(this.pointerOf(image), plane, hueStepOf(shift), this.tableIn(input), t.hue, t.hueBase, t.saturation,
-        t.valueLow, t.middleFactor, t.outV, t.outLow, t.outMiddle);
+      // The pending table first (hue rewrites every channel of every pixel, so mapping before is the same).
+      if (!isIdentity(input)) this.exports.apply_table(this.pointerOf(image), 3 * plane, this.tableIn(input));
+      this.exports.adjust_hue_lanes(this.pointerOf(image), plane, hueStepOf(shift));
     },
   };
-
-  /** The HSV tables in the module's memory, copied there on first use (their place is reserved: nothing grows). */
-  private hsvTables(): HsvTableOffsets {
-    if (!this.hsvFilled) {
-      const tables = hsv();
-      const buffer = this.exports.memory.buffer;
-      new Uint8Array(buffer, this.hsv.hue, tables.hue.length).set(tables.hue);
-      new Int32Array(buffer, this.hsv.hueBase, tables.hueBase.length).set(tables.hueBase);
-      new Uint8Array(buffer, this.hsv.saturation, tables.saturation.length).set(tables.saturation);
-      new Uint8Array(buffer, this.hsv.valueLow, tables.valueLow.length).set(tables.valueLow);
-      new Float64Array(buffer, this.hsv.middleFactor, tables.middleFactor.length).set(tables.middleFactor);
-      this.hsvFilled = true;
-    }
-    return this.hsv;
-  }
 
   applyTable(image: ByteImage, table: Uint8Array): void {
     this.exports.apply_table(this.pointerOf(image), image.data.length, this.tableIn(table));

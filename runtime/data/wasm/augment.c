@@ -279,30 +279,127 @@ void to_grayscale(u8 *data, i32 plane, const u8 *input) {
 }
 
 /*
- * torchvision adjust_hue through PIL's uint8 HSV: the tables of image-ops.ts's hsv() (rgb2hsv's hue and saturation
- * bytes, hsv2rgb's p and middle-value factor) and, per shifted hue, the plane offsets of the channels that get v, p
- * and the middle value. Branch-free per pixel as the JS version is.
+ * adjust_hue computed, 4 pixels at a time, as Convert.c computes it: rgb2hsv's hue and saturation bytes, the hue
+ * step, hsv2rgb; float32 lanes where its C computes in float, float64 lanes (4 values as two f64x2) where its
+ * expressions mix in doubles (every double-to-float and double-to-int conversion where C has one), so the same bytes.
+ * Per hue and saturation byte, the values hsv2rgb derives from them come from 3 KB of tables made on first use
+ * (the JS version needs 1 MB of them to be fast). The input table is applied beforehand by the caller. Checked
+ * against the JS version on every RGB colour (test/runtime/data/wasm-kernels.test.ts).
  */
-EXPORT(adjust_hue)
-void adjust_hue(u8 *data, i32 plane, i32 hue_step, const u8 *input, const u8 *hue_table, const i32 *hue_base,
-                const u8 *sat_table, const u8 *value_low, const double *middle_factor, const i32 *out_v,
-                const i32 *out_low, const i32 *out_middle) {
-  u8 *g_plane = data + plane, *b_plane = data + 2 * plane;
-  for (i32 p = 0; p < plane; p++) {
-    i32 r = input[data[p]], g = input[g_plane[p]], b = input[b_plane[p]];
-    i32 cmp = (i32)(((u32)(g - r - 1) >> 31) | (((u32)(b - r - 1) >> 31) << 1) | (((u32)(b - g - 1) >> 31) << 2));
-    i32 max = r > g ? (r > b ? r : b) : (g > b ? g : b);
-    i32 min = r < g ? (r < b ? r : b) : (g < b ? g : b);
-    i32 chroma = max - min;
-    i32 hue_in = hue_table[hue_base[cmp] + chroma * 256 + 2 * max + min - r - g - b];
-    i32 sat = sat_table[max * 256 + chroma];
-    i32 hue = (hue_in + hue_step) & 255;
-    u8 low = value_low[max * 256 + sat];
-    /* Math.round of a positive value: floor(x + 0.5), exact here (x < 256 in a double). */
-    u8 middle = (u8)(i32)__builtin_floor((double)max * middle_factor[sat * 256 + hue] + 0.5);
-    data[p + out_v[hue]] = (u8)max;
-    data[p + out_low[hue]] = low;
-    data[p + out_middle[hue]] = middle;
+typedef struct { v128_t lo, hi; } f64x4;
+
+static inline f64x4 promote4(v128_t f) {
+  f64x4 d = { wasm_f64x2_promote_low_f32x4(f), wasm_f64x2_promote_low_f32x4(wasm_i32x4_shuffle(f, f, 2, 3, 0, 1)) };
+  return d;
+}
+static inline v128_t demote4(f64x4 d) {
+  return wasm_i32x4_shuffle(wasm_f32x4_demote_f64x2_zero(d.lo), wasm_f32x4_demote_f64x2_zero(d.hi), 0, 1, 4, 5);
+}
+static inline v128_t trunc4(f64x4 d) {
+  return wasm_i32x4_shuffle(wasm_i32x4_trunc_sat_f64x2_zero(d.lo), wasm_i32x4_trunc_sat_f64x2_zero(d.hi), 0, 1, 4, 5);
+}
+static inline f64x4 add4(f64x4 a, f64x4 b) { f64x4 d = { wasm_f64x2_add(a.lo, b.lo), wasm_f64x2_add(a.hi, b.hi) }; return d; }
+static inline f64x4 sub4(f64x4 a, f64x4 b) { f64x4 d = { wasm_f64x2_sub(a.lo, b.lo), wasm_f64x2_sub(a.hi, b.hi) }; return d; }
+static inline f64x4 mul4(f64x4 a, f64x4 b) { f64x4 d = { wasm_f64x2_mul(a.lo, b.lo), wasm_f64x2_mul(a.hi, b.hi) }; return d; }
+static inline f64x4 div4(f64x4 a, f64x4 b) { f64x4 d = { wasm_f64x2_div(a.lo, b.lo), wasm_f64x2_div(a.hi, b.hi) }; return d; }
+static inline f64x4 floor4(f64x4 a) { f64x4 d = { wasm_f64x2_floor(a.lo), wasm_f64x2_floor(a.hi) }; return d; }
+static inline f64x4 splat4(double x) { f64x4 d = { wasm_f64x2_splat(x), wasm_f64x2_splat(x) }; return d; }
+/* C's round() of a non-negative double, as an int: floor(x + 0.5) (exact here: x < 256). */
+static inline v128_t round4(f64x4 x) { return trunc4(floor4(add4(x, splat4(0.5)))); }
+
+static inline v128_t load4(const u8 *p) {
+  return wasm_u32x4_extend_low_u16x8(wasm_u16x8_extend_low_u8x16(wasm_v128_load32_zero(p)));
+}
+static inline void store4(u8 *p, v128_t v) {
+  v128_t words = wasm_u16x8_narrow_i32x4(v, v);
+  wasm_v128_store32_lane(p, wasm_u8x16_narrow_i16x8(words, words), 0);
+}
+
+/* Per hue byte: floor(h * 6.0 / 255.0) and the float remainder; per saturation byte: (float)(s / 255.0). */
+static i32 hsv_sector6[256];
+static float hsv_fraction[256];
+static float hsv_saturation[256];
+static i32 hsv_tables_ready = 0;
+static void hsv_tables(void) {
+  for (i32 h = 0; h < 256; h++) {
+    double h6 = (float)h * 6.0 / 255.0;
+    hsv_sector6[h] = (i32)__builtin_floor(h6);
+    hsv_fraction[h] = (float)(h6 - (float)hsv_sector6[h]);
+    hsv_saturation[h] = (float)((float)h / 255.0);
+  }
+  hsv_tables_ready = 1;
+}
+static inline v128_t gather_i32(const i32 *t, v128_t k) {
+  return wasm_i32x4_make(t[wasm_i32x4_extract_lane(k, 0)], t[wasm_i32x4_extract_lane(k, 1)], t[wasm_i32x4_extract_lane(k, 2)], t[wasm_i32x4_extract_lane(k, 3)]);
+}
+static inline v128_t gather_f32(const float *t, v128_t k) {
+  return wasm_f32x4_make(t[wasm_i32x4_extract_lane(k, 0)], t[wasm_i32x4_extract_lane(k, 1)], t[wasm_i32x4_extract_lane(k, 2)], t[wasm_i32x4_extract_lane(k, 3)]);
+}
+
+static void hue4(u8 *rp, u8 *gp, u8 *bp, v128_t step) {
+  v128_t r = load4(rp), g = load4(gp), b = load4(bp);
+  v128_t max = wasm_i32x4_max(r, wasm_i32x4_max(g, b)), min = wasm_i32x4_min(r, wasm_i32x4_min(g, b));
+  v128_t gray = wasm_i32x4_eq(max, min);
+  /* rgb2hsv */
+  v128_t cr = wasm_f32x4_convert_i32x4(wasm_i32x4_sub(max, min));
+  v128_t s = wasm_f32x4_div(cr, wasm_f32x4_convert_i32x4(max));
+  /* (max - c) / cr of each channel is 0 for the max, exactly 1 for the min, and one quotient for the middle one:
+   * one division instead of three, the same floats. */
+  v128_t middle = wasm_i32x4_sub(wasm_i32x4_sub(wasm_i32x4_add(r, wasm_i32x4_add(g, b)), max), min);
+  v128_t x = wasm_f32x4_div(wasm_f32x4_convert_i32x4(wasm_i32x4_sub(max, middle)), cr);
+  v128_t zero = wasm_f32x4_splat(0.0f), unit = wasm_f32x4_splat(1.0f);
+  v128_t rc = wasm_v128_bitselect(zero, wasm_v128_bitselect(unit, x, wasm_i32x4_eq(r, min)), wasm_i32x4_eq(r, max));
+  v128_t gc = wasm_v128_bitselect(zero, wasm_v128_bitselect(unit, x, wasm_i32x4_eq(g, min)), wasm_i32x4_eq(g, max));
+  v128_t bc = wasm_v128_bitselect(zero, wasm_v128_bitselect(unit, x, wasm_i32x4_eq(b, min)), wasm_i32x4_eq(b, max));
+  v128_t h_r = wasm_f32x4_sub(bc, gc);                                             /* float - float */
+  v128_t h_g = demote4(sub4(add4(splat4(2.0), promote4(rc)), promote4(bc)));       /* 2.0 + rc - bc, in double */
+  v128_t h_b = demote4(sub4(add4(splat4(4.0), promote4(gc)), promote4(rc)));       /* 4.0 + gc - rc, in double */
+  v128_t is_r = wasm_i32x4_eq(r, max), is_g = wasm_i32x4_eq(g, max);
+  v128_t h = wasm_v128_bitselect(h_r, wasm_v128_bitselect(h_g, h_b, is_g), is_r);
+  f64x4 wrapped = add4(div4(promote4(h), splat4(6.0)), splat4(1.0));               /* fmod(h / 6.0 + 1.0, 1.0) */
+  h = demote4(sub4(wrapped, floor4(wrapped)));
+  v128_t hue_in = wasm_v128_andnot(trunc4(mul4(promote4(h), splat4(255.0))), gray);
+  v128_t sat = wasm_v128_andnot(trunc4(mul4(promote4(s), splat4(255.0))), gray);
+  /* the step, then hsv2rgb */
+  v128_t hue = wasm_v128_and(wasm_i32x4_add(hue_in, step), wasm_i32x4_splat(255));
+  v128_t i = gather_i32(hsv_sector6, hue);
+  v128_t f = gather_f32(hsv_fraction, hue);
+  v128_t fs = gather_f32(hsv_saturation, sat);
+  f64x4 v = promote4(wasm_f32x4_convert_i32x4(max));
+  f64x4 one = splat4(1.0);
+  v128_t p = round4(mul4(v, sub4(one, promote4(fs))));
+  v128_t q = round4(mul4(v, sub4(one, promote4(wasm_f32x4_mul(fs, f)))));             /* fs * f in float */
+  v128_t t = round4(mul4(v, sub4(one, mul4(promote4(fs), sub4(one, promote4(f))))));
+  /* i % 6: i is 6 only for hue 255 */
+  v128_t sector = wasm_v128_andnot(i, wasm_i32x4_eq(i, wasm_i32x4_splat(6)));
+  v128_t s0 = wasm_i32x4_eq(sector, wasm_i32x4_splat(0)), s1 = wasm_i32x4_eq(sector, wasm_i32x4_splat(1));
+  v128_t s2 = wasm_i32x4_eq(sector, wasm_i32x4_splat(2)), s3 = wasm_i32x4_eq(sector, wasm_i32x4_splat(3));
+  v128_t s4 = wasm_i32x4_eq(sector, wasm_i32x4_splat(4)), s5 = wasm_i32x4_eq(sector, wasm_i32x4_splat(5));
+  /* sectors 0-5: (v t p) (q v p) (p v t) (p q v) (t p v) (v p q) */
+  v128_t out_r = wasm_v128_bitselect(max, wasm_v128_bitselect(q, wasm_v128_bitselect(t, p, s4), s1), wasm_v128_or(s0, s5));
+  v128_t out_g = wasm_v128_bitselect(max, wasm_v128_bitselect(q, wasm_v128_bitselect(t, p, s0), s3), wasm_v128_or(s1, s2));
+  v128_t out_b = wasm_v128_bitselect(max, wasm_v128_bitselect(q, wasm_v128_bitselect(t, p, s2), s5), wasm_v128_or(s3, s4));
+  /* saturation byte 0 (gray, or a chroma too small to show): (v, v, v) */
+  v128_t flat = wasm_i32x4_eq(sat, wasm_i32x4_splat(0));
+  store4(rp, wasm_v128_bitselect(max, out_r, flat));
+  store4(gp, wasm_v128_bitselect(max, out_g, flat));
+  store4(bp, wasm_v128_bitselect(max, out_b, flat));
+}
+
+/* torchvision adjust_hue on a PIL image (uint8 hue plus `hue_step`, wrapping), on the three planes of `data`, in
+ * place; the last 1-3 pixels through a 4-pixel scratch, so that every pixel takes the one code path. */
+EXPORT(adjust_hue_lanes)
+void adjust_hue_lanes(u8 *data, i32 plane, i32 hue_step) {
+  if (!hsv_tables_ready) hsv_tables();
+  v128_t step = wasm_i32x4_splat(hue_step);
+  u8 *g = data + plane, *b = data + 2 * plane;
+  i32 p = 0;
+  for (; p + 4 <= plane; p += 4) hue4(data + p, g + p, b + p, step);
+  if (p < plane) {
+    u8 tail[12] = {0};
+    for (i32 k = 0; p + k < plane; k++) tail[k] = data[p + k], tail[4 + k] = g[p + k], tail[8 + k] = b[p + k];
+    hue4(tail, tail + 4, tail + 8, step);
+    for (i32 k = 0; p + k < plane; k++) data[p + k] = tail[k], g[p + k] = tail[4 + k], b[p + k] = tail[8 + k];
   }
 }
 

@@ -2,8 +2,8 @@
  * The WebAssembly kernels against the JS byte operations (the reference, itself checked against Pillow by
  * augment-fidelity.test.ts) on what the fixtures do not reach: random sources of every shape (tiny to larger than a
  * view, 1 and 3 channels, channel-first and interleaved), views narrower than the SIMD blocks (8 and 16 pixels), blur
- * radii 0, 1 and >= 2, every jitter order, solarize; then whole multi-crop batches, and memory growing for a large
- * source. Equality is exact: the same bytes, the same floats.
+ * radii 0, 1 and >= 2, every jitter order, solarize; the hue on every RGB colour; then whole multi-crop batches, and
+ * memory growing for a large source. Equality is exact: the same bytes, the same floats.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -58,6 +58,23 @@ test('random views of random sources: WebAssembly and JS kernels give the same f
     renderView(source, view, config, reference, 0, JS_VIEW_KERNELS);
     const problem = firstDifference(ours, reference);
     assert.ok(problem === null, `trial ${trial}: ${channels}x${height}x${width}${interleaved ? ' interleaved' : ''} -> ${size}, ${JSON.stringify(view)}: ${problem}`);
+  }
+});
+
+test('hue: every RGB colour, shifted by several steps (and read through a pending table), equals the JS version', () => {
+  // All 2^24 colours as one 4096 x 4096 image, three planes.
+  const side = 4096, plane = side * side;
+  const colours = new Uint8Array(3 * plane);
+  for (let c = 0; c < plane; c++) { colours[c] = c >> 16; colours[plane + c] = (c >> 8) & 255; colours[2 * plane + c] = c & 255; }
+  const identity = Uint8Array.from({ length: 256 }, (_, v) => v);
+  const darker = Uint8Array.from({ length: 256 }, (_, v) => Math.trunc(v * 0.8));
+  for (const [shift, input] of [[0.1, identity], [-0.5, identity], [0.37, darker]] as const) {
+    const reference = { channels: 3, height: side, width: side, data: colours.slice() };
+    JS_VIEW_KERNELS.color.hue(reference, shift, input);
+    const ours = wasm.load({ channels: 3, height: side, width: side, data: colours }, 1);
+    wasm.color.hue(ours, shift, input);
+    const problem = firstDifference(ours.data, reference.data);
+    assert.ok(problem === null, `shift ${shift}${input === darker ? ', pending table' : ''}: ${problem}`);
   }
 });
 
