@@ -1,6 +1,6 @@
 /*
  * DINO's 8-bit augmentation kernels for WebAssembly (SIMD128): the inner loops of runtime/data/image-ops.ts's byte
- * operations, the same integer and float32 arithmetic, so the same bytes as Pillow 9.4 (the fixtures of
+ * operations, the same integer and float32 / float64 arithmetic, so the same bytes as Pillow 9.4 (the fixtures of
  * test/runtime/data/augment-fidelity.test.ts check both implementations). The JS side (runtime/data/wasm-kernels.ts)
  * computes coefficients and tables, lays every array out in this module's memory and passes byte offsets.
  *
