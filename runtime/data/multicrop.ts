@@ -32,9 +32,9 @@
 import type { Prng } from '../../dsl/prng.ts';
 import {
   adjustBrightness, adjustContrast, adjustHue, adjustSaturation, colorJitterDeferred, flipHorizontal, gaussianBlur,
-  resizeBicubic, resizeBytes, solarize, toGrayscale, type ChwImage, type CropBox, type JitterParams,
+  resizeBicubic, solarize, toGrayscale, type ChwImage, type CropBox, type JitterParams,
 } from './image-ops.ts';
-import { JS_VIEW_KERNELS, normalizeBytesInto, viewScratch, type ViewKernels } from './view-kernels.ts';
+import { JS_VIEW_KERNELS, type ViewKernels } from './view-kernels.ts';
 import { wasmViewKernels } from './wasm-kernels.ts';
 
 /**
@@ -316,15 +316,16 @@ export function multiCropImages(images: readonly SourceImage[], config: AugmentC
     const source = images[b]!;
     const globalOffset = (view: number) => (view * count + b) * globalLength;
     const localOffset = (view: number) => (view * count + b) * localLength;
+    const loaded = kernels.load(source, Math.max(config.globalSize, config.localSize));
     if (config.augment === 'none') {
       const whole = { top: 0, left: 0, height: source.height, width: source.width };
-      for (let v = 0; v < 2; v++) normalizeBytesInto(resizeBytes(source, whole, config.globalSize, config.globalSize, { out: viewScratch(globalLength) }), plain, globals, globalOffset(v));
-      for (let v = 0; v < config.localCrops; v++) normalizeBytesInto(resizeBytes(source, whole, config.localSize, config.localSize, { out: viewScratch(localLength) }), plain, locals, localOffset(v));
+      const plainView = (size: number, out: Float32Array, offset: number) => kernels.normalize(kernels.resize(loaded, whole, size, size), plain, out, offset);
+      for (let v = 0; v < 2; v++) plainView(config.globalSize, globals, globalOffset(v));
+      for (let v = 0; v < config.localCrops; v++) plainView(config.localSize, locals, localOffset(v));
       continue;
     }
     const imagePrng = prng.fork();
     const view = (kind: ViewKind) => drawViewParams(source.height, source.width, kind, config, imagePrng);
-    const loaded = kernels.load(source, Math.max(config.globalSize, config.localSize));
     renderView(loaded, view('global1'), config, globals, globalOffset(0), kernels);
     renderView(loaded, view('global2'), config, globals, globalOffset(1), kernels);
     for (let v = 0; v < config.localCrops; v++) renderView(loaded, view('local'), config, locals, localOffset(v), kernels);

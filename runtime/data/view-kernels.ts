@@ -39,13 +39,13 @@ export interface ViewKernels {
 
 /** One view's bytes, reused from view to view (each worker thread has its own module instance). */
 let viewBytes = new Uint8Array(0);
-export function viewScratch(length: number): Uint8Array {
+function viewScratch(length: number): Uint8Array {
   if (viewBytes.length < length) viewBytes = new Uint8Array(length);
   return viewBytes.subarray(0, length);
 }
 
 /** Per channel, out[offset + c * plane + p] = tables[c][data[c * plane + p]]. */
-export function normalizeBytesInto(view: ByteImage, tables: readonly Float32Array[], out: Float32Array, offset: number): void {
+function normalizeBytesInto(view: ByteImage, tables: readonly Float32Array[], out: Float32Array, offset: number): void {
   const plane = view.height * view.width;
   const data = view.data;
   for (let c = 0; c < view.channels; c++) {

@@ -86,6 +86,8 @@ test('multiCropImages: a batch of sources of different sizes gives the same crop
   const b = multiCropImages(sources, config, Prng.seeded(11), JS_VIEW_KERNELS);
   assert.is(firstDifference(a.globals, b.globals), null);
   assert.is(firstDifference(a.locals, b.locals), null);
+  const none = augmentConfig({ augment: 'none', globalSize: 40, localSize: 12, localCrops: 2 });
+  assert.is(firstDifference(multiCropImages(sources, none, Prng.seeded(1), wasm).locals, multiCropImages(sources, none, Prng.seeded(1), JS_VIEW_KERNELS).locals), null, "'none' mode");
   const saved = process.env['DINO_AUGMENT_KERNELS'];
   try {
     process.env['DINO_AUGMENT_KERNELS'] = 'js';
