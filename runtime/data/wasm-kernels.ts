@@ -22,7 +22,7 @@ interface AugmentExports {
   resize_vertical(src: number, width: number, first: number, weights: number, taps: number, dst: number, outputs: number): void;
   gaussian_blur_narrow(data: number, channels: number, width: number, height: number, radius: number, ww: number, fw: number, planes: number, lines: number): void;
   mean_luma(data: number, channels: number, plane: number, input: number): number;
-  adjust_saturation(data: number, plane: number, alpha: number, input: number): void;
+  adjust_saturation_lanes(data: number, plane: number, alpha: number): void;
   to_grayscale(data: number, plane: number, input: number): void;
   adjust_hue_lanes(data: number, plane: number, hueStep: number): void;
   apply_table(data: number, length: number, table: number): void;
@@ -176,15 +176,22 @@ export class WasmViewKernels implements ViewKernels {
 
   readonly color: PixelColorOps = {
     meanLuma: (image, input) => this.exports.mean_luma(this.pointerOf(image), image.channels, image.height * image.width, this.tableIn(input)),
-    saturation: (image, factor, input) => this.exports.adjust_saturation(this.pointerOf(image), image.height * image.width, Math.fround(factor), this.tableIn(input)),
+    saturation: (image, factor, input) => {
+      this.applyPending(image, input);
+      this.exports.adjust_saturation_lanes(this.pointerOf(image), image.height * image.width, Math.fround(factor));
+    },
     grayscale: (image, input) => this.exports.to_grayscale(this.pointerOf(image), image.height * image.width, this.tableIn(input)),
     hue: (image, shift, input) => {
-      const plane = image.height * image.width;
-      // The pending table first (hue rewrites every channel of every pixel, so mapping before is the same).
-      if (!isIdentity(input)) this.exports.apply_table(this.pointerOf(image), 3 * plane, this.tableIn(input));
-      this.exports.adjust_hue_lanes(this.pointerOf(image), plane, hueStepOf(shift));
+      this.applyPending(image, input);
+      this.exports.adjust_hue_lanes(this.pointerOf(image), image.height * image.width, hueStepOf(shift));
     },
   };
+
+  /** A pending table applied to every byte first, for the ops that work in lanes: they read each byte once and
+   * rewrite every channel, so mapping beforehand is the same as reading through the table. */
+  private applyPending(image: ByteImage, input: Uint8Array): void {
+    if (!isIdentity(input)) this.exports.apply_table(this.pointerOf(image), image.data.length, this.tableIn(input));
+  }
 
   applyTable(image: ByteImage, table: Uint8Array): void {
     this.exports.apply_table(this.pointerOf(image), image.data.length, this.tableIn(table));

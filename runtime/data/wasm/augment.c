@@ -235,6 +235,50 @@ void gaussian_blur_narrow(u8 *data, i32 channels, i32 width, i32 height, i32 rad
 /* ---- Colour: ImageEnhance and Convert.c, per pixel -----------------------------------------------------------
  * `input` maps each byte first (a brightness / contrast table not yet applied; the identity when there is none). */
 
+static inline v128_t load4(const u8 *p) {
+  return wasm_u32x4_extend_low_u16x8(wasm_u16x8_extend_low_u8x16(wasm_v128_load32_zero(p)));
+}
+static inline void store4(u8 *p, v128_t v) {
+  v128_t words = wasm_u16x8_narrow_i32x4(v, v);
+  wasm_v128_store32_lane(p, wasm_u8x16_narrow_i16x8(words, words), 0);
+}
+
+/* Per hue byte: floor(h * 6.0 / 255.0) and the float remainder; per saturation byte: (float)(s / 255.0). */
+static i32 hsv_sector6[256];
+static float hsv_fraction[256];
+static float hsv_saturation[256];
+static i32 hsv_tables_ready = 0;
+static void hsv_tables(void) {
+  for (i32 h = 0; h < 256; h++) {
+    double h6 = (float)h * 6.0 / 255.0;
+    hsv_sector6[h] = (i32)__builtin_floor(h6);
+    hsv_fraction[h] = (float)(h6 - (float)hsv_sector6[h]);
+    hsv_saturation[h] = (float)((float)h / 255.0);
+  }
+  hsv_tables_ready = 1;
+}
+static inline v128_t gather_i32(const i32 *t, v128_t k) {
+  return wasm_i32x4_make(t[wasm_i32x4_extract_lane(k, 0)], t[wasm_i32x4_extract_lane(k, 1)], t[wasm_i32x4_extract_lane(k, 2)], t[wasm_i32x4_extract_lane(k, 3)]);
+}
+static inline v128_t gather_f32(const float *t, v128_t k) {
+  return wasm_f32x4_make(t[wasm_i32x4_extract_lane(k, 0)], t[wasm_i32x4_extract_lane(k, 1)], t[wasm_i32x4_extract_lane(k, 2)], t[wasm_i32x4_extract_lane(k, 3)]);
+}
+
+/* Runs `op` on 4 pixels of the three planes of `data` at a time; the last 1-3 pixels through a 4-pixel scratch, so
+ * that every pixel takes the one code path. */
+typedef void (*pixels4_op)(u8 *r, u8 *g, u8 *b, const void *arg);
+static inline void for_each_4_pixels(u8 *data, i32 plane, pixels4_op op, const void *arg) {
+  u8 *g = data + plane, *b = data + 2 * plane;
+  i32 p = 0;
+  for (; p + 4 <= plane; p += 4) op(data + p, g + p, b + p, arg);
+  if (p < plane) {
+    u8 tail[12] = {0};
+    for (i32 k = 0; p + k < plane; k++) tail[k] = data[p + k], tail[4 + k] = g[p + k], tail[8 + k] = b[p + k];
+    op(tail, tail + 4, tail + 8, arg);
+    for (i32 k = 0; p + k < plane; k++) data[p + k] = tail[k], g[p + k] = tail[4 + k], b[p + k] = tail[8 + k];
+  }
+}
+
 static inline i32 luma(i32 r, i32 g, i32 b) { return (r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16; }
 
 /* ImageEnhance.Contrast's mean: PIL's luma (or the gray value) of every pixel, rounded mean. */
@@ -250,21 +294,28 @@ i32 mean_luma(const u8 *data, i32 channels, i32 plane, const u8 *input) {
   return (i32)((double)sum / plane + 0.5);
 }
 
-static inline u8 clip_truncate(float t) { return t <= 0.0f ? 0 : t >= 255.0f ? 255 : (u8)(i32)t; }
-
-/* ImageEnhance.Color: Image.blend(luma, image, alpha) per pixel, in float32, truncated. */
-EXPORT(adjust_saturation)
-void adjust_saturation(u8 *data, i32 plane, float alpha, const u8 *input) {
-  u8 *g = data + plane, *b = data + 2 * plane;
-  for (i32 p = 0; p < plane; p++) {
-    i32 rv = input[data[p]], gv = input[g[p]], bv = input[b[p]];
-    i32 l = luma(rv, gv, bv);
-    float lf = (float)l;
-    data[p] = clip_truncate(lf + alpha * (float)(rv - l));
-    g[p] = clip_truncate(lf + alpha * (float)(gv - l));
-    b[p] = clip_truncate(lf + alpha * (float)(bv - l));
-  }
+/* ImageEnhance.Color: Image.blend(luma, image, alpha) per pixel, in float32 (no fused multiply-add in WebAssembly:
+ * the same rounding as C's), truncated and clipped; 4 pixels at a time. The input table is applied beforehand by
+ * the caller. */
+static inline v128_t luma4(v128_t r, v128_t g, v128_t b) {
+  v128_t sum = wasm_i32x4_add(wasm_i32x4_add(wasm_i32x4_mul(r, wasm_i32x4_splat(19595)), wasm_i32x4_mul(g, wasm_i32x4_splat(38470))),
+                              wasm_i32x4_add(wasm_i32x4_mul(b, wasm_i32x4_splat(7471)), wasm_i32x4_splat(0x8000)));
+  return wasm_i32x4_shr(sum, 16);
 }
+/* t <= 0 -> 0, t >= 255 -> 255, else (int)t: truncation toward zero, then the clamp (a t in (-1, 0) truncates to 0). */
+static inline v128_t clip_truncate4(v128_t t) {
+  return wasm_i32x4_min(wasm_i32x4_max(wasm_i32x4_trunc_sat_f32x4(t), wasm_i32x4_splat(0)), wasm_i32x4_splat(255));
+}
+static void saturation4(u8 *rp, u8 *gp, u8 *bp, const void *arg) {
+  v128_t alpha = wasm_f32x4_splat(*(const float *)arg);
+  v128_t r = load4(rp), g = load4(gp), b = load4(bp);
+  v128_t l = luma4(r, g, b), lf = wasm_f32x4_convert_i32x4(l);
+  store4(rp, clip_truncate4(wasm_f32x4_add(lf, wasm_f32x4_mul(alpha, wasm_f32x4_convert_i32x4(wasm_i32x4_sub(r, l))))));
+  store4(gp, clip_truncate4(wasm_f32x4_add(lf, wasm_f32x4_mul(alpha, wasm_f32x4_convert_i32x4(wasm_i32x4_sub(g, l))))));
+  store4(bp, clip_truncate4(wasm_f32x4_add(lf, wasm_f32x4_mul(alpha, wasm_f32x4_convert_i32x4(wasm_i32x4_sub(b, l))))));
+}
+EXPORT(adjust_saturation_lanes)
+void adjust_saturation_lanes(u8 *data, i32 plane, float alpha) { for_each_4_pixels(data, plane, saturation4, &alpha); }
 
 /* RandomGrayscale: PIL's luma in all three channels. */
 EXPORT(to_grayscale)
@@ -307,36 +358,8 @@ static inline f64x4 splat4(double x) { f64x4 d = { wasm_f64x2_splat(x), wasm_f64
 /* C's round() of a non-negative double, as an int: floor(x + 0.5) (exact here: x < 256). */
 static inline v128_t round4(f64x4 x) { return trunc4(floor4(add4(x, splat4(0.5)))); }
 
-static inline v128_t load4(const u8 *p) {
-  return wasm_u32x4_extend_low_u16x8(wasm_u16x8_extend_low_u8x16(wasm_v128_load32_zero(p)));
-}
-static inline void store4(u8 *p, v128_t v) {
-  v128_t words = wasm_u16x8_narrow_i32x4(v, v);
-  wasm_v128_store32_lane(p, wasm_u8x16_narrow_i16x8(words, words), 0);
-}
-
-/* Per hue byte: floor(h * 6.0 / 255.0) and the float remainder; per saturation byte: (float)(s / 255.0). */
-static i32 hsv_sector6[256];
-static float hsv_fraction[256];
-static float hsv_saturation[256];
-static i32 hsv_tables_ready = 0;
-static void hsv_tables(void) {
-  for (i32 h = 0; h < 256; h++) {
-    double h6 = (float)h * 6.0 / 255.0;
-    hsv_sector6[h] = (i32)__builtin_floor(h6);
-    hsv_fraction[h] = (float)(h6 - (float)hsv_sector6[h]);
-    hsv_saturation[h] = (float)((float)h / 255.0);
-  }
-  hsv_tables_ready = 1;
-}
-static inline v128_t gather_i32(const i32 *t, v128_t k) {
-  return wasm_i32x4_make(t[wasm_i32x4_extract_lane(k, 0)], t[wasm_i32x4_extract_lane(k, 1)], t[wasm_i32x4_extract_lane(k, 2)], t[wasm_i32x4_extract_lane(k, 3)]);
-}
-static inline v128_t gather_f32(const float *t, v128_t k) {
-  return wasm_f32x4_make(t[wasm_i32x4_extract_lane(k, 0)], t[wasm_i32x4_extract_lane(k, 1)], t[wasm_i32x4_extract_lane(k, 2)], t[wasm_i32x4_extract_lane(k, 3)]);
-}
-
-static void hue4(u8 *rp, u8 *gp, u8 *bp, v128_t step) {
+static void hue4(u8 *rp, u8 *gp, u8 *bp, const void *arg) {
+  v128_t step = wasm_i32x4_splat(*(const i32 *)arg);
   v128_t r = load4(rp), g = load4(gp), b = load4(bp);
   v128_t max = wasm_i32x4_max(r, wasm_i32x4_max(g, b)), min = wasm_i32x4_min(r, wasm_i32x4_min(g, b));
   v128_t gray = wasm_i32x4_eq(max, min);
@@ -387,20 +410,11 @@ static void hue4(u8 *rp, u8 *gp, u8 *bp, v128_t step) {
 }
 
 /* torchvision adjust_hue on a PIL image (uint8 hue plus `hue_step`, wrapping), on the three planes of `data`, in
- * place; the last 1-3 pixels through a 4-pixel scratch, so that every pixel takes the one code path. */
+ * place. */
 EXPORT(adjust_hue_lanes)
 void adjust_hue_lanes(u8 *data, i32 plane, i32 hue_step) {
   if (!hsv_tables_ready) hsv_tables();
-  v128_t step = wasm_i32x4_splat(hue_step);
-  u8 *g = data + plane, *b = data + 2 * plane;
-  i32 p = 0;
-  for (; p + 4 <= plane; p += 4) hue4(data + p, g + p, b + p, step);
-  if (p < plane) {
-    u8 tail[12] = {0};
-    for (i32 k = 0; p + k < plane; k++) tail[k] = data[p + k], tail[4 + k] = g[p + k], tail[8 + k] = b[p + k];
-    hue4(tail, tail + 4, tail + 8, step);
-    for (i32 k = 0; p + k < plane; k++) data[p + k] = tail[k], g[p + k] = tail[4 + k], b[p + k] = tail[8 + k];
-  }
+  for_each_4_pixels(data, plane, hue4, &hue_step);
 }
 
 /* data[i] = table[data[i]]. */
