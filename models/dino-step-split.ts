@@ -9,13 +9,13 @@
  *   teacher-logit and target-distribution sums, each over the global batch's count).
  * - Apply graph (every rank, on the all-reduced `packed`): per-parameter clipping of the summed gradient, AdamW,
  *   the last-layer gate, the teacher EMA from the updated student, each term's `split.finish` (DINO: the center
- *   update and the metrics), and the gradient norm.
+ *   update and the metrics), and the gradient norm; with fp16, GradScaler's unscale / skip / scale update.
  *
  * The single-process road (`buildDinoStep`) is untouched: a run without MPI compiles the same one graph as before.
  */
 import * as E from 'fp-ts/lib/Either.js';
 import {
-  ANY_TARGET, type DslError, type Graph, METRIC, NEXT, PACKED, type PackedLayout, type Target, type Tensor, add, addGradientOutputs, buildApplyGraph, ema, mul, specOf,
+  ANY_TARGET, type DslError, GRAD_SCALER_DEFAULTS, type Graph, METRIC, NEXT, PACKED, type PackedLayout, type Target, type Tensor, add, addGradientOutputs, buildApplyGraph, ema, mul, specOf,
   usesLossScaling,
 } from '../dsl/index.ts';
 import {
@@ -51,9 +51,10 @@ export interface DinoSplitStep {
 const refuse = (message: string): E.Either<DslError[], never> => E.left([{ op: 'dino_step_split', path: '', message, shapes: [] }]);
 
 /**
- * The data-parallel step of `cfg` for `ranks` ranks, lowered for `target`. Refused, with the option named: loss
- * scaling (`precision` fp16), loss terms without a data-parallel form (KoLeo), Sinkhorn centering, and, with more
- * than one rank, batch normalisation (its batch statistics would be each rank's own).
+ * The data-parallel step of `cfg` for `ranks` ranks, lowered for `target`; with `precision` fp16 the loss is scaled
+ * dynamically as in the one-graph step. Refused, with the option named: loss terms without a data-parallel form
+ * (KoLeo), Sinkhorn centering, and, with more than one rank, batch normalisation (its batch statistics would be each
+ * rank's own).
  */
 export function buildDinoStepSplit(cfg: DinoStepConfig, target: Target = ANY_TARGET, opts: DinoSplitOptions): E.Either<DslError[], DinoSplitStep> {
   const { ranks } = opts;
@@ -61,9 +62,9 @@ export function buildDinoStepSplit(cfg: DinoStepConfig, target: Target = ANY_TAR
   const centering = centeringRefusal(cfg);
   if (centering) return E.left([centering]);
   const precision = cfg.precision ?? 'fp32';
-  if (usesLossScaling(precision)) {
-    return refuse(`precision "${precision}" scales the loss dynamically, which the data-parallel step does not do yet: use fp32 or bf16, or train in one process`);
-  }
+  // fp16: every rank scales its loss share by the same state; the apply graph unscales the sum and decides alike on
+  // every rank (an overflow on one rank is an Inf in the sum everywhere).
+  const lossScaling = usesLossScaling(precision) ? { ...GRAD_SCALER_DEFAULTS, ...cfg.lossScaling } : undefined;
   const terms = activeTerms(cfg);
   for (const { term } of terms) {
     const why = term.split ? term.split.refusal?.(cfg) : (term.unsplittable ?? 'it has no data-parallel form');
@@ -82,7 +83,7 @@ export function buildDinoStepSplit(cfg: DinoStepConfig, target: Target = ANY_TAR
   const shares = terms.map(({ term, weight }) => ({ term, weight, share: g.within(`${term.name}_loss`, () => term.split!.share(termInputs, globalBatch)) }));
   const loss = shares.map(({ share, weight }) => (weight === 1 ? share.value : mul(share.value, weight))).reduce((sum, t) => add(sum, t));
   const sums = new Map(shares.flatMap(({ share }) => [...share.sums]));
-  const layout = addGradientOutputs(g, { loss, sums, select: (name, spec) => name.startsWith(STUDENT) && spec.kind === 'param' && spec.trainable });
+  const layout = addGradientOutputs(g, { loss, sums, select: (name, spec) => name.startsWith(STUDENT) && spec.kind === 'param' && spec.trainable, ...(lossScaling ? { lossScaling } : {}) });
   if (E.isLeft(layout)) return layout;
 
   const applied = buildApplyGraph(layout.right, {
@@ -90,6 +91,7 @@ export function buildDinoStepSplit(cfg: DinoStepConfig, target: Target = ANY_TAR
     ...(cfg.clipGrad > 0 ? { clipGrad: cfg.clipGrad } : {}),
     gateOf: (_, spec) => (spec.tags.includes(LAST_LAYER_TAG) ? LAST_LAYER_TAG : undefined),
     name: 'dino_apply_step',
+    ...(lossScaling ? { lossScaling } : {}),
   });
   if (E.isLeft(applied)) return applied;
   const a = applied.right.graph;
@@ -110,17 +112,21 @@ export function buildDinoStepSplit(cfg: DinoStepConfig, target: Target = ANY_TAR
   }
 
   // Teacher EMA from the updated student, as the one-graph step (DINO updates the teacher after optimizer.step()).
+  // A step skipped by the loss scaler keeps the teacher and the center as well, as the one-graph step does.
+  const scaling = applied.right.lossScaling;
+  const keep = (next: Tensor, previous: Tensor) => (scaling ? scaling.keep(next, previous) : next);
   a.within('teacher_ema', () => {
     for (const [name, next] of applied.right.updated) {
       const teacherName = TEACHER + name.slice(STUDENT.length);
       if (!g.params.has(teacherName)) continue; // a student-only parameter (none in DINO)
       const t = state(teacherName);
-      a.output(NEXT + teacherName, ema(t, next, momentum));
+      a.output(NEXT + teacherName, keep(ema(t, next, momentum), t));
     }
   });
   const finished = shares.map(({ term }) => a.within(`${term.name}_loss`, () => term.split!.finish(applied.right.sums, state, cfg)));
-  for (const { updates } of finished) for (const [name, next] of updates ?? []) a.output(NEXT + name, next);
-  const metrics: Readonly<Record<string, Tensor>> = { ...Object.assign({}, ...finished.map((f) => f.metrics)), grad_norm: applied.right.gradNorm };
+  for (const { updates } of finished) for (const [name, next] of updates ?? []) a.output(NEXT + name, keep(next, a.params.get(name) ?? state(name)));
+  const amp = scaling && { loss_scale: scaling.scale, skipped: scaling.skipped };
+  const metrics: Readonly<Record<string, Tensor>> = { ...Object.assign({}, ...finished.map((f) => f.metrics)), grad_norm: applied.right.gradNorm, ...amp };
   for (const name of dinoMetricNames(precision, cfg)) {
     const t = metrics[name];
     if (!t) throw new Error(`buildDinoStepSplit: no tensor for metric ${name}`);

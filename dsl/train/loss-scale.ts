@@ -51,12 +51,19 @@ export interface LossScalingResult {
   keep(next: Tensor, previous: Tensor): Tensor;
 }
 
+const scalerState = (graph: Graph, name: string, value: number) =>
+  graph.param({ name, shape: [], dtype: 'float32', init: { kind: 'constant', value }, decay: false, trainable: false, tags: [], kind: 'optim' });
+
+/** The scale state alone, for a graph that scales its loss but leaves the update to another (a data-parallel
+ * gradient graph, dsl/train/split-step.ts): the same state as {@link lossScaler}'s, so one TrainState feeds both. */
+export function lossScaleState(graph: Graph, cfg: LossScaling): Tensor {
+  return scalerState(graph, LOSS_SCALE, cfg.initScale);
+}
+
 /** Adds the scaler's state to `graph`: call before differentiating the loss. */
 export function lossScaler(graph: Graph, cfg: LossScaling): LossScaler {
-  const state = (name: string, value: number) =>
-    graph.param({ name, shape: [], dtype: 'float32', init: { kind: 'constant', value }, decay: false, trainable: false, tags: [], kind: 'optim' });
-  const scale = state(LOSS_SCALE, cfg.initScale);
-  const tracker = state(GROWTH_TRACKER, 0);
+  const scale = lossScaleState(graph, cfg);
+  const tracker = scalerState(graph, GROWTH_TRACKER, 0);
   const inverse = graph.within('loss_scaling', () => reciprocal(scale));
   return {
     cfg,

@@ -21,8 +21,9 @@
 import * as E from 'fp-ts/lib/Either.js';
 import { type DslError, Graph, type ParamSpec, type Tensor, specOf } from '../graph.ts';
 import { gradients } from '../autodiff.ts';
-import { sqrt } from '../ops/elementwise.ts';
+import { mul, sqrt } from '../ops/elementwise.ts';
 import { concat, reshape, split, zerosLike } from '../ops/layout.ts';
+import { type LossScaling, type LossScalingResult, finishLossScaling, lossScaleState, lossScaler } from './loss-scale.ts';
 import { NEXT, type OptimizerConfig, addParameterUpdates } from './step.ts';
 
 /** The gradient graph's output holding the packed gradients and sums, and the apply graph's input for their sum. */
@@ -62,6 +63,11 @@ export interface GradientOutputOptions {
   readonly select?: (inputName: string, spec: ParamSpec) => boolean;
   /** Float32 quantities summed over ranks with the gradients (each rank's share, like the loss), by name. */
   readonly sums?: ReadonlyMap<string, Tensor>;
+  /**
+   * Dynamic loss scaling (dsl/train/loss-scale.ts): the packed gradients are of `loss * scale` (the scale read from the
+   * state the apply graph updates); the sums are not scaled. Give the apply graph the same settings.
+   */
+  readonly lossScaling?: LossScaling;
 }
 
 /** Adds the backward pass and the `packed` output to the forward graph `graph`; returns the buffer's layout. */
@@ -74,7 +80,9 @@ export function addGradientOutputs(graph: Graph, opts: GradientOutputOptions): E
     if (t.shape.some((d) => typeof d !== 'number')) return E.left([{ op: 'gradient-step', path: '', message: `sum "${name}" has a symbolic shape`, shapes: [] }]);
     if (trained.some(([p]) => p === name)) return E.left([{ op: 'gradient-step', path: '', message: `sum "${name}" has the name of a parameter`, shapes: [] }]);
   }
-  const grads = gradients(opts.loss, trained.map(([, t]) => t));
+  const scaling = opts.lossScaling;
+  const loss = scaling ? graph.within('loss_scaling', () => mul(opts.loss, lossScaleState(graph, scaling))) : opts.loss;
+  const grads = gradients(loss, trained.map(([, t]) => t));
   if (E.isLeft(grads)) return grads;
 
   const entries: PackedEntry[] = [];
@@ -104,6 +112,13 @@ export interface ApplyGraphOptions {
   readonly gateOf?: (inputName: string, spec: ParamSpec) => string | undefined;
   /** The graph's name (default `apply_step`). */
   readonly name?: string;
+  /**
+   * Dynamic loss scaling, as the gradient graph's: the summed gradients are divided by the scale before clipping; a
+   * sum with an Inf or NaN anywhere (one rank's overflow reaches every rank through the all-reduce, so all ranks
+   * decide alike) leaves every `next.` output of this function at its old value, and the scale backs off. State the
+   * caller adds afterwards must go through the result's `lossScaling.keep`.
+   */
+  readonly lossScaling?: LossScaling;
 }
 
 export interface ApplyGraph {
@@ -116,6 +131,8 @@ export interface ApplyGraph {
   readonly updated: ReadonlyMap<string, Tensor>;
   /** The summed extra quantities, shaped as given to addGradientOutputs, for state updates the caller adds (DINO's center). */
   readonly sums: ReadonlyMap<string, Tensor>;
+  /** With `lossScaling`: the scale used, whether the step was skipped, and the gate for later state. */
+  readonly lossScaling?: LossScalingResult;
 }
 
 /**
@@ -138,7 +155,11 @@ export function buildApplyGraph(layout: PackedLayout, opts: ApplyGraphOptions): 
     grads.push(value);
   });
   if (trained.length === 0) return E.left([{ op: 'apply-step', path: '', message: 'the packed layout has no gradients', shapes: [] }]);
-  const { scalars, updated, sumSq } = addParameterUpdates(graph, trained, grads, opts);
+  const scaler = opts.lossScaling ? lossScaler(graph, opts.lossScaling) : undefined;
+  const { scalars, updated, sumSq } = addParameterUpdates(graph, trained, grads, opts, scaler);
+  const lossScaling = scaler ? finishLossScaling(graph, scaler, sumSq, NEXT) : undefined;
+  // Later state (DINO's teacher EMA) reads the kept parameters, so no Inf of a skipped step reaches it.
+  if (lossScaling) for (const [name, next] of updated) updated.set(name, graph.outputs.get(NEXT + name) ?? next);
   if (graph.errors.length > 0) return E.left(graph.errors);
-  return E.right({ graph, scalars, gradNorm: sqrt(sumSq), updated, sums });
+  return E.right({ graph, scalars, gradNorm: sqrt(sumSq), updated, sums, ...(lossScaling ? { lossScaling } : {}) });
 }

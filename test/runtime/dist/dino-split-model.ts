@@ -19,13 +19,20 @@ export const GLOBAL_BATCH = 8;
  * One rank's config: `batch` is the rank's images (`ranks` = 1: the one process's whole batch). Two blocks with
  * stochastic depth (per-image masks, sliced per rank like the crops) and MLP recomputation, as training runs.
  */
-export const rankConfig = (ranks: number): DinoStepConfig => ({
+export const rankConfig = (ranks: number, overrides: Partial<DinoStepConfig> = {}): DinoStepConfig => ({
   ...TINY_STEP,
   backbone: { ...(TINY_STEP.backbone as ViTConfig), depth: 2, dropPathRate: 0.2 },
   batch: GLOBAL_BATCH / ranks,
   clipGrad: 0.02,
   recompute: 'mlp',
+  ...overrides,
 });
+
+/** A run's variations for the parity tests: config overrides, and a hook on the state before each step. */
+export interface RunVariant {
+  readonly overrides?: Partial<DinoStepConfig>;
+  readonly beforeStep?: (step: number, state: TrainState) => void;
+}
 
 /** Three steps of scheduled scalars: the last layer frozen at step 0; lr, wd, momentum and τ_t changing. */
 export const SCHEDULE: readonly ScheduledScalars[] = [
@@ -78,8 +85,8 @@ export function rankInputs(step: number, rank: number, ranks: number): DinoRankI
 }
 
 /** The one-graph step's whole initial state: every tensor drawn from seed 5 in signature order, the teacher = the student. */
-export function initialValues(): Map<string, Float32Array> {
-  const built = buildDinoStep(rankConfig(1));
+export function initialValues(overrides: Partial<DinoStepConfig> = {}): Map<string, Float32Array> {
+  const built = buildDinoStep(rankConfig(1, overrides));
   if (E.isLeft(built)) throw new Error(built.left.map(formatError).join('\n'));
   const prng = Prng.seeded(5);
   const values = new Map(stepSignature(built.right.graph).state.map((s) => [s.name, drawInit(s.init, s.shape.reduce((a, n) => a * n, 1), prng)]));
@@ -117,13 +124,16 @@ function reversedInputs(step: number): DinoRankInputs {
  * `reversed`: the images of every global batch in reverse order, whose difference from the reference is what float32
  * summation order alone does to this model (the yardstick of the parity tests).
  */
-export async function reference(opts: { reversed?: boolean } = {}): Promise<{ state: StateValues; metrics: Record<string, number>[] }> {
-  const built = buildDinoStep(rankConfig(1));
+export async function reference(opts: { reversed?: boolean } & RunVariant = {}): Promise<{ state: StateValues; metrics: Record<string, number>[] }> {
+  const built = buildDinoStep(rankConfig(1, opts.overrides));
   if (E.isLeft(built)) throw new Error(built.left.map(formatError).join('\n'));
   const runner = await StepRunner.compile(built.right.graph, { threads: 1 });
-  const state = TrainState.init(runner.signature.state, Prng.seeded(0), initialValues());
+  const state = TrainState.init(runner.signature.state, Prng.seeded(0), initialValues(opts.overrides));
   const metrics: Record<string, number>[] = [];
-  for (const [k, scalars] of SCHEDULE.entries()) metrics.push(await runner.run(state, opts.reversed ? reversedInputs(k) : rankInputs(k, 0, 1), scalars));
+  for (const [k, scalars] of SCHEDULE.entries()) {
+    opts.beforeStep?.(k, state);
+    metrics.push(await runner.run(state, opts.reversed ? reversedInputs(k) : rankInputs(k, 0, 1), scalars));
+  }
   await runner.release();
   return { state: stateValues(state), metrics };
 }
