@@ -161,7 +161,7 @@ test('the packed layout: the student\'s trained gradients, then DINO\'s sums; th
   assert.equal(names(apply).sort(), ['gate.last_layer', 'lr', 'momentum', 'packed', 'wd']);
 });
 
-test('fp16 (dynamic loss scaling): 2 simulated ranks = 1 process through two growths and an overflow; a skipped step keeps the whole state', async () => {
+test('fp16 (dynamic loss scaling): 1 rank = the one-graph step bit for bit; 2 simulated ranks decide as 1 process through two growths and an overflow; a skipped step keeps the whole state', async () => {
   // growthInterval 1: every finite step doubles the scale (4 -> 8 -> 16); before step 2 the scale is set to
   // 2^100, so the float16 cotangents overflow on every rank: the step is skipped everywhere and the scale halves.
   const variant: RunVariant = {
@@ -177,6 +177,9 @@ test('fp16 (dynamic loss scaling): 2 simulated ranks = 1 process through two gro
   // The finite steps' metrics as the fp32 parity holds them; the skipped step's gradient norm is not finite on both.
   compareMetrics(two.metrics.slice(0, 2), want.metrics.slice(0, 2));
   assert.not.ok(Number.isFinite(two.metrics[2]!['grad_norm']!) || Number.isFinite(want.metrics[2]!['grad_norm']!));
+  // One rank is the one-graph fp16 step itself, bit for bit.
+  const one = await simulated(1, variant);
+  assert.is(compareStates(one.state, want.state).worst, 0, 'one rank differs from the one-graph fp16 step');
   // float16 rounds every product, so a rank's half-batch sums round differently from the one process's: an element
   // whose gradient is within rounding of zero may change sign, and Adam's first steps move it by lr either way (one
   // rank reproduces the one process bit for bit: the 1-rank road is the same graph). So, as test/models/mixed-precision
